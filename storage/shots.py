@@ -1,0 +1,28 @@
+"""The shots store: per trailer, its shots and per-frame transition probabilities.
+
+`{mid}`: int32 `(num_shots, 2)`, inclusive `[start, end]` frame indices (the semantics of
+TransNet V2's `predictions_to_scenes`); `predictions/{mid}`: float16 `(num_frames,)`, the
+single-frame transition probability of every frame. attrs['t12k'] records the detector,
+its threshold and the input size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from t12k.storage.zarrstore import ArrayStore
+
+
+class ShotStore(ArrayStore):
+    kind = "shots"
+    companions = ("predictions",)
+
+    def write_shots(self, mid: str, shots: np.ndarray, predictions: np.ndarray) -> None:
+        shots = np.asarray(shots, dtype=np.int32).reshape(-1, 2)
+        self.write(mid, shots, {"predictions": np.asarray(predictions, dtype=np.float16)})
+
+    def shots(self, mid: str) -> np.ndarray:
+        return self.read(mid)
+
+    def predictions(self, mid: str) -> np.ndarray:
+        return self.read(mid, companion="predictions")
