@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from t12k.errors import T12kError
 from t12k.storage.zarrstore import ArrayStore
 
 
 class ShotStore(ArrayStore):
     kind = "shots"
     companions = ("predictions",)
+
+    def _validate(self) -> None:
+        kind = (self._group.attrs.get("t12k") or {}).get("kind")
+        if kind != self.kind:
+            what = "a feature store" if "num_features" in self._group.attrs else f"a {kind or 'non-t12k'} store"
+            raise T12kError(f"{self.path} is {what}, not a shots store; pass the store made by `t12k shots`")
 
     def write_shots(self, mid: str, shots: np.ndarray, predictions: np.ndarray) -> None:
         shots = np.asarray(shots, dtype=np.int32).reshape(-1, 2)
