@@ -108,6 +108,21 @@ def _clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
+def _he_init_convs(model: nn.Module) -> None:
+    """He (fan-in) initialisation of every convolution.
+
+    PyTorch's default convolution init shrinks activations layer after layer: a random
+    ShuffleNet's features come out around 1e-6, below BatchNorm's epsilon, so a head
+    trained on them sees nothing. With He init they keep a usable scale (std ~1 across
+    inputs), and random-weight features stay informative for tests and offline demos.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tuple[nn.Module, str]:
     """The spec's network without classifier, in eval mode with frozen parameters, and a
     string that says which weights it carries (stored in the store's attrs)."""
@@ -118,7 +133,8 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(WEIGHTS_SEED)
             model = get_model(spec.model_name, weights=None)
-        used = f"none (random init, seed {WEIGHTS_SEED})"
+            _he_init_convs(model)
+        used = f"none (random He init, seed {WEIGHTS_SEED})"
     elif weights == "default":
         model = get_model(spec.model_name, weights=None)
         try:

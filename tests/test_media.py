@@ -1,0 +1,268 @@
+"""media: ffmpeg lookup, probing (and its errors), normalization to H.264 24 fps, write_video."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from t12k.errors import T12kError
+from t12k.pipeline import media
+from t12k.pipeline.media import VideoInfo, ffmpeg_exe, normalize, probe, target_size, write_video
+
+
+def _encoders() -> str:
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True)
+    return out.stdout
+
+
+ENCODERS = _encoders()
+
+
+def _lavfi(path: Path, size: str, rate: str, frames: int, codec_args: list[str], audio: bool = False) -> Path:
+    """A synthetic clip made by the ffmpeg binary (testsrc2 pattern, exact frame count)."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:duration=10", "-shortest", "-c:a", "aac"]
+    cmd += ["-frames:v", str(frames), *codec_args, str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return path
+
+
+X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+VP9 = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+SVTAV1 = ["-c:v", "libsvtav1", "-preset", "12", "-svtav1-params", "log-level=0"]
+AOMAV1 = ["-c:v", "libaom-av1", "-cpu-used", "8", "-usage", "realtime", "-b:v", "300k"]
+
+
+def _frames(n: int, w: int, h: int):
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        img = np.full((h, w, 3), (k * 5) % 256, np.uint8)
+        img[: h // 2, : w // 2] = rng.integers(0, 256, 3)
+        yield img
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media_src")
+    out = {
+        # written by write_video (PyAV): H.264 at 25 fps and NTSC 29.97 / 23.976 fps
+        "h264_25": write_video(d / "h264_25.mp4", _frames(50, 320, 240), fps=25),
+        "h264_2997": write_video(d / "h264_2997.mp4", _frames(75, 320, 180), fps=29.97),
+        "h264_23976": write_video(d / "h264_23976.mp4", _frames(55, 160, 90), fps=23.976),
+        # made by the ffmpeg binary: 720p with audio, a portrait clip at 50 fps
+        "h264_720p_audio": _lavfi(d / "h264_720p_audio.mp4", "1280x720", "25", 40, X264, audio=True),
+        "h264_portrait_50": _lavfi(d / "h264_portrait_50.mp4", "180x400", "50", 60, X264),
+    }
+    if "libvpx-vp9" in ENCODERS:
+        out["vp9_2997"] = _lavfi(d / "vp9_2997.webm", "320x240", "30000/1001", 75, VP9)
+    if " libsvtav1 " in ENCODERS or " libaom-av1 " in ENCODERS:
+        args = SVTAV1 if " libsvtav1 " in ENCODERS else AOMAV1
+        out["av1_25"] = _lavfi(d / "av1_25.mkv", "320x240", "25", 50, args)
+    return out
+
+
+# ---- ffmpeg -----------------------------------------------------------------------------
+
+def test_ffmpeg_exe_found_and_runs():
+    exe = ffmpeg_exe()
+    assert os.path.isfile(exe)
+    assert "libx264" in ENCODERS
+
+
+def test_ffmpeg_exe_falls_back_to_imageio(monkeypatch):
+    import imageio_ffmpeg
+
+    monkeypatch.setattr(media.shutil, "which", lambda name: None)
+    assert ffmpeg_exe() == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_ffmpeg_exe_missing_is_a_clear_error(monkeypatch):
+    import imageio_ffmpeg
+
+    def boom():
+        raise RuntimeError("no binary for this platform")
+
+    monkeypatch.setattr(media.shutil, "which", lambda name: None)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", boom)
+    with pytest.raises(T12kError, match="no ffmpeg found; install ffmpeg"):
+        ffmpeg_exe()
+
+
+# ---- probe ------------------------------------------------------------------------------
+
+def test_probe_reads_facts(sources):
+    info = probe(sources["h264_2997"])
+    assert (info.width, info.height, info.num_frames, info.codec) == (320, 180, 75, "h264")
+    assert info.fps == pytest.approx(30000 / 1001, abs=1e-3)
+    assert info.duration == pytest.approx(75 * 1001 / 30000, abs=2e-3)
+    info = probe(sources["h264_25"])
+    assert (info.fps, info.num_frames, info.duration) == (25.0, 50, 2.0)
+    assert probe(sources["h264_25"], verify=False).num_frames == 50
+
+
+def test_probe_counts_frames_when_container_does_not(sources):
+    if "vp9_2997" not in sources:
+        pytest.skip("this ffmpeg has no libvpx-vp9 encoder to make a webm")
+    with av.open(str(sources["vp9_2997"])) as c:
+        assert c.streams.video[0].frames == 0  # webm does not state a frame count
+    info = probe(sources["vp9_2997"])
+    assert (info.codec, info.num_frames) == ("vp9", 75)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "audio_only", "truncated_mp4", "truncated_webm", "folder"])
+def test_probe_errors(case, sources, tmp_path):
+    p = tmp_path / f"{case}.mp4"
+    if case == "empty":
+        p.write_bytes(b"")
+    elif case == "text":
+        p.write_text("<html>not a video</html>")
+    elif case == "audio_only":
+        p = tmp_path / "tone.m4a"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(p)],
+                       check=True)
+    elif case == "truncated_mp4":  # moov first (faststart): the header survives, frames do not
+        src = tmp_path / "whole.mp4"
+        _lavfi(src, "320x240", "25", 50, X264 + ["-movflags", "+faststart"])
+        p.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
+    elif case == "truncated_webm":
+        if "vp9_2997" not in sources:
+            pytest.skip("this ffmpeg has no libvpx-vp9 encoder to make a webm")
+        data = sources["vp9_2997"].read_bytes()
+        p = tmp_path / "cut.webm"
+        p.write_bytes(data[: len(data) // 3])
+    elif case == "folder":
+        p.mkdir()
+    with pytest.raises(T12kError) as err:
+        probe(p)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot read video {p}: ") and msg.endswith("; re-download it or remove it")
+    assert "\n" not in msg
+    expected = {"missing": "no such file", "empty": "empty", "audio_only": "no video stream",
+                "truncated_mp4": "truncated", "truncated_webm": "truncated", "folder": "folder"}
+    if case in expected:
+        assert expected[case] in msg
+
+
+# ---- normalize --------------------------------------------------------------------------
+
+def test_target_size():
+    assert target_size(1920, 1080, 360) == (640, 360)
+    assert target_size(1080, 1920, 360) == (360, 640)        # portrait: the width is the short side
+    assert target_size(320, 240, 360) == (320, 240)          # never upscaled
+    assert target_size(321, 241, 360) == (320, 240)          # even, and not one pixel larger
+    assert target_size(1280, 720, 361) == (640, 360)         # odd limit: the even size below
+    assert target_size(720, 480, 360, sar=32 / 27) == (640, 360)  # anamorphic DVD: square pixels
+    w, h = target_size(4096, 1716, 360)
+    assert h <= 360 and w % 2 == 0 and h % 2 == 0 and abs(w / h - 4096 / 1716) < 0.01
+    with pytest.raises(T12kError):
+        target_size(320, 240, 0)
+
+
+CASES = ["h264_25", "h264_2997", "h264_23976", "h264_720p_audio", "h264_portrait_50", "vp9_2997", "av1_25"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_normalize_to_h264_24fps(name, sources, tmp_path):
+    if name not in sources:
+        pytest.skip(f"this ffmpeg cannot encode the {name.split('_')[0]} test input")
+    src = probe(sources[name])
+    dst = tmp_path / "out" / f"{name}.mp4"
+    info = normalize(sources[name], dst, max_short_side=120)
+    assert dst.is_file() and info == probe(dst)
+    assert info.codec == "h264" and info.fps == 24.0
+    # The fps filter keeps the timeline: round(duration * 24) frames, exactly.
+    assert info.num_frames == round(src.duration * 24)
+    assert info.duration == pytest.approx(info.num_frames / 24, abs=1e-3)
+    short, long_ = sorted((info.width, info.height))
+    assert short <= 120 and info.width % 2 == 0 and info.height % 2 == 0
+    assert (info.width > info.height) == (src.width > src.height)
+    assert abs(info.width / info.height - src.width / src.height) < 0.05
+    with av.open(str(dst)) as c:
+        assert len(c.streams.audio) == 0
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    data = dst.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: the index comes first
+    assert not [p for p in dst.parent.iterdir() if p != dst]  # no temporary files left
+
+
+def test_normalize_keeps_size_below_limit_and_audio_on_request(sources, tmp_path):
+    dst = tmp_path / "a.mp4"
+    info = normalize(sources["h264_720p_audio"], dst, keep_audio=True)
+    assert (info.width, info.height) == (640, 360)
+    with av.open(str(dst)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+        assert c.streams.audio[0].codec_context.name == "aac"
+    info = normalize(sources["h264_2997"], tmp_path / "b.mp4", max_short_side=360)
+    assert (info.width, info.height) == (320, 180)  # smaller than the limit: not upscaled
+
+
+def test_normalize_replaces_existing_and_accepts_threads(sources, tmp_path):
+    dst = tmp_path / "x.mp4"
+    dst.write_bytes(b"old")
+    info = normalize(sources["h264_25"], dst, threads=1)
+    assert info.num_frames == 48 and probe(dst).num_frames == 48
+
+
+def test_normalize_bad_source_is_a_clear_error(tmp_path):
+    src = tmp_path / "junk.mp4"
+    src.write_text("junk")
+    with pytest.raises(T12kError, match="cannot read video .*junk.mp4"):
+        normalize(src, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_normalize_ffmpeg_failure_leaves_nothing(sources, tmp_path, monkeypatch):
+    fake = tmp_path / "fake-ffmpeg"
+    # Writes half a file to its last argument, complains, fails: like a crash mid-encode.
+    fake.write_text('#!/bin/sh\nfor a; do last="$a"; done\nprintf garbage > "$last"\n'
+                    'echo "some warning" >&2\necho "Conversion failed: disk on fire" >&2\nexit 1\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(media, "ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(T12kError) as err:
+        normalize(sources["h264_25"], out / "v.mp4")
+    assert "Conversion failed: disk on fire" in str(err.value) and "some warning" not in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def test_normalize_rejects_bad_settings(sources, tmp_path):
+    with pytest.raises(T12kError, match="fps"):
+        normalize(sources["h264_25"], tmp_path / "v.mp4", fps=0)
+    with pytest.raises(T12kError, match="max_short_side"):
+        normalize(sources["h264_25"], tmp_path / "v.mp4", max_short_side=1)
+
+
+# ---- write_video ------------------------------------------------------------------------
+
+def test_write_video_roundtrip(tmp_path):
+    frames = [np.full((64, 96, 3), c, np.uint8) for c in (0, 80, 160, 240) for _ in range(6)]
+    path = write_video(tmp_path / "w.mp4", iter(frames), fps=24)
+    info = probe(path)
+    assert info == VideoInfo(96, 64, 24.0, 24, 1.0, "h264")
+    with av.open(str(path)) as c:
+        got = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(got) == 24
+    for a, b in zip(got, frames, strict=True):
+        assert np.abs(a.astype(int) - b).mean() < 3
+
+
+def test_write_video_ntsc_rate(tmp_path):
+    info = probe(write_video(tmp_path / "n.mp4", _frames(30, 32, 32), fps=29.97))
+    assert info.fps == pytest.approx(30000 / 1001, abs=1e-4) and info.num_frames == 30
+
+
+def test_write_video_rejects_bad_frames(tmp_path):
+    with pytest.raises(ValueError, match="at least one frame"):
+        write_video(tmp_path / "a.mp4", [])
+    with pytest.raises(ValueError, match="even"):
+        write_video(tmp_path / "b.mp4", [np.zeros((31, 32, 3), np.uint8)])
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(tmp_path / "c.mp4", [np.zeros((32, 32, 3), np.float32)])
