@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="shufflenet2d", help=f"backbone for the image store ({BACKBONE_KEYS})")
     p.add_argument("--weights", default="none",
                    help="backbone weights: 'none' (random, no network), 'default' or a .pth path")
-    p.add_argument("--max-epochs", type=int, default=60, help="most training epochs")
+    p.add_argument("--max-epochs", type=int, default=100, help="most training epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus and the training")
     _common_device(p)
     _quiet(p)

@@ -56,19 +56,20 @@ def _labels(rng: np.random.Generator) -> np.ndarray:
 
 
 def _frames(labels: np.ndarray, seconds: float, rng: np.random.Generator):
-    """Generated footage for a trailer with `labels`: shots with cuts and fades to black."""
-    styles = [_STYLE[g] for g, on in zip(GENRES, labels) if on]
-    colour = np.mean([s[0] for s in styles], axis=0)
-    bright = float(np.mean([s[1] for s in styles]))
-    speed = float(np.mean([s[2] for s in styles]))
-    stripes = max(s[3] for s in styles)
-    shot_len = float(np.mean([s[4] for s in styles]))
+    """Generated footage for a trailer with `labels`: shots with cuts and fades to black.
+
+    Every shot is filmed in the style of one of the trailer's genres (its palette,
+    brightness, motion, texture and shot length), as a trailer mixes scenes that speak
+    for its different genres."""
+    genres = [g for g, on in zip(GENRES, labels) if on]
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     total = int(round(seconds * SRC_FPS))
-    t = 0
+    t, shot = 0, int(rng.integers(len(genres)))
     while t < total:
+        colour, bright, speed, stripes, shot_len = _STYLE[genres[shot % len(genres)]]
+        shot += 1
         n = min(total - t, max(6, int(rng.normal(shot_len, 0.3 * shot_len) * SRC_FPS)))
-        shot_col = np.clip(colour + rng.normal(0, 25, 3), 0, 255)
+        shot_col = np.clip(np.asarray(colour) + rng.normal(0, 20, 3), 0, 255)
         accent = np.clip(255 - shot_col + rng.normal(0, 30, 3), 0, 255)
         grad = (0.75 + 0.5 * (yy / H if rng.random() < 0.5 else xx / W))[..., None]
         cx, cy = rng.uniform(40, W - 40), rng.uniform(30, H - 30)
@@ -78,7 +79,7 @@ def _frames(labels: np.ndarray, seconds: float, rng: np.random.Generator):
         for k in range(n):
             img = grad * shot_col
             if stripes:
-                img = img * (0.85 + 0.15 * np.sin(2 * np.pi * stripes * xx / W + k * 0.2))[..., None]
+                img = img * (0.8 + 0.2 * np.sin(2 * np.pi * stripes * xx / W + k * 0.2))[..., None]
             px, py = (cx + vx * k) % W, (cy + vy * k) % H
             blob = ((xx - px) ** 2 + (yy - py) ** 2) < radius ** 2
             img[blob] = accent
@@ -119,12 +120,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client hanging up early is not news
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class LocalServer:
     """A static HTTP server on 127.0.0.1 (random port) serving one folder, in a thread."""
 
     def __init__(self, folder: Path):
         handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -151,7 +162,7 @@ def _mb(n: int) -> str:
 
 
 def run_demo(out: str, *, trailers: int = 40, seconds: float = 8.0, backbone: str = "shufflenet2d",
-             weights: str = "none", max_epochs: int = 60, seed: int = 0, device: str = "auto",
+             weights: str = "none", max_epochs: int = 100, seed: int = 0, device: str = "auto",
              progress: bool = True, log=print) -> int:
     from t12k.backbones import get_spec
     from t12k.divita.train import TrainConfig, train

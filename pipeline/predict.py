@@ -64,6 +64,17 @@ def _weights_arg(recorded: str, override: str | None) -> str:
     raise T12kError(f"the checkpoint's features were made with weights {recorded}; pass that file with --weights PATH")
 
 
+def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
+    """True for a video `t12k fetch` could have written: H.264 at a constant `fps` with a
+    short side within the limit. Such a file is used as is, so a trailer of a collection
+    gives exactly the features stored for it; anything else is normalized first."""
+    from t12k.pipeline.media import probe
+
+    info = probe(path)
+    return (info.codec == "h264" and abs(info.fps - fps) < 1e-6 and min(info.width, info.height) <= max_short_side
+            and info.num_frames == round(info.duration * fps))
+
+
 def _is_url(source: str) -> bool:
     return re.match(r"^[a-z][a-z0-9+.-]*://", source) is not None
 
@@ -91,8 +102,10 @@ def predict_trailer(source: str, checkpoint: str | os.PathLike, *, weights: str 
             src = Path(source)
             if not src.is_file():
                 raise T12kError(f"video {src} not found; give an existing video file or a URL")
-            video = tmp / "trailer.mp4"
-            normalize(src, video)
+            video = src
+            if not is_normalized(src):
+                video = tmp / "trailer.mp4"
+                normalize(src, video)
         frames = read_frames(video, INPUT_SIZE)
         thresholds = {r.threshold for r in recipes.values()}
         detector = ShotDetector(device=device, threshold=thresholds.pop())

@@ -127,3 +127,35 @@ def test_a_corrupt_video_fails_alone(three_videos, shots_store, tmp_path, capsys
     assert ShotStore.open(store).ids() == ["a1", "b2", "c3"]
     manifest = (tmp_path / "shots.manifest.csv").read_text()
     assert "zz,failed,cannot read video" in manifest
+
+
+def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_videos, tmp_path, capsys):
+    """`t12k predict VIDEO --checkpoint` runs shots, the checkpoint's backbone with the
+    store's settings, and the head: on a trailer of the collection it reproduces the head
+    applied to that trailer's stored features."""
+    import json
+
+    from t12k.divita.train import load_model, predict_features
+    from t12k.storage import MTGC, write_mtgc
+
+    y = np.eye(10, dtype=np.int8)[[0, 4, 6]]
+    splits = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], np.int8)
+    write_mtgc(tmp_path / "mtgc.csv", MTGC(["a1", "b2", "c3"], y, splits))
+    store = extracted / "trailers_i_shufflenet_fpc24.zarr"
+    assert cli_main(["train", "--image-store", str(store), "--labels", str(tmp_path / "mtgc.csv"),
+                     "--out", str(tmp_path / "run"), "--max-epochs", "2", "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--json",
+                     "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    probs = np.array([res["probabilities"][g] for g in res["probabilities"]])
+    assert len(probs) == 10 and ((probs > 0) & (probs < 1)).all()
+    model, _ = load_model(ckpt)
+    expected = predict_features(model, FeatureStore.open(store).read("c3"), None)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert res["clips"] == len(FeatureStore.open(store).read("c3"))
+    # the table output names every genre
+    assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert all(g in out for g in ("action", "sci-fi", "thriller"))
