@@ -136,4 +136,11 @@ def stratified_splits(labels: np.ndarray, num_splits: int = 3, proportions=(0.7,
                 want_n[j] -= 1
                 want_l[j] -= labels[i]
                 remaining[i] = False
+        # Small collections: make sure no subset is empty (move one example from the
+        # subset that is furthest above its target).
+        for j in range(len(props)):
+            if n >= len(props) and not (out[:, s] == j).any():
+                counts = np.bincount(out[:, s], minlength=len(props))
+                donor = int(np.argmax(counts - props * n))
+                out[rng.choice(np.flatnonzero(out[:, s] == donor)), s] = j
     return out

@@ -159,3 +159,37 @@ def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_
     assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert all(g in out for g in ("action", "sci-fi", "thriller"))
+
+
+def test_default_weights_come_through_torchvision_download_cache(tmp_path, monkeypatch):
+    """`--weights default` goes through torchvision's own download (load_state_dict_from_url):
+    with the file already in $TORCH_HOME it is used offline; without it and without network
+    the error says what to do."""
+    from torchvision.models import get_model
+
+    spec = get_spec("shufflenet2d")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(3)
+    reference = get_model("shufflenet_v2_x1_0", weights=None).eval()
+    torch.save(reference.state_dict(), cache / spec.weights_enum.url.rsplit("/", 1)[1])
+    model, used = load_backbone("shufflenet2d", "default")
+    assert used == "torchvision:ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1"
+    reference.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), atol=1e-6)
+
+
+def test_default_weights_offline_error_is_clear(tmp_path, monkeypatch):
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(T12kError, match="cannot download the shufflenet2d weights.*--weights PATH.*--weights none"):
+        load_backbone("shufflenet2d", "default")

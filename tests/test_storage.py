@@ -115,3 +115,14 @@ def test_malformed_mtgc_is_reported_with_its_line(tmp_path, text, match):
     (tmp_path / "mtgc.csv").write_text(text)
     with pytest.raises(T12kError, match=match):
         read_mtgc(tmp_path / "mtgc.csv")
+
+
+def test_small_collections_get_every_subset_and_three_different_splits():
+    rng = np.random.default_rng(4)
+    y = np.zeros((11, 10), np.int8)
+    for i in range(11):
+        y[i, rng.choice(10, int(rng.integers(1, 4)), replace=False)] = 1
+    splits = stratified_splits(y, seed=0)
+    for s in range(3):
+        assert set(splits[:, s].tolist()) == {0, 1, 2}
+    assert not (np.array_equal(splits[:, 0], splits[:, 1]) and np.array_equal(splits[:, 1], splits[:, 2]))
