@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="transition probability above which a frame "
                                                                 "is a transition")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=2, help="zarr format of a new store")
+    p.add_argument("--report", metavar="PNG",
+                   help="detect nothing: write a histogram of the shot durations (frames) of every trailer in "
+                        "--store to PNG (the paper's Figure 8) and print their mode and mean")
     _common_device(p)
     _quiet(p)
 
@@ -210,6 +213,12 @@ def cmd_fetch(a) -> int:
 
 def cmd_shots(a) -> int:
     from t12k.pipeline.detect import detect_shots
+
+    if a.report:
+        from t12k.pipeline.detect import report_store
+
+        print(report_store(a.store, a.report).text() + f"; histogram in {a.report}")
+        return 0
 
     return _finish(detect_shots(a.videos, a.store, ids=_ids(a.ids), device=a.device, threshold=a.threshold,
                                 zarr_format=a.zarr_format, progress=not a.quiet))

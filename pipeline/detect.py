@@ -59,3 +59,16 @@ def detect_shots(videos: str | os.PathLike, store_path: str | os.PathLike, *, id
         nshots = [len(store.shots(m)) for m in done]
         summary.totals = {"shots": int(np.sum(nshots)), "mean shots per trailer": round(float(np.mean(nshots)), 1)}
     return summary
+
+
+def report_store(store_path: str | os.PathLike, png: str | os.PathLike | None = None):
+    """Shot-duration statistics (and histogram PNG) over every trailer of a shots store."""
+    from t12k.errors import T12kError
+    from t12k.shots.report import duration_report, shot_durations
+
+    store = ShotStore.open(store_path)
+    ids = store.ids()
+    if not ids:
+        raise T12kError(f"shots store {store.path} holds no trailers yet; run `t12k shots` first")
+    durations = np.concatenate([shot_durations(store.shots(m)) for m in ids])
+    return duration_report(durations, len(ids), png)
