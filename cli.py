@@ -54,24 +54,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", formatter_class=fmt,
                        help="download trailers with yt-dlp and normalize them to H.264, 24 fps",
                        description="Download every trailer of a list with yt-dlp and re-encode it to "
-                                   "OUT/{id}.mp4 (H.264, constant 24 fps, no audio by default). Ids "
-                                   "already there are skipped; every id gets a row in OUT/manifest.csv.")
-    p.add_argument("items", nargs="?", help="list of trailers: CSV, JSON, JSONL with id and URL fields, or a text "
-                                            "file of URLs (one per line)")
+                                   "OUT/{id}.mp4 (H.264, constant 24 fps, no audio by default), several at "
+                                   "once, politely paced. Ids already there are skipped; every id gets a row "
+                                   "in OUT/manifest.csv (status, reason, source facts, quality, checksum). "
+                                   "Ctrl-C stops cleanly; run the same command again to resume.")
+    p.add_argument("items", nargs="?", help="list of trailers: the Trailers12k metadata.json, a CSV, JSON or JSONL "
+                                            "with id and URL fields, or a text file of URLs (one per line)")
     p.add_argument("--url", action="append", default=[], metavar="URL",
                    help="a URL to fetch (repeatable), instead of or besides ITEMS")
+    p.add_argument("--labels", metavar="MTGC_CSV",
+                   help="fetch the ids of this mtgc.csv, in its order, with their URLs from ITEMS (ids without a "
+                        "URL are recorded as failed)")
     p.add_argument("--out", default="videos", help="folder for the normalized videos and manifest.csv")
-    p.add_argument("--id-field", default="id", help="name of the id field in CSV/JSON/JSONL lists")
-    p.add_argument("--url-field", default="url", help="name of the URL field in CSV/JSON/JSONL lists")
+    p.add_argument("--id-field", default="id", help="name of the id field in CSV/JSON/JSONL lists (JSON: dotted "
+                                                    "paths like imdb.id; default id, else mid)")
+    p.add_argument("--url-field", default="url", help="name of the URL field in CSV/JSON/JSONL lists (a field "
+                                                      "named like youtube_id may hold bare YouTube ids)")
     p.add_argument("--workers", type=int, default=2, help="downloads at once")
+    p.add_argument("--normalize-workers", type=int, default=None, metavar="N",
+                   help="processes re-encoding at once (default: one per two CPU cores, at least 2)")
     p.add_argument("--max-short-side", type=int, default=360,
                    help="scale videos down so their short side is at most this many pixels")
     p.add_argument("--keep-audio", action="store_true", help="keep the audio track (dropped by default)")
-    p.add_argument("--retries", type=int, default=2, help="retries of transient network errors")
+    p.add_argument("--retries", type=int, default=2, help="retries of transient network errors (with backoff)")
     p.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
-    p.add_argument("--sleep", type=float, default=0.0, help="pause in seconds between requests (be polite)")
-    p.add_argument("--cookies", help="cookies.txt file passed to yt-dlp (for 'confirm you are not a bot')")
+    p.add_argument("--sleep", type=float, default=None, metavar="SECONDS",
+                   help="least pause between the starts of two downloads, all workers together (default: 5 s, "
+                        "none for localhost)")
+    p.add_argument("--sleep-requests", type=float, default=None, metavar="SECONDS",
+                   help="pause between the requests yt-dlp makes for one video (default: 1 s, none for localhost)")
+    p.add_argument("--cookies", help="cookies.txt file passed to yt-dlp (for 'confirm you are not a bot' and "
+                                     "age-restricted videos)")
     p.add_argument("--cookies-from-browser", help="browser to read cookies from (yt-dlp's option), e.g. firefox")
+    p.add_argument("--enforce-quality", action="store_true",
+                   help="keep out trailers that break the paper's rules (60 to 210 s, at least 480p); they are "
+                        "always reported in the manifest's quality column")
     p.add_argument("--overwrite", action="store_true", help="fetch again ids whose video is already there")
     _quiet(p)
 
@@ -133,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default="mtgc.csv", help="mtgc.csv with labels and splits")
     p.add_argument("--split", type=int, choices=(0, 1, 2), default=0, help="which of the three splits")
     p.add_argument("--out", help="run folder (default: runs/{store names}_split{N})")
-    p.add_argument("--aggregation", choices=("tsfm", "gru", "conv", "savg"), default="tsfm",
-                   help="clip aggregation: transformer, GRU, Conv1D or plain average")
+    p.add_argument("--aggregation", choices=("tsfm", "gru", "conv", "savg", "ctt"), default="tsfm",
+                   help="clip aggregation: transformer, GRU, Conv1D, plain average, or ctt (the CTT-MMC-A "
+                        "baseline head of the paper's Table 6)")
     p.add_argument("--fusion", choices=("late", "early"), default="late",
                    help="how image and video heads combine when both stores are given")
     p.add_argument("--snippet", type=int, default=30, help="clips per snippet")
@@ -143,7 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, default=100, help="most epochs")
     p.add_argument("--scheduler-patience", type=int, default=10, help="ReduceLROnPlateau patience (epochs)")
     p.add_argument("--stop-patience", type=int, default=20, help="early stopping patience (epochs)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (torch's default, "
+                                                                      "as the reference)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--feature-dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                   help="dtype of the features held in memory (float16 halves the memory)")
+    p.add_argument("--features-device", help="where the features are held (default: the training device); "
+                                             "e.g. cpu to train on a GPU with features in host memory")
+    p.add_argument("--num-threads", type=int, help="CPU threads torch may use (default: torch's choice)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped training in the run folder (its last.pt) with the same settings; "
+                        "a larger --max-epochs extends it")
     _common_device(p)
     _quiet(p)
 
@@ -177,6 +205,75 @@ def build_parser() -> argparse.ArgumentParser:
     _common_device(p)
     _quiet(p)
 
+    # ---- splits ------------------------------------------------------------------------
+    p = sub.add_parser("splits", formatter_class=fmt,
+                       help="make a three-split 70/10/20 mtgc.csv for a labelled collection (SOIS)",
+                       description="Split a labelled collection into train/validation/test three times with "
+                                   "second-order iterative stratification (SOIS, as the Trailers12k splits), "
+                                   "write them as an mtgc.csv and report how far each subset's genre and "
+                                   "genre-pair distributions are from the whole collection.")
+    p.add_argument("labels", help="CSV with an id column and either the ten genre columns (0/1) or a column of "
+                                  "genre names separated by | , or ;")
+    p.add_argument("--out", default="mtgc.csv", help="mtgc.csv to write (labels and split0..split2)")
+    p.add_argument("--id-field", default="mid", help="name of the id column")
+    p.add_argument("--genres-field", default="genres", help="name of the column of genre names (when the ten "
+                                                            "genre columns are absent)")
+    p.add_argument("--proportions", default="0.7,0.1,0.2", help="train,validation,test shares")
+    p.add_argument("--num-splits", type=int, default=3, help="how many splits (mtgc.csv has three)")
+    p.add_argument("--order", type=int, choices=(1, 2), default=2,
+                   help="2: second-order (label pairs, SOIS); 1: first-order iterative stratification")
+    p.add_argument("--no-size-cap", action="store_true",
+                   help="plain SOIS as scikit-multilearn: a subset may take more examples than its share")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--report", help="also write the report as JSON to this path")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+    # ---- experiment ------------------------------------------------------------------------
+    p = sub.add_parser("experiment", formatter_class=fmt,
+                       help="train a list of configurations on the three splits and tabulate them as the paper",
+                       description="Train every configuration of a list on every split (finished runs are reused, "
+                                   "stopped ones resumed) and write val.csv / tst.csv (mean±std over splits), "
+                                   "table.md (the paper's Table 6 layout), training-curve and precision-recall "
+                                   "figures and tradeoff.png (the paper's Figure 10). Built-in lists: transfer "
+                                   "(the reference's experiment.py: six backbones and two fusions), table6 "
+                                   "(transfer plus the CTT-MMC-A baseline), aggregation (Table 5: GRU, Conv and "
+                                   "Transformer on Swin-2D and Swin-3D).")
+    p.add_argument("configs", help="a built-in list (transfer, table6, aggregation) or a JSON / YAML file: a list "
+                                   "of {name, image_store, video_store, group, aggregation, fusion, lr, ...} or a "
+                                   "mapping with configs, data_dir, labels and defaults")
+    p.add_argument("--data-dir", help="folder the store names are relative to (default: the file's data_dir, "
+                                      "else trailers12k, where download-reps puts the published data)")
+    p.add_argument("--labels", help="mtgc.csv with labels and splits (default: DATA_DIR/mtgc.csv)")
+    p.add_argument("--out", help="results folder (default: results/{list or file name})")
+    p.add_argument("--splits", default="0,1,2", help="comma-separated splits to run")
+    p.add_argument("--only", help="comma-separated configuration names to run (default: all)")
+    p.add_argument("--max-epochs", type=int, help="override every configuration's most epochs")
+    p.add_argument("--lr", type=float, help="override every configuration's learning rate")
+    p.add_argument("--seed", type=int, help="override every configuration's seed")
+    p.add_argument("--feature-dtype", choices=("float32", "float16", "bfloat16"),
+                   help="override the dtype of the features held in memory")
+    p.add_argument("--num-threads", type=int, help="CPU threads torch may use")
+    _common_device(p)
+    _quiet(p)
+
+    # ---- download-reps ------------------------------------------------------------------------
+    p = sub.add_parser("download-reps", formatter_class=fmt,
+                       help="download the published Trailers12k stores and mtgc.csv from Zenodo",
+                       description="Fetch mtgc.csv and the six published feature stores (Zenodo record 5716410, "
+                                   "about 40 GB), resuming partial downloads, checking each file's md5 and "
+                                   "extracting the archives safely (no absolute paths, no paths out of the "
+                                   "folder, no links). Files already in place are skipped.")
+    p.add_argument("--out", default="trailers12k", help="data folder (what `t12k experiment` reads by default)")
+    p.add_argument("--only", help="comma-separated files to fetch, e.g. mtgc.csv,trailers_i_resnet_fpc24 "
+                                  "(default: all)")
+    p.add_argument("--base-url", default="https://zenodo.org/record/5716410/files",
+                   help="where the files are (a mirror); each is fetched from BASE_URL/NAME?download=1")
+    p.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz files after extracting them")
+    p.add_argument("--retries", type=int, default=5, help="retries of a failed transfer (each resumes)")
+    p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
+    p.add_argument("--list", action="store_true", help="list the published files and their md5 and exit")
+    _quiet(p)
+
     # ---- backbones ------------------------------------------------------------------------
     sub.add_parser("backbones", formatter_class=fmt, help="list the registered backbones",
                    description="List the backbones t12k can extract with: kind, pretraining, "
@@ -194,21 +291,37 @@ def _finish(summary) -> int:
 
 
 def cmd_fetch(a) -> int:
-    from t12k.pipeline.fetch import FetchItem, fetch_collection, read_items
+    import signal
+
+    from t12k.pipeline.fetch import FetchItem, fetch_collection, id_from_url, read_items, select_labelled
 
     items = read_items(a.items, a.id_field, a.url_field) if a.items else []
-    if a.url:
-        from t12k.pipeline.fetch import id_from_url
-
-        items += [FetchItem(id_from_url(u), u) for u in a.url]
+    items += [FetchItem(id_from_url(u), u) for u in a.url]
+    if a.labels:
+        if not items:
+            raise T12kError("--labels needs the URLs: give the URL table or metadata.json as ITEMS")
+        items = select_labelled(items, a.labels)
     if not items:
-        raise T12kError("nothing to fetch; give a list file (CSV, JSON, JSONL or URLs) or --url URL")
-    summary = fetch_collection(items, a.out, workers=a.workers, max_short_side=a.max_short_side,
-                               keep_audio=a.keep_audio, retries=a.retries, timeout=a.timeout, sleep=a.sleep,
-                               cookies=a.cookies, cookies_from_browser=a.cookies_from_browser,
-                               overwrite=a.overwrite, progress=not a.quiet)
+        raise T12kError("nothing to fetch; give a list file (metadata.json, CSV, JSON, JSONL or URLs) or --url URL")
+
+    def terminate(signum, frame):  # `kill` (SIGTERM) stops as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+    try:
+        summary = fetch_collection(items, a.out, workers=a.workers, normalize_workers=a.normalize_workers,
+                                   max_short_side=a.max_short_side, keep_audio=a.keep_audio, retries=a.retries,
+                                   timeout=a.timeout, sleep=a.sleep, sleep_requests=a.sleep_requests,
+                                   cookies=a.cookies, cookies_from_browser=a.cookies_from_browser,
+                                   enforce_quality=a.enforce_quality, overwrite=a.overwrite, progress=not a.quiet)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(summary.text())
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
 
 
 def cmd_shots(a) -> int:
@@ -252,8 +365,9 @@ def cmd_train(a) -> int:
                       out_dir=out, aggregation=a.aggregation, fusion=a.fusion, snippet=a.snippet,
                       batch_size=a.batch_size, lr=a.lr, max_epochs=a.max_epochs,
                       scheduler_patience=a.scheduler_patience, stop_patience=a.stop_patience, seed=a.seed,
-                      device=a.device)
-    res = train(cfg, progress=not a.quiet)
+                      device=a.device, weight_decay=a.weight_decay, feature_dtype=a.feature_dtype,
+                      features_device=a.features_device, num_threads=a.num_threads)
+    res = train(cfg, progress=not a.quiet, resume=a.resume)
     print(f"best epoch {res.best_epoch} of {res.epochs_run}; run folder {res.out_dir}")
     print(f"validation (split {a.split}): {format_metrics(res.val)}")
     print(f"test       (split {a.split}): {format_metrics(res.test)}")
@@ -283,6 +397,88 @@ def cmd_demo(a) -> int:
                     max_epochs=a.max_epochs, seed=a.seed, device=a.device, progress=not a.quiet)
 
 
+def cmd_splits(a) -> int:
+    import json
+    from pathlib import Path
+
+    from t12k.storage import MTGC, write_mtgc
+    from t12k.storage.mtgc import format_split_report, read_labels, split_report, stratified_splits
+
+    try:
+        props = [float(x) for x in a.proportions.split(",")]
+    except ValueError:
+        raise T12kError(f"--proportions {a.proportions!r} is not a list of numbers; pass e.g. 0.7,0.1,0.2") from None
+    if len(props) != 3:
+        raise T12kError(f"--proportions {a.proportions!r} must give three shares (train, validation, test)")
+    if a.num_splits != 3:
+        raise T12kError(f"--num-splits {a.num_splits}: mtgc.csv holds exactly three splits; use 3")
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:
+        raise T12kError(f"{out} already exists; pass --overwrite to replace it or --out another path")
+    ids, labels = read_labels(a.labels, a.id_field, a.genres_field)
+    splits = stratified_splits(labels, a.num_splits, props, seed=a.seed, order=a.order,
+                               cap_sizes=not a.no_size_cap)
+    write_mtgc(out, MTGC(ids, labels, splits))
+    report = split_report(labels, splits, props)
+    print(format_split_report(report))
+    if a.report:
+        Path(a.report).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    unlabelled = int((labels.sum(1) == 0).sum())
+    note = f" ({unlabelled} without any genre, spread by size)" if unlabelled else ""
+    print(f"{len(ids)} trailers{note}; {a.num_splits} splits "
+          f"({'second' if a.order == 2 else 'first'}-order iterative stratification) written to {out}")
+    return 0
+
+
+def cmd_experiment(a) -> int:
+    from pathlib import Path
+
+    from t12k.divita.experiment import BUILTIN, load_configs, run_experiment
+
+    specs, extra = load_configs(a.configs)
+    if a.only:
+        wanted = [n.strip() for n in a.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in {s.name for s in specs}]
+        if unknown:
+            raise T12kError(f"--only {unknown[0]!r} is not a configuration of {a.configs}; "
+                            f"choose from {', '.join(s.name for s in specs)}")
+        specs = [s for s in specs if s.name in wanted]
+    try:
+        splits = [int(x) for x in a.splits.split(",") if x.strip()]
+    except ValueError:
+        raise T12kError(f"--splits {a.splits!r} is not a list of split numbers; pass e.g. 0,1,2") from None
+    overrides = {k: getattr(a, k) for k in ("max_epochs", "lr", "seed", "feature_dtype", "num_threads")
+                 if getattr(a, k) is not None}
+    if a.device != "auto":  # else each configuration's own device (default auto)
+        overrides["device"] = a.device
+    data_dir = a.data_dir or extra.get("data_dir") or "trailers12k"
+    labels = Path(a.labels).resolve() if a.labels else (
+        Path(data_dir) / extra["labels"] if extra.get("labels") else None)
+    name = a.configs if a.configs in BUILTIN else Path(a.configs).stem
+    out = a.out or str(Path("results") / name)
+    res = run_experiment(specs, out, data_dir=data_dir, labels=labels, splits=splits, overrides=overrides,
+                         progress=not a.quiet)
+    print(res.files["table"].read_text(encoding="utf-8"))
+    print(f"{len(res.configs)} configurations x {len(splits)} splits; results in {res.out_dir} "
+          f"(tst.csv, val.csv, table.md, figures/)")
+    return 0
+
+
+def cmd_download_reps(a) -> int:
+    from t12k.pipeline.download import PUBLISHED_FILES, download_published
+
+    if a.list:
+        for f in PUBLISHED_FILES:
+            print(f"{f.md5}  {f.name}")
+        return 0
+    only = [x for x in a.only.split(",") if x.strip()] if a.only else None
+    summary = download_published(a.out, only=only, base_url=a.base_url, keep_archives=a.keep_archives,
+                                 retries=a.retries, timeout=a.timeout, progress=not a.quiet,
+                                 log=(lambda m: None) if a.quiet else print)
+    print(summary.text())
+    return 0
+
+
 def cmd_backbones(a) -> int:
     from t12k.backbones import REGISTRY
 
@@ -293,7 +489,8 @@ def cmd_backbones(a) -> int:
 
 
 COMMANDS = {"fetch": cmd_fetch, "shots": cmd_shots, "extract": cmd_extract, "train": cmd_train,
-            "predict": cmd_predict, "demo": cmd_demo, "backbones": cmd_backbones}
+            "predict": cmd_predict, "demo": cmd_demo, "backbones": cmd_backbones, "splits": cmd_splits,
+            "experiment": cmd_experiment, "download-reps": cmd_download_reps}
 
 
 def main(argv: list[str] | None = None) -> int:

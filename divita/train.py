@@ -6,6 +6,13 @@ shuffled order, BCE with logits, AdamW (amsgrad), ReduceLROnPlateau and early st
 the validation loss, the best-validation-loss state kept and evaluated on val and test with
 all non-overlapping snippets (probabilities averaged per trailer).
 
+Run folder: ``checkpoint.pt`` (the best-validation state with the optimizer, scheduler,
+epoch, settings and the attrs of the stores trained on), ``last.pt`` (the state after the
+latest epoch, RNG states included, rewritten every epoch: ``train(..., resume=True)`` /
+``t12k train --resume`` continues from it to the same result as an uninterrupted run with
+the same seed), ``history.csv`` (one row per epoch), ``metrics.csv`` (val and test, x100)
+and ``predictions.csv`` (every val and test trailer's labels and probabilities).
+
 Validation loss as the reference computes it: trailers in batches of ``batch_size`` (in
 file order), the BCE of every snippet's logits against its trailer's labels averaged within
 a batch, then the batch means averaged.
@@ -20,7 +27,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -37,6 +44,10 @@ from t12k.storage import read_mtgc
 
 CHECKPOINT_FORMAT = "t12k-divita"
 CHECKPOINT_VERSION = 1
+STATE_FORMAT = "t12k-divita-state"  # last.pt: everything needed to resume
+# Settings that may change when a run is resumed (they do not change what is computed, or,
+# for max_epochs, only how far it goes); every other setting must match the stopped run.
+RESUMABLE_CHANGES = ("max_epochs", "device", "features_device", "num_threads", "out_dir")
 EVAL_CHUNK = 1024  # snippets per forward pass at evaluation
 
 
@@ -168,6 +179,32 @@ def _write_metrics_csv(path: Path, rows: list[tuple[str, dict]], split: int, bes
     os.replace(tmp, path)
 
 
+def _write_predictions_csv(path: Path, rows: list[tuple[str, list[str], np.ndarray, np.ndarray]]) -> None:
+    """subset, mid, the labels (y_{genre}) and probabilities (p_{genre}) of every trailer."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subset", "mid", *(f"y_{g}" for g in GENRES), *(f"p_{g}" for g in GENRES)])
+        for subset, ids, y, prob in rows:
+            for mid, yy, pp in zip(ids, y, prob):
+                w.writerow([subset, mid, *(int(v) for v in yy), *(f"{v:.6f}" for v in pp)])
+    os.replace(tmp, path)
+
+
+def _write_history_csv(path: Path, history: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(HISTORY_COLUMNS)
+        for h in history:
+            w.writerow(_history_row(h))
+    os.replace(tmp, path)
+
+
+def _history_row(h: dict) -> list:
+    return [h["epoch"], f"{h['train_loss']:.6f}", f"{h['val_loss']:.6f}", f"{h['val_muAP']:.6f}", f"{h['lr']:.3g}"]
+
+
 def _save(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -181,19 +218,77 @@ def _cpu_state(state: dict) -> dict:
 # ---- training ----------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Train the DIViTA head on one split, keep the best-validation-loss state, evaluate it."""
+def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train the DIViTA head on one split, keep the best-validation-loss state, evaluate it.
+
+    `resume`: continue the stopped run in ``cfg.out_dir`` from its ``last.pt`` (same
+    settings required, except those in RESUMABLE_CHANGES; a larger ``max_epochs`` extends
+    a finished run unless early stopping ended it). `on_epoch` is called with each epoch's
+    history record after that epoch's state is saved (progress reporting; an exception
+    raised there stops the run, which ``resume`` can then continue).
+    """
     cfg.validate()
     threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     try:
-        return _train(cfg, progress)
+        return _train(cfg, progress, resume, on_epoch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
+def _same_path(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _load_state(path: Path, cfg: TrainConfig, stores: dict) -> dict:
+    """The resumable state in `path`, checked against the settings and stores of `cfg`."""
+    fix = "run without --resume to start again, or pass the settings of the stopped run"
+    if not path.is_file():
+        raise T12kError(f"nothing to resume in {path.parent}: no {path.name}; run the same command "
+                        "without --resume to start the training")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise T12kError(f"{path} is not a readable t12k training state ({type(exc).__name__}); "
+                        "run without --resume to start again") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise T12kError(f"{path} is not a t12k training state; run without --resume to start again")
+    saved, now = state["config"], cfg.to_dict()
+    for key, value in now.items():
+        if key in RESUMABLE_CHANGES:
+            continue
+        old = saved.get(key)
+        same = _same_path(old, value) if key in ("image_store", "video_store", "labels") else old == value
+        if not same:
+            raise T12kError(f"cannot resume the run in {path.parent}: it was started with {key}={old!r}, "
+                            f"now {key}={value!r}; {fix}")
+    for role, info in stores.items():
+        old = state["stores"].get(role, {}).get("attrs")
+        if old != info["attrs"]:
+            raise T12kError(f"cannot resume the run in {path.parent}: the {role} store {info['path']} "
+                            "changed since the run started (its attrs differ); run without --resume")
+    return state
+
+
+def _rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _train(cfg: TrainConfig, progress: bool, resume: bool,
+           on_epoch: Callable[[dict], None] | None) -> TrainResult:
     device = resolve_device(cfg.device)
     feat_device = resolve_device(cfg.features_device) if cfg.features_device else device
     out_dir = Path(cfg.out_dir)
@@ -238,16 +333,38 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             "aggregation": cfg.aggregation, "snippet": cfg.snippet, "num_classes": len(GENRES),
         }
 
-    hist_path = out_dir / "history.csv"
+    hist_path, last_path = out_dir / "history.csv", out_dir / "last.pt"
+    best_loss, best_epoch, best_state, bad, epoch, stopped = math.inf, 0, None, 0, 0, False
     history: list[dict] = []
-    with open(hist_path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerow(HISTORY_COLUMNS)
+    if resume:
+        st = _load_state(last_path, cfg, stores)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        gen.set_state(st["rng"]["generator"])
+        _set_rng_state(st["rng"])
+        epoch, best_loss = int(st["epoch"]), float(st["best_loss"])
+        best_epoch, bad = int(st["best_epoch"]), int(st["bad"])
+        best_state, stopped = st["best_state"], bool(st["stopped"])
+        history = [dict(h) for h in st["history"]]
+        if best_state is not None and not (out_dir / "checkpoint.pt").is_file():
+            raise T12kError(f"cannot resume the run in {out_dir}: checkpoint.pt is missing; run without --resume")
+    _write_history_csv(hist_path, history)
 
-    best_loss, best_epoch, best_state, bad = math.inf, 0, None, 0
+    def save_last() -> None:
+        rng = _rng_state()
+        rng["generator"] = gen.get_state()
+        _save({"format": STATE_FORMAT, "format_version": CHECKPOINT_VERSION, "t12k_version": t12k.__version__,
+               "config": cfg.to_dict(), "stores": stores, "epoch": epoch, "model": _cpu_state(model.state_dict()),
+               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng,
+               "best_loss": best_loss, "best_epoch": best_epoch, "bad": bad, "best_state": best_state,
+               "stopped": stopped, "history": history}, last_path)
+
     n_train = int(rows["train"].shape[0])
-    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="train", disable=not progress, unit="epoch")
-    epoch = 0
-    for epoch in epochs:
+    first = epoch + 1
+    epochs = tqdm(range(first, cfg.max_epochs + 1), desc="train", disable=not progress or stopped,
+                  unit="epoch", initial=first - 1, total=cfg.max_epochs)
+    for epoch in ([] if stopped else epochs):
         model.train()
         t0 = time.time()
         order = torch.randperm(n_train, generator=gen)
@@ -260,8 +377,8 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
-        train_loss = float(np.mean(losses))
+            losses.append(loss.detach())
+        train_loss = float(torch.stack(losses).float().mean())
         val_loss, val_prob = evaluate(model, data, rows["val"], labels["val"], cfg.snippet, device,
                                       cfg.batch_size)
         val_muap = muap(labels["val"], val_prob)
@@ -271,27 +388,34 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
                "lr": lr, "seconds": time.time() - t0}
         history.append(rec)
         with open(hist_path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow([epoch, f"{train_loss:.6f}", f"{val_loss:.6f}", f"{val_muap:.6f}", f"{lr:.3g}"])
+            csv.writer(fh).writerow(_history_row(rec))
         if val_loss < best_loss:  # strict improvement, as Lightning's checkpoint/early stopping
             best_loss, best_epoch, bad = val_loss, epoch, 0
             best_state = _cpu_state(model.state_dict())
             _save(checkpoint(best_state, epoch), out_dir / "checkpoint.pt")
         else:
             bad += 1
+        stopped = bad >= cfg.stop_patience
+        save_last()
         epochs.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}", muAP=f"{100 * val_muap:.1f}",
                            best=best_epoch)
-        if bad >= cfg.stop_patience:
+        if on_epoch is not None:
+            on_epoch(dict(rec))
+        if stopped:
             break
     epochs.close()
+    epoch = history[-1]["epoch"] if history else 0
 
     if best_state is None:  # every validation loss was NaN
         best_state, best_epoch = _cpu_state(model.state_dict()), epoch
         _save(checkpoint(best_state, epoch), out_dir / "checkpoint.pt")
     model.load_state_dict(best_state)
-    results = {}
+    results, preds = {}, []
     for name in ("val", "test"):
         _, prob = evaluate(model, data, rows[name], labels[name], cfg.snippet, device, cfg.batch_size)
         results[name] = compute_metrics(labels[name], prob)
+        preds.append((name, subsets[name][0], labels[name], prob))
+    _write_predictions_csv(out_dir / "predictions.csv", preds)
     _write_metrics_csv(out_dir / "metrics.csv", [("val", results["val"]), ("test", results["test"])],
                        cfg.split, best_epoch)
     return TrainResult(results["val"], results["test"], best_epoch, epoch, out_dir, history)

@@ -1,8 +1,10 @@
 """Video files: find ffmpeg, probe a video, normalize it to H.264 at a constant 24 fps, write one.
 
 Every trailer that enters t12k passes through `normalize`: one ffmpeg call turns whatever
-yt-dlp (or the user) brought, H.264, VP9 or AV1 at 23.976, 25 or 29.97 fps, into an H.264
-mp4 at exactly 24 fps with the short side at most 360 px. Frame indices downstream (shots,
+yt-dlp (or the user) brought, H.264, VP9 or AV1 at 23.976, 25, 29.97 or a variable frame
+rate, into an H.264 mp4 at exactly 24 fps (round(duration x 24) frames) with the short side
+at most 360 px (configurable). The ffmpeg is the system's when one is on PATH, else the
+binary that imageio-ffmpeg ships. Frame indices downstream (shots,
 Shot-24 clips) then mean the same thing for every trailer. `probe` reads a file's facts with
 PyAV (FFmpeg's libraries) and turns a missing, empty, truncated or non-video file into one
 clear T12kError.
@@ -14,7 +16,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -188,17 +190,55 @@ def _tmp_name(dst: Path) -> Path:
     return dst.with_name(f".{dst.stem}{TMP_MARK}-{uuid.uuid4().hex[:8]}{dst.suffix or '.mp4'}")
 
 
+class Cancelled(Exception):
+    """`normalize` stopped because its `cancel` callback said so (the run is being interrupted);
+    nothing was written. Not a T12kError: the trailer did not fail, the run stopped."""
+
+
+_POLL = 0.1  # seconds between checks of `cancel` while ffmpeg runs
+
+
+def _run_ffmpeg(cmd: list[str], cancel: Callable[[], bool] | None) -> tuple[int, str]:
+    """Run ffmpeg; (exit code, stderr). It gets its own session, so a Ctrl-C in the terminal
+    reaches t12k (which stops it through `cancel`) rather than ffmpeg, which would otherwise
+    end early and leave a short file behind an ordinary-looking exit."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        if cancel is None:
+            _, err = proc.communicate()
+        else:
+            while True:
+                try:
+                    _, err = proc.communicate(timeout=_POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel():
+                        raise Cancelled("normalization cancelled") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err.decode(errors="replace")
+
+
 def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max_short_side: int = 360,
               keep_audio: bool = False, threads: int | None = None, *,
-              src_info: VideoInfo | None = None) -> VideoInfo:
+              src_info: VideoInfo | None = None, ffmpeg: str | None = None,
+              metadata: dict[str, str] | None = None, cancel: Callable[[], bool] | None = None) -> VideoInfo:
     """Re-encode `src` to an H.264 mp4 at `dst` with constant `fps` and a bounded short side.
 
-    One ffmpeg call: `fps` filter (the result has round(duration * fps) frames), scale to
-    square pixels with the short side at most `max_short_side` (never up, even sizes),
-    libx264 yuv420p, `+faststart`, audio dropped unless `keep_audio` (then AAC). The file is
-    written under a temporary name in dst's folder, checked with `probe`, and renamed, so
-    `dst` appears whole or not at all. Returns the probe of the result. `src_info` (the
-    probe of `src`, when the caller has it) saves probing it again.
+    One ffmpeg call: `fps` filter (the result has round(duration * fps) frames, for constant
+    and variable frame rate sources alike), scale to square pixels with the short side at
+    most `max_short_side` (never up, even sizes), libx264 yuv420p, `+faststart`, audio
+    dropped unless `keep_audio` (then AAC). The file is written under a temporary name in
+    dst's folder, checked with `probe`, and renamed, so `dst` appears whole or not at all.
+    Returns the probe of the result.
+
+    `src_info` (the probe of `src`, when the caller has it) saves probing it again; `ffmpeg`
+    is the binary (default `ffmpeg_exe()`); `metadata` are container tags to write (read them
+    back with `read_tags`); `cancel`, polled while ffmpeg runs, stops it and raises
+    `Cancelled` when it returns True.
     """
     src, dst = Path(src), Path(dst)
     if fps <= 0:
@@ -207,7 +247,7 @@ def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max
     width, height = target_size(info.width, info.height, max_short_side, info.sar)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(dst)
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    cmd = [ffmpeg or ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if threads:
         cmd += ["-threads", str(int(threads))]
     cmd += ["-i", str(src), "-map", "0:v:0"]
@@ -215,18 +255,20 @@ def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max
         cmd += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", _AUDIO_BITRATE]
     else:
         cmd += ["-an"]
-    cmd += ["-sn", "-dn", "-map_metadata", "-1",
-            "-vf", f"fps={fps},scale={width}:{height},setsar=1",
+    cmd += ["-sn", "-dn", "-map_metadata", "-1"]
+    for key, value in (metadata or {}).items():
+        cmd += ["-metadata", f"{key}={value}"]
+    cmd += ["-vf", f"fps={fps},scale={width}:{height},setsar=1",
             "-c:v", "libx264", "-preset", _PRESET, "-crf", str(_CRF), "-pix_fmt", "yuv420p",
             "-movflags", "+faststart"]
     if threads:
         cmd += ["-threads", str(int(threads))]
     cmd += ["-f", "mp4", str(tmp)]
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
-            last = lines[-1].strip() if lines else f"ffmpeg exited with code {proc.returncode}"
+        code, err = _run_ffmpeg(cmd, cancel)
+        if code != 0:
+            lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+            last = lines[-1].strip() if lines else f"ffmpeg exited with code {code}"
             raise T12kError(f"cannot normalize video {src}: {last}; check the file or re-download it")
         try:
             out = _probe(tmp)
@@ -234,11 +276,24 @@ def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max
             raise T12kError(f"normalizing {src} gave an unreadable video ({exc}); check the file or re-download it") from exc
         if out.codec != "h264":
             raise T12kError(f"normalizing {src} gave {out.codec}, not H.264; use an ffmpeg with libx264")
+        expected = round(info.duration * fps)
+        if out.num_frames < 0.5 * expected - 2:  # an encode that ended early yet "succeeded"
+            raise T12kError(f"normalizing {src} gave {out.num_frames} frames where its {info.duration:.2f} s "
+                            f"call for {expected}; check the file or re-download it")
         os.replace(tmp, dst)
     finally:
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The container tags of a video (what `normalize(metadata=...)` wrote); {} if unreadable."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return dict(container.metadata)
+    except (av.FFmpegError, OSError, ValueError):
+        return {}
 
 
 def _rate(fps: float | Fraction) -> Fraction:

@@ -1,13 +1,19 @@
-"""`mtgc.csv`: labels and the three evaluation splits of Trailers12k.
+"""`mtgc.csv`: labels and the three evaluation splits of Trailers12k, and how to make them.
 
 Columns: `mid`, the ten genres (0/1) in the published order, `split0`, `split1`, `split2`
 (0 train, 1 validation, 2 test). Extra columns are ignored on read.
+
+`stratified_splits` makes the three 70/10/20 splits of a new labelled collection with
+second-order iterative stratification (SOIS, as the paper); `split_report` measures how far
+each subset's genre and genre-pair distributions are from the whole (`t12k splits`).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,49 +104,253 @@ def write_mtgc(path: str | os.PathLike, data: MTGC) -> None:
     os.replace(tmp, p)
 
 
-def stratified_splits(labels: np.ndarray, num_splits: int = 3, proportions=(0.7, 0.1, 0.2),
-                      seed: int = 0) -> np.ndarray:
-    """Assign every example to train/val/test, `num_splits` times, by iterative stratification.
+def read_labels(path: str | os.PathLike, id_field: str = "mid", genres_field: str = "genres"
+                ) -> tuple[list[str], np.ndarray]:
+    """Ids and (n, 10) 0/1 labels of a labelled collection (a CSV file), for `t12k splits`.
 
-    First-order iterative stratification (Sechidis et al., 2011): take the rarest label's
-    examples first and give each to the subset that most lacks that label (ties: the subset
-    that most lacks examples, then at random). Returns int8 (n, num_splits).
+    Either the ten genre columns (0/1, as in mtgc.csv; other columns such as old split
+    columns are ignored) or one `genres_field` column of genre names separated by ``|``,
+    ``,`` or ``;`` (case-insensitive; "Science Fiction" and "sci fi" mean sci-fi).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise T12kError(f"labels file {p} not found; give a CSV with an id column and the genres")
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise T12kError(f"{p} is not a readable CSV ({exc}); give a UTF-8 CSV file") from exc
+    if not rows:
+        raise T12kError(f"{p} has no rows; give a CSV with a header and one row per trailer")
+    header = [h.strip() for h in rows[0].keys() if h is not None]
+    if id_field not in header:
+        raise T12kError(f"{p} has no id column {id_field!r} (columns: {', '.join(header)}); "
+                        "pass --id-field with the name of the id column")
+    aliases = {g: g for g in GENRES} | {"science fiction": "sci-fi", "sci fi": "sci-fi", "scifi": "sci-fi"}
+    by_columns = all(g in header for g in GENRES)
+    if not by_columns and genres_field not in header:
+        raise T12kError(f"{p} has neither the ten genre columns ({', '.join(GENRES)}) nor a "
+                        f"{genres_field!r} column of genre names; add one (see --genres-field)")
+    ids, labels, seen = [], [], set()
+    for lineno, row in enumerate(rows, start=2):
+        if None in row:
+            raise T12kError(f"{p} line {lineno}: more fields than the header has; quote a list of genres "
+                            'that contains commas ("drama,romance") or separate the names with |')
+        row = {k.strip(): (v or "").strip() for k, v in row.items()}
+        mid = row.get(id_field, "")
+        if not mid:
+            raise T12kError(f"{p} line {lineno}: empty {id_field}; every row needs an id")
+        if mid in seen:
+            raise T12kError(f"{p} line {lineno}: duplicate id {mid!r}; ids must be unique")
+        seen.add(mid)
+        y = np.zeros(len(GENRES), np.int8)
+        if by_columns:
+            for j, g in enumerate(GENRES):
+                if row[g] not in ("0", "1"):
+                    raise T12kError(f"{p} line {lineno}: {g} is {row[g]!r}; genre values must be 0 or 1")
+                y[j] = int(row[g])
+        else:
+            for name in filter(None, (t.strip().lower() for t in re.split(r"[|,;]", row[genres_field]))):
+                if name not in aliases:
+                    raise T12kError(f"{p} line {lineno}: unknown genre {name!r}; use {', '.join(GENRES)}")
+                y[GENRES.index(aliases[name])] = 1
+        ids.append(mid)
+        labels.append(y)
+    return ids, np.stack(labels)
+
+
+def label_combinations(labels: np.ndarray, order: int = 2) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Which label combinations of size `order` (with repetition) each example has.
+
+    Returns a bool (n, K) matrix and the K combinations (tuples of label indices, sorted,
+    repetition allowed), as scikit-multilearn's ``get_combination_wise_output_matrix``:
+    for order 2 the combinations are every pair (i, j), i <= j, so (i, i) stands for
+    label i alone and an example with one label still has one combination.
     """
     labels = np.asarray(labels, bool)
-    n, k = labels.shape
-    rng = np.random.default_rng(seed)
+    combos = list(itertools.combinations_with_replacement(range(labels.shape[1]), order))
+    matrix = np.stack([labels[:, sorted(set(c))].all(1) for c in combos], axis=1) if combos else \
+        np.zeros((labels.shape[0], 0), bool)
+    return matrix, combos
+
+
+def _pick(values: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The candidates whose value is the largest (float ties within 1e-9)."""
+    v = values[candidates]
+    return candidates[v >= v.max() - 1e-9]
+
+
+def iterative_stratification(labels: np.ndarray, proportions=(0.7, 0.1, 0.2), order: int = 2,
+                             rng: np.random.Generator | int | None = 0, cap_sizes: bool = True) -> np.ndarray:
+    """Subset number (0..len(proportions)-1) of every example, by iterative stratification
+    of label combinations of size `order`.
+
+    ``order=2`` is the second-order iterative stratification (SOIS) of Szymański and
+    Kajdanowicz ("A network perspective on stratification of multi-label data", 2017) that
+    the Trailers12k splits were made with; ``order=1`` is Sechidis et al. (2011). The
+    algorithm, as scikit-multilearn's ``IterativeStratification``:
+
+    1. every subset wants ``proportion * count`` examples of each label combination and
+       ``proportion * n`` examples in all;
+    2. take the combination with the fewest examples still unassigned (ties at random);
+       give each of those examples (in random order) to the subset that wants that
+       combination most; ties go to the subset that wants the most examples, then at
+       random; the subset's wants of every combination of that example drop by one;
+    3. repeat until every example with a label is assigned; examples without any label go
+       to the subsets that want the most examples.
+
+    `cap_sizes` (t12k's addition, on by default): in step 2 a subset that already holds its
+    share of examples takes no more while another subset still has room. On small or
+    densely labelled collections plain SOIS can overfill a small subset (e.g. 9 validation
+    examples of 50 instead of 5); on a collection of Trailers12k's size both give the same
+    label and label-pair distributions. ``cap_sizes=False`` is scikit-multilearn's behaviour.
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    combos, _ = label_combinations(labels, order)
+    n = combos.shape[0]
     props = np.asarray(proportions, float)
+    if props.ndim != 1 or len(props) < 1 or (props < 0).any() or not np.isclose(props.sum(), 1.0):
+        raise T12kError(f"subset proportions {tuple(proportions)} must be non-negative and sum to 1; "
+                        "pass e.g. 0.7,0.1,0.2")
+    cf = combos.astype(np.float64)
+    want = props[:, None] * cf.sum(0)[None, :]  # (subsets, K)
+    want_n = props * n
+    left = combos.sum(0).astype(np.int64)  # unassigned examples per combination
+    todo = np.ones(n, bool)
+    out = np.full(n, -1, np.int64)
+    everyone = np.arange(len(props))
+
+    def give(i: int, subsets: np.ndarray) -> None:
+        if len(subsets) > 1:
+            subsets = _pick(want_n, subsets, rng)
+        j = int(subsets[0] if len(subsets) == 1 else rng.choice(subsets))
+        out[i] = j
+        todo[i] = False
+        want[j] -= cf[i]
+        want_n[j] -= 1
+        left[:] -= combos[i]
+
+    while (left > 0).any():
+        live = np.flatnonzero(left > 0)
+        rarest = live[left[live] == left[live].min()]
+        k = int(rarest[0] if len(rarest) == 1 else rng.choice(rarest))
+        for i in rng.permutation(np.flatnonzero(todo & combos[:, k])):
+            room = everyone[want_n > 0.5] if cap_sizes else everyone
+            give(int(i), _pick(want[:, k], room if len(room) else everyone, rng))
+    for i in rng.permutation(np.flatnonzero(todo)):  # examples without labels
+        give(int(i), everyone)
+    return out
+
+
+def stratified_splits(labels: np.ndarray, num_splits: int = 3, proportions=(0.7, 0.1, 0.2),
+                      seed: int = 0, order: int = 2, cap_sizes: bool = True) -> np.ndarray:
+    """Assign every example to train/val/test (0/1/2), `num_splits` times: int8 (n, num_splits).
+
+    Each split is one run of `iterative_stratification` (second-order, SOIS, by default)
+    with its own random stream drawn from `seed`, so the splits differ. Small collections:
+    a subset left empty gets one example from the subset furthest above its target size.
+    """
+    labels = np.asarray(labels, bool)
+    n = labels.shape[0]
+    props = np.asarray(proportions, float)
+    rng = np.random.default_rng(seed)
     out = np.zeros((n, num_splits), np.int8)
     for s in range(num_splits):
-        order = rng.permutation(n)
-        remaining = np.ones(n, bool)
-        want_n = props * n
-        want_l = props[:, None] * labels.sum(0)[None, :]
-        while remaining.any():
-            counts = labels[remaining].sum(0)
-            if counts.max() == 0:  # examples without labels
-                for i in order[remaining[order]]:
-                    j = int(np.argmax(want_n))
-                    out[i, s] = j
-                    want_n[j] -= 1
-                    remaining[i] = False
-                break
-            counts = np.where(counts == 0, np.iinfo(np.int64).max, counts)
-            lab = int(np.argmin(counts))
-            for i in order[(remaining & labels[:, lab])[order]]:
-                best = np.flatnonzero(want_l[:, lab] == want_l[:, lab].max())
-                if len(best) > 1:
-                    best = best[want_n[best] == want_n[best].max()]
-                j = int(rng.choice(best))
-                out[i, s] = j
-                want_n[j] -= 1
-                want_l[j] -= labels[i]
-                remaining[i] = False
-        # Small collections: make sure no subset is empty (move one example from the
-        # subset that is furthest above its target).
+        out[:, s] = iterative_stratification(labels, props, order, rng, cap_sizes)
         for j in range(len(props)):
-            if n >= len(props) and not (out[:, s] == j).any():
+            if n >= len(props) and props[j] > 0 and not (out[:, s] == j).any():
                 counts = np.bincount(out[:, s], minlength=len(props))
                 donor = int(np.argmax(counts - props * n))
                 out[rng.choice(np.flatnonzero(out[:, s] == donor)), s] = j
     return out
+
+
+# ---- how far each subset is from the whole ------------------------------------------------
+
+
+def _odds_deviation(pos: np.ndarray, size: np.ndarray, whole_pos: np.ndarray, whole_n: int) -> np.ndarray:
+    """|pos/(size-pos) - D/(n-D)| per subset and label (the terms of Sechidis' LD); NaN where
+    a ratio is undefined (a subset or the whole where every example has the label)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sub = pos / (size[:, None] - pos)
+        whole = whole_pos / (whole_n - whole_pos)
+        dev = np.abs(sub - whole[None, :])
+    dev[~np.isfinite(dev)] = np.nan
+    return dev
+
+
+def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 0.2),
+                 genres=GENRES) -> list[dict]:
+    """How far each subset of each split is from the whole collection.
+
+    One dict per split with, per subset (train, val, test): ``n``, ``share`` (of all
+    examples) and its ``target``; ``genre_share`` (fraction of the subset's examples with
+    each genre) and ``max_dev_pp`` / ``mean_dev_pp``, the largest and mean absolute
+    difference from the whole's genre shares in percentage points; ``pair_max_dev_pp`` the
+    same over genre pairs that occur; ``LD`` and ``LPD``, the label and label-pair
+    distribution measures of Sechidis et al. (2011) and Szymański and Kajdanowicz (2017)
+    (mean over genres, or pairs, of |positives/negatives in the subset - in the whole|);
+    ``zero_genres`` and ``zero_pairs``, genres and pairs present in the whole but absent
+    from the subset. Per split: ``LD``, ``LPD`` (means over subsets) and ``ExD`` (mean
+    absolute difference between subset sizes and their targets, in examples).
+    """
+    labels = np.asarray(labels, bool)
+    splits = np.asarray(splits)
+    n, q = labels.shape
+    pairs = [(i, j) for i in range(q) for j in range(i + 1, q)]
+    pair_m = np.stack([labels[:, i] & labels[:, j] for i, j in pairs], 1) if pairs else np.zeros((n, 0), bool)
+    whole_g, whole_p = labels.sum(0), pair_m.sum(0)
+    present = whole_p > 0
+    props = np.asarray(proportions, float)
+    names = list(SUBSETS)[:len(props)] + [f"subset{j}" for j in range(3, len(props))]
+    report = []
+    for s in range(splits.shape[1]):
+        idx = [splits[:, s] == j for j in range(len(props))]
+        size = np.array([m.sum() for m in idx])
+        pos_g = np.stack([labels[m].sum(0) for m in idx])
+        pos_p = np.stack([pair_m[m].sum(0) for m in idx])
+        ld = _odds_deviation(pos_g, size, whole_g, n)
+        lpd = _odds_deviation(pos_p[:, present], size, whole_p[present], n)
+        subsets = {}
+        for j, name in enumerate(names):
+            share = pos_g[j] / max(size[j], 1)
+            dev = np.abs(share - whole_g / n) * 100
+            pdev = np.abs(pos_p[j, present] / max(size[j], 1) - whole_p[present] / n) * 100
+            subsets[name] = {
+                "n": int(size[j]), "share": float(size[j] / n), "target": float(props[j]),
+                "genre_share": {g: float(v) for g, v in zip(genres, share)},
+                "max_dev_pp": float(dev.max()), "mean_dev_pp": float(dev.mean()),
+                "pair_max_dev_pp": float(pdev.max()) if pdev.size else 0.0,
+                "LD": float(np.nanmean(ld[j])) if np.isfinite(ld[j]).any() else float("nan"),
+                "LPD": float(np.nanmean(lpd[j])) if np.isfinite(lpd[j]).any() else float("nan"),
+                "zero_genres": [g for g, w, p in zip(genres, whole_g, pos_g[j]) if w and not p],
+                "zero_pairs": int(((pos_p[j] == 0) & present).sum()),
+            }
+        report.append({"split": s, "subsets": subsets,
+                       "LD": float(np.nanmean([v["LD"] for v in subsets.values()])),
+                       "LPD": float(np.nanmean([v["LPD"] for v in subsets.values()])),
+                       "ExD": float(np.mean(np.abs(size - props * n)))})
+    return report
+
+
+def format_split_report(report: list[dict], genres=GENRES) -> str:
+    """The report as text: per split and subset its size and distances, then genre shares."""
+    lines = []
+    for r in report:
+        lines.append(f"split{r['split']}: LD {r['LD']:.4f}  LPD {r['LPD']:.4f}  ExD {r['ExD']:.1f} examples")
+        lines.append(f"  {'subset':<6} {'n':>7} {'share':>6} {'target':>6} {'max dev':>8} {'mean dev':>8} "
+                     f"{'pair dev':>8} {'LD':>7} {'LPD':>7}  missing")
+        for name, v in r["subsets"].items():
+            missing = ", ".join(v["zero_genres"]) or "-"
+            if v["zero_pairs"]:
+                missing += f" ({v['zero_pairs']} genre pairs)"
+            lines.append(f"  {name:<6} {v['n']:>7} {100 * v['share']:>5.1f}% {100 * v['target']:>5.1f}% "
+                         f"{v['max_dev_pp']:>6.2f}pp {v['mean_dev_pp']:>6.2f}pp {v['pair_max_dev_pp']:>6.2f}pp "
+                         f"{v['LD']:>7.4f} {v['LPD']:>7.4f}  {missing}")
+    if report:
+        lines.append("genre shares (% of each subset, split0):")
+        first = report[0]["subsets"]
+        lines.append("  " + f"{'':<6}" + "".join(f"{g[:8]:>9}" for g in genres))
+        for name, v in first.items():
+            lines.append("  " + f"{name:<6}" + "".join(f"{100 * v['genre_share'][g]:>9.1f}" for g in genres))
+    return "\n".join(lines)

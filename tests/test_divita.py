@@ -415,6 +415,7 @@ def test_early_stopping_and_scheduler(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("aggregation,fusion,modal", [("gru", "early", "both"), ("savg", "late", "video"),
+                                                       ("ctt", "early", "both"),
                                                        ("conv", "late", "image")])
 def test_other_heads_train(dataset, tmp_path, aggregation, fusion, modal):
     cfg = TrainConfig(image_store=dataset["image_store"] if modal != "video" else None,
@@ -427,3 +428,125 @@ def test_other_heads_train(dataset, tmp_path, aggregation, fusion, modal):
     assert 0 <= result.test["muAP"] <= 1
     model, info = load_model(tmp_path / "run" / "checkpoint.pt")
     assert model.modality == (modal if modal != "both" else fusion) and model.aggregation == aggregation
+
+
+# ---- CTT-MMC-A baseline ------------------------------------------------------------------
+
+
+def test_ctt_head_is_convolution_through_time_with_max_pooling():
+    """The ctt aggregation against a hand-written convolution through time: every window of
+    k clips (zero-padded at both ends) dotted with each filter, ReLU, max over time, then
+    the dense layer, for each window size."""
+    torch.manual_seed(0)
+    model = DIViTA(FI, None, aggregation="ctt").eval()
+    agg = model.head.aggregation
+    assert [c.kernel_size[0] for c in agg.convs] == [3, 5, 7]
+    assert all(c.out_channels == 256 and c.in_channels == FI for c in agg.convs)
+    x = torch.randn(2, 30, FI)
+    xb = model.head.bn(x.transpose(1, 2))  # (B, F, S)
+    pooled = []
+    for conv in agg.convs:
+        k = conv.kernel_size[0]
+        padded = torch.nn.functional.pad(xb, (k // 2, k // 2))
+        windows = padded.unfold(2, k, 1)  # (B, F, S, k)
+        out = torch.einsum("bfsk,ofk->bos", windows, conv.weight) + conv.bias[None, :, None]
+        assert out.shape == (2, 256, 30)  # one output per clip position
+        pooled.append(out.clamp(min=0).max(2).values)
+    hidden = torch.relu(agg.dense(torch.cat(pooled, 1)))
+    torch.testing.assert_close(model(x, None), model.head.classifier(hidden), rtol=1e-4, atol=1e-5)
+    # max through time: the order of the snippet's clips matters only inside each window,
+    # so reversing the clips gives the same result as reversing every filter in time
+    flipped = DIViTA(FI, None, aggregation="ctt").eval()
+    flipped.load_state_dict(model.state_dict())
+    for conv in flipped.head.aggregation.convs:
+        conv.weight.data = conv.weight.data.flip(2)
+    torch.testing.assert_close(flipped(x.flip(1), None), model(x, None), rtol=1e-4, atol=1e-5)
+
+
+def test_ctt_baseline_trains_and_reloads(dataset, tmp_path):
+    cfg = TrainConfig(image_store=dataset["image_store"], labels=dataset["mtgc"], out_dir=tmp_path / "run",
+                      aggregation="ctt", lr=1e-3, batch_size=32, max_epochs=3, device="cpu")
+    result = train(cfg, progress=False)
+    model, info = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert model.aggregation == info["aggregation"] == "ctt" and model.modality == "image"
+    assert 0 <= result.test["muAP"] <= 1
+
+
+# ---- resuming ----------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def _resume_cfg(dataset, out, **kw):
+    base = dict(image_store=dataset["image_store"], labels=dataset["mtgc"], split=2, out_dir=out,
+                aggregation="tsfm", lr=1e-2, batch_size=16, max_epochs=6, stop_patience=20,
+                scheduler_patience=0, device="cpu", seed=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def _same_run(a, b, out_a: Path, out_b: Path):
+    assert [h["epoch"] for h in a.history] == [h["epoch"] for h in b.history]
+    for key in ("train_loss", "val_loss", "val_muAP", "lr"):
+        assert [h[key] for h in a.history] == [h[key] for h in b.history], key
+    assert a.best_epoch == b.best_epoch and a.epochs_run == b.epochs_run
+    assert a.test["muAP"] == b.test["muAP"] and a.val["mAP"] == b.val["mAP"]
+    ca = torch.load(out_a / "checkpoint.pt", weights_only=True)
+    cb = torch.load(out_b / "checkpoint.pt", weights_only=True)
+    assert ca["epoch"] == cb["epoch"]
+    for k in ca["model"]:
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
+    assert (out_a / "history.csv").read_text() == (out_b / "history.csv").read_text()
+    assert (out_a / "predictions.csv").read_text() == (out_b / "predictions.csv").read_text()
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(dataset, tmp_path):
+    full = train(_resume_cfg(dataset, tmp_path / "full"), progress=False)
+    assert any(h["lr"] < 1e-2 for h in full.history)  # the scheduler acted: its state matters
+
+    def stop_at_3(rec):
+        if rec["epoch"] == 3:
+            raise _Stop
+
+    cfg = _resume_cfg(dataset, tmp_path / "cut")
+    with pytest.raises(_Stop):
+        train(cfg, progress=False, on_epoch=stop_at_3)
+    state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert state["epoch"] == 3 and {"model", "optimizer", "scheduler", "rng", "config", "stores"} <= set(state)
+    assert not (tmp_path / "cut" / "metrics.csv").exists()
+    seen = []
+    resumed = train(cfg, progress=False, resume=True, on_epoch=lambda r: seen.append(r["epoch"]))
+    assert seen == [4, 5, 6]
+    _same_run(full, resumed, tmp_path / "full", tmp_path / "cut")
+
+
+def test_resume_extends_a_finished_run(dataset, tmp_path):
+    full = train(_resume_cfg(dataset, tmp_path / "full", max_epochs=5), progress=False)
+    train(_resume_cfg(dataset, tmp_path / "ext", max_epochs=2), progress=False)
+    extended = train(_resume_cfg(dataset, tmp_path / "ext", max_epochs=5), progress=False, resume=True)
+    _same_run(full, extended, tmp_path / "full", tmp_path / "ext")
+
+
+def test_resume_refuses_other_settings(dataset, tmp_path):
+    train(_resume_cfg(dataset, tmp_path / "run", max_epochs=1), progress=False)
+    with pytest.raises(T12kError, match=r"lr=0\.01.*lr=0\.001.*without --resume"):
+        train(_resume_cfg(dataset, tmp_path / "run", lr=1e-3), progress=False, resume=True)
+    with pytest.raises(T12kError, match="nothing to resume.*without --resume"):
+        train(_resume_cfg(dataset, tmp_path / "empty"), progress=False, resume=True)
+
+
+def test_cli_train_resume(dataset, tmp_path, capsys):
+    from t12k.cli import main
+
+    args = ["train", "--image-store", str(dataset["image_store"]), "--labels", str(dataset["mtgc"]),
+            "--out", str(tmp_path / "run"), "--aggregation", "savg", "--device", "cpu", "--quiet",
+            "--num-threads", "1", "--lr", "0.01"]
+    assert main(args + ["--max-epochs", "1"]) == 0
+    assert main(args + ["--max-epochs", "2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "of 2;" in out
+    with open(tmp_path / "run" / "history.csv", newline="") as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
+    assert main(args + ["--max-epochs", "2", "--resume", "--seed", "9"]) == 2
+    assert "seed=0" in capsys.readouterr().err

@@ -141,8 +141,12 @@ def test_fetch_normalizes_records_and_resumes(server, tmp_path):
         assert float(r["src_fps"]) == pytest.approx(src.fps, abs=1e-3) and r["src_codec"] == src.codec
         assert int(r["frames"]) == info.num_frames and float(r["duration"]) == pytest.approx(info.duration, abs=1e-3)
         assert int(r["bytes"]) == (out / f"{mid}.mp4").stat().st_size and len(r["sha256"]) == 64
-        assert float(r["seconds"]) > 0
+        assert float(r["seconds"]) > 0 and r["attempts"] == "1" and r["error"] == ""
+        assert float(r["src_duration"]) == pytest.approx(src.duration, abs=1e-3)
+        assert r["quality"].startswith("shorter than 60 s") and "below 480p" in r["quality"]
+    assert list(rows) == [it.id for it in items]  # in the order of the list
     assert rows["gone"]["status"] == "failed" and "404" in rows["gone"]["reason"]
+    assert rows["gone"]["error"] == "not-found" and rows["junk"]["error"] == "not-a-video"
     assert rows["junk"]["status"] == "failed" and rows["junk"]["reason"]
     # only the videos and the manifest (plus the hidden lock file) are left
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
@@ -162,6 +166,26 @@ def test_fetch_normalizes_records_and_resumes(server, tmp_path):
     # overwrite: downloaded again
     third = fetch_collection(items[:1], out, overwrite=True, progress=False)
     assert third.done == ["pal"] and server["hits"]["/pal.mp4"] > before
+
+
+def test_video_without_manifest_row_keeps_its_source_facts(server, tmp_path):
+    # A run killed between renaming a video into place and writing its row: the video
+    # carries its source facts, so the next run's row is complete without a download.
+    u = server["url"]
+    out = tmp_path / "v"
+    fetch_collection([FetchItem("ntsc", f"{u}/ntsc.mp4")], out, progress=False)
+    first = _rows(out)["ntsc"]
+    (out / "manifest.csv").unlink()
+    hits = server["hits"]["/ntsc.mp4"]
+    s = fetch_collection([FetchItem("ntsc", f"{u}/ntsc.mp4")], out, progress=False)
+    assert s.skipped == ["ntsc"] and server["hits"]["/ntsc.mp4"] == hits
+    row = _rows(out)["ntsc"]
+    for k in ("src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality", "frames", "bytes", "sha256"):
+        assert row[k] == first[k], k
+    # The same file under an id whose list now names another source is fetched again.
+    (out / "manifest.csv").unlink()
+    s = fetch_collection([FetchItem("ntsc", f"{u}/pal.mp4")], out, progress=False)
+    assert s.done == ["ntsc"] and probe(out / "ntsc.mp4").num_frames == 48
 
 
 def test_broken_existing_video_is_fetched_again(server, tmp_path):

@@ -266,3 +266,85 @@ def test_write_video_rejects_bad_frames(tmp_path):
         write_video(tmp_path / "b.mp4", [np.zeros((31, 32, 3), np.uint8)])
     with pytest.raises(ValueError, match="uint8"):
         write_video(tmp_path / "c.mp4", [np.zeros((32, 32, 3), np.float32)])
+
+
+# ---- variable frame rate, ffmpeg choice, tags, cancel, short output -----------------------
+
+@pytest.fixture(scope="module")
+def vfr_sources(tmp_path_factory) -> dict[str, Path]:
+    """Variable frame rate clips made by ffmpeg: frames dropped irregularly (mp4), and a
+    30 fps stretch followed by a slow-motion 12 fps one (mkv, millisecond timestamps)."""
+    d = tmp_path_factory.mktemp("vfr")
+    gaps = _lavfi(d / "vfr_gaps.mp4", "320x240", "30", 90,
+                  ["-vf", "select='lt(mod(n\\,10)\\,6)+gt(n\\,60)'", "-fps_mode", "vfr"] + X264)
+    slow = _lavfi(d / "vfr_slowmo.mkv", "320x180", "30", 90,
+                  ["-vf", "setpts='if(lt(N\\,45)\\,N/30\\,1.5+(N-45)/12)/TB'", "-fps_mode", "vfr"] + X264)
+    return {"vfr_gaps": gaps, "vfr_slowmo": slow}
+
+
+def _frame_steps(path: Path) -> set:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pts = sorted(p.pts for p in c.demux(s) if p.size)
+    return {b - a for a, b in zip(pts, pts[1:])}
+
+
+@pytest.mark.parametrize("name", ["vfr_gaps", "vfr_slowmo"])
+def test_normalize_variable_frame_rate_to_constant_24fps(name, vfr_sources, tmp_path):
+    src_path = vfr_sources[name]
+    assert len(_frame_steps(src_path)) > 1  # the source really is variable frame rate
+    src = probe(src_path)
+    info = normalize(src_path, tmp_path / "v.mp4", max_short_side=120)
+    assert info.codec == "h264" and info.fps == 24.0
+    assert info.num_frames == round(src.duration * 24)
+    assert len(_frame_steps(tmp_path / "v.mp4")) == 1  # constant frame rate: one step between frames
+
+
+def test_ffmpeg_exe_prefers_the_system_binary(monkeypatch, tmp_path):
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert ffmpeg_exe() == str(fake)
+
+
+def test_normalize_writes_tags_and_uses_the_given_ffmpeg(sources, tmp_path):
+    calls = tmp_path / "calls.txt"
+    wrapper = tmp_path / "my-ffmpeg"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexec "{ffmpeg_exe()}" "$@"\n')
+    wrapper.chmod(0o755)
+    dst = tmp_path / "t.mp4"
+    normalize(sources["h264_25"], dst, ffmpeg=str(wrapper), metadata={"comment": 't12k-source {"url": "http://h/a b"}'})
+    assert "libx264" in calls.read_text()
+    assert media.read_tags(dst)["comment"] == 't12k-source {"url": "http://h/a b"}'
+    assert media.read_tags(tmp_path / "missing.mp4") == {}
+
+
+def test_normalize_cancel_stops_ffmpeg_and_leaves_nothing(sources, tmp_path):
+    import time
+
+    pidfile = tmp_path / "pid"
+    slow = tmp_path / "slow-ffmpeg"  # an ffmpeg that takes forever
+    slow.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 30\n')
+    slow.chmod(0o755)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    with pytest.raises(media.Cancelled):
+        normalize(sources["h264_25"], out / "v.mp4", ffmpeg=str(slow), cancel=lambda: time.monotonic() - t0 > 0.3)
+    assert time.monotonic() - t0 < 3
+    assert list(out.iterdir()) == []
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+
+
+def test_normalize_refuses_an_output_much_shorter_than_the_source(sources, tmp_path):
+    import sys
+
+    short = tmp_path / "short-ffmpeg"  # a real ffmpeg that stops after 5 frames, exit code 0
+    short.write_text(f"#!{sys.executable}\nimport os, sys\na = sys.argv[1:]\n"
+                     f"os.execv({ffmpeg_exe()!r}, [{ffmpeg_exe()!r}] + a[:-1] + ['-frames:v', '5', a[-1]])\n")
+    short.chmod(0o755)
+    with pytest.raises(T12kError, match=r"gave 5 frames where its 2.00 s call for 48"):
+        normalize(sources["h264_25"], tmp_path / "v.mp4", ffmpeg=str(short))
+    assert list(tmp_path.glob("*.mp4")) == []
