@@ -159,6 +159,14 @@ def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_
     assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert all(g in out for g in ("action", "sci-fi", "thriller"))
+    # features made with other weights than the checkpoint's stores: refused, one line
+    model_b, _ = load_backbone("shufflenet2d", "none")
+    torch.nn.init.zeros_(model_b.conv1[0].weight)
+    torch.save(model_b.state_dict(), tmp_path / "other.pth")
+    assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--weights",
+                     str(tmp_path / "other.pth"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "were made with weights none" in err and "--weights" in err
 
 
 def test_default_weights_come_through_torchvision_download_cache(tmp_path, monkeypatch):
