@@ -482,9 +482,13 @@ def cmd_download_reps(a) -> int:
 def cmd_backbones(a) -> int:
     from t12k.backbones import REGISTRY
 
-    print(f"{'key':<13} {'kind':<4} {'pretraining':<27} {'features':>8}  store (Shot-24)")
+    print(f"{'key':<13} {'kind':<4} {'pretraining':<27} {'features':>8} {'params':>8} {'GFLOPs':>7}  store (Shot-24)")
     for s in REGISTRY.values():
-        print(f"{s.key:<13} {s.kind:<4} {s.pretraining:<27} {s.num_features:>8}  {s.store_name()}")
+        meta = s.weights_enum.meta
+        print(f"{s.key:<13} {s.kind:<4} {s.pretraining:<27} {s.num_features:>8} {meta['num_params'] / 1e6:>7.1f}M "
+              f"{meta['_ops']:>7.2f}  {s.store_name()}")
+    print("params and GFLOPs as torchvision's weights report them (with classifier; 3D: per clip at "
+          "torchvision's clip size)")
     return 0
 
 

@@ -195,7 +195,8 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
         todo = [r for r in runners if mid not in stores[r.spec.key]]
         feats, table = clip_features(found[mid], plan, todo)
         for r in todo:
-            stores[r.spec.key].write_features(mid, feats[r.spec.key], table)
+            clips = table if r.spec.kind == "2d" else np.concatenate([table[:, :2], np.full((len(table), 1), -1, np.int32)], 1)
+            stores[r.spec.key].write_features(mid, feats[r.spec.key], clips)
         return {"clips": len(plan), "frames": len(shots.predictions(mid))}
 
     summary = run_items("extract", found, work, lambda m: all(m in s for s in stores.values()), manifest, progress)
