@@ -189,7 +189,8 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
     def work(mid: str) -> dict:
         if mid not in shots:
             raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
-        plan = plan_clips(shots.shots(mid), len(shots.predictions(mid)), strategy, fpc, fps)
+        num_frames = len(shots.predictions(mid))
+        plan = plan_clips(shots.shots(mid), num_frames, strategy, fpc, fps)
         if len(plan) == 0:
             raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
         todo = [r for r in runners if mid not in stores[r.spec.key]]
@@ -197,7 +198,7 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
         for r in todo:
             clips = table if r.spec.kind == "2d" else np.concatenate([table[:, :2], np.full((len(table), 1), -1, np.int32)], 1)
             stores[r.spec.key].write_features(mid, feats[r.spec.key], clips)
-        return {"clips": len(plan), "frames": len(shots.predictions(mid))}
+        return {"clips": len(plan), "frames": num_frames}
 
     summary = run_items("extract", found, work, lambda m: all(m in s for s in stores.values()), manifest, progress)
     first = stores[specs[0].key]
