@@ -70,6 +70,18 @@ def _cmd(lst: Path, out: Path) -> list[str]:
             "--normalize-workers", "2", "--quiet"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    """Start `t12k fetch` as a user's terminal would: with Ctrl-C enabled. (A test run that
+    was itself started in the background by a non-interactive shell inherits SIGINT ignored,
+    and Python then installs no KeyboardInterrupt handler in the child.)"""
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
 def _wait_for(proc, cond, what: str, limit: float = 40.0) -> None:
     deadline = time.monotonic() + limit
     while not cond():
@@ -141,7 +153,7 @@ def _assert_complete(out: Path, root: Path) -> None:
 
 def test_sigkill_mid_run_then_rerun_completes(slow_list, tmp_path):
     out = tmp_path / "videos"
-    proc = subprocess.Popen(_cmd(slow_list["list"], out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start(_cmd(slow_list["list"], out))
     # Kill once one trailer is finished and others are half downloaded.
     _wait_for(proc, lambda: out.is_dir() and _videos(out) and _tmp(out), "a finished and a running trailer")
     proc.send_signal(signal.SIGKILL)
@@ -164,7 +176,7 @@ def test_sigkill_mid_run_then_rerun_completes(slow_list, tmp_path):
 
 def test_ctrl_c_stops_cleanly_then_rerun_completes(slow_list, tmp_path):
     out = tmp_path / "videos"
-    proc = subprocess.Popen(_cmd(slow_list["list"], out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start(_cmd(slow_list["list"], out))
     _wait_for(proc, lambda: out.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in _tmp(out)),
               "a download under way")
     t0 = time.monotonic()
@@ -189,7 +201,7 @@ def test_ctrl_c_stops_cleanly_then_rerun_completes(slow_list, tmp_path):
 
 def test_sigterm_stops_like_ctrl_c(slow_list, tmp_path):
     out = tmp_path / "videos"
-    proc = subprocess.Popen(_cmd(slow_list["list"], out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start(_cmd(slow_list["list"], out))
     _wait_for(proc, lambda: out.is_dir() and bool(_tmp(out)), "a download under way")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
