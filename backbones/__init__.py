@@ -14,7 +14,6 @@ every process (for tests and offline demos).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from t12k.errors import T12kError
+from t12k.storage.checksum import file_digest
 
 WEIGHTS_SEED = 0
 
@@ -88,14 +88,6 @@ def parse_backbones(text: str) -> list[BackboneSpec]:
     if not keys:
         raise T12kError("no backbone given; pass --backbone with one of " + ", ".join(REGISTRY))
     return [get_spec(k) for k in dict.fromkeys(keys)]
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
@@ -164,7 +156,7 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
         except RuntimeError as exc:
             raise T12kError(f"weights file {path} does not fit {spec.model_name} "
                             f"({str(exc).splitlines()[0][:160]}); give that model's state dict") from exc
-        used = f"file:{path.name}:sha256:{_file_sha256(path)[:16]}"
+        used = f"file:{path.name}:sha256:{file_digest(path)[:16]}"
     setattr(model, spec.head_attr, nn.Identity())
     model.eval().requires_grad_(False)
     return model.to(device), used

@@ -17,7 +17,6 @@ command can be re-run after an interruption. `base_url` is overridable (mirrors,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 
 import t12k
 from t12k.errors import T12kError
+from t12k.storage.checksum import file_digest
 
 ZENODO_RECORD = 5716410
 BASE_URL = f"https://zenodo.org/record/{ZENODO_RECORD}/files"
@@ -93,14 +93,6 @@ def select_files(only: list[str] | None, catalog=PUBLISHED_FILES) -> list[Publis
                             f"{', '.join(f.target for f in catalog)}")
         out += [h for h in hits if h not in out]
     return out
-
-
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_url(base_url: str, name: str) -> str:
@@ -176,7 +168,7 @@ def download_file(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: 
                 time.sleep(backoff * (attempt + 1))
     finally:
         bar.close()
-    got = md5sum(part)
+    got = file_digest(part, "md5")
     if got != md5:
         size = part.stat().st_size
         part.unlink()
@@ -271,13 +263,13 @@ def download_published(out_dir: str | os.PathLike = "trailers12k", *, only: list
             summary.present.append(f.target)
             continue
         if not f.is_archive and target.is_file():
-            if md5sum(target) == f.md5:
+            if file_digest(target, "md5") == f.md5:
                 summary.present.append(f.target)
                 continue
             log(f"{target} does not have the published md5; fetching it again")
         dest = out / f.name
         url = file_url(base_url, f.name)
-        if not (f.is_archive and dest.is_file() and md5sum(dest) == f.md5):  # a kept, verified archive
+        if not (f.is_archive and dest.is_file() and file_digest(dest, "md5") == f.md5):  # a kept, verified archive
             log(f"fetching {url}")
             summary.bytes += download_file(url, dest, f.md5, retries=retries, timeout=timeout, backoff=backoff,
                                            progress=progress)

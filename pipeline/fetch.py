@@ -48,6 +48,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from t12k.errors import T12kError
 from t12k.pipeline import media
+from t12k.storage.checksum import file_digest
 
 MANIFEST_FIELDS = ("url", "error", "src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality",
                    "duration", "frames", "bytes", "sha256", "attempts", "seconds")
@@ -920,14 +921,6 @@ def _download_item(item: FetchItem, out: Path, s: _Settings, pacer: _Pacer, stop
 
 # ---- normalizing (worker processes) ------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _source_fields(info: media.VideoInfo, seconds, min_lines) -> dict:
     return {"src_width": info.width, "src_height": info.height, "src_fps": f"{info.fps:.3f}",
             "src_codec": info.codec, "src_duration": f"{info.duration:.3f}",
@@ -954,7 +947,7 @@ def _normalize_job(job: dict, cancel) -> dict:
                                keep_audio=job["keep_audio"], threads=job["threads"], src_info=src_info,
                                ffmpeg=job["ffmpeg"], metadata={"comment": _TAG + tag}, cancel=cancel)
         fields.update(duration=f"{info.duration:.3f}", frames=info.num_frames, bytes=dst.stat().st_size,
-                      sha256=_sha256(dst))
+                      sha256=file_digest(dst))
         return {"status": "ok", "fields": fields, "reason": ""}
     except media.Cancelled:
         return {"status": "cancelled", "fields": fields, "reason": ""}
@@ -1183,7 +1176,7 @@ def _existing(item: FetchItem, dst: Path, manifest) -> dict | None:
             return None
         src = {k: src[k] or str(tags.get(k, "")) for k in _SRC_KEYS}
     return {"url": item.url, "error": "", **src, "duration": f"{info.duration:.3f}", "frames": info.num_frames,
-            "bytes": size, "sha256": row["sha256"] if trusted else _sha256(dst), "attempts": 0, "seconds": "0.00"}
+            "bytes": size, "sha256": row["sha256"] if trusted else file_digest(dst), "attempts": 0, "seconds": "0.00"}
 
 
 class _Run:

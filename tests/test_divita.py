@@ -31,13 +31,7 @@ from t12k.storage.mtgc import stratified_splits
 FI, FV = 16, 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a busy small machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # ---- synthetic data ------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 import pytest
-import torch
 import zarr
 
 from t12k import GENRES
@@ -27,12 +26,7 @@ IMAGE = "trailers_i_resnet_fpc24.zarr"
 VIDEO = "trailers_k_r2plus1d_fps24_fpc24.zarr"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _store(path: Path, ids, lengths, labels, nf, rng):

@@ -4,7 +4,6 @@ processes and the paper's quality rules (offline)."""
 
 from __future__ import annotations
 
-import csv
 import functools
 import http.server
 import os
@@ -121,14 +120,10 @@ def server(tmp_path_factory):
     httpd.server_close()
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(fetch_mod, "_BACKOFF", 0.01)
+from conftest import manifest_rows  # noqa: E402
 
-
-def _rows(out: Path) -> dict[str, dict[str, str]]:
-    with open(out / "manifest.csv", newline="") as fh:
-        return {r["id"]: r for r in csv.DictReader(fh)}
+pytestmark = pytest.mark.usefixtures("fast_backoff")
+_rows = manifest_rows
 
 
 def _only_results(out: Path) -> list[str]:
