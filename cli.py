@@ -132,7 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shot: clips inside shots (Shot-f); seq: contiguous clips over the trailer (Seq-f)")
     p.add_argument("--fpc", type=int, default=24, help="frames per clip f (of the 24 fps video)")
     p.add_argument("--fps", type=int, default=24, help="frame rate of 3D clips: keep every (24/fps)-th frame")
-    p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward pass")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="clips per backbone forward pass (batches run across trailer boundaries)")
+    p.add_argument("--workers", default="auto",
+                   help="decode worker processes (decode, representative frames, resize and crop); 0 decodes "
+                        "in this process; auto: 1 on CPU, one per core but one (at most 16) on a GPU")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="chunks of clips each worker prepares ahead (bounds memory)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="model precision: fp32 reproduces the reference; bf16/fp16 autocast is faster on a GPU "
+                        "(recorded in the store; see README for the measured differences)")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=2, help="zarr format of new stores")
     _common_device(p)
     _quiet(p)
@@ -343,6 +352,7 @@ def cmd_extract(a) -> int:
     return _finish(extract_features(a.videos, a.shots, a.out, backbones=a.backbone, weights=a.weights,
                                     strategy=a.strategy, fpc=a.fpc, fps=a.fps, ids=_ids(a.ids),
                                     batch_size=a.batch_size, device=a.device, zarr_format=a.zarr_format,
+                                    workers=a.workers, prefetch=a.prefetch, precision=a.precision,
                                     progress=not a.quiet))
 
 
@@ -487,8 +497,8 @@ def cmd_backbones(a) -> int:
         meta = s.weights_enum.meta
         print(f"{s.key:<13} {s.kind:<4} {s.pretraining:<27} {s.num_features:>8} {meta['num_params'] / 1e6:>7.1f}M "
               f"{meta['_ops']:>7.2f}  {s.store_name()}")
-    print("params and GFLOPs as torchvision's weights report them (with classifier; 3D: per clip at "
-          "torchvision's clip size)")
+    print("params and GFLOPs as each weight set's meta reports them (with classifier; 3D: per clip at the "
+          "weights' own clip size; shufflenet3d's counted by t12k as torchvision counts, 16x112x112)")
     return 0
 
 

@@ -1,31 +1,51 @@
 """The extract stage: clips from shots, one decode per trailer, frozen backbones, stores.
 
-Per trailer: plan the clips (Shot-f or Seq-f at the chosen frame rate), stream the video's
-frames once, and hand every backbone its input: 2D backbones the clip's histogram-
-representative frame, 3D backbones the clip's (sub-sampled) frames with black padding.
-Inputs are preprocessed by the weight set's own transforms and run in batches; the
-trailer's features are written to each backbone's store whole or not at all.
+The engine has two sides.
+
+Worker processes (a `torch.utils.data.DataLoader` over an iterable dataset of trailers, so
+PyTorch handles process start-up, shared-memory tensors, pinned memory and shutdown) each
+take the next unfinished trailer, stream its frames once through ffmpeg, pick every clip's
+inputs (2D: the histogram-representative frame; 3D: the clip's sub-sampled frames with
+black padding) and apply the geometric part of each weight set's transforms (resize and
+centre crop, on uint8, exactly the calls `Weights.transforms()` makes). Backbones that share
+a geometry share the tensor. They send chunks of at most `chunk` clips, so memory is bounded
+by workers x prefetch x chunk whatever the length or number of trailers.
+
+The main process moves the chunks to the device (non-blocking copies from pinned memory),
+makes model batches of `batch_size` clips across chunk and trailer boundaries, finishes the
+transforms there (to float, mean/std, layout), runs every backbone under inference mode
+(optionally bf16/fp16 autocast and channels-last), scatters the features back to their
+trailers and writes each trailer to every store whole, as soon as its last clip is done.
+A trailer that fails (unreadable video, shots that do not match it) is recorded in the
+manifest with its reason and the others go on.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
 
 from t12k import __version__
 from t12k.backbones import BackboneSpec, load_backbone, parse_backbones
 from t12k.errors import T12kError
 from t12k.pipeline.decode import iter_frames
-from t12k.pipeline.runner import StageSummary, run_items
+from t12k.pipeline.runner import StageSummary
 from t12k.pipeline.videos import find_videos
 from t12k.shots import ClipPlan, plan_clips, representative_frame
 from t12k.shots.clips import color_histogram
 from t12k.storage import FeatureStore, Manifest, ShotStore
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str) -> str:
@@ -36,6 +56,83 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def resolve_workers(workers: int | str, device: str) -> int:
+    """`auto`: one decode worker on a CPU run (the model needs the cores), otherwise one per
+    core but one, at most 16."""
+    if workers == "auto" or workers is None:
+        cores = os.cpu_count() or 1
+        return 1 if device == "cpu" else max(1, min(cores - 1, 16))
+    try:
+        n = int(workers)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise T12kError(f"--workers must be 0 (decode in this process), a positive number or auto; got {workers}")
+    return n
+
+
+# ---- transforms split in two: geometry in the workers, the rest on the device ----------------
+
+@dataclass(frozen=True)
+class Geometry:
+    """Resize and centre crop of uint8 frames, as the weight set's transforms do them."""
+
+    kind: str  # "2d" or "3d"
+    resize_size: tuple[int, ...]
+    crop_size: tuple[int, ...]
+    interpolation: str
+    antialias: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> uint8 (N, 3, h, w); 3D clips come as (N * T, 3, H, W)."""
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as F
+
+        x = F.resize(x, list(self.resize_size), interpolation=InterpolationMode(self.interpolation),
+                     antialias=self.antialias)
+        return F.center_crop(x, list(self.crop_size))
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """The transforms' remaining steps: to float in [0, 1], mean/std, (N, C, T, H, W) for 3D."""
+
+    kind: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 2D (N, 3, h, w) or 3D (N, T, 3, h, w) -> float (N, 3, h, w) or (N, 3, T, h, w)."""
+        from torchvision.transforms import functional as F
+
+        if self.kind == "2d":
+            return F.normalize(F.convert_image_dtype(x, torch.float), mean=list(self.mean), std=list(self.std))
+        n, t, c, h, w = x.shape
+        x = F.normalize(F.convert_image_dtype(x.reshape(n * t, c, h, w), torch.float),
+                        mean=list(self.mean), std=list(self.std))
+        return x.view(n, t, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def split_transforms(spec: BackboneSpec) -> tuple[Geometry, Normalize]:
+    """The spec's `transforms()` (torchvision's ImageClassification or VideoClassification
+    presets) as a uint8 geometry part and a normalization part whose composition gives the
+    same tensor, bit for bit (tests check this for every registered backbone)."""
+    from torchvision.transforms._presets import ImageClassification, VideoClassification
+
+    t = spec.transforms()
+    if isinstance(t, ImageClassification):
+        antialias = bool(t.antialias) if t.antialias is not None else True
+    elif isinstance(t, VideoClassification):
+        antialias = bool(getattr(t, "antialias", False))  # torchvision's video preset: False
+    else:
+        raise T12kError(f"backbone {spec.key}: transforms of type {type(t).__name__} are not supported; "
+                        "give the spec torchvision ImageClassification or VideoClassification transforms")
+    geometry = Geometry(spec.kind, tuple(t.resize_size), tuple(t.crop_size), t.interpolation.value, antialias)
+    return geometry, Normalize(spec.kind, tuple(t.mean), tuple(t.std))
+
+
+# ---- the worker side ----------------------------------------------------------------------
+
 @dataclass
 class ClipInput:
     index: int
@@ -45,7 +142,7 @@ class ClipInput:
 
 
 def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = True,
-                     need_3d: bool = False) -> Iterator[ClipInput]:
+                     need_3d: bool = False, threads: int = 0) -> Iterator[ClipInput]:
     """Stream `video` once and yield each clip's backbone inputs in clip order.
 
     Only the current clip's frames are held in memory. Clips must be sorted and
@@ -60,7 +157,7 @@ def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = T
     wanted = set(int(i) for i in plan.frames[0] if i >= 0)
     sub: dict[int, np.ndarray] = {}
     last_frame = -1
-    for i, frame in enumerate(iter_frames(video)):
+    for i, frame in enumerate(iter_frames(video, threads=threads)):
         last_frame = i
         while c < n and i > spans[c, 1]:  # should not happen with decoded counts == plan
             c += 1
@@ -95,62 +192,329 @@ def _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, shape) -> ClipInpu
     return ClipInput(c, rep, frame, frames)
 
 
-class BackboneRunner:
-    """One frozen backbone with its transforms, fed clip inputs in batches."""
+@dataclass
+class Job:
+    """One trailer to extract: its id, video and clip plan."""
 
-    def __init__(self, spec: BackboneSpec, weights: str, device: str, batch_size: int):
+    mid: str
+    video: str
+    plan: ClipPlan
+
+
+@dataclass
+class Chunk:
+    """Consecutive clips [first, first + n) of one trailer, every geometry applied."""
+
+    mid: str
+    first: int
+    total: int  # clips of the trailer
+    reps: torch.Tensor  # int32 (n,), -1 without 2D backbones
+    inputs: list[torch.Tensor]  # per geometry: uint8 (n, 3, h, w) or (n, T, 3, h, w)
+    decode_s: float = 0.0  # worker seconds spent producing this chunk
+
+    def __len__(self) -> int:
+        return len(self.reps)
+
+    def pin_memory(self) -> "Chunk":
+        """Called by the DataLoader's pinning thread on CUDA runs: page-locked inputs make the
+        host-to-device copies asynchronous."""
+        self.inputs = [x.pin_memory() for x in self.inputs]
+        return self
+
+
+@dataclass
+class Failed:
+    mid: str
+    reason: str
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, T12kError):
+        return str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
+def _apply(geometries: list[Geometry], clips: list[ClipInput]) -> list[torch.Tensor]:
+    out = []
+    for g in geometries:
+        if g.kind == "2d":
+            x = torch.from_numpy(np.stack([c.frame for c in clips])).permute(0, 3, 1, 2)
+            out.append(g(x).contiguous())
+        else:
+            x = torch.from_numpy(np.stack([c.frames for c in clips]))  # (n, T, H, W, 3)
+            n, t = x.shape[:2]
+            y = g(x.reshape(n * t, *x.shape[2:]).permute(0, 3, 1, 2))
+            out.append(y.reshape(n, t, *y.shape[1:]).contiguous())
+    return out
+
+
+class ClipStream(IterableDataset):
+    """Chunks of every job's clips. In a DataLoader with workers, each worker takes the next
+    job not yet taken (a shared counter), so long and short trailers balance out."""
+
+    def __init__(self, jobs: list[Job], geometries: list[Geometry], chunk: int = 32, decode_threads: int = 0):
+        self.jobs = jobs
+        self.geometries = geometries
+        self.chunk = max(1, int(chunk))
+        self.decode_threads = decode_threads
+        self.need_2d = any(g.kind == "2d" for g in geometries)
+        self.need_3d = any(g.kind == "3d" for g in geometries)
+        self._next = multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Value("i", 0)
+
+    def _take(self) -> int:
+        with self._next.get_lock():
+            i = self._next.value
+            self._next.value += 1
+        return i
+
+    def __iter__(self) -> Iterator[Chunk | Failed]:
+        if get_worker_info() is None:  # in this process: every job, in order
+            indices: Iterator[int] = iter(range(len(self.jobs)))
+        else:
+            indices = iter(self._take, None)
+        for i in indices:
+            if i >= len(self.jobs):
+                return
+            job = self.jobs[i]
+            try:
+                yield from self._trailer(job)
+            except Exception as exc:  # a bad trailer is reported, the worker goes on
+                yield Failed(job.mid, _reason(exc))
+
+    def _trailer(self, job: Job) -> Iterator[Chunk]:
+        total = len(job.plan)
+        pending: list[ClipInput] = []
+        t0 = time.perf_counter()
+        for clip in iter_clip_inputs(job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads):
+            pending.append(clip)
+            if len(pending) == self.chunk or clip.index == total - 1:
+                reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending], dtype=torch.int32)
+                inputs = _apply(self.geometries, pending)
+                yield Chunk(job.mid, pending[0].index, total, reps, inputs, time.perf_counter() - t0)
+                pending = []
+                t0 = time.perf_counter()
+
+
+# ---- the main side ------------------------------------------------------------------------
+
+class BackboneRunner:
+    """One frozen backbone: its weights, its transforms split in geometry + normalization,
+    and the device-side settings (precision, channels-last)."""
+
+    def __init__(self, spec: BackboneSpec, weights: str, device: str, batch_size: int = 32,
+                 precision: str = "fp32", channels_last: bool | None = None):
+        if precision not in PRECISIONS:
+            raise T12kError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.spec = spec
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
         self.model, self.weights_used = load_backbone(spec.key, weights, device)
-        self.transform = spec.transforms()
+        self.geometry, self.normalize = split_transforms(spec)
+        if channels_last is None:  # convolutional nets on a GPU
+            channels_last = device.startswith("cuda") and not spec.model_name.startswith("swin")
+        self.channels_last = channels_last
+        if channels_last:
+            fmt = torch.channels_last if spec.kind == "2d" else torch.channels_last_3d
+            self.model = self.model.to(memory_format=fmt)
 
     @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features float32 (N, F) on the CPU of geometry-transformed uint8 inputs."""
+        x = self.normalize(x.to(self.device, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
+            y = self.model(x)
+        return y.float().cpu()
+
     def __call__(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """Features float32 (len(inputs), num_features) of 2D frames or 3D clips."""
+        """Features float32 (len(inputs), F) of raw 2D frames (H, W, 3) or 3D clips (T, H, W, 3)."""
         out = []
         for b in range(0, len(inputs), self.batch_size):
             x = torch.from_numpy(np.stack(inputs[b:b + self.batch_size]))
-            # (B, H, W, 3) -> (B, 3, H, W); (B, T, H, W, 3) -> (B, T, 3, H, W)
-            x = x.movedim(-1, -3)
-            x = self.transform(x).to(self.device, non_blocking=True)
-            out.append(self.model(x).float().cpu())
+            if self.spec.kind == "2d":
+                x = self.geometry(x.permute(0, 3, 1, 2))
+            else:
+                n, t = x.shape[:2]
+                y = self.geometry(x.reshape(n * t, *x.shape[2:]).permute(0, 3, 1, 2))
+                x = y.reshape(n, t, *y.shape[1:])
+            out.append(self.forward(x))
         return torch.cat(out).numpy() if out else np.zeros((0, self.spec.num_features), np.float32)
+
+
+def _groups(runners: list[BackboneRunner]) -> tuple[list[Geometry], list[int]]:
+    """Distinct geometries and, per runner, the index of its geometry."""
+    geometries: list[Geometry] = []
+    which = []
+    for r in runners:
+        if r.geometry not in geometries:
+            geometries.append(r.geometry)
+        which.append(geometries.index(r.geometry))
+    return geometries, which
+
+
+@dataclass
+class _Trailer:
+    total: int
+    feats: dict[str, np.ndarray]
+    reps: np.ndarray
+    done: int = 0
+
+
+@dataclass
+class EngineStats:
+    """Where the time went: worker seconds producing inputs (decode, histograms, resize),
+    main-process seconds waiting for them, in the models, and writing stores."""
+
+    clips: int = 0
+    frames: int = 0
+    worker_s: float = 0.0
+    wait_s: float = 0.0
+    model_s: dict[str, float] = field(default_factory=dict)
+    write_s: float = 0.0
+    wall_s: float = 0.0
+
+
+class Engine:
+    """Runs jobs through decode workers and batched backbones; calls `on_done(mid, feats,
+    table)` when a trailer's every clip is done and `on_failed(mid, reason)` on failure."""
+
+    def __init__(self, runners: list[BackboneRunner], batch_size: int = 32, workers: int = 0,
+                 prefetch: int = 2, chunk: int | None = None):
+        self.runners = runners
+        self.batch_size = max(1, int(batch_size))
+        self.workers = workers
+        self.prefetch = max(1, int(prefetch))
+        self.chunk = chunk or self.batch_size
+        self.geometries, self.which = _groups(runners)
+        self.device = runners[0].device if runners else "cpu"
+        self.stats = EngineStats()
+
+    def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // max(1, self.workers)) if self.workers > 1 else 0
+        stream = ClipStream(jobs, self.geometries, self.chunk, threads)
+        if self.workers == 0:
+            return stream
+        return DataLoader(stream, batch_size=None, num_workers=min(self.workers, len(jobs)),
+                          prefetch_factor=self.prefetch, pin_memory=self.device.startswith("cuda"),
+                          in_order=False,
+                          multiprocessing_context="fork" if os.name == "posix" else "spawn")
+
+    def run(self, jobs: list[Job], on_done, on_failed) -> EngineStats:
+        st = self.stats
+        t_start = time.perf_counter()
+        if not jobs:
+            return st
+        open_: dict[str, _Trailer] = {}
+        failed: set[str] = set()
+        queue: deque[tuple[str, int, list[torch.Tensor]]] = deque()  # (mid, first clip, inputs)
+        queued = 0
+        nonblocking = self.device.startswith("cuda")
+
+        def run_batch(limit: int) -> None:
+            nonlocal queued
+            parts, owners, n = [], [], 0
+            while queue and n < limit:
+                mid, first, inputs = queue.popleft()
+                take = min(len(inputs[0]), limit - n)
+                if take < len(inputs[0]):  # split: the rest stays at the front
+                    queue.appendleft((mid, first + take, [x[take:] for x in inputs]))
+                    inputs = [x[:take] for x in inputs]
+                parts.append(inputs)
+                owners.append((mid, first, take))
+                n += take
+            queued -= n
+            batch = [torch.cat([p[g] for p in parts]) if len(parts) > 1 else parts[0][g]
+                     for g in range(len(self.geometries))]
+            for r, g in zip(self.runners, self.which):
+                t0 = time.perf_counter()
+                y = r.forward(batch[g]).numpy()
+                st.model_s[r.spec.key] = st.model_s.get(r.spec.key, 0.0) + time.perf_counter() - t0
+                off = 0
+                for mid, first, take in owners:
+                    open_[mid].feats[r.spec.key][first:first + take] = y[off:off + take]
+                    off += take
+            for mid, first, take in owners:
+                tr = open_[mid]
+                tr.done += take
+                if tr.done == tr.total:
+                    del open_[mid]
+                    t0 = time.perf_counter()
+                    try:
+                        on_done(mid, tr.feats, tr.reps)
+                    except Exception as exc:
+                        on_failed(mid, _reason(exc))
+                    st.write_s += time.perf_counter() - t0
+            st.clips += n
+
+        source = self._loader(jobs)
+        it = iter(source)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                item = next(it, None)
+                st.wait_s += time.perf_counter() - t0
+                if item is None:
+                    break
+                if isinstance(item, Failed):
+                    if item.mid in open_:
+                        del open_[item.mid]
+                        kept = [q for q in queue if q[0] != item.mid]
+                        queued = sum(len(q[2][0]) for q in kept)
+                        queue.clear()
+                        queue.extend(kept)
+                    failed.add(item.mid)
+                    on_failed(item.mid, item.reason)
+                    continue
+                st.worker_s += item.decode_s
+                if item.mid not in open_:
+                    open_[item.mid] = _Trailer(item.total, {
+                        r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32) for r in self.runners},
+                        np.full(item.total, -1, np.int32))
+                open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
+                inputs = [x.to(self.device, non_blocking=nonblocking) for x in item.inputs]
+                queue.append((item.mid, item.first, inputs))
+                queued += len(item)
+                while queued >= self.batch_size:
+                    run_batch(self.batch_size)
+            while queued:
+                run_batch(self.batch_size)
+        finally:
+            del it
+        st.wall_s += time.perf_counter() - t_start
+        return st
+
+
+def clip_table(plan: ClipPlan, reps: np.ndarray, kind: str) -> np.ndarray:
+    """int32 (num_clips, 3): first frame, last frame, representative frame (-1 for 3D)."""
+    rep = reps if kind == "2d" else np.full(len(plan), -1, np.int32)
+    return np.concatenate([plan.spans, np.asarray(rep, np.int32)[:, None]], axis=1).astype(np.int32)
 
 
 def clip_features(video: str | os.PathLike, plan: ClipPlan, runners: list[BackboneRunner]
                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Features of every clip for every runner (key -> (num_clips, F)) and the clip table
-    int32 (num_clips, 3): first frame, last frame, representative frame."""
-    need_2d = any(r.spec.kind == "2d" for r in runners)
-    need_3d = any(r.spec.kind == "3d" for r in runners)
-    feats: dict[str, list[np.ndarray]] = {r.spec.key: [] for r in runners}
-    pending: list[ClipInput] = []
-    reps = np.full(len(plan), -1, np.int32)
-    batch = max(r.batch_size for r in runners)
+    """Features of every clip of one video for every runner (key -> (num_clips, F)), decoded
+    in this process, and the clip table int32 (num_clips, 3): first, last, representative."""
+    result: dict = {}
 
-    def flush():
-        for r in runners:
-            xs = [p.frame if r.spec.kind == "2d" else p.frames for p in pending]
-            feats[r.spec.key].append(r(xs))
-        pending.clear()
+    def done(mid, feats, reps):
+        result["feats"], result["reps"] = feats, reps
 
-    for clip in iter_clip_inputs(video, plan, need_2d, need_3d):
-        if need_2d:
-            reps[clip.index] = clip.representative
-        pending.append(clip)
-        if len(pending) >= batch:
-            flush()
-    if pending:
-        flush()
-    table = np.concatenate([plan.spans, reps[:, None]], axis=1).astype(np.int32)
-    out = {k: (np.concatenate(v) if v else np.zeros((0, r.spec.num_features), np.float32))
-           for (k, v), r in zip(feats.items(), runners)}
-    return out, table
+    def failed(mid, reason):
+        raise T12kError(reason)
+
+    engine = Engine(runners, batch_size=max(r.batch_size for r in runners), workers=0)
+    engine.run([Job("video", str(video), plan)], done, failed)
+    kind = "2d" if any(r.spec.kind == "2d" for r in runners) else "3d"
+    return result["feats"], clip_table(plan, result["reps"], kind)
 
 
 def store_settings(runner: BackboneRunner, strategy: str, fpc: int, fps: int, shot_settings: dict) -> dict:
-    return {
+    settings = {
         "backbone": runner.spec.key,
         "model": runner.spec.model_name,
         "weights": runner.weights_used,
@@ -159,23 +523,27 @@ def store_settings(runner: BackboneRunner, strategy: str, fpc: int, fps: int, sh
         "fps": int(fps) if runner.spec.kind == "3d" else 24,
         "frame_selection": "histogram" if runner.spec.kind == "2d" else "all",
         "shots": {k: shot_settings.get(k) for k in ("detector", "threshold")} if strategy == "shot" else None,
+        "precision": runner.precision,  # older stores carry no key (fp32); then it is not compared
     }
+    return settings
 
 
 def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, out_dir: str | os.PathLike, *,
                      backbones: str = "shufflenet2d", weights: str = "default", strategy: str = "shot",
                      fpc: int = 24, fps: int = 24, ids: list[str] | None = None, batch_size: int = 32,
-                     device: str = "auto", zarr_format: int = 2, progress: bool = True,
+                     device: str = "auto", zarr_format: int = 2, workers: int | str = "auto",
+                     prefetch: int = 2, precision: str = "fp32", progress: bool = True,
                      log=print) -> StageSummary:
     """Extract features of every trailer in `videos` into one store per backbone in `out_dir`."""
     specs = parse_backbones(backbones)
     found = find_videos(videos, ids)
     shots = ShotStore.open(shots_store)
     device = resolve_device(device)
-    runners = [BackboneRunner(s, weights, device, batch_size) for s in specs]
+    workers = resolve_workers(workers, device)
+    runners = [BackboneRunner(s, weights, device, batch_size, precision) for s in specs]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stores = {}
+    stores: dict[str, FeatureStore] = {}
     for r in runners:
         path = out / r.spec.store_name(fpc, fps, strategy)
         stores[r.spec.key] = FeatureStore.create_or_append(
@@ -185,24 +553,56 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
         )
         log(f"{r.spec.key}: weights {r.weights_used} -> {path}")
     manifest = Manifest(out / "extract.manifest.csv", ("clips", "frames"))
+    summary = StageSummary("extract")
+    t_start = time.perf_counter()
 
-    def work(mid: str) -> dict:
-        if mid not in shots:
-            raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
-        num_frames = len(shots.predictions(mid))
-        plan = plan_clips(shots.shots(mid), num_frames, strategy, fpc, fps)
-        if len(plan) == 0:
-            raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
-        todo = [r for r in runners if mid not in stores[r.spec.key]]
-        feats, table = clip_features(found[mid], plan, todo)
-        for r in todo:
-            clips = table if r.spec.kind == "2d" else np.concatenate([table[:, :2], np.full((len(table), 1), -1, np.int32)], 1)
-            stores[r.spec.key].write_features(mid, feats[r.spec.key], clips)
-        return {"clips": len(plan), "frames": num_frames}
+    jobs, plans, started = [], {}, {}
+    for mid, video in found.items():
+        if all(mid in s for s in stores.values()):
+            summary.skipped.append(mid)
+            continue
+        try:
+            if mid not in shots:
+                raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
+            num_frames = len(shots.predictions(mid))
+            plan = plan_clips(shots.shots(mid), num_frames, strategy, fpc, fps)
+            if len(plan) == 0:
+                raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
+        except T12kError as exc:
+            summary.failed[mid] = str(exc)
+            manifest.record(mid, "failed", str(exc))
+            continue
+        plans[mid] = (plan, num_frames)
+        jobs.append(Job(mid, str(video), plan))
 
-    summary = run_items("extract", found, work, lambda m: all(m in s for s in stores.values()), manifest, progress)
-    first = stores[specs[0].key]
-    nclips = [len(first.read(m)) for m in summary.done]
-    summary.totals = {"clips": int(np.sum(nclips)) if nclips else 0,
+    bar = tqdm(total=len(jobs), desc="extract", unit="trailer", disable=not progress, leave=False)
+
+    def on_done(mid: str, feats: dict[str, np.ndarray], reps: np.ndarray) -> None:
+        plan, num_frames = plans[mid]
+        for r in runners:
+            if mid not in stores[r.spec.key]:
+                stores[r.spec.key].write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
+        summary.done.append(mid)
+        elapsed = time.perf_counter() - started.setdefault("t", t_start)
+        manifest.record(mid, "ok", seconds=f"{elapsed:.2f}", clips=len(plan), frames=num_frames)
+        started["t"] = time.perf_counter()
+        bar.update()
+
+    def on_failed(mid: str, reason: str) -> None:
+        summary.failed[mid] = reason
+        manifest.record(mid, "failed", reason)
+        bar.update()
+
+    engine = Engine(runners, batch_size=batch_size, workers=workers, prefetch=prefetch)
+    try:
+        stats = engine.run(jobs, on_done, on_failed)
+    finally:
+        bar.close()
+        manifest.compact()
+    summary.seconds = time.perf_counter() - t_start
+    nclips = sum(len(plans[m][0]) for m in summary.done)
+    summary.totals = {"clips": nclips,
                       "stores": ", ".join(f"{s.path.name} ({len(s)} trailers)" for s in stores.values())}
+    if summary.done and stats.wall_s > 0:
+        summary.totals["clips/s"] = round(nclips / stats.wall_s, 1)
     return summary

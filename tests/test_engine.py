@@ -1,0 +1,208 @@
+"""The extraction engine: transforms split between workers and device, decode workers,
+batches across trailers, failures, precision, and a killed run resumed."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_h264
+from t12k.backbones import REGISTRY, get_spec
+from t12k.cli import main as cli_main
+from t12k.errors import T12kError
+from t12k.pipeline import extract as ex
+from t12k.shots import plan_clips
+from t12k.storage import FeatureStore, ShotStore
+
+SHOTS = {"a1": [[0, 59], [60, 109], [110, 179]], "b2": [[0, 39], [40, 129]], "c3": [[0, 29], [30, 59], [60, 89], [90, 134]]}
+QUIET = {"device": "cpu", "progress": False, "log": lambda m: None}
+
+
+@pytest.fixture(scope="module")
+def shots_store(three_videos, tmp_path_factory):
+    """The known cuts of the three generated videos, written by hand (no detector run)."""
+    path = tmp_path_factory.mktemp("engine") / "shots.zarr"
+    store = ShotStore.create_or_append(path, {"detector": "transnetv2", "threshold": 0.5})
+    for mid, shots in SHOTS.items():
+        store.write_shots(mid, np.array(shots), np.zeros(shots[-1][1] + 1, np.float32))
+    return path
+
+
+@pytest.mark.parametrize("key", list(REGISTRY))
+def test_split_transforms_give_the_weights_transforms_bit_for_bit(key):
+    spec = get_spec(key)
+    geometry, normalize = ex.split_transforms(spec)
+    g = torch.Generator().manual_seed(1)
+    if spec.kind == "2d":
+        x = torch.randint(0, 256, (2, 3, 90, 161), dtype=torch.uint8, generator=g)
+        y = normalize(geometry(x))
+    else:
+        x = torch.randint(0, 256, (2, 5, 3, 90, 161), dtype=torch.uint8, generator=g)
+        z = geometry(x.reshape(10, 3, 90, 161))
+        assert z.dtype == torch.uint8
+        y = normalize(z.reshape(2, 5, *z.shape[1:]))
+    ref = spec.transforms()(x)
+    assert y.shape == ref.shape
+    assert torch.equal(y, ref)
+
+
+class _MeanRunner:
+    """A stand-in backbone: the feature of a clip is its input's mean and its sum, so the
+    engine's batching and scattering can be checked exactly. Records batch sizes."""
+
+    def __init__(self, key, kind):
+        self.spec = type("S", (), {"key": key, "kind": kind, "num_features": 2})()
+        self.geometry = ex.Geometry(kind, (32,), (32, 32), "bilinear", kind == "2d")
+        self.device = "cpu"
+        self.batch_size = 5
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append(len(x))
+        flat = x.reshape(len(x), -1).double()
+        return torch.stack([flat.mean(1), flat[:, ::7].sum(1)], 1).float()
+
+
+def _expected(video, plan, geometry):
+    out = []
+    for clip in ex.iter_clip_inputs(video, plan, geometry.kind == "2d", geometry.kind == "3d"):
+        (x,) = ex._apply([geometry], [clip])
+        flat = x.reshape(-1).double()
+        out.append([flat.mean(), flat[::7].sum()])
+    return np.array(out, np.float32)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_cross_trailers_and_every_clip_gets_its_own_feature(three_videos, workers):
+    plans = {m: plan_clips(np.array(s), s[-1][1] + 1, "shot", 24, 8) for m, s in SHOTS.items()}
+    jobs = [ex.Job(m, str(three_videos / f"{m}.mp4"), p) for m, p in plans.items()]
+    runners = [_MeanRunner("img", "2d"), _MeanRunner("vid", "3d")]
+    done, failed = {}, {}
+    engine = ex.Engine(runners, batch_size=5, workers=workers, chunk=4)
+    stats = engine.run(jobs, lambda m, f, r: done.__setitem__(m, (f, r)), failed.__setitem__)
+    assert not failed and sorted(done) == sorted(SHOTS)
+    total = sum(len(p) for p in plans.values())  # 9 + 6 + 8 clips
+    assert stats.clips == total == 23
+    assert runners[0].batches == [5, 5, 5, 5, 3]  # 5 does not divide any trailer: batches mix trailers
+    for m, plan in plans.items():
+        feats, reps = done[m]
+        video = three_videos / f"{m}.mp4"
+        np.testing.assert_allclose(feats["img"], _expected(video, plan, runners[0].geometry), rtol=1e-6)
+        np.testing.assert_allclose(feats["vid"], _expected(video, plan, runners[1].geometry), rtol=1e-6)
+        assert ((reps >= plan.spans[:, 0]) & (reps <= plan.spans[:, 1])).all()
+
+
+def test_workers_and_batches_do_not_change_the_stores(three_videos, shots_store, tmp_path):
+    keys = "shufflenet2d,r2plus1d"
+    ex.extract_features(three_videos, shots_store, tmp_path / "a", backbones=keys, weights="none", fps=4,
+                        workers=0, batch_size=32, **QUIET)
+    ex.extract_features(three_videos, shots_store, tmp_path / "b", backbones=keys, weights="none", fps=4,
+                        workers=2, batch_size=5, **QUIET)
+    for key in keys.split(","):
+        name = get_spec(key).store_name(24, 4)
+        a, b = FeatureStore.open(tmp_path / "a" / name), FeatureStore.open(tmp_path / "b" / name)
+        assert a.ids() == b.ids() == sorted(SHOTS)
+        for m in SHOTS:
+            np.testing.assert_allclose(a.read(m), b.read(m), atol=1e-5, rtol=1e-5)
+            np.testing.assert_array_equal(a.read(m, "clips"), b.read(m, "clips"))
+
+
+def test_each_trailer_is_decoded_once_for_all_backbones(three_videos, shots_store, tmp_path, monkeypatch):
+    calls = []
+    real = ex.iter_frames
+
+    def counting(path, *args, **kwargs):
+        calls.append(os.path.basename(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "iter_frames", counting)
+    ex.extract_features(three_videos, shots_store, tmp_path, backbones="shufflenet2d,resnet", weights="none",
+                        workers=0, ids=["b2", "c3"], **QUIET)
+    assert sorted(calls) == ["b2.mp4", "c3.mp4"]
+
+
+def test_a_corrupt_trailer_fails_alone_with_workers(three_videos, shots_store, tmp_path):
+    videos = tmp_path / "videos"
+    shutil.copytree(three_videos, videos)
+    data = (videos / "b2.mp4").read_bytes()
+    (videos / "b2.mp4").write_bytes(data[: len(data) // 3])  # truncated mid-stream
+    out = tmp_path / "out"
+    summary = ex.extract_features(videos, shots_store, out, backbones="shufflenet2d", weights="none",
+                                  workers=2, batch_size=4, **QUIET)
+    assert sorted(summary.done) == ["a1", "c3"] and list(summary.failed) == ["b2"]
+    assert "b2" in summary.failed["b2"] and "\n" not in summary.failed["b2"]
+    store = FeatureStore.open(out / get_spec("shufflenet2d").store_name())
+    assert store.ids() == ["a1", "c3"]
+    rows = (out / "extract.manifest.csv").read_text()
+    assert "b2,failed" in rows
+
+
+def test_bf16_is_close_to_fp32_and_a_store_keeps_one_precision(three_videos, shots_store, tmp_path):
+    common = dict(backbones="shufflenet2d", weights="none", ids=["a1"], workers=0, **QUIET)
+    ex.extract_features(three_videos, shots_store, tmp_path / "fp32", **common)
+    ex.extract_features(three_videos, shots_store, tmp_path / "bf16", precision="bf16", **common)
+    name = get_spec("shufflenet2d").store_name()
+    a = FeatureStore.open(tmp_path / "fp32" / name).read("a1")
+    b = FeatureStore.open(tmp_path / "bf16" / name).read("a1")
+    rel = np.abs(a - b).max() / np.abs(a).max()
+    assert 0 < rel < 0.05
+    with pytest.raises(T12kError, match="precision"):
+        ex.extract_features(three_videos, shots_store, tmp_path / "bf16", **common)
+
+
+def test_unknown_precision_and_bad_workers_are_one_line_errors(three_videos, shots_store, tmp_path, capsys):
+    base = ["extract", "--weights", "none", "--videos", str(three_videos), "--shots", str(shots_store),
+            "--out", str(tmp_path), "--device", "cpu", "--quiet"]
+    assert cli_main(base + ["--workers", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--workers" in err and len(err.splitlines()) == 1
+    with pytest.raises(T12kError, match="precision"):
+        ex.BackboneRunner(get_spec("shufflenet2d"), "none", "cpu", precision="fp8")
+
+
+def test_a_killed_run_resumes_to_the_same_store(three_videos, shots_store, tmp_path):
+    """SIGKILL `t12k extract` once a trailer is in the store; the re-run completes the store
+    and it equals an uninterrupted run's."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    store = ShotStore.open(shots_store)
+    shots2 = ShotStore.create_or_append(tmp_path / "shots.zarr", store.settings)
+    for k in range(3):
+        for m in SHOTS:
+            shutil.copyfile(three_videos / f"{m}.mp4", videos / f"{m}{k}.mp4")
+            shots2.write_shots(f"{m}{k}", store.shots(m), store.predictions(m))
+    args = ["extract", "--backbone", "resnet", "--weights", "none", "--videos", str(videos),
+            "--shots", str(tmp_path / "shots.zarr"), "--device", "cpu", "--quiet", "--batch-size", "2",
+            "--workers", "1"]
+    name = get_spec("resnet").store_name()
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "t12k.cli", *args, "--out", str(killed)], env=env,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / name).is_dir() and any(not p.name.startswith(".") and p.is_dir() and (p / ".zarray").exists()
+                                            for p in (killed / name).iterdir()):
+            break
+        time.sleep(0.05)
+    was_running = proc.poll() is None
+    proc.kill()
+    proc.wait()
+    partial = FeatureStore.open(killed / name)
+    n_before = len(partial.ids())
+    for m in partial.ids():  # whatever is visible is whole
+        assert partial.read(m).shape[0] == partial.read(m, "clips").shape[0] > 0
+    assert cli_main([*args, "--out", str(killed)]) == 0
+    assert cli_main([*args, "--out", str(tmp_path / "whole")]) == 0
+    a, b = FeatureStore.open(killed / name), FeatureStore.open(tmp_path / "whole" / name)
+    assert a.ids() == b.ids() and len(a.ids()) == 9
+    for m in a.ids():  # float noise only: other batches and thread counts sum in another order
+        np.testing.assert_allclose(a.read(m), b.read(m), atol=1e-6 * np.abs(b.read(m)).max(), rtol=1e-5)
+        np.testing.assert_array_equal(a.read(m, "clips"), b.read(m, "clips"))
+    assert was_running and 0 < n_before < 9
