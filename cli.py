@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python cli.py` from a checkout: make `t12k` im
 from t12k import GENRES, __version__  # noqa: E402
 from t12k.errors import T12kError  # noqa: E402
 
-BACKBONE_KEYS = "shufflenet2d, resnet, swin2d, r2plus1d, swin3d"
+BACKBONE_KEYS = "shufflenet2d, resnet, swin2d, shufflenet3d, r2plus1d, swin3d"
 
 
 def _common_device(p: argparse.ArgumentParser) -> None:

@@ -1,15 +1,18 @@
 """The frozen backbones of Trailers12k: a registry in the manner of torchvision's weights API.
 
 A `BackboneSpec` carries what extraction needs: kind (2D frame or 3D clip), pretraining,
-the torchvision builder and weight set (whose own `transforms()` are the preprocessing:
-resize, crop, interpolation, mean/std), feature size and the published store name.
+the builder and weight set (whose own `transforms()` are the preprocessing: resize, crop,
+interpolation, mean/std), feature size and the published store name. Five networks are
+torchvision's; `shufflenet3d` (Efficient-3DCNNs' 3D ShuffleNetV2) is written here with a
+weight set in torchvision's form (`backbones/shufflenet3d.py`).
 `load_backbone(key, weights)` returns the network with its classifier removed, frozen, and
 a description of the weights actually used.
 
-Weights: ``"default"`` = the spec's torchvision pretrained set, through torchvision's own
-download (cached in $TORCH_HOME); a path = a local state dict (e.g. the same .pth,
-downloaded elsewhere); ``"none"`` = random initialisation with a fixed seed, identical in
-every process (for tests and offline demos).
+Weights: ``"default"`` = the spec's pretrained set, through torchvision's own download
+(cached in $TORCH_HOME), or, for weights that cannot be downloaded here (`weights_source`),
+an error saying where to get the file; a path = a local state dict or checkpoint (e.g. the
+same .pth, downloaded elsewhere); ``"none"`` = random initialisation with a fixed seed,
+identical in every process (for tests and offline demos).
 """
 
 from __future__ import annotations
@@ -32,18 +35,34 @@ class BackboneSpec:
     key: str
     kind: str  # "2d": one representative frame per clip; "3d": every (sub-sampled) frame
     pretraining: str
-    model_name: str  # torchvision.models.get_model name
-    weights_name: str  # torchvision weight set (enum name) used by "default"
+    model_name: str  # torchvision.models.get_model name, or the name of `builder`'s network
+    weights_name: str  # weight set (enum member name) used by "default"
     head_attr: str  # classifier attribute replaced by Identity
     num_features: int
     store_prefix: str  # i (ImageNet), k (Kinetics), ik (ImageNet + Kinetics)
     store_stem: str  # published store name part
+    # A network outside torchvision: "module:function" building it and "module:Class" of its
+    # weight sets (a torchvision WeightsEnum), imported when first used; None: torchvision's.
+    builder: str | None = None
+    weights_class: str | None = None
+    weights_source: str | None = None  # where to get "default" by hand when it cannot be downloaded here
 
     @property
     def weights_enum(self):
+        """The "default" weight set: url, `transforms()` and `meta` (num_params, _ops)."""
+        if self.weights_class is not None:
+            return _import(self.weights_class)[self.weights_name]
         from torchvision.models import get_model_weights
 
         return get_model_weights(self.model_name)[self.weights_name]
+
+    def build(self) -> nn.Module:
+        """The network with its classifier, default-initialised, no weights loaded."""
+        if self.builder is not None:
+            return _import(self.builder)()
+        from torchvision.models import get_model
+
+        return get_model(self.model_name, weights=None)
 
     def transforms(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The weight set's own preprocessing; used for every weights choice, `none` too.
@@ -69,10 +88,24 @@ _SPECS = [
     BackboneSpec("shufflenet2d", "2d", "ImageNet-1k", "shufflenet_v2_x1_0", "IMAGENET1K_V1", "fc", 1024, "i", "shufflenet"),
     BackboneSpec("resnet", "2d", "ImageNet-1k", "resnet50", "IMAGENET1K_V1", "fc", 2048, "i", "resnet"),
     BackboneSpec("swin2d", "2d", "ImageNet-1k", "swin_t", "IMAGENET1K_V1", "head", 768, "i", "swin"),
+    BackboneSpec("shufflenet3d", "3d", "Kinetics-600", "shufflenet3d_v2_x1_0", "KINETICS600_V1", "classifier", 1024,
+                 "k", "shufflenet", builder="t12k.backbones.shufflenet3d:shufflenet3d_v2_x1_0",
+                 weights_class="t12k.backbones.shufflenet3d:ShuffleNet3D_Weights",
+                 weights_source="kinetics_shufflenetv2_1.0x_RGB_16_best.pth from the pretrained models linked in "
+                                "the Efficient-3DCNNs README, "
+                                "https://drive.google.com/open?id=1eggpkmy_zjb62Xra6kQviLa67vzP_FR8"),
     BackboneSpec("r2plus1d", "3d", "Kinetics-400", "r2plus1d_18", "KINETICS400_V1", "fc", 512, "k", "r2plus1d"),
     BackboneSpec("swin3d", "3d", "ImageNet-1k + Kinetics-400", "swin3d_t", "KINETICS400_V1", "head", 768, "ik", "swin"),
 ]
 REGISTRY: dict[str, BackboneSpec] = {s.key: s for s in _SPECS}
+
+
+def _import(target: str) -> Any:
+    """`package.module:name` -> that object."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def get_spec(key: str) -> BackboneSpec:
@@ -118,17 +151,18 @@ def _he_init_convs(model: nn.Module) -> None:
 def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tuple[nn.Module, str]:
     """The spec's network without classifier, in eval mode with frozen parameters, and a
     string that says which weights it carries (stored in the store's attrs)."""
-    from torchvision.models import get_model
-
     spec = get_spec(key)
     if weights == "none":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(WEIGHTS_SEED)
-            model = get_model(spec.model_name, weights=None)
+            model = spec.build()
             _he_init_convs(model)
         used = f"none (random He init, seed {WEIGHTS_SEED})"
     elif weights == "default":
-        model = get_model(spec.model_name, weights=None)
+        if spec.weights_source:
+            raise T12kError(f"the {spec.key} weights cannot be downloaded here; get {spec.weights_source} "
+                            "and pass --weights PATH (or --weights none)")
+        model = spec.build()
         try:
             state = spec.weights_enum.get_state_dict(progress=False)
         except Exception as exc:
@@ -142,7 +176,7 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
         path = Path(weights).expanduser()
         if not path.is_file():
             raise T12kError(f"weights file {path} not found; pass --weights default, none or an existing .pth file")
-        model = get_model(spec.model_name, weights=None)
+        model = spec.build()
         try:
             state = _clean_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as exc:

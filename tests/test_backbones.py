@@ -1,5 +1,5 @@
 """Every registered backbone: stored features equal the backbone applied by hand to the
-clip's frames preprocessed by the torchvision weights' own transforms (random weights),
+clip's frames preprocessed by the spec's own transforms (random weights),
 and one decode feeding several backbones gives the stores each makes alone."""
 
 import numpy as np
@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
 def _by_hand(key, frames, clips, fps=24):
     spec = REGISTRY[key]
     model, _ = load_backbone(key, "none")
-    transform = spec.weights_enum.transforms()
+    transform = spec.transforms()
     if spec.kind == "2d":
         x = torch.stack([torch.from_numpy(frames[r].copy()).permute(2, 0, 1) for r in clips[:, 2]])
     else:
