@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "in this process; auto: 1 on CPU, one per core but one (at most 16) on a GPU")
     p.add_argument("--prefetch", type=int, default=2,
                    help="chunks of clips each worker prepares ahead (bounds memory)")
+    p.add_argument("--resize-on", choices=("auto", "workers", "device"), default="auto",
+                   help="where the resize and centre crop run: in the decode workers, or on the model's "
+                        "device after the copy (auto: device on a GPU, workers on a CPU)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="model precision: fp32 reproduces the reference; bf16/fp16 autocast is faster on a GPU "
                         "(recorded in the store; see README for the measured differences)")
@@ -353,6 +356,7 @@ def cmd_extract(a) -> int:
                                     strategy=a.strategy, fpc=a.fpc, fps=a.fps, ids=_ids(a.ids),
                                     batch_size=a.batch_size, device=a.device, zarr_format=a.zarr_format,
                                     workers=a.workers, prefetch=a.prefetch, precision=a.precision,
+                                    resize_on=a.resize_on,
                                     progress=not a.quiet))
 
 

@@ -235,27 +235,34 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def _raw(kind: str, clips: list[ClipInput]) -> torch.Tensor:
+    """Decoded inputs of a chunk as one uint8 tensor: 2D (n, H, W, 3), 3D (n, T, H, W, 3)."""
+    return torch.from_numpy(np.stack([c.frame if kind == "2d" else c.frames for c in clips]))
+
+
+def apply_geometry(g: Geometry, raw: torch.Tensor) -> torch.Tensor:
+    """Geometry of raw inputs (see `_raw`), on whatever device they are: 2D -> (n, 3, h, w),
+    3D -> (n, T, 3, h, w), uint8."""
+    if g.kind == "2d":
+        return g(raw.permute(0, 3, 1, 2)).contiguous()
+    n, t = raw.shape[:2]
+    y = g(raw.reshape(n * t, *raw.shape[2:]).permute(0, 3, 1, 2))
+    return y.reshape(n, t, *y.shape[1:]).contiguous()
+
+
 def _apply(geometries: list[Geometry], clips: list[ClipInput]) -> list[torch.Tensor]:
-    out = []
-    for g in geometries:
-        if g.kind == "2d":
-            x = torch.from_numpy(np.stack([c.frame for c in clips])).permute(0, 3, 1, 2)
-            out.append(g(x).contiguous())
-        else:
-            x = torch.from_numpy(np.stack([c.frames for c in clips]))  # (n, T, H, W, 3)
-            n, t = x.shape[:2]
-            y = g(x.reshape(n * t, *x.shape[2:]).permute(0, 3, 1, 2))
-            out.append(y.reshape(n, t, *y.shape[1:]).contiguous())
-    return out
+    return [apply_geometry(g, _raw(g.kind, clips)) for g in geometries]
 
 
 class ClipStream(IterableDataset):
     """Chunks of every job's clips. In a DataLoader with workers, each worker takes the next
     job not yet taken (a shared counter), so long and short trailers balance out."""
 
-    def __init__(self, jobs: list[Job], geometries: list[Geometry], chunk: int = 32, decode_threads: int = 0):
+    def __init__(self, jobs: list[Job], geometries: list[Geometry], chunk: int = 32, decode_threads: int = 0,
+                 raw: bool = False):
         self.jobs = jobs
         self.geometries = geometries
+        self.raw = raw  # ship decoded inputs per kind; the geometry runs on the device
         self.chunk = max(1, int(chunk))
         self.decode_threads = decode_threads
         self.need_2d = any(g.kind == "2d" for g in geometries)
@@ -290,7 +297,11 @@ class ClipStream(IterableDataset):
             pending.append(clip)
             if len(pending) == self.chunk or clip.index == total - 1:
                 reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending], dtype=torch.int32)
-                inputs = _apply(self.geometries, pending)
+                if self.raw:
+                    kinds = [k for k in ("2d", "3d") if any(g.kind == k for g in self.geometries)]
+                    inputs = [_raw(k, pending) for k in kinds]
+                else:
+                    inputs = _apply(self.geometries, pending)
                 yield Chunk(job.mid, pending[0].index, total, reps, inputs, time.perf_counter() - t0)
                 pending = []
                 t0 = time.perf_counter()
@@ -375,6 +386,7 @@ class EngineStats:
     wait_s: float = 0.0
     model_s: dict[str, float] = field(default_factory=dict)
     write_s: float = 0.0
+    resize_s: float = 0.0  # main-process seconds in resize/crop (resize_on="device")
     wall_s: float = 0.0
 
 
@@ -383,20 +395,25 @@ class Engine:
     table)` when a trailer's every clip is done and `on_failed(mid, reason)` on failure."""
 
     def __init__(self, runners: list[BackboneRunner], batch_size: int = 32, workers: int = 0,
-                 prefetch: int = 2, chunk: int | None = None):
+                 prefetch: int = 2, chunk: int | None = None, resize_on: str = "workers"):
+        if resize_on not in ("workers", "device"):
+            raise T12kError(f"resize_on must be 'workers' or 'device', got {resize_on!r}")
         self.runners = runners
         self.batch_size = max(1, int(batch_size))
         self.workers = workers
         self.prefetch = max(1, int(prefetch))
-        self.chunk = chunk or self.batch_size
+        self.resize_on = resize_on
+        # decoded 360p clips are large (24 frames: 16 MB): ship fewer per chunk
+        self.chunk = chunk or (self.batch_size if resize_on == "workers" else max(1, self.batch_size // 4))
         self.geometries, self.which = _groups(runners)
+        self.kinds = [k for k in ("2d", "3d") if any(g.kind == k for g in self.geometries)]
         self.device = runners[0].device if runners else "cpu"
         self.stats = EngineStats()
 
     def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
         cores = os.cpu_count() or 1
         threads = max(1, cores // max(1, self.workers)) if self.workers > 1 else 0
-        stream = ClipStream(jobs, self.geometries, self.chunk, threads)
+        stream = ClipStream(jobs, self.geometries, self.chunk, threads, raw=self.resize_on == "device")
         if self.workers == 0:
             return stream
         return DataLoader(stream, batch_size=None, num_workers=min(self.workers, len(jobs)),
@@ -477,6 +494,10 @@ class Engine:
                         np.full(item.total, -1, np.int32))
                 open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
                 inputs = [x.to(self.device, non_blocking=nonblocking) for x in item.inputs]
+                if self.resize_on == "device":
+                    t0 = time.perf_counter()
+                    inputs = [apply_geometry(g, inputs[self.kinds.index(g.kind)]) for g in self.geometries]
+                    st.resize_s += time.perf_counter() - t0
                 queue.append((item.mid, item.first, inputs))
                 queued += len(item)
                 while queued >= self.batch_size:
@@ -532,14 +553,18 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
                      backbones: str = "shufflenet2d", weights: str = "default", strategy: str = "shot",
                      fpc: int = 24, fps: int = 24, ids: list[str] | None = None, batch_size: int = 32,
                      device: str = "auto", zarr_format: int = 2, workers: int | str = "auto",
-                     prefetch: int = 2, precision: str = "fp32", progress: bool = True,
-                     log=print) -> StageSummary:
+                     prefetch: int = 2, precision: str = "fp32", resize_on: str = "auto",
+                     progress: bool = True, log=print) -> StageSummary:
     """Extract features of every trailer in `videos` into one store per backbone in `out_dir`."""
     specs = parse_backbones(backbones)
     found = find_videos(videos, ids)
     shots = ShotStore.open(shots_store)
     device = resolve_device(device)
     workers = resolve_workers(workers, device)
+    if resize_on == "auto":  # a GPU resizes faster than 15 cores; on a CPU run the workers do it
+        resize_on = "device" if device.startswith("cuda") else "workers"
+    if resize_on not in ("workers", "device"):
+        raise T12kError(f"--resize-on must be workers, device or auto; got {resize_on!r}")
     runners = [BackboneRunner(s, weights, device, batch_size, precision) for s in specs]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -593,7 +618,7 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
         manifest.record(mid, "failed", reason)
         bar.update()
 
-    engine = Engine(runners, batch_size=batch_size, workers=workers, prefetch=prefetch)
+    engine = Engine(runners, batch_size=batch_size, workers=workers, prefetch=prefetch, resize_on=resize_on)
     try:
         stats = engine.run(jobs, on_done, on_failed)
     finally:

@@ -65,7 +65,22 @@ def plan_clips(shots: np.ndarray, num_frames: int, strategy: str = "shot", fpc: 
 
 
 def color_histogram(frame: np.ndarray) -> np.ndarray:
-    """Per-channel colour histogram (HIST_BINS bins each), normalized to sum 1 per channel."""
+    """Per-channel colour histogram (HIST_BINS bins each), normalized to sum 1 per channel.
+
+    Counted by OpenCV's calcHist (about 4x faster than numpy on a 640x360 frame, and every
+    frame of every trailer goes through here); the counts are integers, so both give the
+    same histogram (tested)."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv-python-headless is a dependency
+        return _color_histogram_numpy(frame)
+    frame = np.ascontiguousarray(frame)
+    counts = [cv2.calcHist([frame], [c], None, [HIST_BINS], [0, 256]).ravel() for c in range(3)]
+    pixels = max(1, frame.shape[0] * frame.shape[1])
+    return (np.concatenate(counts).astype(np.float64) / pixels)
+
+
+def _color_histogram_numpy(frame: np.ndarray) -> np.ndarray:
     shift = 8 - int(np.log2(HIST_BINS))
     px = frame.reshape(-1, 3) >> shift
     hist = np.stack([np.bincount(px[:, c], minlength=HIST_BINS) for c in range(3)]).astype(np.float64)

@@ -59,3 +59,13 @@ def test_representative_frame_never_picks_the_odd_frame():
 def test_color_histogram_is_normalized_per_channel():
     h = color_histogram(np.zeros((10, 10, 3), np.uint8)).reshape(3, -1)
     assert np.allclose(h.sum(1), 1) and (h[:, 0] == 1).all()
+
+
+def test_opencv_histogram_equals_the_numpy_definition():
+    from t12k.shots.clips import _color_histogram_numpy
+
+    rng = np.random.default_rng(3)
+    every_value = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(16, 16, 3)
+    for frame in (every_value, rng.integers(0, 256, (27, 48, 3), dtype=np.uint8),
+                  rng.integers(0, 256, (360, 641, 3), dtype=np.uint8)[:, ::2]):  # non-contiguous too
+        np.testing.assert_array_equal(color_histogram(frame), _color_histogram_numpy(frame))

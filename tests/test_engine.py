@@ -113,6 +113,19 @@ def test_workers_and_batches_do_not_change_the_stores(three_videos, shots_store,
             np.testing.assert_array_equal(a.read(m, "clips"), b.read(m, "clips"))
 
 
+def test_resizing_on_the_device_gives_the_same_store(three_videos, shots_store, tmp_path):
+    keys = "shufflenet2d,swin2d,shufflenet3d"
+    for where in ("workers", "device"):
+        ex.extract_features(three_videos, shots_store, tmp_path / where, backbones=keys, weights="none", fps=6,
+                            workers=1, resize_on=where, batch_size=8, **QUIET)
+    for key in keys.split(","):
+        name = get_spec(key).store_name(24, 6)
+        a, b = FeatureStore.open(tmp_path / "workers" / name), FeatureStore.open(tmp_path / "device" / name)
+        for m in SHOTS:
+            np.testing.assert_allclose(a.read(m), b.read(m), atol=1e-5, rtol=1e-5)
+            np.testing.assert_array_equal(a.read(m, "clips"), b.read(m, "clips"))
+
+
 def test_each_trailer_is_decoded_once_for_all_backbones(three_videos, shots_store, tmp_path, monkeypatch):
     calls = []
     real = ex.iter_frames

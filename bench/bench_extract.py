@@ -1,0 +1,354 @@
+"""Extraction throughput, memory and stores: figures for issue 5.
+
+Sections (all by default, or pick with --only):
+
+  throughput  per backbone, `t12k extract` on a sample of real trailer footage: clips/s,
+              and where the time goes (decode workers: decode + histograms + resize/crop;
+              main: waiting for inputs, model, store writes).
+  workers     the CPU side alone per geometry group (decode + representative frames +
+              resize/crop, no model): frames/s per worker process. This is what bounds a
+              GPU run, so the Trailers12k estimate is built from it.
+  precision   feature difference of bf16 and fp16 autocast from fp32, per backbone.
+  memory      peak memory of `t12k extract` on 1 and on 20 trailers of 210 s (psutil:
+              the main process's peak RSS and the peak PSS of the whole process tree).
+  store       bytes per trailer of each store and the read speed of a whole store.
+
+The sample trailer is Big Buck Bunny's trailer from ../shared/media, normalized as
+`t12k fetch` leaves videos (H.264, 24 fps, short side 360) and looped to 210 s; its shots
+come from `t12k shots`. Weights are random (`none`): the hubs are unreachable here and the
+compute is the same as with pretrained weights.
+
+    .venv/bin/python bench/bench_extract.py [--only throughput,workers] [--device cuda]
+        [--backbones all] [--seconds 20] [--work /tmp/t12k-bench-extract]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from t12k.backbones import REGISTRY, get_spec
+from t12k.pipeline import extract as ex
+from t12k.pipeline.media import ffmpeg_exe, normalize
+from t12k.shots import plan_clips
+from t12k.storage import FeatureStore, ShotStore
+
+BBB = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "bbb-trailer.mp4"
+if not BBB.is_file():
+    BBB = Path("/work/shared/media/bbb-trailer.mp4")
+T12K_FRAMES, T12K_CLIPS, T12K_TRAILERS = 35e6, 1.46e6, 12000  # Trailers12k, DESIGN.md / the issue
+
+
+def trailer_210s(work: Path) -> Path:
+    """The sample trailer, normalized and looped to 210 s (5040 frames at 24 fps)."""
+    out = work / "long.mp4"
+    if out.is_file():
+        return out
+    work.mkdir(parents=True, exist_ok=True)
+    norm = work / "bbb360.mp4"
+    normalize(BBB, norm)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "4", "-i", str(norm), "-t", "210",
+                    "-c", "copy", str(work / "tmp.mp4")], check=True)
+    normalize(work / "tmp.mp4", out)  # re-encode so the loop has exact frame timing
+    (work / "tmp.mp4").unlink()
+    return out
+
+
+def shots_for(work: Path, video: Path) -> Path:
+    """Shots store of the sample trailer (TransNet V2, computed once and cached)."""
+    store = work / "shots.zarr"
+    if not (store / "long").exists():
+        from t12k.pipeline.detect import detect_shots
+
+        folder = work / "one"
+        folder.mkdir(exist_ok=True)
+        if not (folder / "long.mp4").exists():
+            os.symlink(video, folder / "long.mp4")
+        detect_shots(folder, store, device="cpu", progress=False)
+    return store
+
+
+def collection(work: Path, video: Path, shots: Path, n: int, seconds: float | None = None) -> tuple[Path, Path]:
+    """A folder of `n` copies of the trailer (symlinks; or cut to `seconds`) and its shots store."""
+    tag = f"n{n}" + (f"_s{seconds:g}" if seconds else "")
+    folder, store_path = work / f"videos_{tag}", work / f"shots_{tag}.zarr"
+    src = ShotStore.open(shots)
+    if store_path.exists() and len(ShotStore.open(store_path).ids()) == n:
+        return folder, store_path
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(store_path, ignore_errors=True)
+    folder.mkdir()
+    sample = video
+    frames = len(src.predictions("long"))
+    if seconds:
+        sample = work / f"cut_{seconds:g}.mp4"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-frames:v", str(int(seconds * 24)),
+                        "-c:v", "libx264", "-crf", "20", "-preset", "veryfast", "-an", str(sample)], check=True)
+        frames = int(seconds * 24)
+    shots = src.shots("long")
+    shots = shots[shots[:, 0] < frames]
+    shots[-1, 1] = min(shots[-1, 1], frames - 1)
+    store = ShotStore.create_or_append(store_path, src.settings)
+    for i in range(n):
+        os.symlink(sample, folder / f"t{i:02d}.mp4")
+        store.write_shots(f"t{i:02d}", shots, src.predictions("long")[:frames])
+    return folder, store_path
+
+
+def section(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 70 - len(title)), flush=True)
+
+
+def bench_throughput(args, work: Path, folder: Path, shots: Path) -> dict:
+    section(f"throughput: t12k extract, one backbone at a time, device {args.device}, "
+            f"{args.workers} worker(s), batch {args.batch_size}")
+    results = {}
+    print(f"{'backbone':<13} {'clips':>6} {'clips/s':>8} {'wall s':>7} {'worker s':>9} {'wait %':>7} "
+          f"{'model %':>8} {'write %':>8}  model clips/s")
+    for key in args.backbones:
+        out = work / "out_throughput" / key
+        shutil.rmtree(out, ignore_errors=True)
+        runner_stats = {}
+        real_engine = ex.Engine
+
+        class Recording(real_engine):  # keep the engine's own timing figures
+            def run(self, *a, **k):
+                st = super().run(*a, **k)
+                runner_stats["stats"] = st
+                return st
+
+        ex.Engine = Recording
+        try:
+            ex.extract_features(folder, shots, out, backbones=key, weights="none", device=args.device,
+                                workers=args.workers, batch_size=args.batch_size, precision=args.precision,
+                                progress=False, log=lambda m: None)
+        finally:
+            ex.Engine = real_engine
+        st = runner_stats["stats"]
+        model = sum(st.model_s.values())
+        results[key] = {"clips": st.clips, "clips_per_s": st.clips / st.wall_s, "wall_s": st.wall_s,
+                        "worker_s": st.worker_s, "wait_share": st.wait_s / st.wall_s,
+                        "model_share": model / st.wall_s, "write_share": st.write_s / st.wall_s,
+                        "model_clips_per_s": st.clips / model}
+        r = results[key]
+        print(f"{key:<13} {st.clips:>6} {r['clips_per_s']:>8.2f} {st.wall_s:>7.1f} {st.worker_s:>9.1f} "
+              f"{100 * r['wait_share']:>6.1f}% {100 * r['model_share']:>7.1f}% {100 * r['write_share']:>7.1f}%  "
+              f"{r['model_clips_per_s']:.2f}", flush=True)
+    return results
+
+
+def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
+    section("decode workers alone (one process, one ffmpeg thread): decode + histograms + resize/crop")
+    store = ShotStore.open(shots)
+    frames_n = len(store.predictions("t00"))
+    sh = store.shots("t00")
+    torch.set_num_threads(1)
+    results = {}
+    groups = {}
+    for key in args.backbones:
+        g, _ = ex.split_transforms(get_spec(key))
+        groups.setdefault(g, []).append(key)
+    cases = [("decode only", None)] + [("+".join(keys), g) for g, keys in groups.items()]
+    print(f"{'inputs for':<28} {'frames/s':>9} {'clips/s':>8} {'s per 1k frames':>16}")
+    for name, g in cases:
+        fps = 24 if g is None or g.kind == "2d" else args.fps
+        plan = plan_clips(sh, frames_n, "shot", 24, fps)
+        t0 = time.perf_counter()
+        if g is None:
+            n = sum(1 for _ in ex.iter_frames(video, threads=1))
+            assert n == frames_n, (n, frames_n)
+        else:
+            stream = ex.ClipStream([ex.Job("t00", str(video), plan)], [g], chunk=32, decode_threads=1)
+            for item in stream:
+                assert isinstance(item, ex.Chunk), item
+        dt = time.perf_counter() - t0
+        results[name] = {"frames_per_s": frames_n / dt, "clips_per_s": len(plan) / dt}
+        print(f"{name:<28} {frames_n / dt:>9.1f} {len(plan) / dt:>8.1f} {1000 * dt / frames_n:>16.2f}", flush=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return results
+
+
+def bench_precision(args, work: Path, video: Path, shots: Path) -> dict:
+    section(f"precision: autocast bf16 / fp16 against fp32 on {args.device} (random weights)")
+    store = ShotStore.open(shots)
+    plan = plan_clips(store.shots("t00"), len(store.predictions("t00")), "shot", 24, args.fps)
+    idx = np.linspace(0, len(plan) - 1, min(len(plan), args.precision_clips)).astype(int)
+    sub = ex.ClipPlan(plan.frames[idx], plan.spans[idx], plan.fpc, plan.fps, plan.strategy)
+    results = {}
+    print(f"{'backbone':<13} {'precision':<9} {'max |d| / max |f|':>18} {'mean rel. L2':>13} {'min cosine':>11}")
+    for key in args.backbones:
+        ref = None
+        for prec in ("fp32", "bf16", "fp16"):
+            try:
+                runner = ex.BackboneRunner(get_spec(key), "none", args.device, args.batch_size, prec)
+                feats, _ = ex.clip_features(video, sub, [runner])
+            except RuntimeError as exc:
+                print(f"{key:<13} {prec:<9} not supported here: {str(exc).splitlines()[0][:60]}")
+                continue
+            f = feats[key].astype(np.float64)
+            if ref is None:
+                ref = f
+                continue
+            d = np.abs(f - ref).max() / np.abs(ref).max()
+            l2 = np.mean(np.linalg.norm(f - ref, axis=1) / np.linalg.norm(ref, axis=1))
+            cos = np.min(np.sum(f * ref, 1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(ref, axis=1)))
+            results[f"{key}/{prec}"] = {"max_rel": d, "mean_rel_l2": l2, "min_cosine": cos}
+            print(f"{key:<13} {prec:<9} {d:>18.2e} {l2:>13.2e} {cos:>11.6f}", flush=True)
+    return results
+
+
+def _measure_tree(proc, peak: dict) -> None:
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [root] + root.children(recursive=True)
+            rss = pss = 0
+            for p in procs:
+                try:
+                    info = p.memory_full_info()
+                    rss += info.rss
+                    pss += info.pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            main_rss = root.memory_info().rss
+            peak["tree_pss"] = max(peak.get("tree_pss", 0), pss)
+            peak["main_rss"] = max(peak.get("main_rss", 0), main_rss)
+            peak["procs"] = max(peak.get("procs", 0), len(procs))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.25)
+
+
+def bench_memory(args, work: Path, video: Path, shots: Path) -> dict:
+    section(f"memory: t12k extract --backbone {args.memory_backbones} on 1 and 20 trailers of 210 s")
+    results = {}
+    for n in (1, 20):
+        folder, store = collection(work, video, shots, n)
+        out = work / f"out_memory_{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [sys.executable, "-m", "t12k.cli", "extract", "--backbone", args.memory_backbones, "--weights", "none",
+               "--videos", str(folder), "--shots", str(store), "--out", str(out), "--device", args.device,
+               "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--fps", str(args.fps),
+               "--quiet"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        peak: dict = {}
+        th = threading.Thread(target=_measure_tree, args=(proc, peak))
+        th.start()
+        proc.wait()
+        th.join()
+        dt = time.perf_counter() - t0
+        results[n] = {k: v for k, v in peak.items()} | {"seconds": dt, "rc": proc.returncode}
+        print(f"{n:>2} trailer(s) x 5040 frames: peak main RSS {peak['main_rss'] / 2**20:7.0f} MiB, peak tree PSS "
+              f"{peak['tree_pss'] / 2**20:7.0f} MiB ({peak['procs']} processes), {dt:.0f} s, exit {proc.returncode}",
+              flush=True)
+    return results
+
+
+def bench_store(args, work: Path) -> dict:
+    section("stores: bytes per trailer (zstd-5 Blosc, shuffle) and read speed of a whole store")
+    results = {}
+    roots = [work / "out_memory_20", work / "out_throughput"]
+    paths = sorted({p for r in roots if r.exists() for p in r.rglob("trailers_*.zarr")})
+    for path in paths:
+        store = FeatureStore.open(path)
+        ids = store.ids()
+        if not ids:
+            continue
+        files = [f for f in path.rglob("*") if f.is_file()]
+        total = sum(f.stat().st_size for f in files)
+        os.sync()
+        t0 = time.perf_counter()
+        raw = 0
+        import zarr
+
+        z = zarr.open(str(path), mode="r")  # what the reference trainer does
+        for m in ids:
+            raw += z[m][:].nbytes
+        dt = time.perf_counter() - t0
+        clips = raw / 4 / int(z.attrs["num_features"])
+        results[str(path)] = {"trailers": len(ids), "bytes_total": total, "bytes_per_trailer": total / len(ids),
+                              "raw_bytes": raw, "read_s": dt}
+        print(f"{path.parent.name}/{path.name}: {len(ids)} trailers, {clips / len(ids):.0f} clips each, "
+              f"{total / len(ids) / 2**20:.2f} MiB per trailer on disk (raw float32 {raw / len(ids) / 2**20:.2f} MiB, "
+              f"ratio {raw / total:.2f}); whole store read in {dt:.2f} s = {raw / dt / 2**20:.0f} MiB/s, "
+              f"{len(ids) / dt:.0f} trailers/s (page cache warm)", flush=True)
+    return results
+
+
+def estimate(results: dict, args) -> None:
+    section("Trailers12k estimate (35 M frames, 1.46 M Shot-24 clips)")
+    w = results.get("workers")
+    if w:
+        per_group = {k: v for k, v in w.items() if k != "decode only"}
+        # one decode feeds every group: worker seconds per frame = decode + the extra of each group
+        dec = 1 / w["decode only"]["frames_per_s"]
+        extra = sum(max(0.0, 1 / v["frames_per_s"] - dec) for v in per_group.values())
+        per_frame = dec + extra
+        for cores in (2, 16):
+            procs = max(1, cores - 1)
+            hours = T12K_FRAMES * per_frame / procs / 3600
+            print(f"CPU side, all of {', '.join(per_group)} from one decode: {1000 * per_frame:.2f} ms per frame "
+                  f"per worker -> {procs} workers ({cores} cores like this one's): {hours:.2f} h")
+    t = results.get("throughput")
+    if t:
+        for key, r in t.items():
+            hours = T12K_CLIPS / r["model_clips_per_s"] / 3600
+            print(f"model {key} on {args.device}: {r['model_clips_per_s']:.2f} clips/s -> {hours:.1f} h for "
+                  f"Trailers12k on this device")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="throughput,workers,precision,memory,store")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backbones", default="all")
+    ap.add_argument("--memory-backbones", default="shufflenet2d")
+    ap.add_argument("--workers", default="1")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--fps", type=int, default=24, help="frame rate of 3D clips")
+    ap.add_argument("--seconds", type=float, default=10.0,
+                    help="throughput/workers: cut the sample trailer to this many seconds (0: all 210 s)")
+    ap.add_argument("--precision-clips", type=int, default=16)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/t12k-bench-extract"))
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    args.backbones = list(REGISTRY) if args.backbones == "all" else args.backbones.split(",")
+    only = args.only.split(",")
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    video = trailer_210s(args.work)
+    shots = shots_for(args.work, video)
+    results: dict = {}
+    folder, store = collection(args.work, video, shots, 1, args.seconds or None)
+    sample = folder / "t00.mp4"
+    if "throughput" in only:
+        results["throughput"] = bench_throughput(args, args.work, folder, store)
+    if "workers" in only:
+        results["workers"] = bench_workers(args, args.work, sample, store)
+    if "precision" in only:
+        results["precision"] = bench_precision(args, args.work, sample, store)
+    if "memory" in only:
+        results["memory"] = bench_memory(args, args.work, video, shots)
+    if "store" in only:
+        results["store"] = bench_store(args, args.work)
+    estimate(results, args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
