@@ -158,22 +158,25 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
     for key in args.backbones:
         g, _ = ex.split_transforms(get_spec(key))
         groups.setdefault(g, []).append(key)
-    cases = [("decode only", None)] + [("+".join(keys), g) for g, keys in groups.items()]
-    print(f"{'inputs for':<28} {'frames/s':>9} {'clips/s':>8} {'s per 1k frames':>16}")
-    for name, g in cases:
-        fps = 24 if g is None or g.kind == "2d" else args.fps
+    every = list(groups)
+    cases = ([("decode only", None, False)] + [("+".join(keys), [g], False) for g, keys in groups.items()]
+             + [("ALL, resize in workers", every, False), ("ALL, resize on device", every, True)])
+    print(f"{'inputs for':<28} {'frames/s':>9} {'clips/s':>8} {'ms per frame':>13}")
+    for name, gs, raw in cases:
+        fps = 24 if gs is None or all(g.kind == "2d" for g in gs) else args.fps
         plan = plan_clips(sh, frames_n, "shot", 24, fps)
         t0 = time.perf_counter()
-        if g is None:
+        if gs is None:
             n = sum(1 for _ in ex.iter_frames(video, threads=1))
             assert n == frames_n, (n, frames_n)
         else:
-            stream = ex.ClipStream([ex.Job("t00", str(video), plan)], [g], chunk=32, decode_threads=1)
+            stream = ex.ClipStream([ex.Job("t00", str(video), plan)], gs, chunk=8 if raw else 32,
+                                   decode_threads=1, raw=raw)
             for item in stream:
                 assert isinstance(item, ex.Chunk), item
         dt = time.perf_counter() - t0
         results[name] = {"frames_per_s": frames_n / dt, "clips_per_s": len(plan) / dt}
-        print(f"{name:<28} {frames_n / dt:>9.1f} {len(plan) / dt:>8.1f} {1000 * dt / frames_n:>16.2f}", flush=True)
+        print(f"{name:<28} {frames_n / dt:>9.1f} {len(plan) / dt:>8.1f} {1000 * dt / frames_n:>13.2f}", flush=True)
     torch.set_num_threads(os.cpu_count() or 1)
     return results
 
@@ -292,16 +295,13 @@ def estimate(results: dict, args) -> None:
     section("Trailers12k estimate (35 M frames, 1.46 M Shot-24 clips)")
     w = results.get("workers")
     if w:
-        per_group = {k: v for k, v in w.items() if k != "decode only"}
-        # one decode feeds every group: worker seconds per frame = decode + the extra of each group
-        dec = 1 / w["decode only"]["frames_per_s"]
-        extra = sum(max(0.0, 1 / v["frames_per_s"] - dec) for v in per_group.values())
-        per_frame = dec + extra
-        for cores in (2, 16):
-            procs = max(1, cores - 1)
-            hours = T12K_FRAMES * per_frame / procs / 3600
-            print(f"CPU side, all of {', '.join(per_group)} from one decode: {1000 * per_frame:.2f} ms per frame "
-                  f"per worker -> {procs} workers ({cores} cores like this one's): {hours:.2f} h")
+        for name in ("ALL, resize in workers", "ALL, resize on device"):
+            per_frame = 1 / w[name]["frames_per_s"]
+            for cores in (2, 16):
+                procs = max(1, cores - 1)
+                hours = T12K_FRAMES * per_frame / procs / 3600
+                print(f"CPU side, {name}: {1000 * per_frame:.2f} ms per frame per worker -> {procs} worker(s) "
+                      f"({cores} cores like these): {hours:.2f} h for 35 M frames")
     t = results.get("throughput")
     if t:
         for key, r in t.items():

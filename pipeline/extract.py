@@ -142,11 +142,12 @@ class ClipInput:
 
 
 def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = True,
-                     need_3d: bool = False, threads: int = 0) -> Iterator[ClipInput]:
+                     need_3d: bool = False, threads: int = 0, dest=None) -> Iterator[ClipInput]:
     """Stream `video` once and yield each clip's backbone inputs in clip order.
 
     Only the current clip's frames are held in memory. Clips must be sorted and
-    non-overlapping (as Shot-f and Seq-f plans are)."""
+    non-overlapping (as Shot-f and Seq-f plans are). `dest(shape)`, if given, returns the
+    array a clip's 3D frames are written into (a slot of a shared-memory chunk, say)."""
     n = len(plan)
     if n == 0:
         return
@@ -171,7 +172,7 @@ def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = T
         if need_3d and i in wanted:
             sub[i] = frame
         if i == spans[c, 1]:
-            yield _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, frame.shape)
+            yield _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, frame.shape, dest)
             kept, hists, sub = [], [], {}
             c += 1
             if c < n:
@@ -181,14 +182,15 @@ def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = T
                         f"{int(spans[-1, 1])}; the shots store does not match this video: re-run `t12k shots` on it")
 
 
-def _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, shape) -> ClipInput:
+def _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, shape, dest=None) -> ClipInput:
     rep, frame, frames = int(plan.spans[c, 0]), None, None
     if need_2d:
         k = representative_frame(np.stack(hists))
         rep, frame = int(plan.spans[c, 0]) + k, kept[k]
     if need_3d:
         black = np.zeros(shape, np.uint8)
-        frames = np.stack([sub[int(j)] if j >= 0 else black for j in plan.frames[c]])
+        out = dest((len(plan.frames[c]), *shape)) if dest is not None else None
+        frames = np.stack([sub[int(j)] if j >= 0 else black for j in plan.frames[c]], out=out)
     return ClipInput(c, rep, frame, frames)
 
 
@@ -292,18 +294,32 @@ class ClipStream(IterableDataset):
     def _trailer(self, job: Job) -> Iterator[Chunk]:
         total = len(job.plan)
         pending: list[ClipInput] = []
+        buf: list[torch.Tensor] = []  # raw 3D: the chunk's frames, written in place
+        shared = get_worker_info() is not None
+
+        def dest(shape):  # a raw chunk's 3D frames go straight into (shared) memory: one copy
+            if not buf:
+                t = torch.empty((min(self.chunk, total - pending_first[0]), *shape), dtype=torch.uint8)
+                buf.append(t.share_memory_() if shared else t)
+            return buf[0][len(pending)].numpy()
+
+        pending_first = [0]
         t0 = time.perf_counter()
-        for clip in iter_clip_inputs(job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads):
+        clips = iter_clip_inputs(job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads,
+                                 dest if self.raw else None)
+        for clip in clips:
             pending.append(clip)
             if len(pending) == self.chunk or clip.index == total - 1:
                 reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending], dtype=torch.int32)
                 if self.raw:
-                    kinds = [k for k in ("2d", "3d") if any(g.kind == k for g in self.geometries)]
-                    inputs = [_raw(k, pending) for k in kinds]
+                    inputs = [_raw("2d", pending)] if self.need_2d else []
+                    if self.need_3d:
+                        inputs.append(buf.pop())
                 else:
                     inputs = _apply(self.geometries, pending)
                 yield Chunk(job.mid, pending[0].index, total, reps, inputs, time.perf_counter() - t0)
                 pending = []
+                pending_first[0] = clip.index + 1
                 t0 = time.perf_counter()
 
 
