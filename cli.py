@@ -287,9 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     _quiet(p)
 
     # ---- backbones ------------------------------------------------------------------------
-    sub.add_parser("backbones", formatter_class=fmt, help="list the registered backbones",
-                   description="List the backbones t12k can extract with: kind, pretraining, "
-                               "features and the store name they write.")
+    p = sub.add_parser("backbones", formatter_class=fmt, help="list the registered backbones",
+                       description="List the backbones t12k can extract with: kind, pretraining, "
+                                   "features and the store name they write.")
+    p.add_argument("--details", action="store_true",
+                   help="also print each backbone's preprocessing (resize, crop, interpolation, mean/std, "
+                        "channel order, value range) and weight source")
     return parser
 
 
@@ -503,6 +506,11 @@ def cmd_backbones(a) -> int:
               f"{meta['_ops']:>7.2f}  {s.store_name()}")
     print("params and GFLOPs as each weight set's meta reports them (with classifier; 3D: per clip at the "
           "weights' own clip size; shufflenet3d's counted by t12k as torchvision counts, 16x112x112)")
+    if a.details:
+        for s in REGISTRY.values():
+            print(f"\n{s.key}:")
+            for k, v in s.preprocessing().items():
+                print(f"  {k:<14} {v}")
     return 0
 
 

@@ -46,6 +46,10 @@ class BackboneSpec:
     builder: str | None = None
     weights_class: str | None = None
     weights_source: str | None = None  # where to get "default" by hand when it cannot be downloaded here
+    # What the network itself expects, after `transforms()` (which always gives RGB in [0, 1]
+    # minus mean over std): shufflenet3d flips to BGR inside its first layer.
+    channel_order: str = "RGB"
+    value_range: str = "[0, 1], then (x - mean) / std"
 
     @property
     def weights_enum(self):
@@ -72,6 +76,20 @@ class BackboneSpec:
         """
         return self.weights_enum.transforms()
 
+    def preprocessing(self) -> dict[str, Any]:
+        """Everything that turns decoded frames into this network's input, in one place."""
+        t = self.transforms()
+        w = self.weights_enum
+        return {
+            "kind": self.kind, "pretraining": self.pretraining,
+            "resize": list(t.resize_size), "crop": list(t.crop_size), "interpolation": t.interpolation.value,
+            "antialias": bool(getattr(t, "antialias", False) if self.kind == "3d" else (t.antialias is not False)),
+            "mean": [round(float(m), 6) for m in t.mean], "std": [round(float(v), 6) for v in t.std],
+            "channel_order": self.channel_order, "value_range": self.value_range,
+            "features": self.num_features,
+            "weights": self.weights_source or getattr(w, "url", ""),
+        }
+
     def store_name(self, fpc: int = 24, fps: int = 24, strategy: str = "shot") -> str:
         """`trailers_i_shufflenet_fpc24.zarr`, `trailers_k_r2plus1d_fps24_fpc24.zarr`, ...;
         Seq-f stores get a `_seq` suffix (the published stores are all Shot-f)."""
@@ -93,7 +111,9 @@ _SPECS = [
                  weights_class="t12k.backbones.shufflenet3d:ShuffleNet3D_Weights",
                  weights_source="kinetics_shufflenetv2_1.0x_RGB_16_best.pth from the pretrained models linked in "
                                 "the Efficient-3DCNNs README, "
-                                "https://drive.google.com/open?id=1eggpkmy_zjb62Xra6kQviLa67vzP_FR8"),
+                                "https://drive.google.com/open?id=1eggpkmy_zjb62Xra6kQviLa67vzP_FR8",
+                 channel_order="BGR (the RGB input is flipped in the network's first step)",
+                 value_range="[0, 255] minus the ActivityNet mean (the preset's mean/255, std 1/255)"),
     BackboneSpec("r2plus1d", "3d", "Kinetics-400", "r2plus1d_18", "KINETICS400_V1", "fc", 512, "k", "r2plus1d"),
     BackboneSpec("swin3d", "3d", "ImageNet-1k + Kinetics-400", "swin3d_t", "KINETICS400_V1", "head", 768, "ik", "swin"),
 ]

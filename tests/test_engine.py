@@ -219,3 +219,15 @@ def test_a_killed_run_resumes_to_the_same_store(three_videos, shots_store, tmp_p
         np.testing.assert_allclose(a.read(m), b.read(m), atol=1e-6 * np.abs(b.read(m)).max(), rtol=1e-5)
         np.testing.assert_array_equal(a.read(m, "clips"), b.read(m, "clips"))
     assert was_running and 0 < n_before < 9
+
+
+@pytest.mark.parametrize("key", list(REGISTRY))
+def test_every_spec_describes_the_preprocessing_the_engine_applies(key):
+    spec = get_spec(key)
+    d = spec.preprocessing()
+    geometry, normalize = ex.split_transforms(spec)
+    assert (d["resize"], d["crop"]) == (list(geometry.resize_size), list(geometry.crop_size))
+    assert (d["interpolation"], d["antialias"]) == (geometry.interpolation, geometry.antialias)
+    assert np.allclose(d["mean"], normalize.mean, atol=1e-6) and np.allclose(d["std"], normalize.std, atol=1e-6)
+    assert d["channel_order"].startswith("BGR" if key == "shufflenet3d" else "RGB")
+    assert d["weights"]
