@@ -42,11 +42,25 @@ def detect_shots(videos: str | os.PathLike, store_path: str | os.PathLike, *, id
 
     order = {m: i for i, m in enumerate(todo)}
 
+    def ready_next(i: int) -> list[tuple[str, np.ndarray]]:
+        """The next trailer's frames if already decoded (asked when this trailer's last batch
+        is formed): its first windows fill that batch (several windows per forward, the GPU
+        default); nothing is waited for."""
+        if i + 1 >= len(todo):
+            return []
+        fut = pending.get(todo[i + 1])
+        if fut is None or not fut.done() or fut.exception() is not None:
+            return []
+        return [(todo[i + 1], fut.result())]
+
     def work(mid: str) -> dict:
         prefetch(order[mid])
         prefetch(order[mid] + 1)
         frames = pending.pop(mid).result()
-        shots, preds = detector.detect(frames)
+        if detector.windows_per_batch > 1:  # results of windows that shared the last trailer's batch
+            shots, preds = detector.detect(frames, key=mid, upcoming=lambda: ready_next(order[mid]))
+        else:
+            shots, preds = detector.detect(frames)
         store.write_shots(mid, shots, preds)
         return {"frames": len(frames), "shots": len(shots)}
 

