@@ -142,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize-on", choices=("auto", "workers", "device"), default="auto",
                    help="where the resize and centre crop run: in the decode workers, or on the model's "
                         "device after the copy (auto: device on a GPU, workers on a CPU)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="model precision: fp32 reproduces the reference; bf16/fp16 autocast is faster on a GPU "
-                        "(recorded in the store; see README for the measured differences)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16", "fp16"), default="fp32",
+                   help="model precision: fp32 (strict IEEE, TF32 off on a GPU too) reproduces the reference; "
+                        "tf32 lets a GPU's tensor cores run float32 convolutions and matmuls; bf16/fp16 "
+                        "autocast is faster still (recorded in the store; README has the measured differences)")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=2, help="zarr format of new stores")
     _common_device(p)
     _quiet(p)

@@ -2,6 +2,11 @@
 
 Sections (all by default, or pick with --only):
 
+  sample      the Trailers12k goal: `t12k extract --backbone all` (on a GPU; two 2D
+              backbones on a CPU) over a sample of trailers with the run's own worker
+              count, extrapolated to the 35 M frames of Trailers12k; the busy share of the
+              device (model), of the decode workers and of the store writes says where the
+              limit is and how close to it the run is.
   throughput  per backbone, `t12k extract` on a sample of real trailer footage: clips/s,
               and where the time goes (decode workers: decode + histograms + resize/crop;
               main: waiting for inputs, model, store writes).
@@ -18,7 +23,7 @@ The sample trailer is Big Buck Bunny's trailer from ../shared/media, normalized 
 come from `t12k shots`. Weights are random (`none`): the hubs are unreachable here and the
 compute is the same as with pretrained weights.
 
-    .venv/bin/python bench/bench_extract.py [--only throughput,workers] [--device cuda]
+    .venv/bin/python bench/bench_extract.py [--only sample,throughput,workers] [--device cuda]
         [--backbones all] [--seconds 20] [--work /tmp/t12k-bench-extract]
 """
 
@@ -107,6 +112,63 @@ def collection(work: Path, video: Path, shots: Path, n: int, seconds: float | No
 
 def section(title: str) -> None:
     print(f"\n== {title} " + "=" * max(0, 70 - len(title)), flush=True)
+
+
+def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
+    """All chosen backbones at once over `--sample-trailers` trailers, as a real run does."""
+    cuda = args.device.startswith("cuda")
+    keys = args.sample_backbones or ("all" if cuda else "shufflenet2d,resnet")
+    n = args.sample_trailers or (32 if cuda else 4)
+    seconds = args.sample_seconds
+    workers = ex.resolve_workers(args.sample_workers, args.device)
+    resize_on = "device" if cuda else "workers"
+    section(f"sample: t12k extract --backbone {keys} on {n} trailers of {seconds:g} s, device {args.device}, "
+            f"{workers} worker(s), resize on {resize_on}, batch {args.batch_size}, {args.precision}")
+    folder, shots = collection(work, video, shots_long, n, seconds)
+    frames = sum(len(ShotStore.open(shots).predictions(m)) for m in ShotStore.open(shots).ids())
+    common = dict(backbones=keys, weights="none", device=args.device, workers=workers, batch_size=args.batch_size,
+                  precision=args.precision, resize_on=resize_on, progress=False, log=lambda m: None)
+    warm, _ = collection(work, video, shots_long, 1, 2.0)  # model loading, cuDNN autotuning, page cache
+    ex.extract_features(warm, work / "shots_n1_s2.zarr", work / "warm", **common)
+    shutil.rmtree(work / "warm")
+    out = work / "out_sample"
+    shutil.rmtree(out, ignore_errors=True)
+    got = {}
+    real_engine = ex.Engine
+
+    class Recording(real_engine):
+        def run(self, *a, **k):
+            got["stats"] = super().run(*a, **k)
+            return got["stats"]
+
+    ex.Engine = Recording
+    try:
+        summary = ex.extract_features(folder, shots, out, **common)
+    finally:
+        ex.Engine = real_engine
+    assert not summary.failed, summary.failed
+    st = got["stats"]
+    wall = st.wall_s
+    model = sum(st.model_s.values())
+    busy = {"model (device)": model / wall,
+            "decode workers": st.worker_s / (max(1, workers) * wall) if workers else st.worker_s / wall,
+            "store writes": st.write_s / wall}
+    hours = T12K_FRAMES / (frames / wall) / 3600
+    print(f"{st.clips} clips, {frames} frames in {wall:.1f} s: {st.clips / wall:.1f} clips/s, "
+          f"{frames / wall:.0f} frames/s")
+    for key, sec in st.model_s.items():
+        print(f"  model {key:<13} {sec:7.1f} s  {100 * sec / wall:5.1f}% of the run, "
+              f"{st.clips / sec:8.1f} clips/s alone")
+    print(f"  waiting for decoded clips {100 * st.wait_s / wall:.1f}% of the main process; "
+          f"resize/crop on the device (queueing) {100 * st.resize_s / wall:.1f}%")
+    for name, share in busy.items():
+        print(f"  busy: {name:<15} {100 * share:5.1f}%")
+    limit = max(busy, key=busy.get)
+    print(f"limit: {limit} ({100 * busy[limit]:.0f}% busy). Trailers12k (35 M frames) at this rate: "
+          f"{hours:.2f} h with {workers} worker(s) on this machine")
+    return {"backbones": keys, "trailers": n, "seconds": seconds, "workers": workers, "clips": st.clips,
+            "frames": frames, "wall_s": wall, "clips_per_s": st.clips / wall, "model_s": st.model_s,
+            "busy": busy, "limit": limit, "trailers12k_hours": hours}
 
 
 def bench_throughput(args, work: Path, video: Path, shots_long: Path) -> dict:
@@ -320,7 +382,7 @@ def estimate(results: dict, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="throughput,workers,precision,memory,store")
+    ap.add_argument("--only", default="sample,throughput,workers,precision,memory,store")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backbones", default="all")
     ap.add_argument("--memory-backbones", default="shufflenet2d")
@@ -333,6 +395,11 @@ def main() -> None:
                          "(0: all 210 s)")
     ap.add_argument("--seconds-2d", type=float, default=60.0, help="2D throughput: seconds of the sample trailer")
     ap.add_argument("--precision-clips", type=int, default=16)
+    ap.add_argument("--sample-backbones", help="sample section: backbones (default all on a GPU, "
+                    "shufflenet2d,resnet on a CPU)")
+    ap.add_argument("--sample-trailers", type=int, help="sample section: trailers (default 32 on a GPU, 4 on a CPU)")
+    ap.add_argument("--sample-seconds", type=float, default=60.0, help="sample section: seconds per trailer")
+    ap.add_argument("--sample-workers", default="auto", help="sample section: decode workers (auto: as t12k extract)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/t12k-bench-extract"))
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
@@ -345,6 +412,8 @@ def main() -> None:
     results: dict = {}
     folder, store = collection(args.work, video, shots, 1, args.seconds or None)
     sample = folder / "t00.mp4"
+    if "sample" in only:
+        results["sample"] = bench_sample(args, args.work, video, shots)
     if "throughput" in only:
         results["throughput"] = bench_throughput(args, args.work, video, shots)
     if "workers" in only:

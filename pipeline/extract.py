@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,38 @@ from t12k.shots import ClipPlan, plan_clips, representative_frame
 from t12k.shots.clips import color_histogram
 from t12k.storage import FeatureStore, Manifest, ShotStore
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# precision -> autocast dtype. "fp32" is strict IEEE float32 on a GPU as well (cuDNN's and
+# cuBLAS's TF32 off: PyTorch lets cuDNN convolutions use TF32 by default, which moves features
+# by about 1e-3); "tf32" allows TF32 tensor cores for float32 convolutions and matmuls.
+PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextmanager
+def device_math(device: str, precision: str):
+    """cuDNN autotuning (fixed batch shapes) and the float32 math mode of `precision` on a
+    CUDA device, restored on exit; nothing changes on a CPU."""
+    if not device.startswith("cuda"):
+        yield
+        return
+    mode = "tf32" if precision == "tf32" else "ieee"
+    knobs = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
+    if all(hasattr(k, "fp32_precision") for k in knobs):  # torch >= 2.9
+        old = [k.fp32_precision for k in knobs]
+        for k in knobs:
+            k.fp32_precision = mode
+        restore = lambda: [setattr(k, "fp32_precision", o) for k, o in zip(knobs, old)]  # noqa: E731
+    else:  # older torch: the legacy switches
+        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+        restore = lambda: (setattr(torch.backends.cuda.matmul, "allow_tf32", old[0]),  # noqa: E731
+                           setattr(torch.backends.cudnn, "allow_tf32", old[1]))
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        restore()
 
 
 def resolve_device(device: str) -> str:
@@ -348,14 +380,15 @@ class BackboneRunner:
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features float32 (N, F) on the CPU of geometry-transformed uint8 inputs."""
+        """Features float32 (N, F), left on the device, of geometry-transformed uint8 inputs
+        (2D (N, 3, h, w), 3D (N, T, 3, h, w)). On a GPU this only queues the work."""
         x = self.normalize(x.to(self.device, non_blocking=True))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
         dtype = PRECISIONS[self.precision]
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
             y = self.model(x)
-        return y.float().cpu()
+        return y.float()
 
     def __call__(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Features float32 (len(inputs), F) of raw 2D frames (H, W, 3) or 3D clips (T, H, W, 3)."""
@@ -368,7 +401,8 @@ class BackboneRunner:
                 n, t = x.shape[:2]
                 y = self.geometry(x.reshape(n * t, *x.shape[2:]).permute(0, 3, 1, 2))
                 x = y.reshape(n, t, *y.shape[1:])
-            out.append(self.forward(x))
+            with device_math(self.device, self.precision):
+                out.append(self.forward(x).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.spec.num_features), np.float32)
 
 
@@ -406,6 +440,62 @@ class EngineStats:
     wall_s: float = 0.0
 
 
+class DeviceIO:
+    """Copies between host and device for the engine.
+
+    On a CUDA device, inputs go up on a side stream (so a copy overlaps the model still
+    running on the compute stream) and features come back into pinned memory without
+    waiting: the engine reads a batch's features only after it has queued the next batch, so
+    the GPU never idles while Python scatters features and writes stores. On a CPU every step
+    is immediate."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.cuda = device.startswith("cuda")
+        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cuda:
+            return x.to(self.device)
+        with torch.cuda.stream(self.copy_stream):
+            y = x.to(self.device, non_blocking=True)
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_stream(self.copy_stream)  # kernels queued from now on see the copy done
+        y.record_stream(compute)  # the allocator must not reuse y's memory before compute is done with it
+        return y
+
+    def mark(self):
+        """A point in the device's timeline (an event on CUDA, the clock on a CPU)."""
+        if not self.cuda:
+            return time.perf_counter()
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    @staticmethod
+    def seconds(a, b) -> float:
+        """Seconds between two marks; on CUDA, both must have completed."""
+        return b - a if isinstance(a, float) else a.elapsed_time(b) / 1000.0
+
+    def to_host(self, ys: list[torch.Tensor]):
+        """Start copying device tensors to the host; `wait(handle)` gives the host tensors."""
+        if not self.cuda:
+            return [y.cpu() for y in ys], None
+        host = [torch.empty(y.shape, dtype=y.dtype, pin_memory=True) for y in ys]
+        for h, y in zip(host, ys):
+            h.copy_(y, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    @staticmethod
+    def wait(handle) -> list[torch.Tensor]:
+        host, done = handle
+        if done is not None:
+            done.synchronize()
+        return host
+
+
 class Engine:
     """Runs jobs through decode workers and batched backbones; calls `on_done(mid, feats,
     table)` when a trailer's every clip is done and `on_failed(mid, reason)` on failure."""
@@ -424,6 +514,7 @@ class Engine:
         self.geometries, self.which = _groups(runners)
         self.kinds = [k for k in ("2d", "3d") if any(g.kind == k for g in self.geometries)]
         self.device = runners[0].device if runners else "cpu"
+        self.precision = getattr(runners[0], "precision", "fp32") if runners else "fp32"
         self.stats = EngineStats()
 
     def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
@@ -443,12 +534,14 @@ class Engine:
         if not jobs:
             return st
         open_: dict[str, _Trailer] = {}
-        failed: set[str] = set()
         queue: deque[tuple[str, int, list[torch.Tensor]]] = deque()  # (mid, first clip, inputs)
         queued = 0
-        nonblocking = self.device.startswith("cuda")
+        io = DeviceIO(self.device)
+        # batches whose features are on their way back: (owners, host handle, marks)
+        inflight: deque[tuple[list, object, list]] = deque()
 
-        def run_batch(limit: int) -> None:
+        def launch(limit: int) -> None:
+            """Queue one model batch of up to `limit` clips through every backbone."""
             nonlocal queued
             parts, owners, n = [], [], 0
             while queue and n < limit:
@@ -463,16 +556,28 @@ class Engine:
             queued -= n
             batch = [torch.cat([p[g] for p in parts]) if len(parts) > 1 else parts[0][g]
                      for g in range(len(self.geometries))]
+            marks, ys = [io.mark()], []
             for r, g in zip(self.runners, self.which):
-                t0 = time.perf_counter()
-                y = r.forward(batch[g]).numpy()
-                st.model_s[r.spec.key] = st.model_s.get(r.spec.key, 0.0) + time.perf_counter() - t0
-                off = 0
+                ys.append(r.forward(batch[g]))
+                marks.append(io.mark())
+            inflight.append((owners, io.to_host(ys), marks))
+
+        def finish() -> None:
+            """Scatter the oldest launched batch's features; write the trailers it completes."""
+            owners, handle, marks = inflight.popleft()
+            ys = io.wait(handle)
+            for i, (r, y) in enumerate(zip(self.runners, ys)):
+                st.model_s[r.spec.key] = st.model_s.get(r.spec.key, 0.0) + io.seconds(marks[i], marks[i + 1])
+                y, off = y.numpy(), 0
                 for mid, first, take in owners:
-                    open_[mid].feats[r.spec.key][first:first + take] = y[off:off + take]
+                    if mid in open_:  # else it failed while this batch ran
+                        open_[mid].feats[r.spec.key][first:first + take] = y[off:off + take]
                     off += take
             for mid, first, take in owners:
-                tr = open_[mid]
+                st.clips += take
+                tr = open_.get(mid)
+                if tr is None:
+                    continue
                 tr.done += take
                 if tr.done == tr.total:
                     del open_[mid]
@@ -482,44 +587,50 @@ class Engine:
                     except Exception as exc:
                         on_failed(mid, _reason(exc))
                     st.write_s += time.perf_counter() - t0
-            st.clips += n
+
+        def step(limit: int) -> None:
+            launch(limit)
+            while len(inflight) > 1:  # the previous batch is read back while this one runs
+                finish()
 
         source = self._loader(jobs)
         it = iter(source)
         try:
-            while True:
-                t0 = time.perf_counter()
-                item = next(it, None)
-                st.wait_s += time.perf_counter() - t0
-                if item is None:
-                    break
-                if isinstance(item, Failed):
-                    if item.mid in open_:
-                        del open_[item.mid]
-                        kept = [q for q in queue if q[0] != item.mid]
-                        queued = sum(len(q[2][0]) for q in kept)
-                        queue.clear()
-                        queue.extend(kept)
-                    failed.add(item.mid)
-                    on_failed(item.mid, item.reason)
-                    continue
-                st.worker_s += item.decode_s
-                if item.mid not in open_:
-                    open_[item.mid] = _Trailer(item.total, {
-                        r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32) for r in self.runners},
-                        np.full(item.total, -1, np.int32))
-                open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
-                inputs = [x.to(self.device, non_blocking=nonblocking) for x in item.inputs]
-                if self.resize_on == "device":
+            with device_math(self.device, self.precision):
+                while True:
                     t0 = time.perf_counter()
-                    inputs = [apply_geometry(g, inputs[self.kinds.index(g.kind)]) for g in self.geometries]
-                    st.resize_s += time.perf_counter() - t0
-                queue.append((item.mid, item.first, inputs))
-                queued += len(item)
-                while queued >= self.batch_size:
-                    run_batch(self.batch_size)
-            while queued:
-                run_batch(self.batch_size)
+                    item = next(it, None)
+                    st.wait_s += time.perf_counter() - t0
+                    if item is None:
+                        break
+                    if isinstance(item, Failed):
+                        if item.mid in open_:
+                            del open_[item.mid]
+                            kept = [q for q in queue if q[0] != item.mid]
+                            queued = sum(len(q[2][0]) for q in kept)
+                            queue.clear()
+                            queue.extend(kept)
+                        on_failed(item.mid, item.reason)
+                        continue
+                    st.worker_s += item.decode_s
+                    if item.mid not in open_:
+                        open_[item.mid] = _Trailer(item.total, {
+                            r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32)
+                            for r in self.runners}, np.full(item.total, -1, np.int32))
+                    open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
+                    inputs = [io.to_device(x) for x in item.inputs]
+                    if self.resize_on == "device":
+                        t0 = time.perf_counter()
+                        inputs = [apply_geometry(g, inputs[self.kinds.index(g.kind)]) for g in self.geometries]
+                        st.resize_s += time.perf_counter() - t0
+                    queue.append((item.mid, item.first, inputs))
+                    queued += len(item)
+                    while queued >= self.batch_size:
+                        step(self.batch_size)
+                while queued:
+                    step(self.batch_size)
+                while inflight:
+                    finish()
         finally:
             del it
         st.wall_s += time.perf_counter() - t_start

@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 
 def write_h264(path: Path, frames, fps: int = 24) -> Path:
@@ -92,3 +93,38 @@ def three_videos(tmp_path_factory) -> Path:
     write_h264(folder / "b2.mp4", shot_frames([40, 90], seed=2))
     write_h264(folder / "c3.mp4", shot_frames([30, 30, 30, 45], seed=3))
     return folder
+
+
+THREE_SHOTS = {"a1": [[0, 59], [60, 109], [110, 179]], "b2": [[0, 39], [40, 129]],
+               "c3": [[0, 29], [30, 59], [60, 89], [90, 134]]}
+
+
+@pytest.fixture(scope="module")
+def shots_store(three_videos, tmp_path_factory):
+    """The known cuts of `three_videos` as a shots store, written by hand (no detector run)."""
+    from t12k.storage import ShotStore
+
+    path = tmp_path_factory.mktemp("shots") / "shots.zarr"
+    store = ShotStore.create_or_append(path, {"detector": "transnetv2", "threshold": 0.5})
+    for mid, shots in THREE_SHOTS.items():
+        store.write_shots(mid, np.array(shots), np.zeros(shots[-1][1] + 1, np.float32))
+    return path
+
+
+class MeanRunner:
+    """A stand-in backbone for the extract engine: the feature of a clip is its input's mean
+    and a strided sum, so batching and scattering can be checked exactly. Records batch sizes."""
+
+    def __init__(self, key, kind, device="cpu"):
+        from t12k.pipeline import extract as ex
+
+        self.spec = type("S", (), {"key": key, "kind": kind, "num_features": 2})()
+        self.geometry = ex.Geometry(kind, (32,), (32, 32), "bilinear", kind == "2d")
+        self.device = device
+        self.batch_size = 5
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append(len(x))
+        flat = x.to(self.device).reshape(len(x), -1).double()
+        return torch.stack([flat.mean(1), flat[:, ::7].sum(1)], 1).float()

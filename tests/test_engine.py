@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_h264
+from conftest import THREE_SHOTS, MeanRunner, write_h264
 from t12k.backbones import REGISTRY, get_spec
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
@@ -20,18 +20,8 @@ from t12k.pipeline import extract as ex
 from t12k.shots import plan_clips
 from t12k.storage import FeatureStore, ShotStore
 
-SHOTS = {"a1": [[0, 59], [60, 109], [110, 179]], "b2": [[0, 39], [40, 129]], "c3": [[0, 29], [30, 59], [60, 89], [90, 134]]}
+SHOTS = THREE_SHOTS
 QUIET = {"device": "cpu", "progress": False, "log": lambda m: None}
-
-
-@pytest.fixture(scope="module")
-def shots_store(three_videos, tmp_path_factory):
-    """The known cuts of the three generated videos, written by hand (no detector run)."""
-    path = tmp_path_factory.mktemp("engine") / "shots.zarr"
-    store = ShotStore.create_or_append(path, {"detector": "transnetv2", "threshold": 0.5})
-    for mid, shots in SHOTS.items():
-        store.write_shots(mid, np.array(shots), np.zeros(shots[-1][1] + 1, np.float32))
-    return path
 
 
 @pytest.mark.parametrize("key", list(REGISTRY))
@@ -52,23 +42,6 @@ def test_split_transforms_give_the_weights_transforms_bit_for_bit(key):
     assert torch.equal(y, ref)
 
 
-class _MeanRunner:
-    """A stand-in backbone: the feature of a clip is its input's mean and its sum, so the
-    engine's batching and scattering can be checked exactly. Records batch sizes."""
-
-    def __init__(self, key, kind):
-        self.spec = type("S", (), {"key": key, "kind": kind, "num_features": 2})()
-        self.geometry = ex.Geometry(kind, (32,), (32, 32), "bilinear", kind == "2d")
-        self.device = "cpu"
-        self.batch_size = 5
-        self.batches = []
-
-    def forward(self, x):
-        self.batches.append(len(x))
-        flat = x.reshape(len(x), -1).double()
-        return torch.stack([flat.mean(1), flat[:, ::7].sum(1)], 1).float()
-
-
 def _expected(video, plan, geometry):
     out = []
     for clip in ex.iter_clip_inputs(video, plan, geometry.kind == "2d", geometry.kind == "3d"):
@@ -82,7 +55,7 @@ def _expected(video, plan, geometry):
 def test_batches_cross_trailers_and_every_clip_gets_its_own_feature(three_videos, workers):
     plans = {m: plan_clips(np.array(s), s[-1][1] + 1, "shot", 24, 8) for m, s in SHOTS.items()}
     jobs = [ex.Job(m, str(three_videos / f"{m}.mp4"), p) for m, p in plans.items()]
-    runners = [_MeanRunner("img", "2d"), _MeanRunner("vid", "3d")]
+    runners = [MeanRunner("img", "2d"), MeanRunner("vid", "3d")]
     done, failed = {}, {}
     engine = ex.Engine(runners, batch_size=5, workers=workers, chunk=4)
     stats = engine.run(jobs, lambda m, f, r: done.__setitem__(m, (f, r)), failed.__setitem__)
@@ -232,3 +205,46 @@ def test_every_spec_describes_the_preprocessing_the_engine_applies(key):
     assert np.allclose(d["mean"], normalize.mean, atol=1e-6) and np.allclose(d["std"], normalize.std, atol=1e-6)
     assert d["channel_order"].startswith("BGR" if key == "shufflenet3d" else "RGB")
     assert d["weights"]
+
+
+@pytest.mark.parametrize("precision, mode", [("fp32", "ieee"), ("bf16", "ieee"), ("tf32", "tf32")])
+def test_device_math_sets_the_float32_mode_on_cuda_and_restores_it(precision, mode):
+    # The switches are plain settings: they can be checked without a GPU.
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.benchmark)
+    with ex.device_math("cuda", precision):
+        assert (conv.fp32_precision, matmul.fp32_precision) == (mode, mode)
+        assert torch.backends.cudnn.benchmark is True
+    assert (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.benchmark) == before
+    with ex.device_math("cpu", "tf32"):  # nothing changes for a CPU run
+        assert (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.benchmark) == before
+
+
+def test_tf32_is_recorded_and_not_mixed_with_fp32(three_videos, shots_store, tmp_path):
+    common = dict(backbones="shufflenet2d", weights="none", ids=["c3"], workers=0, **QUIET)
+    ex.extract_features(three_videos, shots_store, tmp_path / "fp32", **common)
+    ex.extract_features(three_videos, shots_store, tmp_path / "tf32", precision="tf32", **common)
+    name = get_spec("shufflenet2d").store_name()
+    a, b = FeatureStore.open(tmp_path / "fp32" / name), FeatureStore.open(tmp_path / "tf32" / name)
+    assert b.settings["precision"] == "tf32" and a.settings["precision"] == "fp32"
+    np.testing.assert_array_equal(a.read("c3"), b.read("c3"))  # a CPU has no TF32: the same features
+    with pytest.raises(T12kError, match="precision"):
+        ex.extract_features(three_videos, shots_store, tmp_path / "tf32", **common)
+
+
+def test_a_trailer_failing_while_its_batch_is_in_flight_is_dropped_alone(three_videos):
+    """Features come back one batch late; a trailer whose decode fails after some of its clips
+    were launched must be reported failed, never written, and its batch-mates still done."""
+    plans = {m: plan_clips(np.array(s), s[-1][1] + 1, "shot", 24, 8) for m, s in SHOTS.items()}
+    jobs = [ex.Job(m, str(three_videos / f"{m}.mp4"), p) for m, p in plans.items()]
+    # b2's shots claim more frames than the video has: its decode fails after its first clip
+    jobs[1] = ex.Job("b2", jobs[1].video, plan_clips(np.array([[0, 39], [40, 300]]), 301, "shot", 24, 8))
+    runners = [MeanRunner("img", "2d")]
+    done, failed = {}, {}
+    ex.Engine(runners, batch_size=2, workers=0, chunk=1).run(
+        jobs, lambda m, f, r: done.__setitem__(m, f), failed.__setitem__)
+    assert sorted(done) == ["a1", "c3"] and list(failed) == ["b2"]
+    assert "shots store does not match" in failed["b2"]
+    for m in ("a1", "c3"):
+        np.testing.assert_allclose(done[m]["img"], _expected(three_videos / f"{m}.mp4", plans[m],
+                                                             runners[0].geometry), rtol=1e-6)
