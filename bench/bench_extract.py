@@ -7,6 +7,10 @@ Sections (all by default, or pick with --only):
               count, extrapolated to the 35 M frames of Trailers12k; the busy share of the
               device (model), of the decode workers and of the store writes says where the
               limit is and how close to it the run is.
+  pipeline    how close the engine runs to the decode limit, the regime expected on a GPU:
+              a free stand-in model, decoded 360p frames shipped raw (as with
+              `--resize-on device`), one decode worker; its frames/s against the same
+              worker work alone in one process.
   throughput  per backbone, `t12k extract` on a sample of real trailer footage: clips/s,
               and where the time goes (decode workers: decode + histograms + resize/crop;
               main: waiting for inputs, model, store writes).
@@ -169,6 +173,54 @@ def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
     return {"backbones": keys, "trailers": n, "seconds": seconds, "workers": workers, "clips": st.clips,
             "frames": frames, "wall_s": wall, "clips_per_s": st.clips / wall, "model_s": st.model_s,
             "busy": busy, "limit": limit, "trailers12k_hours": hours}
+
+
+class _FreeModel:
+    """A stand-in backbone that costs nothing: its geometry keeps the decoded size (no resize)
+    and its feature is two input values, so a run measures the engine itself."""
+
+    def __init__(self, kind: str, size: tuple[int, int]):
+        self.spec = type("Spec", (), {"key": f"free{kind}", "kind": kind, "num_features": 2})()
+        self.geometry = ex.Geometry(kind, size, size, "bilinear", True)
+        self.device, self.batch_size, self.precision = "cpu", 32, "fp32"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1)[:, :2].float()
+
+
+def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
+    n, seconds = 4, 30.0
+    section(f"pipeline: the engine at the decode limit ({n} trailers of {seconds:g} s, 2D + 3D inputs at "
+            "fps 24 shipped raw, free model, 1 worker) against the worker's work alone")
+    folder, shots_path = collection(work, video, shots_long, n, seconds)
+    store = ShotStore.open(shots_path)
+    height, width = ex.iter_frames(folder / "t00.mp4").__next__().shape[:2]
+    jobs = [ex.Job(m, str(folder / f"{m}.mp4"), plan_clips(store.shots(m), len(store.predictions(m)), "shot", 24, 24))
+            for m in store.ids()]
+    frames = sum(len(store.predictions(m)) for m in store.ids())
+    runners = [_FreeModel("2d", (height, width)), _FreeModel("3d", (height, width))]
+    geometries = [r.geometry for r in runners]
+    torch.set_num_threads(1)
+    best = {"alone": float("inf"), "engine": float("inf")}
+    for _ in range(max(1, args.repeat)):
+        t0 = time.perf_counter()
+        for item in ex.ClipStream(jobs, geometries, chunk=8, decode_threads=1, raw=True):
+            assert isinstance(item, ex.Chunk), item
+        best["alone"] = min(best["alone"], time.perf_counter() - t0)
+        done = []
+        engine = ex.Engine(runners, batch_size=32, workers=1, resize_on="device")
+        st = engine.run(jobs, lambda m, f, r: done.append(m), lambda m, why: done.append(why))
+        assert sorted(done) == sorted(store.ids()), done
+        best["engine"] = min(best["engine"], st.wall_s)
+        print(f"  engine run: wall {st.wall_s:.2f} s, waiting {st.wait_s:.2f} s, resize/layout {st.resize_s:.2f} s, "
+              f"model {sum(st.model_s.values()):.2f} s, writes {st.write_s:.2f} s, worker {st.worker_s:.2f} s")
+    torch.set_num_threads(os.cpu_count() or 1)
+    alone, engine_s = frames / best["alone"], frames / best["engine"]
+    print(f"worker work alone (1 process):       {alone:7.1f} frames/s")
+    print(f"engine, 1 worker + main process:     {engine_s:7.1f} frames/s = {100 * engine_s / alone:.0f}% of the "
+          f"decode limit (best of {args.repeat}; {width}x{height}, {frames * height * width * 3 / 2**30:.1f} GiB "
+          "of raw frames through shared memory)")
+    return {"alone_frames_per_s": alone, "engine_frames_per_s": engine_s, "ratio": engine_s / alone}
 
 
 def bench_throughput(args, work: Path, video: Path, shots_long: Path) -> dict:
@@ -387,7 +439,7 @@ def estimate(results: dict, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="sample,throughput,workers,precision,memory,store")
+    ap.add_argument("--only", default="sample,pipeline,throughput,workers,precision,memory,store")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backbones", default="all")
     ap.add_argument("--memory-backbones", default="shufflenet2d")
@@ -400,7 +452,7 @@ def main() -> None:
                          "(0: all 210 s)")
     ap.add_argument("--seconds-2d", type=float, default=60.0, help="2D throughput: seconds of the sample trailer")
     ap.add_argument("--precision-clips", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=2, help="workers section: runs per case, the best is kept")
+    ap.add_argument("--repeat", type=int, default=2, help="workers, pipeline: runs per case, the best is kept")
     ap.add_argument("--sample-backbones", help="sample section: backbones (default all on a GPU, "
                     "shufflenet2d,resnet on a CPU)")
     ap.add_argument("--sample-trailers", type=int, help="sample section: trailers (default 32 on a GPU, 4 on a CPU)")
@@ -420,6 +472,8 @@ def main() -> None:
     sample = folder / "t00.mp4"
     if "sample" in only:
         results["sample"] = bench_sample(args, args.work, video, shots)
+    if "pipeline" in only:
+        results["pipeline"] = bench_pipeline(args, args.work, video, shots)
     if "throughput" in only:
         results["throughput"] = bench_throughput(args, args.work, video, shots)
     if "workers" in only:
