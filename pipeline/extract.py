@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -243,7 +244,7 @@ class Chunk:
     first: int
     total: int  # clips of the trailer
     reps: torch.Tensor  # int32 (n,), -1 without 2D backbones
-    inputs: list[torch.Tensor]  # per geometry: uint8 (n, 3, h, w) or (n, T, 3, h, w)
+    inputs: list  # per geometry: uint8 (n, 3, h, w) or (n, T, 3, h, w); raw 3D frames may be a SlotRef
     decode_s: float = 0.0  # worker seconds spent producing this chunk
 
     def __len__(self) -> int:
@@ -251,9 +252,83 @@ class Chunk:
 
     def pin_memory(self) -> "Chunk":
         """Called by the DataLoader's pinning thread on CUDA runs: page-locked inputs make the
-        host-to-device copies asynchronous."""
-        self.inputs = [x.pin_memory() for x in self.inputs]
+        host-to-device copies asynchronous (ring slots are registered as pinned already)."""
+        self.inputs = [x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self.inputs]
         return self
+
+
+@dataclass(frozen=True)
+class SlotRef:
+    """Raw frames a worker wrote into slot `slot` of the FrameRing, as a tensor of `shape`."""
+
+    slot: int
+    shape: tuple[int, ...]
+
+
+class FrameRing:
+    """Shared-memory slots for the raw 3D frames of chunks (`--resize-on device`), made once
+    before the workers start and reused for the whole run.
+
+    Writing 360p frames into fresh shared memory costs a worker about 0.65 ms per frame in
+    page faults, about as much as decoding the frame; into a reused slot 0.07 ms
+    (`bench/bench_extract.py --only workers`). The main process hands a slot back once its
+    frames are copied out, and on a GPU it registers the slots as pinned memory, so frames go
+    from a worker's slot to the GPU by DMA without the pinning thread's extra copy. A worker
+    waits for a free slot, which also bounds the memory in flight."""
+
+    def __init__(self, slots: int, slot_bytes: int, ctx=None):
+        import multiprocessing as mp
+
+        ctx = ctx or mp.get_context("fork" if os.name == "posix" else "spawn")
+        self.slot_bytes = int(slot_bytes)
+        self.buffers = [torch.empty(self.slot_bytes, dtype=torch.uint8).share_memory_() for _ in range(slots)]
+        self.free = ctx.Queue()
+        self.free.cancel_join_thread()  # never block the main process's exit on this queue
+        for i in range(slots):
+            self.free.put(i)
+        self.owner = os.getpid()
+        self.registered: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.buffers)
+
+    def fits(self, shape: tuple[int, ...]) -> int:
+        """How many items of `shape` a slot holds (0: none, use ordinary memory)."""
+        return self.slot_bytes // max(1, int(np.prod(shape)))
+
+    def acquire(self) -> int:
+        """A free slot; waits for one. Gives up if the main process is gone."""
+        import queue
+
+        while True:
+            try:
+                return self.free.get(timeout=1.0)
+            except queue.Empty:
+                if os.getpid() != self.owner and os.getppid() != self.owner:
+                    raise RuntimeError("the main process of the extraction is gone") from None
+
+    def release(self, slot: int) -> None:
+        self.free.put(slot)
+
+    def view(self, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
+        n = int(np.prod(shape))
+        return self.buffers[slot][:n].view(shape)
+
+    def register(self) -> bool:
+        """Page-lock the slots for the CUDA driver (main process); False if it refuses."""
+        cudart = torch.cuda.cudart()
+        for i, b in enumerate(self.buffers):
+            if int(cudart.cudaHostRegister(b.data_ptr(), b.numel(), 0)) != 0:
+                self.unregister()
+                return False
+            self.registered.append(i)
+        return True
+
+    def unregister(self) -> None:
+        cudart = torch.cuda.cudart()
+        for i in self.registered:
+            cudart.cudaHostUnregister(self.buffers[i].data_ptr())
+        self.registered = []
 
 
 @dataclass
@@ -293,8 +368,9 @@ class ClipStream(IterableDataset):
     job not yet taken (a shared counter), so long and short trailers balance out."""
 
     def __init__(self, jobs: list[Job], geometries: list[Geometry], chunk: int = 32, decode_threads: int = 0,
-                 raw: bool = False):
+                 raw: bool = False, ring: FrameRing | None = None):
         self.jobs = jobs
+        self.ring = ring if raw else None  # raw 3D frames go into its slots (the consumer releases them)
         self.geometries = geometries
         self.raw = raw  # ship decoded inputs per kind; the geometry runs on the device
         self.chunk = max(1, int(chunk))
@@ -326,33 +402,49 @@ class ClipStream(IterableDataset):
     def _trailer(self, job: Job) -> Iterator[Chunk]:
         total = len(job.plan)
         pending: list[ClipInput] = []
-        buf: list[torch.Tensor] = []  # raw 3D: the chunk's frames, written in place
+        buf: list = []  # raw 3D: the chunk's frames (a tensor, or a SlotRef and its view), written in place
         shared = get_worker_info() is not None
+        cap = [self.chunk]  # clips per chunk: fewer when a ring slot holds fewer
+        first = [0]
 
         def dest(shape):  # a raw chunk's 3D frames go straight into (shared) memory: one copy
             if not buf:
-                t = torch.empty((min(self.chunk, total - pending_first[0]), *shape), dtype=torch.uint8)
-                buf.append(t.share_memory_() if shared else t)
-            return buf[0][len(pending)].numpy()
-
-        pending_first = [0]
-        t0 = time.perf_counter()
-        clips = iter_clip_inputs(job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads,
-                                 dest if self.raw else None)
-        for clip in clips:
-            pending.append(clip)
-            if len(pending) == self.chunk or clip.index == total - 1:
-                reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending], dtype=torch.int32)
-                if self.raw:
-                    inputs = [_raw("2d", pending)] if self.need_2d else []
-                    if self.need_3d:
-                        inputs.append(buf.pop())
+                fit = self.ring.fits(shape) if self.ring is not None else 0
+                if fit:
+                    cap[0] = min(self.chunk, fit)
+                n = min(cap[0], total - first[0])
+                if fit:
+                    slot = self.ring.acquire()
+                    buf.append((SlotRef(slot, (n, *shape)), self.ring.view(slot, (n, *shape))))
                 else:
-                    inputs = _apply(self.geometries, pending)
-                yield Chunk(job.mid, pending[0].index, total, reps, inputs, time.perf_counter() - t0)
-                pending = []
-                pending_first[0] = clip.index + 1
-                t0 = time.perf_counter()
+                    t = torch.empty((n, *shape), dtype=torch.uint8)
+                    buf.append((None, t.share_memory_() if shared else t))
+            return buf[0][1][len(pending)].numpy()
+
+        t0 = time.perf_counter()
+        try:
+            clips = iter_clip_inputs(job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads,
+                                     dest if self.raw else None)
+            for clip in clips:
+                pending.append(clip)
+                if len(pending) == cap[0] or clip.index == total - 1:
+                    reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending],
+                                        dtype=torch.int32)
+                    if self.raw:
+                        inputs = [_raw("2d", pending)] if self.need_2d else []
+                        if self.need_3d:
+                            ref, tensor = buf.pop()
+                            inputs.append(ref if ref is not None else tensor)
+                    else:
+                        inputs = _apply(self.geometries, pending)
+                    yield Chunk(job.mid, pending[0].index, total, reps, inputs, time.perf_counter() - t0)
+                    pending = []
+                    first[0] = clip.index + 1
+                    t0 = time.perf_counter()
+        finally:
+            for ref, _ in buf:  # a slot taken for a chunk that never went out
+                if ref is not None:
+                    self.ring.release(ref.slot)
 
 
 # ---- the main side ------------------------------------------------------------------------
@@ -500,6 +592,12 @@ class Engine:
     """Runs jobs through decode workers and batched backbones; calls `on_done(mid, feats,
     table)` when a trailer's every clip is done and `on_failed(mid, reason)` on failure."""
 
+    # raw 3D frames: the FrameRing's slot size (4 clips of 24 frames at 640x360) and how many
+    # slots the main process may hold with copies to the GPU still running
+    SLOT_BYTES = 72 << 20
+    PENDING_SLOTS = 4
+    RING_SLOTS: int | None = None  # None: enough that no worker waits for one
+
     def __init__(self, runners: list[BackboneRunner], batch_size: int = 32, workers: int = 0,
                  prefetch: int = 2, chunk: int | None = None, resize_on: str = "workers"):
         if resize_on not in ("workers", "device"):
@@ -520,7 +618,13 @@ class Engine:
     def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
         cores = os.cpu_count() or 1
         threads = max(1, cores // max(1, self.workers)) if self.workers > 1 else 0
-        stream = ClipStream(jobs, self.geometries, self.chunk, threads, raw=self.resize_on == "device")
+        raw = self.resize_on == "device"
+        self.ring = None
+        if raw and self.workers > 0 and "3d" in self.kinds:
+            # enough slots that every worker can fill one while the loader holds its prefetch
+            slots = self.RING_SLOTS or min(self.workers, len(jobs)) * (self.prefetch + 1) + 1 + self.PENDING_SLOTS
+            self.ring = FrameRing(slots, self.SLOT_BYTES)
+        stream = ClipStream(jobs, self.geometries, self.chunk, threads, raw=raw, ring=self.ring)
         if self.workers == 0:
             return stream
         return DataLoader(stream, batch_size=None, num_workers=min(self.workers, len(jobs)),
@@ -594,10 +698,40 @@ class Engine:
                 finish()
 
         source = self._loader(jobs)
+        ring = self.ring
+        releases: deque[tuple[object, int]] = deque()  # (copy done event, slot) on CUDA
+        if ring is not None and io.cuda and not ring.register():
+            print("warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
+                  "will not overlap the model", file=sys.stderr)
+
+        def take(x):
+            """A chunk input on the device; a ring slot goes back once its frames are copied out."""
+            if not isinstance(x, SlotRef):
+                return io.to_device(x)
+            host = ring.view(x.slot, x.shape)
+            if not io.cuda:
+                y = host.clone()
+                ring.release(x.slot)
+                return y
+            y = io.to_device(host)
+            done = torch.cuda.Event()
+            done.record(io.copy_stream)
+            releases.append((done, x.slot))
+            return y
+
+        def hand_back() -> None:
+            """Release slots whose copies are done; never hold more than PENDING_SLOTS while
+            waiting for the workers (they may be waiting for a slot)."""
+            while releases and (releases[0][0].query() or len(releases) > self.PENDING_SLOTS):
+                done, slot = releases.popleft()
+                done.synchronize()
+                ring.release(slot)
+
         it = iter(source)
         try:
             with device_math(self.device, self.precision):
                 while True:
+                    hand_back()
                     t0 = time.perf_counter()
                     item = next(it, None)
                     st.wait_s += time.perf_counter() - t0
@@ -618,7 +752,7 @@ class Engine:
                             r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32)
                             for r in self.runners}, np.full(item.total, -1, np.int32))
                     open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
-                    inputs = [io.to_device(x) for x in item.inputs]
+                    inputs = [take(x) for x in item.inputs]
                     if self.resize_on == "device":
                         t0 = time.perf_counter()
                         inputs = [apply_geometry(g, inputs[self.kinds.index(g.kind)]) for g in self.geometries]
@@ -633,6 +767,9 @@ class Engine:
                     finish()
         finally:
             del it
+            if ring is not None and ring.registered:
+                torch.cuda.synchronize(self.device)
+                ring.unregister()
         st.wall_s += time.perf_counter() - t_start
         return st
 

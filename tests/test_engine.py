@@ -248,3 +248,63 @@ def test_a_trailer_failing_while_its_batch_is_in_flight_is_dropped_alone(three_v
     for m in ("a1", "c3"):
         np.testing.assert_allclose(done[m]["img"], _expected(three_videos / f"{m}.mp4", plans[m],
                                                              runners[0].geometry), rtol=1e-6)
+
+
+def _drain(ring) -> list[int]:
+    import queue
+
+    out = []
+    while True:
+        try:
+            out.append(ring.free.get(timeout=1.0))
+        except queue.Empty:
+            return sorted(out)
+
+
+@pytest.mark.parametrize("slot_clips", [1, 3])
+def test_ring_slots_are_reused_without_overwriting_frames_in_use(three_videos, monkeypatch, slot_clips):
+    """Raw 3D frames travel through a few reused shared-memory slots; a slot handed back too
+    early would let a worker overwrite frames before the main process used them."""
+    plans = {m: plan_clips(np.array(s), s[-1][1] + 1, "shot", 24, 8) for m, s in SHOTS.items()}
+    jobs = [ex.Job(m, str(three_videos / f"{m}.mp4"), p) for m, p in plans.items()]
+    clip_bytes = 8 * 72 * 128 * 3  # 8 frames of 128x72
+    monkeypatch.setattr(ex.Engine, "SLOT_BYTES", slot_clips * clip_bytes)
+    monkeypatch.setattr(ex.Engine, "RING_SLOTS", 2)  # fewer than the workers could use: reuse at once
+    runners = [MeanRunner("vid", "3d"), MeanRunner("img", "2d")]
+    engine = ex.Engine(runners, batch_size=5, workers=2, prefetch=1, chunk=4, resize_on="device")
+    done, failed = {}, {}
+    engine.run(jobs, lambda m, f, r: done.__setitem__(m, f), failed.__setitem__)
+    assert not failed and sorted(done) == sorted(SHOTS)
+    ring = engine.ring
+    assert ring is not None and len(ring) == 2
+    for m, plan in plans.items():
+        video = three_videos / f"{m}.mp4"
+        for r in runners:
+            np.testing.assert_allclose(done[m][r.spec.key], _expected(video, plan, r.geometry), rtol=1e-6)
+    assert _drain(ring) == list(range(len(ring)))  # every slot came back
+
+
+def test_failing_trailers_hand_their_ring_slots_back(three_videos, tmp_path, monkeypatch):
+    import threading
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = plan_clips(np.array(SHOTS["c3"]), 135, "shot", 24, 8)
+    bad = plan_clips(np.array([[0, 29], [30, 400]]), 401, "shot", 24, 8)  # decode fails after clip 1
+    jobs = []
+    for i in range(6):
+        shutil.copy(three_videos / "c3.mp4", videos / f"t{i}.mp4")
+        jobs.append(ex.Job(f"t{i}", str(videos / f"t{i}.mp4"), bad if i % 2 else good))
+    # chunks of 4 clips: a bad trailer fails with clips 5 and 6 written into a slot not yet sent
+    monkeypatch.setattr(ex.Engine, "SLOT_BYTES", 4 * 8 * 72 * 128 * 3)
+    monkeypatch.setattr(ex.Engine, "RING_SLOTS", 1)  # one leaked slot and the run would hang
+    engine = ex.Engine([MeanRunner("vid", "3d")], batch_size=2, workers=1, prefetch=1, chunk=4,
+                       resize_on="device")
+    done, failed = [], {}
+    run = threading.Thread(target=engine.run, args=(jobs, lambda m, f, r: done.append(m), failed.__setitem__),
+                           daemon=True)
+    run.start()
+    run.join(60)
+    assert not run.is_alive(), "the engine hung: a failed trailer kept its ring slot"
+    assert sorted(done) == ["t0", "t2", "t4"] and sorted(failed) == ["t1", "t3", "t5"]
+    assert _drain(engine.ring) == list(range(len(engine.ring)))
