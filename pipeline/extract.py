@@ -529,6 +529,8 @@ class EngineStats:
     model_s: dict[str, float] = field(default_factory=dict)
     write_s: float = 0.0
     resize_s: float = 0.0  # main-process seconds in resize/crop (resize_on="device")
+    copy_s: float = 0.0  # main-process seconds moving chunks to the device (queueing them, on a GPU)
+    batch_s: float = 0.0  # main-process seconds joining chunks into model batches
     wall_s: float = 0.0
 
 
@@ -658,8 +660,10 @@ class Engine:
                 owners.append((mid, first, take))
                 n += take
             queued -= n
+            t0 = time.perf_counter()
             batch = [torch.cat([p[g] for p in parts]) if len(parts) > 1 else parts[0][g]
                      for g in range(len(self.geometries))]
+            st.batch_s += time.perf_counter() - t0
             marks, ys = [io.mark()], []
             for r, g in zip(self.runners, self.which):
                 ys.append(r.forward(batch[g]))
@@ -704,15 +708,16 @@ class Engine:
             print("warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
                   "will not overlap the model", file=sys.stderr)
 
-        def take(x):
-            """A chunk input on the device; a ring slot goes back once its frames are copied out."""
+        def take(x, cpu_slots: list[int]):
+            """A chunk input on the device. A ring slot goes back once its frames are copied
+            out: on a GPU when the copy is done; on a CPU the caller releases `cpu_slots` after
+            the resize, which writes new tensors, so the frames are never copied twice."""
             if not isinstance(x, SlotRef):
                 return io.to_device(x)
             host = ring.view(x.slot, x.shape)
             if not io.cuda:
-                y = host.clone()
-                ring.release(x.slot)
-                return y
+                cpu_slots.append(x.slot)
+                return host
             y = io.to_device(host)
             done = torch.cuda.Event()
             done.record(io.copy_stream)
@@ -752,11 +757,19 @@ class Engine:
                             r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32)
                             for r in self.runners}, np.full(item.total, -1, np.int32))
                     open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
-                    inputs = [take(x) for x in item.inputs]
+                    t0 = time.perf_counter()
+                    cpu_slots: list[int] = []
+                    inputs = [take(x, cpu_slots) for x in item.inputs]
+                    st.copy_s += time.perf_counter() - t0
                     if self.resize_on == "device":
                         t0 = time.perf_counter()
                         inputs = [apply_geometry(g, inputs[self.kinds.index(g.kind)]) for g in self.geometries]
                         st.resize_s += time.perf_counter() - t0
+                    if cpu_slots:  # the resize made new tensors (never views of a slot): free the slots
+                        slot_ptrs = {ring.buffers[i].untyped_storage().data_ptr() for i in cpu_slots}
+                        inputs = [x.clone() if x.untyped_storage().data_ptr() in slot_ptrs else x for x in inputs]
+                        for slot in cpu_slots:
+                            ring.release(slot)
                     queue.append((item.mid, item.first, inputs))
                     queued += len(item)
                     while queued >= self.batch_size:
