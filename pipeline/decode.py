@@ -36,6 +36,17 @@ def video_size(path: str | os.PathLike) -> tuple[int, int]:
         raise T12kError(f"cannot read video {p}: {str(exc).splitlines()[0]}; re-fetch it or remove it") from exc
 
 
+def _widen_pipe(pipe, frame_bytes: int) -> None:
+    """Let the pipe hold a whole frame (Linux; 64 KiB by default, so ffmpeg and the reader
+    would switch ten times per 360p frame). Best effort: the limit is /proc/sys/fs/pipe-max-size."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, min(max(frame_bytes, 1 << 16), 1 << 20))
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
 def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None,
                 threads: int = 0) -> Iterator[np.ndarray]:
     """Yield every frame of `path` as (H, W, 3) uint8 RGB, scaled to `size` = (W, H) if given.
@@ -53,16 +64,22 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None,
         cmd += ["-s", f"{width}x{height}"]
     cmd += ["pipe:"]
     frame_bytes = width * height * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes * 4)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    _widen_pipe(proc.stdout, frame_bytes)
     try:
         assert proc.stdout is not None
         while True:
-            buf = proc.stdout.read(frame_bytes)
-            if not buf:
+            # each frame is read straight into its own array: one copy out of the kernel
+            frame = np.empty((height, width, 3), np.uint8)
+            view, got = memoryview(frame).cast("B"), 0
+            while got < frame_bytes:
+                n = proc.stdout.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            if got < frame_bytes:
                 break
-            if len(buf) < frame_bytes:
-                break
-            yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+            yield frame
         proc.stdout.close()
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.wait() != 0:
