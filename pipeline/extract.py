@@ -704,9 +704,6 @@ class Engine:
         source = self._loader(jobs)
         ring = self.ring
         releases: deque[tuple[object, int]] = deque()  # (copy done event, slot) on CUDA
-        if ring is not None and io.cuda and not ring.register():
-            print("warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
-                  "will not overlap the model", file=sys.stderr)
 
         def take(x, cpu_slots: list[int]):
             """A chunk input on the device. A ring slot goes back once its frames are copied
@@ -732,8 +729,13 @@ class Engine:
                 done.synchronize()
                 ring.release(slot)
 
-        it = iter(source)
+        it = iter(source)  # forks the workers: they inherit the ring's mappings
         try:
+            # page-lock the ring only now: the driver may mark registered pages not to be inherited
+            # by forked children (MADV_DONTFORK), which would leave the workers without the slots
+            if ring is not None and io.cuda and not ring.register():
+                print("warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
+                      "will not overlap the model", file=sys.stderr)
             with device_math(self.device, self.precision):
                 while True:
                     hand_back()
