@@ -202,9 +202,9 @@ def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
     geometries = [r.geometry for r in runners]
     torch.set_num_threads(1)
     best: dict = {}
+    ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES)  # made once, as in a run (not timed)
     for _ in range(max(1, args.repeat)):
         c0, t0 = _cpu_s(), time.perf_counter()
-        ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES)
         for item in ex.ClipStream(jobs, geometries, chunk=8, decode_threads=1, raw=True, ring=ring):
             assert isinstance(item, ex.Chunk), item
             for x in item.inputs:
@@ -312,9 +312,10 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
     print("ms per frame: wall, and CPU of the worker process and of its ffmpeg; a 16-core machine runs "
           "about 15 / CPU of them at once")
     print(f"{'inputs for':<28} {'frames/s':>9} {'wall':>6} {'worker':>7} {'ffmpeg':>7} {'CPU':>6}   "
-          f"(best of {args.repeat})")
+          f"(the run with the least CPU of {args.repeat})")
     for _ in ex.iter_frames(video, threads=1):  # warm-up: page cache, ffmpeg and torch start-up
         pass
+    ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES)
     for name, gs, raw in cases:
         fps = 24 if gs is None or all(g.kind == "2d" for g in gs) else args.fps
         plan = plan_clips(sh, frames_n, "shot", 24, fps)
@@ -325,17 +326,18 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
                 n = sum(1 for _ in ex.iter_frames(video, threads=1))
                 assert n == frames_n, (n, frames_n)
             else:
-                # raw frames go into reused ring slots, as in a run
-                ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES) if raw else None
+                # raw frames go into reused ring slots, made once as in a run
                 stream = ex.ClipStream([ex.Job("t00", str(video), plan)], gs, chunk=8 if raw else 32,
-                                       decode_threads=1, raw=raw, ring=ring)
+                                       decode_threads=1, raw=raw, ring=ring if raw else None)
                 for item in stream:
                     assert isinstance(item, ex.Chunk), item
                     for x in item.inputs:
                         if isinstance(x, ex.SlotRef):
                             ring.release(x.slot)
             dt, c1 = time.perf_counter() - t0, _cpu_s()
-            best = min(best, (dt, c1[0] - c0[0], c1[1] - c0[1]))
+            run = (dt, c1[0] - c0[0], c1[1] - c0[1])
+            # the run with the least CPU: on a shared machine, noise only ever adds
+            best = min(best, run, key=lambda r: r[1] + r[2] if r[0] < float("inf") else float("inf"))
         dt, me, kids = (x * 1000 / frames_n for x in best)
         results[name] = {"frames_per_s": 1000 / dt, "clips_per_s": len(plan) / best[0], "wall_ms": dt,
                          "worker_cpu_ms": me, "ffmpeg_cpu_ms": kids, "cpu_ms": me + kids}
@@ -503,7 +505,7 @@ def main() -> None:
                          "(0: all 210 s)")
     ap.add_argument("--seconds-2d", type=float, default=60.0, help="2D throughput: seconds of the sample trailer")
     ap.add_argument("--precision-clips", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=2, help="workers, pipeline: runs per case, the best is kept")
+    ap.add_argument("--repeat", type=int, default=3, help="workers, pipeline: runs per case, the best is kept")
     ap.add_argument("--sample-backbones", help="sample section: backbones (default all on a GPU, "
                     "shufflenet2d,resnet on a CPU)")
     ap.add_argument("--sample-trailers", type=int, help="sample section: trailers (default 32 on a GPU, 4 on a CPU)")
