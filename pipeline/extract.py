@@ -43,8 +43,8 @@ from t12k.errors import T12kError
 from t12k.pipeline.decode import iter_frames
 from t12k.pipeline.runner import StageSummary
 from t12k.pipeline.videos import find_videos
-from t12k.shots import ClipPlan, plan_clips, representative_frame
-from t12k.shots.clips import color_histogram
+from t12k.shots import ClipPlan, plan_clips
+from t12k.shots.clips import HIST_BINS, color_counts, representative_from_counts
 from t12k.storage import FeatureStore, Manifest, ShotStore
 
 # precision -> autocast dtype. "fp32" is strict IEEE float32 on a GPU as well (cuDNN's and
@@ -201,7 +201,7 @@ def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = T
             continue
         if need_2d:
             kept.append(frame)
-            hists.append(color_histogram(frame))
+            hists.append(color_counts(frame))
         if need_3d and i in wanted:
             sub[i] = frame
         if i == spans[c, 1]:
@@ -218,7 +218,7 @@ def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = T
 def _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, shape, dest=None) -> ClipInput:
     rep, frame, frames = int(plan.spans[c, 0]), None, None
     if need_2d:
-        k = representative_frame(np.stack(hists))
+        k = representative_from_counts(np.stack(hists))
         rep, frame = int(plan.spans[c, 0]) + k, kept[k]
     if need_3d:
         black = np.zeros(shape, np.uint8)

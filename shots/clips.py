@@ -64,20 +64,24 @@ def plan_clips(shots: np.ndarray, num_frames: int, strategy: str = "shot", fpc: 
     )
 
 
-def color_histogram(frame: np.ndarray) -> np.ndarray:
-    """Per-channel colour histogram (HIST_BINS bins each), normalized to sum 1 per channel.
+def color_counts(frame: np.ndarray) -> np.ndarray:
+    """Per-channel colour histogram counts, HIST_BINS bins each: int64 (3 * HIST_BINS,).
 
     Counted by OpenCV's calcHist (about 4x faster than numpy on a 640x360 frame, and every
-    frame of every trailer goes through here); the counts are integers, so both give the
-    same histogram (tested)."""
+    frame of every trailer goes through here); the counts equal numpy's (tested)."""
     try:
         import cv2
     except ImportError:  # pragma: no cover - opencv-python-headless is a dependency
-        return _color_histogram_numpy(frame)
+        return np.rint(_color_histogram_numpy(frame) * max(1, frame.shape[0] * frame.shape[1])).astype(np.int64)
     frame = np.ascontiguousarray(frame)
     counts = [cv2.calcHist([frame], [c], None, [HIST_BINS], [0, 256]).ravel() for c in range(3)]
+    return np.concatenate(counts).astype(np.int64)  # float32 counts of < 2**24 pixels are exact
+
+
+def color_histogram(frame: np.ndarray) -> np.ndarray:
+    """Per-channel colour histogram (HIST_BINS bins each), normalized to sum 1 per channel."""
     pixels = max(1, frame.shape[0] * frame.shape[1])
-    return (np.concatenate(counts).astype(np.float64) / pixels)
+    return color_counts(frame).astype(np.float64) / pixels
 
 
 def _color_histogram_numpy(frame: np.ndarray) -> np.ndarray:
@@ -85,6 +89,19 @@ def _color_histogram_numpy(frame: np.ndarray) -> np.ndarray:
     px = frame.reshape(-1, 3) >> shift
     hist = np.stack([np.bincount(px[:, c], minlength=HIST_BINS) for c in range(3)]).astype(np.float64)
     return (hist / max(1, px.shape[0])).reshape(-1)
+
+
+def representative_from_counts(counts) -> int:
+    """`representative_frame` of the clip's frames given their histogram counts (k, bins),
+    all frames of one size, in exact integer arithmetic: the squared distance of frame i to
+    the mean histogram is sum_b (k * c_ib - s_b)^2 / (k * pixels)^2, s_b the clip's total, so
+    the argmin needs no rounding and the GPU path (`pipeline.extract.device_representatives`)
+    picks the very same frame. First on ties."""
+    counts = np.asarray(counts, np.int64)
+    if len(counts) == 0:
+        raise ValueError("a clip needs at least one real frame")
+    d = len(counts) * counts - counts.sum(0, keepdims=True)
+    return int(np.argmin((d * d).sum(1)))
 
 
 def representative_frame(histograms: np.ndarray) -> int:

@@ -69,3 +69,19 @@ def test_opencv_histogram_equals_the_numpy_definition():
     for frame in (every_value, rng.integers(0, 256, (27, 48, 3), dtype=np.uint8),
                   rng.integers(0, 256, (360, 641, 3), dtype=np.uint8)[:, ::2]):  # non-contiguous too
         np.testing.assert_array_equal(color_histogram(frame), _color_histogram_numpy(frame))
+
+
+def test_integer_representative_agrees_with_the_float_definition():
+    from t12k.shots.clips import color_counts, representative_from_counts
+
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        k = int(rng.integers(1, 25))
+        base = rng.integers(0, 256, (1, 18, 32, 3))
+        frames = np.clip(base + rng.integers(-60, 60, (k, 18, 32, 3)), 0, 255).astype(np.uint8)
+        if trial % 3 == 0 and k > 2:
+            frames[1] = frames[0]  # an exact tie: both pick the first
+        counts = np.stack([color_counts(f) for f in frames])
+        hists = np.stack([color_histogram(f) for f in frames])
+        np.testing.assert_array_equal(counts / (18 * 32), hists)
+        assert representative_from_counts(counts) == representative_frame(hists)
