@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import THREE_SHOTS, MeanRunner, write_h264
+from t12k.shots.clips import color_counts
 from t12k.backbones import REGISTRY, get_spec
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
@@ -308,3 +309,57 @@ def test_failing_trailers_hand_their_ring_slots_back(three_videos, tmp_path, mon
     assert not run.is_alive(), "the engine hung: a failed trailer kept its ring slot"
     assert sorted(done) == ["t0", "t2", "t4"] and sorted(failed) == ["t1", "t3", "t5"]
     assert _drain(engine.ring) == list(range(len(engine.ring)))
+
+
+def test_representatives_on_the_device_pick_the_workers_frames():
+    from t12k.shots.clips import color_counts, representative_from_counts
+
+    rng = np.random.default_rng(11)
+    n, t = 5, 8
+    frames = np.clip(rng.integers(0, 256, (n, 1, 12, 20, 3)) + rng.integers(-70, 70, (n, t, 12, 20, 3)),
+                     0, 255).astype(np.uint8)
+    real = np.ones((n, t), bool)
+    real[1, 5:] = False  # a short shot: black padding
+    real[3, 1:] = False  # a single real frame
+    frames[~real] = 0
+    frames[2, 4] = frames[2, 2]  # an exact tie
+    got = ex.device_representatives(torch.from_numpy(frames), torch.from_numpy(real)).numpy()
+    for i in range(n):
+        k = int(real[i].sum())
+        assert got[i] == representative_from_counts(np.stack([color_counts(f) for f in frames[i, :k]])), i
+
+
+def test_covers_every_frame_only_at_the_video_frame_rate():
+    shots = np.array([[0, 29], [30, 100], [101, 130]])
+    assert ex.covers_every_frame(plan_clips(shots, 131, "shot", 24, 24))
+    assert ex.covers_every_frame(plan_clips(shots, 131, "seq", 16, 24))
+    assert not ex.covers_every_frame(plan_clips(shots, 131, "shot", 24, 12))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_representatives_on_the_device_give_the_same_stores(three_videos, shots_store, tmp_path, workers,
+                                                          monkeypatch):
+    keys = "shufflenet2d,shufflenet3d"
+    calls = []
+    real = ex.device_representatives
+    monkeypatch.setattr(ex, "device_representatives", lambda f, r: calls.append(len(f)) or real(f, r))
+    monkeypatch.setattr(ex, "color_counts", lambda f: calls.append("worker") or color_counts(f))
+    for where in ("workers", "device"):
+        calls.clear()
+        ex.extract_features(three_videos, shots_store, tmp_path / where, backbones=keys, weights="none", fps=24,
+                            workers=workers, resize_on="device", reps_on=where, batch_size=3, ids=["b2", "c3"],
+                            **QUIET)
+        clips = sum(len(plan_clips(np.array(SHOTS[m]), SHOTS[m][-1][1] + 1, "shot", 24, 24)) for m in ("b2", "c3"))
+        if where == "device":  # every clip picked in this process, no histogram in the workers
+            assert sum(calls) == clips and "worker" not in calls
+        elif workers == 0:  # every frame of b2 and c3 got its histogram in the (in-process) worker
+            assert calls == ["worker"] * (130 + 135)
+    for key in keys.split(","):
+        name = get_spec(key).store_name(24, 24)
+        a, b = FeatureStore.open(tmp_path / "workers" / name), FeatureStore.open(tmp_path / "device" / name)
+        assert a.ids() == b.ids() == ["b2", "c3"]
+        for m in a.ids():
+            np.testing.assert_array_equal(a.read(m, "clips"), b.read(m, "clips"))
+            np.testing.assert_allclose(a.read(m), b.read(m), atol=1e-6, rtol=1e-6)
+    reps = FeatureStore.open(tmp_path / "device" / get_spec("shufflenet2d").store_name()).read("b2", "clips")[:, 2]
+    assert (reps >= 0).all()
