@@ -308,7 +308,8 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
         groups.setdefault(g, []).append(key)
     every = list(groups)
     cases = ([("decode only", None, False)] + [("+".join(keys), [g], False) for g, keys in groups.items()]
-             + [("ALL, resize in workers", every, False), ("ALL, resize on device", every, True)])
+             + [("ALL, resize in workers", every, False), ("ALL, resize on device", every, True),
+                ("ALL, resize + reps on device", every, "reps")])
     print("ms per frame: wall, and CPU of the worker process and of its ffmpeg; a 16-core machine runs "
           "about 15 / CPU of them at once")
     print(f"{'inputs for':<28} {'frames/s':>9} {'wall':>6} {'worker':>7} {'ffmpeg':>7} {'CPU':>6}   "
@@ -328,7 +329,8 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
             else:
                 # raw frames go into reused ring slots, made once as in a run
                 stream = ex.ClipStream([ex.Job("t00", str(video), plan)], gs, chunk=8 if raw else 32,
-                                       decode_threads=1, raw=raw, ring=ring if raw else None)
+                                       decode_threads=1, raw=bool(raw), ring=ring if raw else None,
+                                       reps_on_device=raw == "reps")
                 for item in stream:
                     assert isinstance(item, ex.Chunk), item
                     for x in item.inputs:
@@ -475,7 +477,9 @@ def estimate(results: dict, args) -> None:
     section("Trailers12k estimate (35 M frames, 1.46 M Shot-24 clips)")
     w = results.get("workers")
     if w:
-        for name in ("ALL, resize in workers", "ALL, resize on device"):
+        for name in ("ALL, resize in workers", "ALL, resize on device", "ALL, resize + reps on device"):
+            if name not in w:
+                continue
             cpu_ms = w[name]["cpu_ms"]
             for cores in (2, 16):
                 procs = max(1, cores - 1)  # one core for the main process
