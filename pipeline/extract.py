@@ -277,9 +277,7 @@ class FrameRing:
     waits for a free slot, which also bounds the memory in flight."""
 
     def __init__(self, slots: int, slot_bytes: int, ctx=None):
-        import multiprocessing as mp
-
-        ctx = ctx or mp.get_context("fork" if os.name == "posix" else "spawn")
+        ctx = ctx or multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         self.slot_bytes = int(slot_bytes)
         self.buffers = [torch.empty(self.slot_bytes, dtype=torch.uint8).share_memory_() for _ in range(slots)]
         self.free = ctx.Queue()
@@ -451,12 +449,8 @@ class ClipStream(IterableDataset):
 def covers_every_frame(plan: ClipPlan) -> bool:
     """Whether each clip's 3D frames are all its real frames (fps = video fps, e.g. Shot-24 at
     24 fps), so its 2D representative can be picked from the frames shipped for 3D."""
-    real = plan.frames >= 0
-    if (real.sum(1) != plan.spans[:, 1] - plan.spans[:, 0] + 1).any():
-        return False
-    first = np.where(real.any(1), plan.frames.max(1) - real.sum(1) + 1, 0)
-    return bool(((plan.frames == first[:, None] + np.arange(plan.frames.shape[1])) | ~real).all()
-                and (first == plan.spans[:, 0]).all())
+    spans = [np.arange(a, b + 1) for a, b in plan.spans]
+    return np.array_equal(plan.frames[plan.frames >= 0], np.concatenate(spans) if spans else [])
 
 
 def device_representatives(frames: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

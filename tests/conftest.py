@@ -128,3 +128,15 @@ class MeanRunner:
         self.batches.append(len(x))
         flat = x.to(self.device).reshape(len(x), -1).double()
         return torch.stack([flat.mean(1), flat[:, ::7].sum(1)], 1).float()
+
+
+def mean_features(video, plan, geometry):
+    """MeanRunner's features of every clip of `video`, computed by hand on the CPU."""
+    from t12k.pipeline import extract as ex
+
+    out = []
+    for clip in ex.iter_clip_inputs(video, plan, geometry.kind == "2d", geometry.kind == "3d"):
+        (x,) = ex._apply([geometry], [clip])
+        flat = x.reshape(-1).double()
+        out.append([flat.mean(), flat[::7].sum()])
+    return np.array(out, np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import THREE_SHOTS, MeanRunner, write_h264
+from conftest import THREE_SHOTS, MeanRunner, mean_features, write_h264
 from t12k.shots.clips import color_counts
 from t12k.backbones import REGISTRY, get_spec
 from t12k.cli import main as cli_main
@@ -43,15 +43,6 @@ def test_split_transforms_give_the_weights_transforms_bit_for_bit(key):
     assert torch.equal(y, ref)
 
 
-def _expected(video, plan, geometry):
-    out = []
-    for clip in ex.iter_clip_inputs(video, plan, geometry.kind == "2d", geometry.kind == "3d"):
-        (x,) = ex._apply([geometry], [clip])
-        flat = x.reshape(-1).double()
-        out.append([flat.mean(), flat[::7].sum()])
-    return np.array(out, np.float32)
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_cross_trailers_and_every_clip_gets_its_own_feature(three_videos, workers):
     plans = {m: plan_clips(np.array(s), s[-1][1] + 1, "shot", 24, 8) for m, s in SHOTS.items()}
@@ -67,8 +58,8 @@ def test_batches_cross_trailers_and_every_clip_gets_its_own_feature(three_videos
     for m, plan in plans.items():
         feats, reps = done[m]
         video = three_videos / f"{m}.mp4"
-        np.testing.assert_allclose(feats["img"], _expected(video, plan, runners[0].geometry), rtol=1e-6)
-        np.testing.assert_allclose(feats["vid"], _expected(video, plan, runners[1].geometry), rtol=1e-6)
+        np.testing.assert_allclose(feats["img"], mean_features(video, plan, runners[0].geometry), rtol=1e-6)
+        np.testing.assert_allclose(feats["vid"], mean_features(video, plan, runners[1].geometry), rtol=1e-6)
         assert ((reps >= plan.spans[:, 0]) & (reps <= plan.spans[:, 1])).all()
 
 
@@ -247,8 +238,8 @@ def test_a_trailer_failing_while_its_batch_is_in_flight_is_dropped_alone(three_v
     assert sorted(done) == ["a1", "c3"] and list(failed) == ["b2"]
     assert "shots store does not match" in failed["b2"]
     for m in ("a1", "c3"):
-        np.testing.assert_allclose(done[m]["img"], _expected(three_videos / f"{m}.mp4", plans[m],
-                                                             runners[0].geometry), rtol=1e-6)
+        np.testing.assert_allclose(done[m]["img"], mean_features(three_videos / f"{m}.mp4", plans[m],
+                                                                runners[0].geometry), rtol=1e-6)
 
 
 def _drain(ring) -> list[int]:
@@ -281,7 +272,7 @@ def test_ring_slots_are_reused_without_overwriting_frames_in_use(three_videos, m
     for m, plan in plans.items():
         video = three_videos / f"{m}.mp4"
         for r in runners:
-            np.testing.assert_allclose(done[m][r.spec.key], _expected(video, plan, r.geometry), rtol=1e-6)
+            np.testing.assert_allclose(done[m][r.spec.key], mean_features(video, plan, r.geometry), rtol=1e-6)
     assert _drain(ring) == list(range(len(ring)))  # every slot came back
 
 

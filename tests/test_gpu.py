@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import THREE_SHOTS, MeanRunner
+from conftest import THREE_SHOTS, MeanRunner, mean_features
 from t12k.backbones import REGISTRY, get_spec
 from t12k.pipeline import extract as ex
 from t12k.shots import plan_clips
@@ -20,16 +20,6 @@ from t12k.storage import FeatureStore
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible")
 DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
-
-
-def _expected(video, plan, geometry):
-    """MeanRunner's features computed by hand on the CPU."""
-    out = []
-    for clip in ex.iter_clip_inputs(video, plan, geometry.kind == "2d", geometry.kind == "3d"):
-        (x,) = ex._apply([geometry], [clip])
-        flat = x.reshape(-1).double()
-        out.append([flat.mean(), flat[::7].sum()])
-    return np.array(out, np.float32)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -47,7 +37,7 @@ def test_engine_on_the_device_gives_every_clip_its_own_feature(three_videos, dev
     for m, plan in plans.items():
         video = three_videos / f"{m}.mp4"
         for r in runners:
-            np.testing.assert_allclose(done[m][r.spec.key], _expected(video, plan, r.geometry), rtol=1e-6)
+            np.testing.assert_allclose(done[m][r.spec.key], mean_features(video, plan, r.geometry), rtol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
