@@ -3,6 +3,14 @@
 __version__ = "0.1.0"
 
 GENRES = (
-    "action", "adventure", "comedy", "crime", "drama",
-    "fantasy", "horror", "romance", "sci-fi", "thriller",
+    "action",
+    "adventure",
+    "comedy",
+    "crime",
+    "drama",
+    "fantasy",
+    "horror",
+    "romance",
+    "sci-fi",
+    "thriller",
 )

@@ -17,9 +17,10 @@ identical in every process (for tests and offline demos).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,11 +82,16 @@ class BackboneSpec:
         t = self.transforms()
         w = self.weights_enum
         return {
-            "kind": self.kind, "pretraining": self.pretraining,
-            "resize": list(t.resize_size), "crop": list(t.crop_size), "interpolation": t.interpolation.value,
+            "kind": self.kind,
+            "pretraining": self.pretraining,
+            "resize": list(t.resize_size),
+            "crop": list(t.crop_size),
+            "interpolation": t.interpolation.value,
             "antialias": bool(getattr(t, "antialias", False) if self.kind == "3d" else (t.antialias is not False)),
-            "mean": [round(float(m), 6) for m in t.mean], "std": [round(float(v), 6) for v in t.std],
-            "channel_order": self.channel_order, "value_range": self.value_range,
+            "mean": [round(float(m), 6) for m in t.mean],
+            "std": [round(float(v), 6) for v in t.std],
+            "channel_order": self.channel_order,
+            "value_range": self.value_range,
             "features": self.num_features,
             "weights": self.weights_source or getattr(w, "url", ""),
         }
@@ -103,17 +109,29 @@ class BackboneSpec:
 
 
 _SPECS = [
-    BackboneSpec("shufflenet2d", "2d", "ImageNet-1k", "shufflenet_v2_x1_0", "IMAGENET1K_V1", "fc", 1024, "i", "shufflenet"),
+    BackboneSpec(
+        "shufflenet2d", "2d", "ImageNet-1k", "shufflenet_v2_x1_0", "IMAGENET1K_V1", "fc", 1024, "i", "shufflenet"
+    ),
     BackboneSpec("resnet", "2d", "ImageNet-1k", "resnet50", "IMAGENET1K_V1", "fc", 2048, "i", "resnet"),
     BackboneSpec("swin2d", "2d", "ImageNet-1k", "swin_t", "IMAGENET1K_V1", "head", 768, "i", "swin"),
-    BackboneSpec("shufflenet3d", "3d", "Kinetics-600", "shufflenet3d_v2_x1_0", "KINETICS600_V1", "classifier", 1024,
-                 "k", "shufflenet", builder="t12k.backbones.shufflenet3d:shufflenet3d_v2_x1_0",
-                 weights_class="t12k.backbones.shufflenet3d:ShuffleNet3D_Weights",
-                 weights_source="kinetics_shufflenetv2_1.0x_RGB_16_best.pth from the pretrained models linked in "
-                                "the Efficient-3DCNNs README, "
-                                "https://drive.google.com/open?id=1eggpkmy_zjb62Xra6kQviLa67vzP_FR8",
-                 channel_order="BGR (the RGB input is flipped in the network's first step)",
-                 value_range="[0, 255] minus the ActivityNet mean (the preset's mean/255, std 1/255)"),
+    BackboneSpec(
+        "shufflenet3d",
+        "3d",
+        "Kinetics-600",
+        "shufflenet3d_v2_x1_0",
+        "KINETICS600_V1",
+        "classifier",
+        1024,
+        "k",
+        "shufflenet",
+        builder="t12k.backbones.shufflenet3d:shufflenet3d_v2_x1_0",
+        weights_class="t12k.backbones.shufflenet3d:ShuffleNet3D_Weights",
+        weights_source="kinetics_shufflenetv2_1.0x_RGB_16_best.pth from the pretrained models linked in "
+        "the Efficient-3DCNNs README, "
+        "https://drive.google.com/open?id=1eggpkmy_zjb62Xra6kQviLa67vzP_FR8",
+        channel_order="BGR (the RGB input is flipped in the network's first step)",
+        value_range="[0, 255] minus the ActivityNet mean (the preset's mean/255, std 1/255)",
+    ),
     BackboneSpec("r2plus1d", "3d", "Kinetics-400", "r2plus1d_18", "KINETICS400_V1", "fc", 512, "k", "r2plus1d"),
     BackboneSpec("swin3d", "3d", "ImageNet-1k + Kinetics-400", "swin3d_t", "KINETICS400_V1", "head", 768, "ik", "swin"),
 ]
@@ -180,8 +198,10 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
         used = f"none (random He init, seed {WEIGHTS_SEED})"
     elif weights == "default":
         if spec.weights_source:
-            raise T12kError(f"the {spec.key} weights cannot be downloaded here; get {spec.weights_source} "
-                            "and pass --weights PATH (or --weights none)")
+            raise T12kError(
+                f"the {spec.key} weights cannot be downloaded here; get {spec.weights_source} "
+                "and pass --weights PATH (or --weights none)"
+            )
         model = spec.build()
         try:
             state = spec.weights_enum.get_state_dict(progress=False)
@@ -200,16 +220,20 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
         try:
             state = _clean_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as exc:
-            raise T12kError(f"cannot read weights file {path} ({str(exc).splitlines()[0][:120]}); "
-                            f"give a PyTorch state dict of {spec.model_name}") from exc
+            raise T12kError(
+                f"cannot read weights file {path} ({str(exc).splitlines()[0][:120]}); "
+                f"give a PyTorch state dict of {spec.model_name}"
+            ) from exc
         head = spec.head_attr + "."
         if not any(k.startswith(head) for k in state):  # a headless state dict
             state.update({k: v for k, v in model.state_dict().items() if k.startswith(head)})
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise T12kError(f"weights file {path} does not fit {spec.model_name} "
-                            f"({str(exc).splitlines()[0][:160]}); give that model's state dict") from exc
+            raise T12kError(
+                f"weights file {path} does not fit {spec.model_name} "
+                f"({str(exc).splitlines()[0][:160]}); give that model's state dict"
+            ) from exc
         used = f"file:{path.name}:sha256:{file_digest(path)[:16]}"
     setattr(model, spec.head_attr, nn.Identity())
     model.eval().requires_grad_(False)

@@ -52,8 +52,13 @@ from torchvision.transforms import functional as F
 from torchvision.transforms._presets import VideoClassification
 
 STAGE_REPEATS = (4, 8, 4)
-STAGE_CHANNELS = {0.25: (24, 32, 64, 128, 1024), 0.5: (24, 48, 96, 192, 1024), 1.0: (24, 116, 232, 464, 1024),
-                  1.5: (24, 176, 352, 704, 1024), 2.0: (24, 224, 488, 976, 2048)}
+STAGE_CHANNELS = {
+    0.25: (24, 32, 64, 128, 1024),
+    0.5: (24, 48, 96, 192, 1024),
+    1.0: (24, 116, 232, 464, 1024),
+    1.5: (24, 176, 352, 704, 1024),
+    2.0: (24, 224, 488, 976, 2048),
+}
 ACTIVITYNET_MEAN_BGR = (114.7748, 107.7354, 99.4750)  # Efficient-3DCNNs mean.py, 0..255, tensor order (B, G, R)
 CHECKPOINT = "kinetics_shufflenetv2_1.0x_RGB_16_best.pth"
 PRETRAINED_URL = "https://drive.google.com/open?id=1eggpkmy_zjb62Xra6kQviLa67vzP_FR8"  # the README's link
@@ -99,8 +104,9 @@ class ShuffleNet3D(nn.Module):
         super().__init__()
         stem, *stages, last = STAGE_CHANNELS[width_mult]
         self.bgr = bgr  # the weights were trained on BGR frames (OpenCV), see the module docstring
-        self.conv1 = nn.Sequential(nn.Conv3d(3, stem, 3, (1, 2, 2), 1, bias=False), nn.BatchNorm3d(stem),
-                                   nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv3d(3, stem, 3, (1, 2, 2), 1, bias=False), nn.BatchNorm3d(stem), nn.ReLU(inplace=True)
+        )
         self.maxpool = nn.MaxPool3d(3, 2, 1)
         blocks, cin = [], stem
         for repeats, cout in zip(STAGE_REPEATS, stages):
@@ -132,8 +138,9 @@ class AntialiasedVideoClassification(VideoClassification):
         if single:
             vid = vid.unsqueeze(0)
         n, t, c, h, w = vid.shape
-        x = F.resize(vid.reshape(-1, c, h, w), self.resize_size, interpolation=self.interpolation,
-                     antialias=self.antialias)
+        x = F.resize(
+            vid.reshape(-1, c, h, w), self.resize_size, interpolation=self.interpolation, antialias=self.antialias
+        )
         x = F.normalize(F.convert_image_dtype(F.center_crop(x, self.crop_size), torch.float), self.mean, self.std)
         x = x.view(n, t, c, *self.crop_size).permute(0, 2, 1, 3, 4)
         return x.squeeze(0) if single else x
@@ -145,9 +152,13 @@ class AntialiasedVideoClassification(VideoClassification):
 def shufflenet3d_transforms() -> AntialiasedVideoClassification:
     """Efficient-3DCNNs' test preprocessing as a torchvision video preset (module docstring)."""
     mean_rgb = ACTIVITYNET_MEAN_BGR[::-1]
-    return AntialiasedVideoClassification(crop_size=(112, 112), resize_size=(112,),
-                                          mean=tuple(m / 255 for m in mean_rgb), std=(1 / 255,) * 3,
-                                          interpolation=InterpolationMode.BILINEAR)
+    return AntialiasedVideoClassification(
+        crop_size=(112, 112),
+        resize_size=(112,),
+        mean=tuple(m / 255 for m in mean_rgb),
+        std=(1 / 255,) * 3,
+        interpolation=InterpolationMode.BILINEAR,
+    )
 
 
 class ShuffleNet3D_Weights(WeightsEnum):

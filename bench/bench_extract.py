@@ -66,8 +66,24 @@ def trailer_210s(work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     norm = work / "bbb360.mp4"
     normalize(BBB, norm)
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "4", "-i", str(norm), "-t", "210",
-                    "-c", "copy", str(work / "tmp.mp4")], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            "4",
+            "-i",
+            str(norm),
+            "-t",
+            "210",
+            "-c",
+            "copy",
+            str(work / "tmp.mp4"),
+        ],
+        check=True,
+    )
     normalize(work / "tmp.mp4", out)  # re-encode so the loop has exact frame timing
     (work / "tmp.mp4").unlink()
     return out
@@ -101,8 +117,27 @@ def collection(work: Path, video: Path, shots: Path, n: int, seconds: float | No
     frames = len(src.predictions("long"))
     if seconds:
         sample = work / f"cut_{seconds:g}.mp4"
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-frames:v", str(int(seconds * 24)),
-                        "-c:v", "libx264", "-crf", "20", "-preset", "veryfast", "-an", str(sample)], check=True)
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(video),
+                "-frames:v",
+                str(int(seconds * 24)),
+                "-c:v",
+                "libx264",
+                "-crf",
+                "20",
+                "-preset",
+                "veryfast",
+                "-an",
+                str(sample),
+            ],
+            check=True,
+        )
         frames = int(seconds * 24)
     shots = src.shots("long")
     shots = shots[shots[:, 0] < frames]
@@ -126,12 +161,23 @@ def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
     seconds = args.sample_seconds
     workers = ex.resolve_workers(args.sample_workers, args.device)
     resize_on = "device" if cuda else "workers"
-    section(f"sample: t12k extract --backbone {keys} on {n} trailers of {seconds:g} s, device {args.device}, "
-            f"{workers} worker(s), resize on {resize_on}, batch {args.batch_size}, {args.precision}")
+    section(
+        f"sample: t12k extract --backbone {keys} on {n} trailers of {seconds:g} s, device {args.device}, "
+        f"{workers} worker(s), resize on {resize_on}, batch {args.batch_size}, {args.precision}"
+    )
     folder, shots = collection(work, video, shots_long, n, seconds)
     frames = sum(len(ShotStore.open(shots).predictions(m)) for m in ShotStore.open(shots).ids())
-    common = dict(backbones=keys, weights="none", device=args.device, workers=workers, batch_size=args.batch_size,
-                  precision=args.precision, resize_on=resize_on, progress=False, log=lambda m: None)
+    common = dict(
+        backbones=keys,
+        weights="none",
+        device=args.device,
+        workers=workers,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        resize_on=resize_on,
+        progress=False,
+        log=lambda m: None,
+    )
     warm, _ = collection(work, video, shots_long, 1, 2.0)  # model loading, cuDNN autotuning, page cache
     ex.extract_features(warm, work / "shots_n1_s2.zarr", work / "warm", **common)
     shutil.rmtree(work / "warm")
@@ -154,25 +200,45 @@ def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
     st = got["stats"]
     wall = st.wall_s
     model = sum(st.model_s.values())
-    busy = {"model (device)": model / wall,
-            "decode workers": st.worker_s / (max(1, workers) * wall) if workers else st.worker_s / wall,
-            "store writes": st.write_s / wall}
+    busy = {
+        "model (device)": model / wall,
+        "decode workers": st.worker_s / (max(1, workers) * wall) if workers else st.worker_s / wall,
+        "store writes": st.write_s / wall,
+    }
     hours = T12K_FRAMES / (frames / wall) / 3600
-    print(f"{st.clips} clips, {frames} frames in {wall:.1f} s: {st.clips / wall:.1f} clips/s, "
-          f"{frames / wall:.0f} frames/s")
+    print(
+        f"{st.clips} clips, {frames} frames in {wall:.1f} s: {st.clips / wall:.1f} clips/s, "
+        f"{frames / wall:.0f} frames/s"
+    )
     for key, sec in st.model_s.items():
-        print(f"  model {key:<13} {sec:7.1f} s  {100 * sec / wall:5.1f}% of the run, "
-              f"{st.clips / sec:8.1f} clips/s alone")
-    print(f"  waiting for decoded clips {100 * st.wait_s / wall:.1f}% of the main process; "
-          f"resize/crop on the device (queueing) {100 * st.resize_s / wall:.1f}%")
+        print(
+            f"  model {key:<13} {sec:7.1f} s  {100 * sec / wall:5.1f}% of the run, {st.clips / sec:8.1f} clips/s alone"
+        )
+    print(
+        f"  waiting for decoded clips {100 * st.wait_s / wall:.1f}% of the main process; "
+        f"resize/crop on the device (queueing) {100 * st.resize_s / wall:.1f}%"
+    )
     for name, share in busy.items():
         print(f"  busy: {name:<15} {100 * share:5.1f}%")
     limit = max(busy, key=busy.get)
-    print(f"limit: {limit} ({100 * busy[limit]:.0f}% busy). Trailers12k (35 M frames) at this rate: "
-          f"{hours:.2f} h with {workers} worker(s) on this machine")
-    return {"backbones": keys, "trailers": n, "seconds": seconds, "workers": workers, "clips": st.clips,
-            "frames": frames, "wall_s": wall, "clips_per_s": st.clips / wall, "model_s": st.model_s,
-            "busy": busy, "limit": limit, "trailers12k_hours": hours}
+    print(
+        f"limit: {limit} ({100 * busy[limit]:.0f}% busy). Trailers12k (35 M frames) at this rate: "
+        f"{hours:.2f} h with {workers} worker(s) on this machine"
+    )
+    return {
+        "backbones": keys,
+        "trailers": n,
+        "seconds": seconds,
+        "workers": workers,
+        "clips": st.clips,
+        "frames": frames,
+        "wall_s": wall,
+        "clips_per_s": st.clips / wall,
+        "model_s": st.model_s,
+        "busy": busy,
+        "limit": limit,
+        "trailers12k_hours": hours,
+    }
 
 
 class _FreeModel:
@@ -190,13 +256,17 @@ class _FreeModel:
 
 def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
     n, seconds = 4, 30.0
-    section(f"pipeline: the engine at the decode limit ({n} trailers of {seconds:g} s, 2D + 3D inputs at "
-            "fps 24 shipped raw, free model, 1 worker) against the worker's work alone")
+    section(
+        f"pipeline: the engine at the decode limit ({n} trailers of {seconds:g} s, 2D + 3D inputs at "
+        "fps 24 shipped raw, free model, 1 worker) against the worker's work alone"
+    )
     folder, shots_path = collection(work, video, shots_long, n, seconds)
     store = ShotStore.open(shots_path)
     height, width = ex.iter_frames(folder / "t00.mp4").__next__().shape[:2]
-    jobs = [ex.Job(m, str(folder / f"{m}.mp4"), plan_clips(store.shots(m), len(store.predictions(m)), "shot", 24, 24))
-            for m in store.ids()]
+    jobs = [
+        ex.Job(m, str(folder / f"{m}.mp4"), plan_clips(store.shots(m), len(store.predictions(m)), "shot", 24, 24))
+        for m in store.ids()
+    ]
     frames = sum(len(store.predictions(m)) for m in store.ids())
     runners = [_FreeModel("2d", (height, width)), _FreeModel("3d", (height, width))]
     geometries = [r.geometry for r in runners]
@@ -215,7 +285,7 @@ def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
         done = []
         engine = ex.Engine(runners, batch_size=32, workers=1, resize_on="device")
         c0 = _cpu_s()
-        st = engine.run(jobs, lambda m, f, r: done.append(m), lambda m, why: done.append(why))
+        st = engine.run(jobs, lambda m, f, r, done=done: done.append(m), lambda m, why, done=done: done.append(why))
         c1 = _cpu_s()
         assert sorted(done) == sorted(store.ids()), done
         best["engine"] = min(best.get("engine", (float("inf"),)), (st.wall_s, c1[0] - c0[0], c1[1] - c0[1], st))
@@ -224,66 +294,112 @@ def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
     alone_wall, _, alone_cpu = best["alone"]
     wall, main_cpu, kids_cpu, st = best["engine"]
     device_work = st.resize_s + st.batch_s + st.copy_s + sum(st.model_s.values())
-    print(f"worker work alone (1 process + ffmpeg): {frames / alone_wall:7.1f} frames/s, {ms(alone_cpu):.2f} CPU ms "
-          "per frame")
-    print(f"engine, 1 worker + main process:        {frames / wall:7.1f} frames/s; CPU ms per frame: workers + "
-          f"ffmpeg {ms(kids_cpu):.2f}, main process {ms(main_cpu):.2f}, of which {ms(device_work):.2f} is work a "
-          "GPU does in a GPU run (batching, layout copy)")
+    print(
+        f"worker work alone (1 process + ffmpeg): {frames / alone_wall:7.1f} frames/s, {ms(alone_cpu):.2f} CPU ms "
+        "per frame"
+    )
+    print(
+        f"engine, 1 worker + main process:        {frames / wall:7.1f} frames/s; CPU ms per frame: workers + "
+        f"ffmpeg {ms(kids_cpu):.2f}, main process {ms(main_cpu):.2f}, of which {ms(device_work):.2f} is work a "
+        "GPU does in a GPU run (batching, layout copy)"
+    )
     main_rest = ms(main_cpu) - ms(device_work)
     keeps_up = f"{1000 / main_rest:,.0f}" if main_rest > 0.02 else "over 50,000"
-    print(f"  -> the workers' CPU per frame in the engine is {100 * ms(kids_cpu) / ms(alone_cpu):.0f}% of the work "
-          f"alone; the main process's own share, {max(0.0, main_rest):.2f} ms per frame, keeps up with {keeps_up} "
-          "frames/s (Trailers12k in 0.9 h needs about 10,800)")
-    print(f"  ({width}x{height}, {frames * height * width * 3 / 2**30:.1f} GiB of raw frames through the ring; "
-          f"best of {args.repeat}; on 2 cores the three busy processes share the cores, so wall figures say little)")
-    return {"alone_frames_per_s": frames / alone_wall, "alone_cpu_ms": ms(alone_cpu),
-            "engine_frames_per_s": frames / wall, "engine_workers_cpu_ms": ms(kids_cpu),
-            "engine_main_cpu_ms": ms(main_cpu), "engine_device_work_ms": ms(device_work)}
+    print(
+        f"  -> the workers' CPU per frame in the engine is {100 * ms(kids_cpu) / ms(alone_cpu):.0f}% of the work "
+        f"alone; the main process's own share, {max(0.0, main_rest):.2f} ms per frame, keeps up with {keeps_up} "
+        "frames/s (Trailers12k in 0.9 h needs about 10,800)"
+    )
+    print(
+        f"  ({width}x{height}, {frames * height * width * 3 / 2**30:.1f} GiB of raw frames through the ring; "
+        f"best of {args.repeat}; on 2 cores the three busy processes share the cores, so wall figures say little)"
+    )
+    return {
+        "alone_frames_per_s": frames / alone_wall,
+        "alone_cpu_ms": ms(alone_cpu),
+        "engine_frames_per_s": frames / wall,
+        "engine_workers_cpu_ms": ms(kids_cpu),
+        "engine_main_cpu_ms": ms(main_cpu),
+        "engine_device_work_ms": ms(device_work),
+    }
 
 
 def bench_throughput(args, work: Path, video: Path, shots_long: Path) -> dict:
-    section(f"throughput: t12k extract, one backbone at a time, device {args.device}, "
-            f"{args.workers} worker(s), batch {args.batch_size}, after a warm-up run; 2D on "
-            f"{args.seconds_2d:g} s of trailer, 3D on {args.seconds:g} s")
+    section(
+        f"throughput: t12k extract, one backbone at a time, device {args.device}, "
+        f"{args.workers} worker(s), batch {args.batch_size}, after a warm-up run; 2D on "
+        f"{args.seconds_2d:g} s of trailer, 3D on {args.seconds:g} s"
+    )
     results = {}
-    print(f"{'backbone':<13} {'clips':>6} {'clips/s':>8} {'wall s':>7} {'worker s':>9} {'wait %':>7} "
-          f"{'model %':>8} {'write %':>8}  model clips/s")
+    print(
+        f"{'backbone':<13} {'clips':>6} {'clips/s':>8} {'wall s':>7} {'worker s':>9} {'wait %':>7} "
+        f"{'model %':>8} {'write %':>8}  model clips/s"
+    )
     for key in args.backbones:
         seconds = args.seconds_2d if get_spec(key).kind == "2d" else args.seconds
         folder, shots = collection(work, video, shots_long, 1, seconds or None)
         warm, _ = collection(work, video, shots_long, 1, 2.0)
         out = work / "out_throughput" / key
         shutil.rmtree(out, ignore_errors=True)
-        ex.extract_features(warm, work / "shots_n1_s2.zarr", work / "warm", backbones=key, weights="none",
-                            device=args.device, workers=args.workers, batch_size=args.batch_size,
-                            precision=args.precision, progress=False, log=lambda m: None)
+        ex.extract_features(
+            warm,
+            work / "shots_n1_s2.zarr",
+            work / "warm",
+            backbones=key,
+            weights="none",
+            device=args.device,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            progress=False,
+            log=lambda m: None,
+        )
         shutil.rmtree(work / "warm")
         runner_stats = {}
         real_engine = ex.Engine
 
         class Recording(real_engine):  # keep the engine's own timing figures
-            def run(self, *a, **k):
+            def run(self, *a, _stats=runner_stats, **k):
                 st = super().run(*a, **k)
-                runner_stats["stats"] = st
+                _stats["stats"] = st
                 return st
 
         ex.Engine = Recording
         try:
-            ex.extract_features(folder, shots, out, backbones=key, weights="none", device=args.device,
-                                workers=args.workers, batch_size=args.batch_size, precision=args.precision,
-                                progress=False, log=lambda m: None)
+            ex.extract_features(
+                folder,
+                shots,
+                out,
+                backbones=key,
+                weights="none",
+                device=args.device,
+                workers=args.workers,
+                batch_size=args.batch_size,
+                precision=args.precision,
+                progress=False,
+                log=lambda m: None,
+            )
         finally:
             ex.Engine = real_engine
         st = runner_stats["stats"]
         model = sum(st.model_s.values())
-        results[key] = {"clips": st.clips, "clips_per_s": st.clips / st.wall_s, "wall_s": st.wall_s,
-                        "worker_s": st.worker_s, "wait_share": st.wait_s / st.wall_s,
-                        "model_share": model / st.wall_s, "write_share": st.write_s / st.wall_s,
-                        "model_clips_per_s": st.clips / model}
+        results[key] = {
+            "clips": st.clips,
+            "clips_per_s": st.clips / st.wall_s,
+            "wall_s": st.wall_s,
+            "worker_s": st.worker_s,
+            "wait_share": st.wait_s / st.wall_s,
+            "model_share": model / st.wall_s,
+            "write_share": st.write_s / st.wall_s,
+            "model_clips_per_s": st.clips / model,
+        }
         r = results[key]
-        print(f"{key:<13} {st.clips:>6} {r['clips_per_s']:>8.2f} {st.wall_s:>7.1f} {st.worker_s:>9.1f} "
-              f"{100 * r['wait_share']:>6.1f}% {100 * r['model_share']:>7.1f}% {100 * r['write_share']:>7.1f}%  "
-              f"{r['model_clips_per_s']:.2f}", flush=True)
+        print(
+            f"{key:<13} {st.clips:>6} {r['clips_per_s']:>8.2f} {st.wall_s:>7.1f} {st.worker_s:>9.1f} "
+            f"{100 * r['wait_share']:>6.1f}% {100 * r['model_share']:>7.1f}% {100 * r['write_share']:>7.1f}%  "
+            f"{r['model_clips_per_s']:.2f}",
+            flush=True,
+        )
     return results
 
 
@@ -307,13 +423,23 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
         g, _ = ex.split_transforms(get_spec(key))
         groups.setdefault(g, []).append(key)
     every = list(groups)
-    cases = ([("decode only", None, False)] + [("+".join(keys), [g], False) for g, keys in groups.items()]
-             + [("ALL, resize in workers", every, False), ("ALL, resize on device", every, True),
-                ("ALL, resize + reps on device", every, "reps")])
-    print("ms per frame: wall, and CPU of the worker process and of its ffmpeg; a 16-core machine runs "
-          "about 15 / CPU of them at once")
-    print(f"{'inputs for':<28} {'frames/s':>9} {'wall':>6} {'worker':>7} {'ffmpeg':>7} {'CPU':>6}   "
-          f"(the run with the least CPU of {args.repeat})")
+    cases = (
+        [("decode only", None, False)]
+        + [("+".join(keys), [g], False) for g, keys in groups.items()]
+        + [
+            ("ALL, resize in workers", every, False),
+            ("ALL, resize on device", every, True),
+            ("ALL, resize + reps on device", every, "reps"),
+        ]
+    )
+    print(
+        "ms per frame: wall, and CPU of the worker process and of its ffmpeg; a 16-core machine runs "
+        "about 15 / CPU of them at once"
+    )
+    print(
+        f"{'inputs for':<28} {'frames/s':>9} {'wall':>6} {'worker':>7} {'ffmpeg':>7} {'CPU':>6}   "
+        f"(the run with the least CPU of {args.repeat})"
+    )
     for _ in ex.iter_frames(video, threads=1):  # warm-up: page cache, ffmpeg and torch start-up
         pass
     ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES)
@@ -328,9 +454,15 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
                 assert n == frames_n, (n, frames_n)
             else:
                 # raw frames go into reused ring slots, made once as in a run
-                stream = ex.ClipStream([ex.Job("t00", str(video), plan)], gs, chunk=8 if raw else 32,
-                                       decode_threads=1, raw=bool(raw), ring=ring if raw else None,
-                                       reps_on_device=raw == "reps")
+                stream = ex.ClipStream(
+                    [ex.Job("t00", str(video), plan)],
+                    gs,
+                    chunk=8 if raw else 32,
+                    decode_threads=1,
+                    raw=bool(raw),
+                    ring=ring if raw else None,
+                    reps_on_device=raw == "reps",
+                )
                 for item in stream:
                     assert isinstance(item, ex.Chunk), item
                     for x in item.inputs:
@@ -341,8 +473,14 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
             # the run with the least CPU: on a shared machine, noise only ever adds
             best = min(best, run, key=lambda r: r[1] + r[2] if r[0] < float("inf") else float("inf"))
         dt, me, kids = (x * 1000 / frames_n for x in best)
-        results[name] = {"frames_per_s": 1000 / dt, "clips_per_s": len(plan) / best[0], "wall_ms": dt,
-                         "worker_cpu_ms": me, "ffmpeg_cpu_ms": kids, "cpu_ms": me + kids}
+        results[name] = {
+            "frames_per_s": 1000 / dt,
+            "clips_per_s": len(plan) / best[0],
+            "wall_ms": dt,
+            "worker_cpu_ms": me,
+            "ffmpeg_cpu_ms": kids,
+            "cpu_ms": me + kids,
+        }
         print(f"{name:<28} {1000 / dt:>9.1f} {dt:>6.2f} {me:>7.2f} {kids:>7.2f} {me + kids:>6.2f}", flush=True)
     # what the ring saves: writing decoded frames into fresh shared memory (a new segment per
     # chunk, as PyTorch's DataLoader does for a worker's tensors) or into a reused slot
@@ -423,10 +561,31 @@ def bench_memory(args, work: Path, video: Path, shots: Path) -> dict:
         folder, store = collection(work, video, shots, n)
         out = work / f"out_memory_{n}"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, "-m", "t12k.cli", "extract", "--backbone", args.memory_backbones, "--weights", "none",
-               "--videos", str(folder), "--shots", str(store), "--out", str(out), "--device", args.device,
-               "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--fps", str(args.fps),
-               "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "t12k.cli",
+            "extract",
+            "--backbone",
+            args.memory_backbones,
+            "--weights",
+            "none",
+            "--videos",
+            str(folder),
+            "--shots",
+            str(store),
+            "--out",
+            str(out),
+            "--device",
+            args.device,
+            "--workers",
+            str(args.workers),
+            "--batch-size",
+            str(args.batch_size),
+            "--fps",
+            str(args.fps),
+            "--quiet",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd)
         peak: dict = {}
@@ -436,9 +595,11 @@ def bench_memory(args, work: Path, video: Path, shots: Path) -> dict:
         th.join()
         dt = time.perf_counter() - t0
         results[n] = {k: v for k, v in peak.items()} | {"seconds": dt, "rc": proc.returncode}
-        print(f"{n:>2} trailer(s) x 5040 frames: peak main RSS {peak['main_rss'] / 2**20:7.0f} MiB, peak tree PSS "
-              f"{peak['tree_pss'] / 2**20:7.0f} MiB ({peak['procs']} processes), {dt:.0f} s, exit {proc.returncode}",
-              flush=True)
+        print(
+            f"{n:>2} trailer(s) x 5040 frames: peak main RSS {peak['main_rss'] / 2**20:7.0f} MiB, peak tree PSS "
+            f"{peak['tree_pss'] / 2**20:7.0f} MiB ({peak['procs']} processes), {dt:.0f} s, exit {proc.returncode}",
+            flush=True,
+        )
     return results
 
 
@@ -464,12 +625,20 @@ def bench_store(args, work: Path) -> dict:
             raw += z[m][:].nbytes
         dt = time.perf_counter() - t0
         clips = raw / 4 / int(z.attrs["num_features"])
-        results[str(path)] = {"trailers": len(ids), "bytes_total": total, "bytes_per_trailer": total / len(ids),
-                              "raw_bytes": raw, "read_s": dt}
-        print(f"{path.parent.name}/{path.name}: {len(ids)} trailers, {clips / len(ids):.0f} clips each, "
-              f"{total / len(ids) / 2**20:.2f} MiB per trailer on disk (raw float32 {raw / len(ids) / 2**20:.2f} MiB, "
-              f"ratio {raw / total:.2f}); whole store read in {dt:.2f} s = {raw / dt / 2**20:.0f} MiB/s, "
-              f"{len(ids) / dt:.0f} trailers/s (page cache warm)", flush=True)
+        results[str(path)] = {
+            "trailers": len(ids),
+            "bytes_total": total,
+            "bytes_per_trailer": total / len(ids),
+            "raw_bytes": raw,
+            "read_s": dt,
+        }
+        print(
+            f"{path.parent.name}/{path.name}: {len(ids)} trailers, {clips / len(ids):.0f} clips each, "
+            f"{total / len(ids) / 2**20:.2f} MiB per trailer on disk (raw float32 {raw / len(ids) / 2**20:.2f} MiB, "
+            f"ratio {raw / total:.2f}); whole store read in {dt:.2f} s = {raw / dt / 2**20:.0f} MiB/s, "
+            f"{len(ids) / dt:.0f} trailers/s (page cache warm)",
+            flush=True,
+        )
     return results
 
 
@@ -484,14 +653,18 @@ def estimate(results: dict, args) -> None:
             for cores in (2, 16):
                 procs = max(1, cores - 1)  # one core for the main process
                 hours = T12K_FRAMES * cpu_ms / 1000 / procs / 3600
-                print(f"CPU side, {name}: {cpu_ms:.2f} CPU ms per frame (worker + ffmpeg) on {procs} of "
-                      f"{cores} cores like these: {hours:.2f} h for 35 M frames")
+                print(
+                    f"CPU side, {name}: {cpu_ms:.2f} CPU ms per frame (worker + ffmpeg) on {procs} of "
+                    f"{cores} cores like these: {hours:.2f} h for 35 M frames"
+                )
     t = results.get("throughput")
     if t:
         for key, r in t.items():
             hours = T12K_CLIPS / r["model_clips_per_s"] / 3600
-            print(f"model {key} on {args.device}: {r['model_clips_per_s']:.2f} clips/s -> {hours:.1f} h for "
-                  f"Trailers12k on this device")
+            print(
+                f"model {key} on {args.device}: {r['model_clips_per_s']:.2f} clips/s -> {hours:.1f} h for "
+                f"Trailers12k on this device"
+            )
 
 
 def main() -> None:
@@ -504,14 +677,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--fps", type=int, default=24, help="frame rate of 3D clips")
-    ap.add_argument("--seconds", type=float, default=10.0,
-                    help="3D throughput, workers, precision: cut the sample trailer to this many seconds "
-                         "(0: all 210 s)")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        help="3D throughput, workers, precision: cut the sample trailer to this many seconds (0: all 210 s)",
+    )
     ap.add_argument("--seconds-2d", type=float, default=60.0, help="2D throughput: seconds of the sample trailer")
     ap.add_argument("--precision-clips", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3, help="workers, pipeline: runs per case, the best is kept")
-    ap.add_argument("--sample-backbones", help="sample section: backbones (default all on a GPU, "
-                    "shufflenet2d,resnet on a CPU)")
+    ap.add_argument(
+        "--sample-backbones", help="sample section: backbones (default all on a GPU, shufflenet2d,resnet on a CPU)"
+    )
     ap.add_argument("--sample-trailers", type=int, help="sample section: trailers (default 32 on a GPU, 4 on a CPU)")
     ap.add_argument("--sample-seconds", type=float, default=60.0, help="sample section: seconds per trailer")
     ap.add_argument("--sample-workers", default="auto", help="sample section: decode workers (auto: as t12k extract)")
@@ -520,8 +697,10 @@ def main() -> None:
     args = ap.parse_args()
     args.backbones = list(REGISTRY) if args.backbones == "all" else args.backbones.split(",")
     only = args.only.split(",")
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} cores, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+    )
     video = trailer_210s(args.work)
     shots = shots_for(args.work, video)
     results: dict = {}

@@ -39,10 +39,38 @@ DEFAULT_INPUT = "/work/shared/media/bbb-trailer.mp4"
 
 def plain_command(ffmpeg: str, src: Path, dst: Path, width: int, height: int) -> list[str]:
     """The same conversion as `media.normalize`, written out by hand."""
-    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0", "-an",
-            "-sn", "-dn", "-map_metadata", "-1", "-vf", f"fps=24,scale={width}:{height},setsar=1",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", "-f", "mp4", str(dst)]
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(src),
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+        "-vf",
+        f"fps=24,scale={width}:{height},setsar=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(dst),
+    ]
 
 
 def _cpu_seconds() -> float:
@@ -94,8 +122,10 @@ class _Sampler:
         cores = len(self.samples[0])
         means = [statistics.mean(s[c] for s in self.samples) for c in range(cores)]
         all_busy = sum(min(s) >= 0.9 for s in self.samples) / len(self.samples)
-        return (f"machine, per core busy: {', '.join(f'cpu{c} {100 * m:.0f}%' for c, m in enumerate(means))}; "
-                f"all cores >= 90% busy in {100 * all_busy:.0f}% of {len(self.samples)} samples")
+        return (
+            f"machine, per core busy: {', '.join(f'cpu{c} {100 * m:.0f}%' for c, m in enumerate(means))}; "
+            f"all cores >= 90% busy in {100 * all_busy:.0f}% of {len(self.samples)} samples"
+        )
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -110,18 +140,29 @@ def bench_one(src: Path, work: Path, repeat: int, ffmpeg: str) -> None:
     width, height = media.target_size(info.width, info.height, 360, info.sar)
     frames = round(info.duration * 24)
     cores = os.cpu_count() or 1
-    settings = {"fps": 24, "max_short_side": 360, "keep_audio": False, "threads": None, "ffmpeg": ffmpeg,
-                "enforce_quality": False, "quality_seconds": list(fetch.QUALITY_SECONDS),
-                "quality_min_lines": fetch.QUALITY_MIN_LINES}
+    settings = {
+        "fps": 24,
+        "max_short_side": 360,
+        "keep_audio": False,
+        "threads": None,
+        "ffmpeg": ffmpeg,
+        "enforce_quality": False,
+        "quality_seconds": list(fetch.QUALITY_SECONDS),
+        "quality_min_lines": fetch.QUALITY_MIN_LINES,
+    }
     cmd = plain_command(ffmpeg, src, work / "plain.mp4", width, height)
-    print(f"input: {src} ({info.width}x{info.height}, {info.fps:.3f} fps, {info.duration:.2f} s, {info.codec}); "
-          f"output {width}x{height}, 24 fps, {frames} frames; {cores} cores; ffmpeg {ffmpeg}")
+    print(
+        f"input: {src} ({info.width}x{info.height}, {info.fps:.3f} fps, {info.duration:.2f} s, {info.codec}); "
+        f"output {width}x{height}, 24 fps, {frames} frames; {cores} cores; ffmpeg {ffmpeg}"
+    )
     print("plain ffmpeg: " + " ".join(cmd))
     t12k_runs, plain_runs, t12k_cpu, plain_cpu = [], [], [], []
     for k in range(repeat):
+
         def t12k_job():
-            answer = fetch._normalize_job({"src": str(src), "dst": str(work / "t12k.mp4"), "url": str(src),
-                                           **settings}, lambda: False)
+            answer = fetch._normalize_job(
+                {"src": str(src), "dst": str(work / "t12k.mp4"), "url": str(src), **settings}, lambda: False
+            )
             assert answer["status"] == "ok", answer
             assert answer["fields"]["frames"] == frames, answer
 
@@ -133,14 +174,18 @@ def bench_one(src: Path, work: Path, repeat: int, ffmpeg: str) -> None:
             wall, cpu = _timed(job)
             runs.append(wall)
             cpus.append(cpu)
-            print(f"  run {k + 1} {name}: {wall:6.2f} s, {frames / wall:7.1f} frames/s, "
-                  f"CPU {cpu:6.2f} s = {100 * cpu / (wall * cores):3.0f}% of {cores} cores")
+            print(
+                f"  run {k + 1} {name}: {wall:6.2f} s, {frames / wall:7.1f} frames/s, "
+                f"CPU {cpu:6.2f} s = {100 * cpu / (wall * cores):3.0f}% of {cores} cores"
+            )
     assert media.probe(work / "plain.mp4").num_frames == frames
     t12k_fps, plain_fps = frames / statistics.median(t12k_runs), frames / statistics.median(plain_runs)
     t12k_eff, plain_eff = frames / statistics.median(t12k_cpu), frames / statistics.median(plain_cpu)
-    print(f"one trailer (medians of {repeat}): t12k {t12k_fps:.1f} frames/s, plain ffmpeg {plain_fps:.1f} frames/s, "
-          f"ratio t12k/plain {t12k_fps / plain_fps:.3f}; per CPU second: t12k {t12k_eff:.1f} frames, plain "
-          f"{plain_eff:.1f} frames, ratio {t12k_eff / plain_eff:.3f}")
+    print(
+        f"one trailer (medians of {repeat}): t12k {t12k_fps:.1f} frames/s, plain ffmpeg {plain_fps:.1f} frames/s, "
+        f"ratio t12k/plain {t12k_fps / plain_fps:.3f}; per CPU second: t12k {t12k_eff:.1f} frames, plain "
+        f"{plain_eff:.1f} frames, ratio {t12k_eff / plain_eff:.3f}"
+    )
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -173,13 +218,18 @@ def bench_queue(src: Path, work: Path, n: int, processes: int, ffmpeg: str) -> N
     print(f"\n{n} trailers queued, {processes} normalizing processes, {cores} cores:")
 
     with _Sampler() as sampler:
-        wall, cpu = _timed(lambda: fetch.fetch_collection(items, work / "videos", workers=2,
-                                                          normalize_workers=processes, progress=False))
+        wall, cpu = _timed(
+            lambda: fetch.fetch_collection(
+                items, work / "videos", workers=2, normalize_workers=processes, progress=False
+            )
+        )
     summary_ok = all((work / "videos" / f"q{k}.mp4").is_file() for k in range(n))
     assert summary_ok, "some trailers failed; see the manifest"
     t12k_fps, t12k_eff = frames / wall, frames / cpu
-    print(f"  t12k fetch_collection: {wall:6.2f} s, {t12k_fps:7.1f} frames/s, CPU {cpu:6.2f} s = "
-          f"{100 * cpu / (wall * cores):3.0f}% of {cores} cores")
+    print(
+        f"  t12k fetch_collection: {wall:6.2f} s, {t12k_fps:7.1f} frames/s, CPU {cpu:6.2f} s = "
+        f"{100 * cpu / (wall * cores):3.0f}% of {cores} cores"
+    )
     print(f"    {sampler.text()}")
 
     def plain_parallel():
@@ -194,12 +244,16 @@ def bench_queue(src: Path, work: Path, n: int, processes: int, ffmpeg: str) -> N
     with _Sampler() as sampler:
         wall, cpu = _timed(plain_parallel)
     plain_fps, plain_eff = frames / wall, frames / cpu
-    print(f"  plain ffmpeg, {processes} at once: {wall:6.2f} s, {plain_fps:7.1f} frames/s, CPU {cpu:6.2f} s = "
-          f"{100 * cpu / (wall * cores):3.0f}% of {cores} cores")
+    print(
+        f"  plain ffmpeg, {processes} at once: {wall:6.2f} s, {plain_fps:7.1f} frames/s, CPU {cpu:6.2f} s = "
+        f"{100 * cpu / (wall * cores):3.0f}% of {cores} cores"
+    )
     print(f"    {sampler.text()}")
-    print(f"queued ({n} trailers): t12k {t12k_fps:.1f} frames/s, plain ffmpeg {plain_fps:.1f} frames/s, "
-          f"ratio t12k/plain {t12k_fps / plain_fps:.3f}; per CPU second: t12k {t12k_eff:.1f} frames, plain "
-          f"{plain_eff:.1f} frames, ratio {t12k_eff / plain_eff:.3f}")
+    print(
+        f"queued ({n} trailers): t12k {t12k_fps:.1f} frames/s, plain ffmpeg {plain_fps:.1f} frames/s, "
+        f"ratio t12k/plain {t12k_fps / plain_fps:.3f}; per CPU second: t12k {t12k_eff:.1f} frames, plain "
+        f"{plain_eff:.1f} frames, ratio {t12k_eff / plain_eff:.3f}"
+    )
     httpd.shutdown()
     httpd.server_close()
 
@@ -209,8 +263,12 @@ def main() -> int:
     ap.add_argument("--input", default=DEFAULT_INPUT, help="video to normalize")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side for the one-trailer comparison")
     ap.add_argument("--queue", type=int, default=None, help="trailers queued (default: 2 x normalizing processes)")
-    ap.add_argument("--normalize-workers", type=int, default=None,
-                    help="normalizing processes (default: t12k's default for this machine)")
+    ap.add_argument(
+        "--normalize-workers",
+        type=int,
+        default=None,
+        help="normalizing processes (default: t12k's default for this machine)",
+    )
     ap.add_argument("--skip-one", action="store_true", help="only the queued benchmark")
     a = ap.parse_args()
     src = Path(a.input)
@@ -227,9 +285,11 @@ def main() -> int:
         bench_queue(src, work, a.queue or 2 * processes, processes, ffmpeg)
     if load:
         after = os.getloadavg()
-        print(f"machine load average (1 min) {load[0]:.1f} before, {after[0]:.1f} after, on {os.cpu_count()} cores: "
-              f"other users' work slows both sides alike; compare the ratios, and the per-CPU-second ones when "
-              f"the machine is shared")
+        print(
+            f"machine load average (1 min) {load[0]:.1f} before, {after[0]:.1f} after, on {os.cpu_count()} cores: "
+            f"other users' work slows both sides alike; compare the ratios, and the per-CPU-second ones when "
+            f"the machine is shared"
+        )
     return 0
 
 

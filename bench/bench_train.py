@@ -67,7 +67,7 @@ def reference_style_epoch(path: Path, ids: list[str], lengths: np.ndarray, snipp
     t0 = time.perf_counter()
     for mid, n in zip(ids, lengths):
         start = int(rng.integers(0, max(n - snippet, 0) + 1))
-        _ = z[mid][start:start + snippet]
+        _ = z[mid][start : start + snippet]
     return time.perf_counter() - t0
 
 
@@ -95,9 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(a.store_dir) if a.store_dir else Path(tempfile.mkdtemp(prefix="t12k-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     fig: dict[str, float | int | str] = {
-        "device": str(device), "torch_threads": torch.get_num_threads(), "train_trailers": n_train,
-        "val_trailers": n_val, "features": a.features, "aggregation": a.aggregation,
-        "modalities": "late fusion" if a.fusion else "one store", "feature_dtype": a.feature_dtype}
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "train_trailers": n_train,
+        "val_trailers": n_val,
+        "features": a.features,
+        "aggregation": a.aggregation,
+        "modalities": "late fusion" if a.fusion else "one store",
+        "feature_dtype": a.feature_dtype,
+    }
     try:
         t0 = time.perf_counter()
         stores = [root / f"trailers_i_bench{k}_fpc24.zarr" for k in range(2 if a.fusion else 1)]
@@ -112,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
         fig["load_s"] = time.perf_counter() - t0
-        fig["memory_mb"] = sum(t.feats.numel() * t.feats.element_size()
-                               for t in (data.image, data.video) if t is not None) / 1e6
+        fig["memory_mb"] = (
+            sum(t.feats.numel() * t.feats.element_size() for t in (data.image, data.video) if t is not None) / 1e6
+        )
 
         rng = np.random.default_rng(0)
         y = torch.as_tensor((rng.random((n_train + n_val, len(GENRES))) < 0.25).astype(np.float32), device=device)
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             order = torch.randperm(n_train, generator=gen)
             for s in range(0, n_train, a.batch_size):
-                batch = order[s:s + a.batch_size].to(device)
+                batch = order[s : s + a.batch_size].to(device)
                 image, video = data.train_batch(rows_train[batch], a.snippet, gen, device)
                 loss = F.binary_cross_entropy_with_logits(model(image, video), y[batch])
                 opt.zero_grad(set_to_none=True)
@@ -153,30 +160,39 @@ def main(argv: list[str] | None = None) -> int:
         steady_val = min(val_s[1:] or val_s) if device.type == "cuda" else min(val_s)
         fig["train_trailers_per_s"] = n_train / steady_train
         fig["val_snippets"] = int(sum(max(1, math.ceil(n / a.snippet)) for n in lengths[n_train:]))
-        fig["reference_style_read_epoch_s"] = reference_style_epoch(stores[0], ids[:n_train], lengths[:n_train],
-                                                                    a.snippet)
+        fig["reference_style_read_epoch_s"] = reference_style_epoch(
+            stores[0], ids[:n_train], lengths[:n_train], a.snippet
+        )
         # a full run: load once per split, up to 100 epochs of train + validation, 3 splits,
         # at Trailers12k's size (the per-epoch times scale with the number of trailers)
         full = 1 / a.scale
-        fig["estimate_3x100_epochs_full_size_min"] = 3 * (fig["load_s"] * full
-                                                          + 100 * (steady_train + steady_val) * full) / 60
+        fig["estimate_3x100_epochs_full_size_min"] = (
+            3 * (fig["load_s"] * full + 100 * (steady_train + steady_val) * full) / 60
+        )
     finally:
         if not a.store_dir:
             shutil.rmtree(root, ignore_errors=True)
 
-    print(f"t12k train benchmark on {fig['device']} ({fig['torch_threads']} torch threads), "
-          f"{fig['modalities']}, {fig['aggregation']}, {fig['feature_dtype']} features")
-    print(f"  data        {n_train} train + {n_val} val trailers, {fig['clips_total']} clips x {a.features} "
-          f"features; store {fig['store_mb']:.0f} MB on disk, {fig['memory_mb']:.0f} MB in memory")
+    print(
+        f"t12k train benchmark on {fig['device']} ({fig['torch_threads']} torch threads), "
+        f"{fig['modalities']}, {fig['aggregation']}, {fig['feature_dtype']} features"
+    )
+    print(
+        f"  data        {n_train} train + {n_val} val trailers, {fig['clips_total']} clips x {a.features} "
+        f"features; store {fig['store_mb']:.0f} MB on disk, {fig['memory_mb']:.0f} MB in memory"
+    )
     print(f"  generate    {fig['generate_s']:.1f} s")
     print(f"  load        {fig['load_s']:.2f} s (whole store into memory, once)")
-    print(f"  train epoch {', '.join(f'{s:.2f}' for s in train_s)} s "
-          f"({fig['train_trailers_per_s']:.0f} trailers/s; head {fig['head_params']:,} parameters)")
+    print(
+        f"  train epoch {', '.join(f'{s:.2f}' for s in train_s)} s "
+        f"({fig['train_trailers_per_s']:.0f} trailers/s; head {fig['head_params']:,} parameters)"
+    )
     print(f"  validation  {', '.join(f'{s:.2f}' for s in val_s)} s ({fig['val_snippets']} snippets)")
-    print(f"  reference-style zarr reads of one training epoch (no model): "
-          f"{fig['reference_style_read_epoch_s']:.2f} s")
-    print(f"  estimate    {fig['estimate_3x100_epochs_full_size_min']:.1f} min for 3 splits x 100 epochs at "
-          "Trailers12k's size on this device")
+    print(f"  reference-style zarr reads of one training epoch (no model): {fig['reference_style_read_epoch_s']:.2f} s")
+    print(
+        f"  estimate    {fig['estimate_3x100_epochs_full_size_min']:.1f} min for 3 splits x 100 epochs at "
+        "Trailers12k's size on this device"
+    )
     if a.json:
         print(json.dumps(fig))
     return 0

@@ -16,9 +16,10 @@ snippet to its trailer so a trailer's probabilities are the mean of its snippets
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,9 +61,14 @@ def _from_numpy(buf: np.ndarray, dtype: torch.dtype, device: str | torch.device)
     return t.to(device=device, dtype=dtype)
 
 
-def table_from_arrays(arrays: list[np.ndarray], ids: list[str] | None = None,
-                      dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu",
-                      attrs: dict[str, Any] | None = None, path: Path | None = None) -> FeatureTable:
+def table_from_arrays(
+    arrays: list[np.ndarray],
+    ids: list[str] | None = None,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    attrs: dict[str, Any] | None = None,
+    path: Path | None = None,
+) -> FeatureTable:
     """A FeatureTable from in-memory (n_i, F) arrays (one per trailer)."""
     if not arrays:
         raise ValueError("no arrays")
@@ -70,22 +76,34 @@ def table_from_arrays(arrays: list[np.ndarray], ids: list[str] | None = None,
     f = arrays[0].shape[1] if arrays[0].ndim == 2 else -1
     for i, a in enumerate(arrays):
         if a.ndim != 2 or a.shape[1] != f:
-            raise T12kError(f"features of trailer {ids[i] if ids else i} have shape {a.shape}, "
-                            f"expected (clips, {f}); give one (clips, features) array per trailer")
+            raise T12kError(
+                f"features of trailer {ids[i] if ids else i} have shape {a.shape}, "
+                f"expected (clips, {f}); give one (clips, features) array per trailer"
+            )
     lengths = np.array([a.shape[0] for a in arrays], np.int64)
     np_dtype = np.float16 if _torch_dtype(dtype) == torch.float16 else np.float32
     buf = np.zeros((int(lengths.sum()) + 1, f), np_dtype)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for a, o, n in zip(arrays, offsets, lengths):
-        buf[o:o + n] = a
-    return FeatureTable(path, list(ids) if ids else [str(i) for i in range(len(arrays))],
-                        dict(attrs or {"num_features": f}), f,
-                        _from_numpy(buf, _torch_dtype(dtype), device),
-                        torch.from_numpy(offsets).to(device), torch.from_numpy(lengths).to(device))
+        buf[o : o + n] = a
+    return FeatureTable(
+        path,
+        list(ids) if ids else [str(i) for i in range(len(arrays))],
+        dict(attrs or {"num_features": f}),
+        f,
+        _from_numpy(buf, _torch_dtype(dtype), device),
+        torch.from_numpy(offsets).to(device),
+        torch.from_numpy(lengths).to(device),
+    )
 
 
-def load_table(path: str | os.PathLike, ids: list[str], dtype: str | torch.dtype = "float32",
-               device: str | torch.device = "cpu", progress: bool = False) -> FeatureTable:
+def load_table(
+    path: str | os.PathLike,
+    ids: list[str],
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> FeatureTable:
     """Read the arrays of `ids` from the feature store at `path` into one FeatureTable.
 
     Works on t12k stores and on the published (plain zarr format 2) ones. Shapes are read
@@ -96,35 +114,46 @@ def load_table(path: str | os.PathLike, ids: list[str], dtype: str | torch.dtype
     missing = [m for m in ids if m not in store]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise T12kError(f"id {missing[0]!r}{more} of the labels is not in feature store {store.path}; "
-                        "extract features for every id in the labels file (t12k extract) or "
-                        "remove the missing rows from the labels")
+        raise T12kError(
+            f"id {missing[0]!r}{more} of the labels is not in feature store {store.path}; "
+            "extract features for every id in the labels file (t12k extract) or "
+            "remove the missing rows from the labels"
+        )
     group = zarr.open_group(str(store.path), mode="r")
     lengths = np.zeros(len(ids), np.int64)
     for i, mid in enumerate(ids):
         shape = tuple(group[mid].shape)
         if len(shape) != 2 or shape[1] != nf:
-            raise T12kError(f"array {mid!r} in {store.path} has shape {shape}, but the store's "
-                            f"num_features is {nf}; re-extract {mid} into this store")
+            raise T12kError(
+                f"array {mid!r} in {store.path} has shape {shape}, but the store's "
+                f"num_features is {nf}; re-extract {mid} into this store"
+            )
         lengths[i] = shape[0]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(ids) else lengths
     tdtype = _torch_dtype(dtype)
     np_dtype = np.float16 if tdtype == torch.float16 else np.float32
     buf = np.zeros((int(lengths.sum()) + 1, nf), np_dtype)
-    it = tqdm(enumerate(ids), total=len(ids), desc=f"read {store.path.name}", disable=not progress,
-              leave=False)
+    it = tqdm(enumerate(ids), total=len(ids), desc=f"read {store.path.name}", disable=not progress, leave=False)
     for i, mid in it:
         if lengths[i]:
-            buf[offsets[i]:offsets[i] + lengths[i]] = group[mid][...]
-    return FeatureTable(store.path, list(ids), store.attrs, nf, _from_numpy(buf, tdtype, device),
-                        torch.from_numpy(offsets).to(device), torch.from_numpy(lengths).to(device))
+            buf[offsets[i] : offsets[i] + lengths[i]] = group[mid][...]
+    return FeatureTable(
+        store.path,
+        list(ids),
+        store.attrs,
+        nf,
+        _from_numpy(buf, tdtype, device),
+        torch.from_numpy(offsets).to(device),
+        torch.from_numpy(lengths).to(device),
+    )
 
 
 # ---- snippet indices ---------------------------------------------------------------------
 
 
-def train_index(offsets: torch.Tensor, lengths: torch.Tensor, pad_row: int, snippet: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def train_index(
+    offsets: torch.Tensor, lengths: torch.Tensor, pad_row: int, snippet: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Gather index (B, S): one random window of `snippet` adjacent clips per trailer.
 
     `offsets`/`lengths` are those of the batch's trailers. The start is uniform in
@@ -139,8 +168,9 @@ def train_index(offsets: torch.Tensor, lengths: torch.Tensor, pad_row: int, snip
     return torch.where(pos < lengths[:, None], offsets[:, None] + pos, torch.full_like(pos, pad_row))
 
 
-def eval_index(offsets: torch.Tensor, lengths: torch.Tensor, pad_row: int,
-               snippet: int) -> tuple[torch.Tensor, torch.Tensor]:
+def eval_index(
+    offsets: torch.Tensor, lengths: torch.Tensor, pad_row: int, snippet: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All non-overlapping snippets: gather index (N, S) and owner (N,) (position in `lengths`).
 
     Trailer ``i`` gives ``max(1, ceil(n_i / S))`` snippets, in order; the last is padded.
@@ -150,8 +180,7 @@ def eval_index(offsets: torch.Tensor, lengths: torch.Tensor, pad_row: int,
     first = torch.cumsum(counts, 0) - counts  # first snippet number of each trailer
     j = torch.arange(owner.shape[0], device=lengths.device) - first[owner]  # snippet within trailer
     pos = j[:, None] * snippet + torch.arange(snippet, device=lengths.device)[None, :]
-    index = torch.where(pos < lengths[owner, None], offsets[owner, None] + pos,
-                        torch.full_like(pos, pad_row))
+    index = torch.where(pos < lengths[owner, None], offsets[owner, None] + pos, torch.full_like(pos, pad_row))
     return index, owner
 
 
@@ -180,7 +209,7 @@ class EvalSnippets:
 
     def chunks(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for s in range(0, len(self), size):
-            yield self.index[s:s + size], self.owner[s:s + size]
+            yield self.index[s : s + size], self.owner[s : s + size]
 
 
 @dataclass
@@ -227,18 +256,26 @@ class TrailerFeatures:
         """Row numbers (int64 tensor on the features' device) of `ids`."""
         return torch.tensor([self._row[m] for m in ids], dtype=torch.long, device=self.device)
 
-    def gather(self, index: torch.Tensor, device: str | torch.device | None = None
-               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def gather(
+        self, index: torch.Tensor, device: str | torch.device | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Features (B, S, F) float32 of a gather index (B, S), for image and video (or None)."""
+
         def one(t: FeatureTable | None):
             if t is None:
                 return None
             x = t.feats[index]
             return x.to(device=device or x.device, dtype=torch.float32, non_blocking=True)
+
         return one(self.image), one(self.video)
 
-    def train_batch(self, rows: torch.Tensor, snippet: int, generator: torch.Generator | None = None,
-                    device: str | torch.device | None = None):
+    def train_batch(
+        self,
+        rows: torch.Tensor,
+        snippet: int,
+        generator: torch.Generator | None = None,
+        device: str | torch.device | None = None,
+    ):
         """One random training snippet per row: (image (B, S, Fi) | None, video (B, S, Fv) | None)."""
         index = train_index(self.offsets[rows], self.lengths[rows], self.pad_row, snippet, generator)
         return self.gather(index, device)
@@ -255,17 +292,22 @@ def check_same_clips(image: FeatureTable, video: FeatureTable) -> None:
     if not torch.equal(image.lengths.cpu(), video.lengths.cpu()):
         bad = (image.lengths.cpu() != video.lengths.cpu()).nonzero().flatten()
         i = int(bad[0])
-        where = (f"stores {image.path} and {video.path}" if image.path or video.path
-                 else "the image and video features")
+        where = f"stores {image.path} and {video.path}" if image.path or video.path else "the image and video features"
         raise T12kError(
             f"trailer {image.ids[i]!r} has {int(image.lengths[i])} image clips but "
             f"{int(video.lengths[i])} video clips ({len(bad)} trailer(s) differ) in {where}; "
-            "both modalities must be extracted with the same clip plan (same shots, fpc and fps)")
+            "both modalities must be extracted with the same clip plan (same shots, fpc and fps)"
+        )
 
 
-def load_trailers(ids: list[str], image_store: str | os.PathLike | None = None,
-                  video_store: str | os.PathLike | None = None, dtype: str | torch.dtype = "float32",
-                  device: str | torch.device = "cpu", progress: bool = False) -> TrailerFeatures:
+def load_trailers(
+    ids: list[str],
+    image_store: str | os.PathLike | None = None,
+    video_store: str | os.PathLike | None = None,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> TrailerFeatures:
     """Load `ids` from an image store, a video store or both (same clip counts required)."""
     if image_store is None and video_store is None:
         raise T12kError("no feature store given; pass an image store, a video store or both")

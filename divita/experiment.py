@@ -36,9 +36,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,8 +52,7 @@ from t12k.storage import FeatureStore
 
 DEFAULT_SPLITS = (0, 1, 2)
 _RUN_KEYS = ("image_store", "video_store", "labels", "split", "out_dir")  # set per run, not per config
-_CONFIG_KEYS = ("name", "group", "image_store", "video_store", "image_backbone", "video_backbone",
-                "params_m", "gflops")
+_CONFIG_KEYS = ("name", "group", "image_store", "video_store", "image_backbone", "video_backbone", "params_m", "gflops")
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in _RUN_KEYS)
 
 _I = "trailers_i_{}_fpc24.zarr"
@@ -63,12 +63,20 @@ _IK = "trailers_ik_{}_fps24_fpc24.zarr"
 _TRANSFER = [
     {"name": "ShuffleNet-2D", "group": "Light Conv", "image_store": _I.format("shufflenet")},
     {"name": "ShuffleNet-3D", "group": "Light Conv", "video_store": _K.format("shufflenet")},
-    {"name": "ShuffleNet-Fusion", "group": "Light Conv", "image_store": _I.format("shufflenet"),
-     "video_store": _K.format("shufflenet")},
+    {
+        "name": "ShuffleNet-Fusion",
+        "group": "Light Conv",
+        "image_store": _I.format("shufflenet"),
+        "video_store": _K.format("shufflenet"),
+    },
     {"name": "ResNet", "group": "Heavy Conv", "image_store": _I.format("resnet")},
     {"name": "ResNet-2+1D", "group": "Heavy Conv", "video_store": _K.format("r2plus1d")},
-    {"name": "ResNet-Fusion", "group": "Heavy Conv", "image_store": _I.format("resnet"),
-     "video_store": _K.format("r2plus1d")},
+    {
+        "name": "ResNet-Fusion",
+        "group": "Heavy Conv",
+        "image_store": _I.format("resnet"),
+        "video_store": _K.format("r2plus1d"),
+    },
     {"name": "Swin-2D", "group": "Transformer", "image_store": _I.format("swin")},
     {"name": "Swin-3D", "group": "Transformer", "video_store": _IK.format("swin")},
 ]
@@ -76,8 +84,10 @@ _BASELINE = [{"name": "CTT-MMC-A†", "image_store": _I.format("resnet"), "aggre
 # The paper's Table 5: GRU, Conv and Transformer clip aggregation.
 _AGGREGATION = [
     {"name": f"{label} {agg_name}", "group": label, "aggregation": agg, **store}
-    for label, store in (("ImageNet", {"image_store": _I.format("swin")}),
-                         ("ImageNet-Kinetics", {"video_store": _IK.format("swin")}))
+    for label, store in (
+        ("ImageNet", {"image_store": _I.format("swin")}),
+        ("ImageNet-Kinetics", {"video_store": _IK.format("swin")}),
+    )
     for agg_name, agg in (("GRU", "gru"), ("Conv", "conv"), ("Transformer", "tsfm"))
 ]
 BUILTIN: dict[str, list[dict]] = {
@@ -111,8 +121,10 @@ def _spec_from_dict(d: dict, where: str) -> RunSpec:
         raise T12kError(f"{where}: a configuration must be a mapping with a name and stores, got {d!r}")
     unknown = [k for k in d if k not in _CONFIG_KEYS and k not in _TRAIN_KEYS]
     if unknown:
-        raise T12kError(f"{where}: unknown setting {unknown[0]!r}; use {', '.join(_CONFIG_KEYS)} or a "
-                        f"training setting ({', '.join(_TRAIN_KEYS)})")
+        raise T12kError(
+            f"{where}: unknown setting {unknown[0]!r}; use {', '.join(_CONFIG_KEYS)} or a "
+            f"training setting ({', '.join(_TRAIN_KEYS)})"
+        )
     if not d.get("name"):
         raise T12kError(f"{where}: every configuration needs a name")
     if not d.get("image_store") and not d.get("video_store"):
@@ -134,8 +146,10 @@ def load_configs(source: str | os.PathLike) -> tuple[list[RunSpec], dict]:
         return [_spec_from_dict(dict(d), f"built-in list {source}") for d in BUILTIN[str(source)]], {}
     p = Path(source)
     if not p.is_file():
-        raise T12kError(f"experiment {source!r} is neither a built-in list ({', '.join(BUILTIN)}) nor a "
-                        "file; pass one of those names or a .json / .yaml file of configurations")
+        raise T12kError(
+            f"experiment {source!r} is neither a built-in list ({', '.join(BUILTIN)}) nor a "
+            "file; pass one of those names or a .json / .yaml file of configurations"
+        )
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
@@ -146,8 +160,9 @@ def load_configs(source: str | os.PathLike) -> tuple[list[RunSpec], dict]:
             doc = json.loads(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise T12kError(f"{p} is not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'} "
-                        f"({first}); fix the file") from None
+        raise T12kError(
+            f"{p} is not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'} ({first}); fix the file"
+        ) from None
     extra: dict = {}
     if isinstance(doc, dict):
         unknown = [k for k in doc if k not in ("configs", "data_dir", "labels", "defaults")]
@@ -163,8 +178,10 @@ def load_configs(source: str | os.PathLike) -> tuple[list[RunSpec], dict]:
     bad = [k for k in defaults if k not in _TRAIN_KEYS]
     if bad:
         raise T12kError(f"{p}: defaults has unknown setting {bad[0]!r}; use {', '.join(_TRAIN_KEYS)}")
-    specs = [_spec_from_dict({**defaults, **d} if isinstance(d, dict) else d, f"{p} configuration {i + 1}")
-             for i, d in enumerate(doc)]
+    specs = [
+        _spec_from_dict({**defaults, **d} if isinstance(d, dict) else d, f"{p} configuration {i + 1}")
+        for i, d in enumerate(doc)
+    ]
     names = [s.name for s in specs]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
@@ -192,8 +209,9 @@ def _store_facts(path: Path, explicit_key: str | None) -> BackboneFacts:
     attrs = FeatureStore.open(path).attrs
     key = explicit_key or (attrs.get("t12k") or {}).get("backbone")
     if not key:
-        key = next((k for k, s in REGISTRY.items() if name.startswith(f"trailers_{s.store_prefix}_{s.store_stem}_")),
-                   None)
+        key = next(
+            (k for k, s in REGISTRY.items() if name.startswith(f"trailers_{s.store_prefix}_{s.store_stem}_")), None
+        )
     spec = REGISTRY.get(key) if key else None
     if explicit_key and spec is None:
         raise T12kError(f"unknown backbone {explicit_key!r} for {name}; use one of {', '.join(REGISTRY)}")
@@ -281,17 +299,25 @@ def _finished_with(run_dir: Path, cfg: TrainConfig) -> bool:
             continue
         if key in ("image_store", "video_store", "labels"):
             if (saved.get(key) is None) != (value is None) or (
-                    value is not None and Path(saved[key]).resolve() != Path(value).resolve()):
+                value is not None and Path(saved[key]).resolve() != Path(value).resolve()
+            ):
                 return False
         elif saved.get(key) != value:
             return False
     return True
 
 
-def run_experiment(specs: list[RunSpec], out_dir: str | os.PathLike, data_dir: str | os.PathLike = ".",
-                   labels: str | os.PathLike | None = None, splits=DEFAULT_SPLITS,
-                   overrides: dict[str, Any] | None = None, progress: bool = True,
-                   log: Callable[[str], None] = print, snippet_for_flops: int | None = None) -> ExperimentResult:
+def run_experiment(
+    specs: list[RunSpec],
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike = ".",
+    labels: str | os.PathLike | None = None,
+    splits=DEFAULT_SPLITS,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    snippet_for_flops: int | None = None,
+) -> ExperimentResult:
     """Train every configuration on every split (reusing finished runs, resuming stopped ones)
     and write the CSVs, the markdown table and the figures into `out_dir`.
 
@@ -304,8 +330,10 @@ def run_experiment(specs: list[RunSpec], out_dir: str | os.PathLike, data_dir: s
     out = Path(out_dir)
     labels_path = Path(labels) if labels else data_dir / "mtgc.csv"
     if not labels_path.is_file():
-        raise T12kError(f"labels file {labels_path} not found; download the published data (t12k download-reps) "
-                        "or pass --labels / --data-dir")
+        raise T12kError(
+            f"labels file {labels_path} not found; download the published data (t12k download-reps) "
+            "or pass --labels / --data-dir"
+        )
     splits = [int(s) for s in splits]
     if not splits or any(s not in (0, 1, 2) for s in splits):
         raise T12kError(f"splits {splits} must be among 0, 1, 2")
@@ -318,13 +346,27 @@ def run_experiment(specs: list[RunSpec], out_dir: str | os.PathLike, data_dir: s
     for spec in specs:
         facts[spec.name] = [
             _store_facts(p, key)
-            for p, key in ((_resolve(spec.image_store, data_dir), spec.image_backbone),
-                           (_resolve(spec.video_store, data_dir), spec.video_backbone)) if p is not None]
+            for p, key in (
+                (_resolve(spec.image_store, data_dir), spec.image_backbone),
+                (_resolve(spec.video_store, data_dir), spec.video_backbone),
+            )
+            if p is not None
+        ]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(json.dumps({
-        "data_dir": str(data_dir), "labels": str(labels_path), "splits": splits, "overrides": overrides,
-        "configs": [{**{k: getattr(s, k) for k in _CONFIG_KEYS}, **s.settings} for s in specs]},
-        indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "experiment.json").write_text(
+        json.dumps(
+            {
+                "data_dir": str(data_dir),
+                "labels": str(labels_path),
+                "splits": splits,
+                "overrides": overrides,
+                "configs": [{**{k: getattr(s, k) for k in _CONFIG_KEYS}, **s.settings} for s in specs],
+            },
+            indent=2,
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
 
     results: list[ConfigResult] = []
     total, done = len(specs) * len(splits), 0
@@ -334,9 +376,14 @@ def run_experiment(specs: list[RunSpec], out_dir: str | os.PathLike, data_dir: s
         for split in splits:
             done += 1
             run_dir = out / "runs" / spec.slug / f"split{split}"
-            cfg = TrainConfig(image_store=_resolve(spec.image_store, data_dir),
-                              video_store=_resolve(spec.video_store, data_dir), labels=labels_path,
-                              split=split, out_dir=run_dir, **settings)
+            cfg = TrainConfig(
+                image_store=_resolve(spec.image_store, data_dir),
+                video_store=_resolve(spec.video_store, data_dir),
+                labels=labels_path,
+                split=split,
+                out_dir=run_dir,
+                **settings,
+            )
             t0 = time.time()
             if _finished_with(run_dir, cfg):
                 how = "done before"
@@ -354,16 +401,26 @@ def run_experiment(specs: list[RunSpec], out_dir: str | os.PathLike, data_dir: s
             metrics, epoch = _read_metrics(run_dir / "metrics.csv")
             res.run_dirs[split], res.val[split], res.test[split] = run_dir, metrics["val"], metrics["test"]
             res.epochs[split] = epoch
-            log(f"[{done}/{total}] {spec.name} split {split}: test muAP {metrics['test']['muAP']:.2f} "
-                f"(best epoch {epoch}; {how}, {time.time() - t0:.0f} s)")
+            log(
+                f"[{done}/{total}] {spec.name} split {split}: test muAP {metrics['test']['muAP']:.2f} "
+                f"(best epoch {epoch}; {how}, {time.time() - t0:.0f} s)"
+            )
         fl = facts[spec.name]
         res.imagenet = any(f.imagenet for f in fl)
         res.kinetics = any(f.kinetics for f in fl)
         snippet = snippet_for_flops or int(settings.get("snippet", 30))
-        res.params_m = spec.params_m if spec.params_m is not None else (
-            sum(f.params_m for f in fl) if all(f.params_m is not None for f in fl) else None)
-        res.gflops = spec.gflops if spec.gflops is not None else (
-            sum(f.gflops_per_clip for f in fl) * snippet if all(f.gflops_per_clip is not None for f in fl) else None)
+        res.params_m = (
+            spec.params_m
+            if spec.params_m is not None
+            else (sum(f.params_m for f in fl) if all(f.params_m is not None for f in fl) else None)
+        )
+        res.gflops = (
+            spec.gflops
+            if spec.gflops is not None
+            else (
+                sum(f.gflops_per_clip for f in fl) * snippet if all(f.gflops_per_clip is not None for f in fl) else None
+            )
+        )
         results.append(res)
 
     files = write_summaries(results, out)
@@ -391,9 +448,14 @@ def write_summaries(results: list[ConfigResult], out: Path) -> dict[str, Path]:
             for split, m in (r.val if subset == "val" else r.test).items():
                 per_run.append([r.spec.name, split, r.epochs[split], *(f"{m[k]:.2f}" for k in keys)])
         _write_csv(out / f"{stem}_run.csv", ["run", "split", "epoch", *keys], per_run)
-        summary = [[r.spec.name, len(r.test),
-                    *(format_mean_std([m[k] for m in (r.val if subset == 'val' else r.test).values()]) for k in keys)]
-                   for r in results]
+        summary = [
+            [
+                r.spec.name,
+                len(r.test),
+                *(format_mean_std([m[k] for m in (r.val if subset == "val" else r.test).values()]) for k in keys),
+            ]
+            for r in results
+        ]
         _write_csv(out / f"{stem}.csv", ["run", "splits", *keys], summary)
         files[f"{stem}_run"], files[stem] = out / f"{stem}_run.csv", out / f"{stem}.csv"
     files["table"] = out / "table.md"
@@ -417,8 +479,10 @@ def markdown_table(results: list[ConfigResult]) -> str:
     """The paper's Table 6 layout: backbone, pretraining, test metrics (mean±std), parameters
     and GFLOPs with percentages of the top-μAP configuration's."""
     ref = _reference(results)
-    head = ("| Backbone | ImageNet | Kinetics | μAP | mAP | wAP | sAP | Params (M) | % | FLOPs (G) | % |\n"
-            "| :--- | :-: | :-: | :-: | :-: | :-: | :-: | --: | --: | --: | --: |\n")
+    head = (
+        "| Backbone | ImageNet | Kinetics | μAP | mAP | wAP | sAP | Params (M) | % | FLOPs (G) | % |\n"
+        "| :--- | :-: | :-: | :-: | :-: | :-: | :-: | --: | --: | --: | --: |\n"
+    )
     lines, group = [], object()
     for r in results:
         if r.spec.group != group:
@@ -432,12 +496,21 @@ def markdown_table(results: list[ConfigResult]) -> str:
         params = f"{r.params_m:.1f}" if r.params_m is not None else ""
         flops = f"{r.gflops:.1f}" if r.gflops is not None else ""
         metrics = " | ".join(format_mean_std([m[k] for m in r.test.values()]) for k in METRIC_NAMES)
-        lines.append(f"| {r.spec.name} | {'✓' if r.imagenet else ''} | {'✓' if r.kinetics else ''} | {metrics} | "
-                     f"{params} | {pct(r.params_m, ref.params_m if ref else None)} | {flops} | "
-                     f"{pct(r.gflops, ref.gflops if ref else None)} |")
-    note = (f"\nTest metrics x100, mean±std over splits {', '.join(str(s) for s in sorted(results[0].test))}. "
+        lines.append(
+            f"| {r.spec.name} | {'✓' if r.imagenet else ''} | {'✓' if r.kinetics else ''} | {metrics} | "
+            f"{params} | {pct(r.params_m, ref.params_m if ref else None)} | {flops} | "
+            f"{pct(r.gflops, ref.gflops if ref else None)} |"
+        )
+    note = (
+        (
+            f"\nTest metrics x100, mean±std over splits {', '.join(str(s) for s in sorted(results[0].test))}. "
             "Params and FLOPs: the frozen backbones (torchvision metadata; FLOPs per 30-clip snippet)"
-            + (f"; % of {ref.spec.name}, the top μAP." if ref else ".") + "\n") if results else ""
+            + (f"; % of {ref.spec.name}, the top μAP." if ref else ".")
+            + "\n"
+        )
+        if results
+        else ""
+    )
     return head + "\n".join(lines) + "\n" + note
 
 
@@ -513,10 +586,12 @@ def plot_pr(r: ConfigResult, path: Path) -> Path:
         if not y.any():
             continue
         precision, recall, _ = precision_recall_curve(y.ravel(), p.ravel())
-        ax.plot(recall, precision, color=_SPLIT_COLOURS[split % 3],
-                label=f"split {split} (μAP {r.test[split]['muAP']:.2f})")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-           title=f"{r.spec.name}: test precision-recall")
+        ax.plot(
+            recall, precision, color=_SPLIT_COLOURS[split % 3], label=f"split {split} (μAP {r.test[split]['muAP']:.2f})"
+        )
+    ax.set(
+        xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{r.spec.name}: test precision-recall"
+    )
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path)
@@ -542,8 +617,18 @@ def plot_tradeoff(results: list[ConfigResult], path: Path) -> Path:
             left = _IMAGENET if r.imagenet else "white"
             right = _KINETICS if r.kinetics else "white"
             ax.errorbar([x], [mean], yerr=[std], color="0.4", linewidth=0.8, capsize=3, zorder=1)
-            ax.plot([x], [mean], marker="o", markersize=16, linestyle="none", fillstyle="left",
-                    markerfacecolor=left, markerfacecoloralt=right, markeredgecolor="0.2", zorder=2)
+            ax.plot(
+                [x],
+                [mean],
+                marker="o",
+                markersize=16,
+                linestyle="none",
+                fillstyle="left",
+                markerfacecolor=left,
+                markerfacecoloralt=right,
+                markeredgecolor="0.2",
+                zorder=2,
+            )
             ax.annotate(r.spec.name, (x, mean), textcoords="offset points", xytext=(10, 6), fontsize=8)
             shown += 1
         ax.set_xscale("log")
@@ -557,10 +642,25 @@ def plot_tradeoff(results: list[ConfigResult], path: Path) -> Path:
             ax.text(0.5, 0.5, "no backbone metadata", ha="center", va="center", transform=ax.transAxes)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker="o", linestyle="none", markersize=10, fillstyle="left", markeredgecolor="0.2",
-                      markerfacecolor=a, markerfacecoloralt=b, label=t)
-               for a, b, t in ((_IMAGENET, "white", "ImageNet"), ("white", _KINETICS, "Kinetics"),
-                               (_IMAGENET, _KINETICS, "ImageNet + Kinetics"))]
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="none",
+            markersize=10,
+            fillstyle="left",
+            markeredgecolor="0.2",
+            markerfacecolor=a,
+            markerfacecoloralt=b,
+            label=t,
+        )
+        for a, b, t in (
+            (_IMAGENET, "white", "ImageNet"),
+            ("white", _KINETICS, "Kinetics"),
+            (_IMAGENET, _KINETICS, "ImageNet + Kinetics"),
+        )
+    ]
     axes[1].legend(handles=handles, fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)

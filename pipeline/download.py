@@ -23,10 +23,10 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
-from typing import Callable
 from urllib.parse import quote
 
 from tqdm.auto import tqdm
@@ -76,8 +76,10 @@ class DownloadSummary:
 
     def text(self) -> str:
         mb = self.bytes / 1e6
-        return (f"download-reps: {len(self.fetched)} fetched ({mb:.1f} MB in {self.seconds:.0f} s), "
-                f"{len(self.present)} already present; data in {self.out_dir}")
+        return (
+            f"download-reps: {len(self.fetched)} fetched ({mb:.1f} MB in {self.seconds:.0f} s), "
+            f"{len(self.present)} already present; data in {self.out_dir}"
+        )
 
 
 def select_files(only: list[str] | None, catalog=PUBLISHED_FILES) -> list[PublishedFile]:
@@ -89,8 +91,7 @@ def select_files(only: list[str] | None, catalog=PUBLISHED_FILES) -> list[Publis
         w = want.strip()
         hits = [f for f in catalog if w in (f.name, f.target, f.target.removesuffix(".zarr"))]
         if not hits:
-            raise T12kError(f"{w!r} is not a published file; choose from "
-                            f"{', '.join(f.target for f in catalog)}")
+            raise T12kError(f"{w!r} is not a published file; choose from {', '.join(f.target for f in catalog)}")
         out += [h for h in hits if h not in out]
     return out
 
@@ -119,8 +120,9 @@ def _fetch_once(url: str, part: Path, timeout: float, bar) -> None:
             return
         if exc.code >= 500 or exc.code == 429:
             raise _Retry(f"HTTP {exc.code}") from None
-        raise T12kError(f"{url} answered HTTP {exc.code} {exc.reason}; check --base-url (or the network) "
-                        "and run again") from None
+        raise T12kError(
+            f"{url} answered HTTP {exc.code} {exc.reason}; check --base-url (or the network) and run again"
+        ) from None
     except (urllib.error.URLError, OSError, HTTPException) as exc:
         raise _Retry(str(getattr(exc, "reason", exc))) from None
     with resp:
@@ -150,8 +152,16 @@ def _fetch_once(url: str, part: Path, timeout: float, bar) -> None:
             raise _Retry("the connection closed early")
 
 
-def download_file(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: float = 60.0,
-                  backoff: float = 2.0, progress: bool = True) -> int:
+def download_file(
+    url: str,
+    dest: Path,
+    md5: str,
+    *,
+    retries: int = 5,
+    timeout: float = 60.0,
+    backoff: float = 2.0,
+    progress: bool = True,
+) -> int:
     """Download `url` to `dest` through ``dest.part`` (resumed when present), check its md5.
     Returns the bytes the file has."""
     part = dest.with_name(dest.name + ".part")
@@ -163,8 +173,10 @@ def download_file(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: 
                 break
             except _Retry as exc:
                 if attempt == retries:
-                    raise T12kError(f"downloading {url} failed {retries + 1} times ({exc}); check the network "
-                                    f"and run the same command again (it resumes from {part.name})") from None
+                    raise T12kError(
+                        f"downloading {url} failed {retries + 1} times ({exc}); check the network "
+                        f"and run the same command again (it resumes from {part.name})"
+                    ) from None
                 time.sleep(backoff * (attempt + 1))
     finally:
         bar.close()
@@ -172,8 +184,10 @@ def download_file(url: str, dest: Path, md5: str, *, retries: int = 5, timeout: 
     if got != md5:
         size = part.stat().st_size
         part.unlink()
-        raise T12kError(f"{dest.name} from {url} has md5 {got} ({size} bytes), expected {md5}; the download is "
-                        "corrupt or not the published file and was deleted; run again (check --base-url)")
+        raise T12kError(
+            f"{dest.name} from {url} has md5 {got} ({size} bytes), expected {md5}; the download is "
+            "corrupt or not the published file and was deleted; run again (check --base-url)"
+        )
     os.replace(part, dest)
     return dest.stat().st_size
 
@@ -185,12 +199,16 @@ def _member_path(name: str, archive: Path) -> PurePosixPath | None:
     """The relative path of a member, None for the archive root; T12kError for unsafe names."""
     p = PurePosixPath(name)
     if p.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise T12kError(f"{archive.name} holds {name!r}, an absolute path; refusing to extract it "
-                        "(the archive is not the published one)")
+        raise T12kError(
+            f"{archive.name} holds {name!r}, an absolute path; refusing to extract it "
+            "(the archive is not the published one)"
+        )
     parts = [x for x in p.parts if x not in ("", ".")]
     if ".." in parts:
-        raise T12kError(f"{archive.name} holds {name!r}, which leaves the target folder; refusing to extract it "
-                        "(the archive is not the published one)")
+        raise T12kError(
+            f"{archive.name} holds {name!r}, which leaves the target folder; refusing to extract it "
+            "(the archive is not the published one)"
+        )
     return PurePosixPath(*parts) if parts else None
 
 
@@ -206,8 +224,10 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                 rel = _member_path(m.name, archive)
                 if not (m.isfile() or m.isdir()):
                     kind = "a link" if (m.issym() or m.islnk()) else "a special file"
-                    raise T12kError(f"{archive.name} holds {m.name!r}, {kind}; refusing to extract it "
-                                    "(the published stores hold only files and folders)")
+                    raise T12kError(
+                        f"{archive.name} holds {m.name!r}, {kind}; refusing to extract it "
+                        "(the published stores hold only files and folders)"
+                    )
                 if rel is None:
                     continue
                 target = root.joinpath(*rel.parts)
@@ -235,8 +255,10 @@ def _install_archive(archive: Path, f: PublishedFile, out: Path) -> None:
     top = safe_extract(archive, staging)
     if f.target not in top:
         shutil.rmtree(staging, ignore_errors=True)
-        raise T12kError(f"{archive.name} does not contain {f.target} (it holds {', '.join(top) or 'nothing'}); "
-                        "it is not the published archive")
+        raise T12kError(
+            f"{archive.name} does not contain {f.target} (it holds {', '.join(top) or 'nothing'}); "
+            "it is not the published archive"
+        )
     for name in top:
         dst = out / name
         if dst.exists():
@@ -248,10 +270,19 @@ def _install_archive(archive: Path, f: PublishedFile, out: Path) -> None:
     staging.rmdir()
 
 
-def download_published(out_dir: str | os.PathLike = "trailers12k", *, only: list[str] | None = None,
-                       base_url: str = BASE_URL, keep_archives: bool = False, retries: int = 5,
-                       timeout: float = 60.0, backoff: float = 2.0, progress: bool = True,
-                       log: Callable[[str], None] = print, catalog=PUBLISHED_FILES) -> DownloadSummary:
+def download_published(
+    out_dir: str | os.PathLike = "trailers12k",
+    *,
+    only: list[str] | None = None,
+    base_url: str = BASE_URL,
+    keep_archives: bool = False,
+    retries: int = 5,
+    timeout: float = 60.0,
+    backoff: float = 2.0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    catalog=PUBLISHED_FILES,
+) -> DownloadSummary:
     """Fetch, verify and unpack the published files into `out_dir` (skipping what is there)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,8 +302,9 @@ def download_published(out_dir: str | os.PathLike = "trailers12k", *, only: list
         url = file_url(base_url, f.name)
         if not (f.is_archive and dest.is_file() and file_digest(dest, "md5") == f.md5):  # a kept, verified archive
             log(f"fetching {url}")
-            summary.bytes += download_file(url, dest, f.md5, retries=retries, timeout=timeout, backoff=backoff,
-                                           progress=progress)
+            summary.bytes += download_file(
+                url, dest, f.md5, retries=retries, timeout=timeout, backoff=backoff, progress=progress
+            )
         if f.is_archive:
             log(f"extracting {dest.name}")
             _install_archive(dest, f, out)

@@ -27,8 +27,8 @@ import os
 import sys
 import time
 from collections import deque
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +70,10 @@ def device_math(device: str, precision: str):
     else:  # older torch: the legacy switches
         old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
-        restore = lambda: (setattr(torch.backends.cuda.matmul, "allow_tf32", old[0]),  # noqa: E731
-                           setattr(torch.backends.cudnn, "allow_tf32", old[1]))
+        restore = lambda: (  # noqa: E731
+            setattr(torch.backends.cuda.matmul, "allow_tf32", old[0]),
+            setattr(torch.backends.cudnn, "allow_tf32", old[1]),
+        )
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True
     try:
@@ -106,6 +108,7 @@ def resolve_workers(workers: int | str, device: str) -> int:
 
 # ---- transforms split in two: geometry in the workers, the rest on the device ----------------
 
+
 @dataclass(frozen=True)
 class Geometry:
     """Resize and centre crop of uint8 frames, as the weight set's transforms do them."""
@@ -121,8 +124,9 @@ class Geometry:
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as F
 
-        x = F.resize(x, list(self.resize_size), interpolation=InterpolationMode(self.interpolation),
-                     antialias=self.antialias)
+        x = F.resize(
+            x, list(self.resize_size), interpolation=InterpolationMode(self.interpolation), antialias=self.antialias
+        )
         return F.center_crop(x, list(self.crop_size))
 
 
@@ -141,8 +145,9 @@ class Normalize:
         if self.kind == "2d":
             return F.normalize(F.convert_image_dtype(x, torch.float), mean=list(self.mean), std=list(self.std))
         n, t, c, h, w = x.shape
-        x = F.normalize(F.convert_image_dtype(x.reshape(n * t, c, h, w), torch.float),
-                        mean=list(self.mean), std=list(self.std))
+        x = F.normalize(
+            F.convert_image_dtype(x.reshape(n * t, c, h, w), torch.float), mean=list(self.mean), std=list(self.std)
+        )
         return x.view(n, t, c, h, w).permute(0, 2, 1, 3, 4)
 
 
@@ -158,13 +163,16 @@ def split_transforms(spec: BackboneSpec) -> tuple[Geometry, Normalize]:
     elif isinstance(t, VideoClassification):
         antialias = bool(getattr(t, "antialias", False))  # torchvision's video preset: False
     else:
-        raise T12kError(f"backbone {spec.key}: transforms of type {type(t).__name__} are not supported; "
-                        "give the spec torchvision ImageClassification or VideoClassification transforms")
+        raise T12kError(
+            f"backbone {spec.key}: transforms of type {type(t).__name__} are not supported; "
+            "give the spec torchvision ImageClassification or VideoClassification transforms"
+        )
     geometry = Geometry(spec.kind, tuple(t.resize_size), tuple(t.crop_size), t.interpolation.value, antialias)
     return geometry, Normalize(spec.kind, tuple(t.mean), tuple(t.std))
 
 
 # ---- the worker side ----------------------------------------------------------------------
+
 
 @dataclass
 class ClipInput:
@@ -174,8 +182,9 @@ class ClipInput:
     frames: np.ndarray | None  # (T, H, W, 3) uint8, black-padded, for 3D backbones
 
 
-def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = True,
-                     need_3d: bool = False, threads: int = 0, dest=None) -> Iterator[ClipInput]:
+def iter_clip_inputs(
+    video: str | os.PathLike, plan: ClipPlan, need_2d: bool = True, need_3d: bool = False, threads: int = 0, dest=None
+) -> Iterator[ClipInput]:
     """Stream `video` once and yield each clip's backbone inputs in clip order.
 
     Only the current clip's frames are held in memory. Clips must be sorted and
@@ -211,8 +220,10 @@ def iter_clip_inputs(video: str | os.PathLike, plan: ClipPlan, need_2d: bool = T
             if c < n:
                 wanted = set(int(j) for j in plan.frames[c] if j >= 0)
     if c < n:
-        raise T12kError(f"video {video} has {last_frame + 1} frames but its shots reach frame "
-                        f"{int(spans[-1, 1])}; the shots store does not match this video: re-run `t12k shots` on it")
+        raise T12kError(
+            f"video {video} has {last_frame + 1} frames but its shots reach frame "
+            f"{int(spans[-1, 1])}; the shots store does not match this video: re-run `t12k shots` on it"
+        )
 
 
 def _finish_clip(c, plan, kept, hists, sub, need_2d, need_3d, shape, dest=None) -> ClipInput:
@@ -250,7 +261,7 @@ class Chunk:
     def __len__(self) -> int:
         return len(self.reps)
 
-    def pin_memory(self) -> "Chunk":
+    def pin_memory(self) -> Chunk:
         """Called by the DataLoader's pinning thread on CUDA runs: page-locked inputs make the
         host-to-device copies asynchronous (ring slots are registered as pinned already)."""
         self.inputs = [x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self.inputs]
@@ -365,8 +376,16 @@ class ClipStream(IterableDataset):
     """Chunks of every job's clips. In a DataLoader with workers, each worker takes the next
     job not yet taken (a shared counter), so long and short trailers balance out."""
 
-    def __init__(self, jobs: list[Job], geometries: list[Geometry], chunk: int = 32, decode_threads: int = 0,
-                 raw: bool = False, ring: FrameRing | None = None, reps_on_device: bool = False):
+    def __init__(
+        self,
+        jobs: list[Job],
+        geometries: list[Geometry],
+        chunk: int = 32,
+        decode_threads: int = 0,
+        raw: bool = False,
+        ring: FrameRing | None = None,
+        reps_on_device: bool = False,
+    ):
         self.jobs = jobs
         self.ring = ring if raw else None  # raw 3D frames go into its slots (the consumer releases them)
         self.geometries = geometries
@@ -422,13 +441,13 @@ class ClipStream(IterableDataset):
 
         t0 = time.perf_counter()
         try:
-            clips = iter_clip_inputs(job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads,
-                                     dest if self.raw else None)
+            clips = iter_clip_inputs(
+                job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads, dest if self.raw else None
+            )
             for clip in clips:
                 pending.append(clip)
                 if len(pending) == cap[0] or clip.index == total - 1:
-                    reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending],
-                                        dtype=torch.int32)
+                    reps = torch.tensor([c.representative if self.need_2d else -1 for c in pending], dtype=torch.int32)
                     if self.raw:
                         inputs = [_raw("2d", pending)] if self.need_2d else []
                         if self.need_3d:
@@ -463,11 +482,15 @@ def device_representatives(frames: torch.Tensor, real: torch.Tensor) -> torch.Te
     bins = HIST_BINS
     shift = 8 - int(np.log2(bins))
     dev = frames.device
-    offset = (torch.arange(t, device=dev)[:, None, None, None] * (3 * bins)
-              + torch.arange(3, device=dev) * bins)  # (T, 1, 1, 3)
-    counts = torch.stack([  # one clip at a time bounds the int64 temporaries
-        torch.bincount(((frames[i] >> shift).long() + offset).reshape(-1), minlength=t * 3 * bins).view(t, 3 * bins)
-        for i in range(n)])
+    offset = (
+        torch.arange(t, device=dev)[:, None, None, None] * (3 * bins) + torch.arange(3, device=dev) * bins
+    )  # (T, 1, 1, 3)
+    counts = torch.stack(
+        [  # one clip at a time bounds the int64 temporaries
+            torch.bincount(((frames[i] >> shift).long() + offset).reshape(-1), minlength=t * 3 * bins).view(t, 3 * bins)
+            for i in range(n)
+        ]
+    )
     counts = counts * real[..., None]
     k = real.sum(1).view(n, 1, 1)
     d = k * counts - counts.sum(1, keepdim=True)
@@ -477,12 +500,20 @@ def device_representatives(frames: torch.Tensor, real: torch.Tensor) -> torch.Te
 
 # ---- the main side ------------------------------------------------------------------------
 
+
 class BackboneRunner:
     """One frozen backbone: its weights, its transforms split in geometry + normalization,
     and the device-side settings (precision, channels-last)."""
 
-    def __init__(self, spec: BackboneSpec, weights: str, device: str, batch_size: int = 32,
-                 precision: str = "fp32", channels_last: bool | None = None):
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        weights: str,
+        device: str,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        channels_last: bool | None = None,
+    ):
         if precision not in PRECISIONS:
             raise T12kError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.spec = spec
@@ -514,7 +545,7 @@ class BackboneRunner:
         """Features float32 (len(inputs), F) of raw 2D frames (H, W, 3) or 3D clips (T, H, W, 3)."""
         out = []
         for b in range(0, len(inputs), self.batch_size):
-            x = torch.from_numpy(np.stack(inputs[b:b + self.batch_size]))
+            x = torch.from_numpy(np.stack(inputs[b : b + self.batch_size]))
             if self.spec.kind == "2d":
                 x = self.geometry(x.permute(0, 3, 1, 2))
             else:
@@ -630,8 +661,16 @@ class Engine:
     PENDING_SLOTS = 4
     RING_SLOTS: int | None = None  # None: enough that no worker waits for one
 
-    def __init__(self, runners: list[BackboneRunner], batch_size: int = 32, workers: int = 0,
-                 prefetch: int = 2, chunk: int | None = None, resize_on: str = "workers", reps_on: str = "auto"):
+    def __init__(
+        self,
+        runners: list[BackboneRunner],
+        batch_size: int = 32,
+        workers: int = 0,
+        prefetch: int = 2,
+        chunk: int | None = None,
+        resize_on: str = "workers",
+        reps_on: str = "auto",
+    ):
         if resize_on not in ("workers", "device"):
             raise T12kError(f"resize_on must be 'workers' or 'device', got {resize_on!r}")
         if reps_on not in ("workers", "device", "auto"):
@@ -670,14 +709,20 @@ class Engine:
             # enough slots that every worker can fill one while the loader holds its prefetch
             slots = self.RING_SLOTS or min(self.workers, len(jobs)) * (self.prefetch + 1) + 1 + self.PENDING_SLOTS
             self.ring = FrameRing(slots, self.SLOT_BYTES)
-        stream = ClipStream(jobs, self.geometries, self.chunk, threads, raw=raw, ring=self.ring,
-                            reps_on_device=self.reps_device)
+        stream = ClipStream(
+            jobs, self.geometries, self.chunk, threads, raw=raw, ring=self.ring, reps_on_device=self.reps_device
+        )
         if self.workers == 0:
             return stream
-        return DataLoader(stream, batch_size=None, num_workers=min(self.workers, len(jobs)),
-                          prefetch_factor=self.prefetch, pin_memory=self.device.startswith("cuda"),
-                          in_order=False,
-                          multiprocessing_context="fork" if os.name == "posix" else "spawn")
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=min(self.workers, len(jobs)),
+            prefetch_factor=self.prefetch,
+            pin_memory=self.device.startswith("cuda"),
+            in_order=False,
+            multiprocessing_context="fork" if os.name == "posix" else "spawn",
+        )
 
     def run(self, jobs: list[Job], on_done, on_failed) -> EngineStats:
         st = self.stats
@@ -706,8 +751,9 @@ class Engine:
                 n += take
             queued -= n
             t0 = time.perf_counter()
-            batch = [torch.cat([p[g] for p in parts]) if len(parts) > 1 else parts[0][g]
-                     for g in range(len(self.geometries))]
+            batch = [
+                torch.cat([p[g] for p in parts]) if len(parts) > 1 else parts[0][g] for g in range(len(self.geometries))
+            ]
             st.batch_s += time.perf_counter() - t0
             marks, ys = [io.mark()], []
             for r, g in zip(self.runners, self.which):
@@ -724,7 +770,7 @@ class Engine:
                 y, off = y.numpy(), 0
                 for mid, first, take in owners:
                     if mid in open_:  # else it failed while this batch ran
-                        open_[mid].feats[r.spec.key][first:first + take] = y[off:off + take]
+                        open_[mid].feats[r.spec.key][first : first + take] = y[off : off + take]
                     off += take
             for mid, first, take in owners:
                 st.clips += take
@@ -735,7 +781,7 @@ class Engine:
                 if tr.done == tr.total:
                     del open_[mid]
                     for first, host in tr.device_reps:  # copies queued before this batch: done
-                        tr.reps[first:first + len(host)] = host.numpy()
+                        tr.reps[first : first + len(host)] = host.numpy()
                     t0 = time.perf_counter()
                     try:
                         on_done(mid, tr.feats, tr.reps)
@@ -783,8 +829,11 @@ class Engine:
             # page-lock the ring only now: the driver may mark registered pages not to be inherited
             # by forked children (MADV_DONTFORK), which would leave the workers without the slots
             if ring is not None and io.cuda and not ring.register():
-                print("warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
-                      "will not overlap the model", file=sys.stderr)
+                print(
+                    "warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
+                    "will not overlap the model",
+                    file=sys.stderr,
+                )
             with device_math(self.device, self.precision):
                 while True:
                     hand_back()
@@ -804,10 +853,12 @@ class Engine:
                         continue
                     st.worker_s += item.decode_s
                     if item.mid not in open_:
-                        open_[item.mid] = _Trailer(item.total, {
-                            r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32)
-                            for r in self.runners}, np.full(item.total, -1, np.int32))
-                    open_[item.mid].reps[item.first:item.first + len(item)] = item.reps.numpy()
+                        open_[item.mid] = _Trailer(
+                            item.total,
+                            {r.spec.key: np.zeros((item.total, r.spec.num_features), np.float32) for r in self.runners},
+                            np.full(item.total, -1, np.int32),
+                        )
+                    open_[item.mid].reps[item.first : item.first + len(item)] = item.reps.numpy()
                     t0 = time.perf_counter()
                     cpu_slots: list[int] = []
                     inputs = [take(x, cpu_slots) for x in item.inputs]
@@ -815,7 +866,7 @@ class Engine:
                     if self.reps_device:  # the 2D frames: each clip's representative among its 3D frames
                         t0 = time.perf_counter()
                         (raw3,) = inputs
-                        table = torch.from_numpy(plans[item.mid].frames[item.first:item.first + len(item)])
+                        table = torch.from_numpy(plans[item.mid].frames[item.first : item.first + len(item)])
                         table = table.to(raw3.device, non_blocking=True)
                         t_star = device_representatives(raw3, table >= 0)
                         inputs = [raw3[torch.arange(len(item), device=raw3.device), t_star], raw3]
@@ -855,8 +906,9 @@ def clip_table(plan: ClipPlan, reps: np.ndarray, kind: str) -> np.ndarray:
     return np.concatenate([plan.spans, np.asarray(rep, np.int32)[:, None]], axis=1).astype(np.int32)
 
 
-def clip_features(video: str | os.PathLike, plan: ClipPlan, runners: list[BackboneRunner]
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def clip_features(
+    video: str | os.PathLike, plan: ClipPlan, runners: list[BackboneRunner]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Features of every clip of one video for every runner (key -> (num_clips, F)), decoded
     in this process, and the clip table int32 (num_clips, 3): first, last, representative."""
     result: dict = {}
@@ -888,12 +940,28 @@ def store_settings(runner: BackboneRunner, strategy: str, fpc: int, fps: int, sh
     return settings
 
 
-def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, out_dir: str | os.PathLike, *,
-                     backbones: str = "shufflenet2d", weights: str = "default", strategy: str = "shot",
-                     fpc: int = 24, fps: int = 24, ids: list[str] | None = None, batch_size: int = 32,
-                     device: str = "auto", zarr_format: int = 2, workers: int | str = "auto",
-                     prefetch: int = 2, precision: str = "fp32", resize_on: str = "auto",
-                     reps_on: str = "auto", progress: bool = True, log=print) -> StageSummary:
+def extract_features(
+    videos: str | os.PathLike,
+    shots_store: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    backbones: str = "shufflenet2d",
+    weights: str = "default",
+    strategy: str = "shot",
+    fpc: int = 24,
+    fps: int = 24,
+    ids: list[str] | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    zarr_format: int = 2,
+    workers: int | str = "auto",
+    prefetch: int = 2,
+    precision: str = "fp32",
+    resize_on: str = "auto",
+    reps_on: str = "auto",
+    progress: bool = True,
+    log=print,
+) -> StageSummary:
     """Extract features of every trailer in `videos` into one store per backbone in `out_dir`."""
     specs = parse_backbones(backbones)
     found = find_videos(videos, ids)
@@ -911,8 +979,10 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
     for r in runners:
         path = out / r.spec.store_name(fpc, fps, strategy)
         stores[r.spec.key] = FeatureStore.create_or_append(
-            path, store_settings(r, strategy, fpc, fps, shots.settings),
-            attrs={"num_features": r.spec.num_features}, zarr_format=zarr_format,
+            path,
+            store_settings(r, strategy, fpc, fps, shots.settings),
+            attrs={"num_features": r.spec.num_features},
+            zarr_format=zarr_format,
             info={"t12k_version": __version__, "pretraining": r.spec.pretraining},
         )
         log(f"{r.spec.key}: weights {r.weights_used} -> {path}")
@@ -957,8 +1027,9 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
         manifest.record(mid, "failed", reason)
         bar.update()
 
-    engine = Engine(runners, batch_size=batch_size, workers=workers, prefetch=prefetch, resize_on=resize_on,
-                    reps_on=reps_on)
+    engine = Engine(
+        runners, batch_size=batch_size, workers=workers, prefetch=prefetch, resize_on=resize_on, reps_on=reps_on
+    )
     try:
         stats = engine.run(jobs, on_done, on_failed)
     finally:
@@ -966,8 +1037,10 @@ def extract_features(videos: str | os.PathLike, shots_store: str | os.PathLike, 
         manifest.compact()
     summary.seconds = time.perf_counter() - t_start
     nclips = sum(len(plans[m][0]) for m in summary.done)
-    summary.totals = {"clips": nclips,
-                      "stores": ", ".join(f"{s.path.name} ({len(s)} trailers)" for s in stores.values())}
+    summary.totals = {
+        "clips": nclips,
+        "stores": ", ".join(f"{s.path.name} ({len(s)} trailers)" for s in stores.values()),
+    }
     if summary.done and stats.wall_s > 0:
         summary.totals["clips/s"] = round(nclips / stats.wall_s, 1)
     return summary

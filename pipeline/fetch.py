@@ -50,13 +50,27 @@ from t12k.errors import T12kError
 from t12k.pipeline import media
 from t12k.storage.checksum import file_digest
 
-MANIFEST_FIELDS = ("url", "error", "src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality",
-                   "duration", "frames", "bytes", "sha256", "attempts", "seconds")
+MANIFEST_FIELDS = (
+    "url",
+    "error",
+    "src_width",
+    "src_height",
+    "src_fps",
+    "src_codec",
+    "src_duration",
+    "quality",
+    "duration",
+    "frames",
+    "bytes",
+    "sha256",
+    "attempts",
+    "seconds",
+)
 _LOCK_NAME = ".t12k-fetch.lock"
 _BACKOFF = 2.0  # seconds before the first retry; doubled for each further one (tests shrink it)
 _MAX_REASON = 300
 # Politeness towards remote sites (loopback hosts get no pause unless one is asked for).
-DEFAULT_SLEEP = 5.0           # seconds between the starts of two downloads, all workers together
+DEFAULT_SLEEP = 5.0  # seconds between the starts of two downloads, all workers together
 DEFAULT_SLEEP_REQUESTS = 1.0  # seconds between the requests yt-dlp makes to extract one video
 _BLOCK_LIMIT = 3  # consecutive "confirm you are not a bot" / rate-limit answers that stop the run
 # The paper's quality rules (Trailers12k, section 3): 60 to 210 s, at least 480p.
@@ -193,10 +207,14 @@ def _rows_csv(text: str, path: Path, id_field: str, url_field: str):
         url_field = next((h for h in header if h.lower() in _URL_FALLBACKS), url_field)
     if url_field not in header:
         if "mid" in header and "split0" in header:
-            raise T12kError(f"{path} looks like an mtgc.csv (labels and splits, no URLs); give the URL table or "
-                            f"metadata.json as the list and this file with --labels")
-        raise T12kError(f"{path}:1: no {url_field!r} column in the header ({', '.join(header)}); "
-                        f"name the URL column {url_field!r} or pass --url-field")
+            raise T12kError(
+                f"{path} looks like an mtgc.csv (labels and splits, no URLs); give the URL table or "
+                f"metadata.json as the list and this file with --labels"
+            )
+        raise T12kError(
+            f"{path}:1: no {url_field!r} column in the header ({', '.join(header)}); "
+            f"name the URL column {url_field!r} or pass --url-field"
+        )
     if id_field not in header and id_field == "id":
         id_field = next((h for h in header if h in _ID_FALLBACKS), id_field)
     ui = header.index(url_field)
@@ -208,8 +226,10 @@ def _rows_csv(text: str, path: Path, id_field: str, url_field: str):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
-            raise T12kError(f"{path}:{line}: the row has {len(row)} fields, the header {len(header)}; "
-                            f"fix the row (quote fields that contain '{delimiter}')")
+            raise T12kError(
+                f"{path}:{line}: the row has {len(row)} fields, the header {len(header)}; "
+                f"fix the row (quote fields that contain '{delimiter}')"
+            )
         yield line, _item(row[ii] if ii is not None else None, row[ui], f"{path}:{line}", url_field)
 
 
@@ -250,22 +270,26 @@ def _obj_item(obj, where: str, id_field: str, url_field: str, key: str | None = 
     """The item of a JSON object: a record with id and URL fields, or a Trailers12k metadata
     entry (imdb.id and youtube.trailers[0].id)."""
     if not isinstance(obj, dict):
-        raise T12kError(f"{where}: expected an object with {id_field!r} and {url_field!r}, "
-                        f"got {type(obj).__name__}; fix the entry")
+        raise T12kError(
+            f"{where}: expected an object with {id_field!r} and {url_field!r}, got {type(obj).__name__}; fix the entry"
+        )
     url, found = _get(obj, url_field)
     used = url_field
     if not found and url_field == "url":
         if "youtube" in obj and not isinstance(obj["youtube"], str):
             url, found, used = _metadata_video(obj), True, "youtube"
             if url is None:
-                raise T12kError(f"{where}: the entry has no YouTube trailer (youtube.trailers[0].id); "
-                                f"add one or remove the entry")
+                raise T12kError(
+                    f"{where}: the entry has no YouTube trailer (youtube.trailers[0].id); add one or remove the entry"
+                )
         else:
             used = next((f for f in _URL_FALLBACKS if f in obj), url_field)
             url, found = _get(obj, used)
     if not found:
-        raise T12kError(f"{where}: the object has no {url_field!r} field (has {', '.join(map(str, obj)) or 'none'}); "
-                        f"add it or pass --url-field")
+        raise T12kError(
+            f"{where}: the object has no {url_field!r} field (has {', '.join(map(str, obj)) or 'none'}); "
+            f"add it or pass --url-field"
+        )
     raw_id, found = _get(obj, id_field)
     if not found and id_field == "id":
         if "mid" in obj:
@@ -336,24 +360,32 @@ def _rows_json(text: str, path: Path, id_field: str, url_field: str):
     lines = _Lines(text)
     pos = _WS.match(text, 0).end()
     if pos >= len(text) or text[pos] not in "[{":
-        raise T12kError(f"{path}:{lines(pos)}: expected a JSON list of objects ([{{...}}, ...]) or the "
-                        f"Trailers12k metadata.json; fix the file")
+        raise T12kError(
+            f"{path}:{lines(pos)}: expected a JSON list of objects ([{{...}}, ...]) or the "
+            f"Trailers12k metadata.json; fix the file"
+        )
     top, end = _json_members(text, pos, path, lines)
     if text[end:].strip():
-        raise T12kError(f"{path}:{lines(_WS.match(text, end).end())}: extra data after the JSON {'list' if text[pos] == '[' else 'object'}; "
-                        f"fix the file")
+        raise T12kError(
+            f"{path}:{lines(_WS.match(text, end).end())}: extra data after the JSON "
+            f"{'list' if text[pos] == '[' else 'object'}; fix the file"
+        )
     if text[pos] == "{":
         wrapped = [m for m in top if m[1] == "trailers12k"]
         if wrapped:
             _, _, start, _ = wrapped[0]
             if text[start] not in "[{":
-                raise T12kError(f"{path}:{lines(start)}: 'trailers12k' holds no entries; give the Trailers12k metadata.json")
+                raise T12kError(
+                    f"{path}:{lines(start)}: 'trailers12k' holds no entries; give the Trailers12k metadata.json"
+                )
             top, _ = _json_members(text, start, path, lines)
         else:
-            first = json.loads(text[top[0][2]:top[0][3]]) if top else None
+            first = json.loads(text[top[0][2] : top[0][3]]) if top else None
             if not isinstance(first, dict) or not ({"youtube", "imdb", url_field} & set(first)):
-                raise T12kError(f"{path}:{lines(pos)}: expected a JSON list of objects ([{{...}}, ...]) or the "
-                                f"Trailers12k metadata.json; fix the file")
+                raise T12kError(
+                    f"{path}:{lines(pos)}: expected a JSON list of objects ([{{...}}, ...]) or the "
+                    f"Trailers12k metadata.json; fix the file"
+                )
     for line, key, start, stop in top:
         obj = json.loads(text[start:stop])
         yield line, _obj_item(obj, f"{path}:{line}", id_field, url_field, key)
@@ -425,8 +457,10 @@ def read_items(path: str | os.PathLike, id_field: str = "id", url_field: str = "
     except UnicodeDecodeError as exc:
         raise T12kError(f"{p} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     if "\x00" in text:
-        raise T12kError(f"{p}:{text.count(chr(10), 0, text.index(chr(0))) + 1}: the file contains NUL bytes; "
-                        f"give a text list (CSV, JSON, JSONL or URLs)")
+        raise T12kError(
+            f"{p}:{text.count(chr(10), 0, text.index(chr(0))) + 1}: the file contains NUL bytes; "
+            f"give a text list (CSV, JSON, JSONL or URLs)"
+        )
     kind = _kind(p, text)
     if kind == "csv":
         rows = _rows_csv(text, p, id_field, url_field)
@@ -440,8 +474,10 @@ def read_items(path: str | os.PathLike, id_field: str = "id", url_field: str = "
     seen: dict[str, int] = {}
     for line, item in rows:
         if item.id in seen:
-            raise T12kError(f"{p}: id {item.id!r} appears on lines {seen[item.id]} and {line}; "
-                            f"give every trailer its own id (or drop the duplicate)")
+            raise T12kError(
+                f"{p}: id {item.id!r} appears on lines {seen[item.id]} and {line}; "
+                f"give every trailer its own id (or drop the duplicate)"
+            )
         seen[item.id] = line
         items.append(item)
     return items
@@ -471,6 +507,7 @@ def select_labelled(items: Iterable[FetchItem], labels: str | os.PathLike) -> li
 
 # ---- quality rules --------------------------------------------------------------------------
 
+
 def resolution_lines(width: float, height: float, sar: float = 1.0) -> int:
     """The 'p' of a video as sites name it: the short side, or 9/16 of the long side for
     frames wider than 16:9 (a 1920x800 scope trailer is 1080p, 640x480 is 480p)."""
@@ -479,8 +516,15 @@ def resolution_lines(width: float, height: float, sar: float = 1.0) -> int:
     return int(round(max(short, long_ * 9 / 16)))
 
 
-def quality_report(duration: float | None, width: float | None, height: float | None, sar: float = 1.0, *,
-                   seconds: tuple[float, float] = QUALITY_SECONDS, min_lines: int = QUALITY_MIN_LINES) -> str:
+def quality_report(
+    duration: float | None,
+    width: float | None,
+    height: float | None,
+    sar: float = 1.0,
+    *,
+    seconds: tuple[float, float] = QUALITY_SECONDS,
+    min_lines: int = QUALITY_MIN_LINES,
+) -> str:
     """'ok', or what breaks the paper's rules (duration 60 to 210 s, at least 480p), '; '-joined.
     Unknown facts (None) are not held against the trailer."""
     problems = []
@@ -498,15 +542,16 @@ def quality_report(duration: float | None, width: float | None, height: float | 
 
 # ---- the summary ----------------------------------------------------------------------------
 
+
 @dataclass
 class FetchSummary:
     out_dir: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    rejected: dict[str, str] = field(default_factory=dict)   # kept out by enforce_quality
-    quality: dict[str, str] = field(default_factory=dict)    # fetched, but breaking the quality rules
-    stopped: str | None = None                               # why the run stopped before the end
+    rejected: dict[str, str] = field(default_factory=dict)  # kept out by enforce_quality
+    quality: dict[str, str] = field(default_factory=dict)  # fetched, but breaking the quality rules
+    stopped: str | None = None  # why the run stopped before the end
     not_attempted: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -524,16 +569,19 @@ class FetchSummary:
 
     def text(self) -> str:
         total = len(self.done) + len(self.skipped) + len(self.failed) + len(self.rejected) + self.not_attempted
-        s = (f"fetch: {total} trailers, {len(self.done)} downloaded and normalized "
-             f"({self.bytes / 1e6:.1f} MB), {len(self.skipped)} already there, {len(self.failed)} failed")
+        s = (
+            f"fetch: {total} trailers, {len(self.done)} downloaded and normalized "
+            f"({self.bytes / 1e6:.1f} MB), {len(self.skipped)} already there, {len(self.failed)} failed"
+        )
         if self.rejected:
             s += f", {len(self.rejected)} kept out by the quality rules"
-        s += (f" in {self.seconds:.1f} s; videos in {self.out_dir}, one row per id in "
-              f"{self.out_dir / 'manifest.csv'}.")
+        s += f" in {self.seconds:.1f} s; videos in {self.out_dir}, one row per id in {self.out_dir / 'manifest.csv'}."
         if self.quality:
             lo, hi = QUALITY_SECONDS
-            s += (f" {len(self.quality)} do not meet the paper's quality rules ({lo:g}-{hi:g} s, at least "
-                  f"{QUALITY_MIN_LINES}p; see the quality column, --enforce-quality keeps such trailers out).")
+            s += (
+                f" {len(self.quality)} do not meet the paper's quality rules ({lo:g}-{hi:g} s, at least "
+                f"{QUALITY_MIN_LINES}p; see the quality column, --enforce-quality keeps such trailers out)."
+            )
         if self.stopped:
             s += f" Stopped early, {self.not_attempted} not attempted: {self.stopped}."
         if self.failed:
@@ -544,6 +592,7 @@ class FetchSummary:
 
 
 # ---- classifying download errors --------------------------------------------------------------
+
 
 class _Transient(Exception):
     """A download error worth retrying (connection trouble, timeouts, HTTP 5xx/408/429)."""
@@ -570,45 +619,93 @@ class _QuietLogger:
     info = warning = error = debug
 
 
-_TRANSIENT_TEXT = re.compile(r"HTTP Error (5\d\d|408|429)|timed out|Connection (reset|aborted|refused)|"
-                             r"Remote end closed|IncompleteRead|Temporary failure in name resolution|"
-                             r"giving up after \d+ retries|ContentTooShort|did not match the expected",
-                             re.I)
+_TRANSIENT_TEXT = re.compile(
+    r"HTTP Error (5\d\d|408|429)|timed out|Connection (reset|aborted|refused)|"
+    r"Remote end closed|IncompleteRead|Temporary failure in name resolution|"
+    r"giving up after \d+ retries|ContentTooShort|did not match the expected",
+    re.I,
+)
 # A name that does not resolve will not resolve a minute later either.
-_UNKNOWN_HOST = re.compile(r"Name or service not known|nodename nor servname|No address associated|getaddrinfo failed", re.I)
+_UNKNOWN_HOST = re.compile(
+    r"Name or service not known|nodename nor servname|No address associated|getaddrinfo failed", re.I
+)
 _PERMANENT_HTTP = re.compile(r"HTTP Error (4(0[0-7]|09|1\d|2[0-8]|[3-9]\d))\b")
 
 # What sites (YouTube above all) answer for videos that cannot be had, in the order tried:
 # (kind, pattern of yt-dlp's message, what the user can do).
 _PERMANENT_TEXT: tuple[tuple[str, re.Pattern, str], ...] = (
-    ("bot-check", re.compile(r"confirm you.{0,3}re not a bot|captcha|content isn.?t available, try again later|"
-                             r"rate-limited by YouTube", re.I),
-     "the site asks to confirm you are not a bot; pass --cookies or --cookies-from-browser, or raise --sleep"),
-    ("age-restricted", re.compile(r"confirm your age|age[- ]restricted|inappropriate for some users|"
-                                  r"age[- ]verification|age[- ]gate", re.I),
-     "age-restricted video; pass the cookies of a signed-in adult account (--cookies or --cookies-from-browser)"),
-    ("private", re.compile(r"private video|video is private", re.I),
-     "private video; find another trailer of this title or drop the id"),
-    ("members-only", re.compile(r"members[- ]only|channel's members|join this channel", re.I),
-     "members-only video; find another trailer of this title or drop the id"),
-    ("geo-blocked", re.compile(r"not available (?:from|in) your (?:location|country)|geo[- ]?restrict|"
-                               r"available in your country|is available in .{1,200} only|blocked it in your country",
-                               re.I),
-     "not available in this country; find another trailer of this title or drop the id"),
-    ("copyright", re.compile(r"copyright", re.I),
-     "blocked on copyright grounds; find another trailer of this title or drop the id"),
-    ("removed", re.compile(r"removed by the uploader|has been removed|account associated with this video has been "
-                           r"terminated|no longer available|video unavailable|video is unavailable|"
-                           r"video does not exist|video not found", re.I),
-     "video removed or unavailable; find another trailer of this title or drop the id"),
-    ("paid", re.compile(r"requires payment|rent this video|purchase", re.I),
-     "paid video; find another trailer of this title or drop the id"),
-    ("drm", re.compile(r"DRM protected", re.I),
-     "DRM-protected video; find another trailer of this title or drop the id"),
-    ("not-yet-live", re.compile(r"live event will begin|premieres in|is upcoming", re.I),
-     "the video is not out yet; fetch it again later"),
-    ("empty", re.compile(r"did not get any data blocks|downloaded file is empty", re.I),
-     "the server sent an empty file (0 bytes); check the URL"),
+    (
+        "bot-check",
+        re.compile(
+            r"confirm you.{0,3}re not a bot|captcha|content isn.?t available, try again later|"
+            r"rate-limited by YouTube",
+            re.I,
+        ),
+        "the site asks to confirm you are not a bot; pass --cookies or --cookies-from-browser, or raise --sleep",
+    ),
+    (
+        "age-restricted",
+        re.compile(
+            r"confirm your age|age[- ]restricted|inappropriate for some users|"
+            r"age[- ]verification|age[- ]gate",
+            re.I,
+        ),
+        "age-restricted video; pass the cookies of a signed-in adult account (--cookies or --cookies-from-browser)",
+    ),
+    (
+        "private",
+        re.compile(r"private video|video is private", re.I),
+        "private video; find another trailer of this title or drop the id",
+    ),
+    (
+        "members-only",
+        re.compile(r"members[- ]only|channel's members|join this channel", re.I),
+        "members-only video; find another trailer of this title or drop the id",
+    ),
+    (
+        "geo-blocked",
+        re.compile(
+            r"not available (?:from|in) your (?:location|country)|geo[- ]?restrict|"
+            r"available in your country|is available in .{1,200} only|blocked it in your country",
+            re.I,
+        ),
+        "not available in this country; find another trailer of this title or drop the id",
+    ),
+    (
+        "copyright",
+        re.compile(r"copyright", re.I),
+        "blocked on copyright grounds; find another trailer of this title or drop the id",
+    ),
+    (
+        "removed",
+        re.compile(
+            r"removed by the uploader|has been removed|account associated with this video has been "
+            r"terminated|no longer available|video unavailable|video is unavailable|"
+            r"video does not exist|video not found",
+            re.I,
+        ),
+        "video removed or unavailable; find another trailer of this title or drop the id",
+    ),
+    (
+        "paid",
+        re.compile(r"requires payment|rent this video|purchase", re.I),
+        "paid video; find another trailer of this title or drop the id",
+    ),
+    (
+        "drm",
+        re.compile(r"DRM protected", re.I),
+        "DRM-protected video; find another trailer of this title or drop the id",
+    ),
+    (
+        "not-yet-live",
+        re.compile(r"live event will begin|premieres in|is upcoming", re.I),
+        "the video is not out yet; fetch it again later",
+    ),
+    (
+        "empty",
+        re.compile(r"did not get any data blocks|downloaded file is empty", re.I),
+        "the server sent an empty file (0 bytes); check the URL",
+    ),
 )
 
 
@@ -686,10 +783,15 @@ def _reason(exc: BaseException) -> str:
 
 def _browser_spec(spec: str) -> tuple:
     """yt-dlp's BROWSER[+KEYRING][:PROFILE][::CONTAINER] as the tuple its API takes."""
-    m = re.fullmatch(r"(?P<name>[^+:]+)(?:\s*\+\s*(?P<keyring>[^:]+))?(?:\s*:\s*(?!:)(?P<profile>.+?))?"
-                     r"(?:\s*::\s*(?P<container>.+))?", spec.strip())
+    m = re.fullmatch(
+        r"(?P<name>[^+:]+)(?:\s*\+\s*(?P<keyring>[^:]+))?(?:\s*:\s*(?!:)(?P<profile>.+?))?"
+        r"(?:\s*::\s*(?P<container>.+))?",
+        spec.strip(),
+    )
     if not m:
-        raise T12kError(f"cannot parse cookies-from-browser {spec!r}; use BROWSER[+KEYRING][:PROFILE][::CONTAINER], e.g. firefox")
+        raise T12kError(
+            f"cannot parse cookies-from-browser {spec!r}; use BROWSER[+KEYRING][:PROFILE][::CONTAINER], e.g. firefox"
+        )
     from yt_dlp.cookies import SUPPORTED_BROWSERS
 
     name = m.group("name").lower().strip()
@@ -701,6 +803,7 @@ def _browser_spec(spec: str) -> tuple:
 
 # ---- downloading (threads of the main process) -----------------------------------------------
 
+
 @dataclass
 class _Settings:
     fps: int
@@ -708,7 +811,7 @@ class _Settings:
     keep_audio: bool
     retries: int
     timeout: float
-    sleep: float | None           # None: DEFAULT_SLEEP for remote hosts, 0 for loopback ones
+    sleep: float | None  # None: DEFAULT_SLEEP for remote hosts, 0 for loopback ones
     sleep_requests: float | None  # None: DEFAULT_SLEEP_REQUESTS for remote hosts, 0 for loopback ones
     cookies: str | None
     browser: tuple | None
@@ -758,8 +861,10 @@ class _Pacer:
 def _format(keep_audio: bool, max_short_side: int) -> str:
     cap = max(720, max_short_side)  # enough pixels for the short side we keep, no more
     if keep_audio:
-        return (f"bv*[vcodec^=avc1][height<={cap}]+ba/b[vcodec^=avc1][height<={cap}]/"
-                f"bv*[height<={cap}]+ba/b[height<={cap}]/bv*+ba/b")
+        return (
+            f"bv*[vcodec^=avc1][height<={cap}]+ba/b[vcodec^=avc1][height<={cap}]/"
+            f"bv*[height<={cap}]+ba/b[height<={cap}]/bv*+ba/b"
+        )
     # No audio wanted: take the video alone (nothing to merge, less to download).
     return f"bv*[vcodec^=avc1][height<={cap}]/bv*[height<={cap}]/bv*/b"
 
@@ -775,8 +880,13 @@ def _precheck(raw: dict, s: _Settings) -> str:
     if sizes:
         width, height = max(sizes, key=lambda wh: resolution_lines(wh[0] or wh[1] * 16 / 9, wh[1]))
         width = width or height * 16 / 9
-    return quality_report(float(duration) if isinstance(duration, (int, float)) and duration > 0 else None,
-                          width, height, seconds=s.quality_seconds, min_lines=s.quality_min_lines)
+    return quality_report(
+        float(duration) if isinstance(duration, (int, float)) and duration > 0 else None,
+        width,
+        height,
+        seconds=s.quality_seconds,
+        min_lines=s.quality_min_lines,
+    )
 
 
 def _download(url: str, folder: Path, s: _Settings, stop: threading.Event, turn=None) -> Path:
@@ -849,8 +959,11 @@ def _download(url: str, folder: Path, s: _Settings, stop: threading.Event, turn=
     paths = [Path(d["filepath"]) for d in (info or {}).get("requested_downloads") or [] if d.get("filepath")]
     paths = [p for p in paths if p.is_file()]
     if not paths:  # fall back to whatever landed in the folder
-        paths = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))),
-                       key=lambda p: p.stat().st_size, reverse=True)
+        paths = sorted(
+            (p for p in folder.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))),
+            key=lambda p: p.stat().st_size,
+            reverse=True,
+        )
     if not paths:
         raise _Permanent("error", f"yt-dlp reported no file for {url}; check the URL")
     return paths[0]
@@ -878,7 +991,7 @@ class _Downloaded:
     t0: float
     src: Path | None = None
     attempts: int = 0
-    kind: str = ""          # '' when downloaded; else the error kind
+    kind: str = ""  # '' when downloaded; else the error kind
     reason: str = ""
 
 
@@ -921,11 +1034,18 @@ def _download_item(item: FetchItem, out: Path, s: _Settings, pacer: _Pacer, stop
 
 # ---- normalizing (worker processes) ------------------------------------------------------------
 
+
 def _source_fields(info: media.VideoInfo, seconds, min_lines) -> dict:
-    return {"src_width": info.width, "src_height": info.height, "src_fps": f"{info.fps:.3f}",
-            "src_codec": info.codec, "src_duration": f"{info.duration:.3f}",
-            "quality": quality_report(info.duration, info.width, info.height, info.sar,
-                                      seconds=tuple(seconds), min_lines=min_lines)}
+    return {
+        "src_width": info.width,
+        "src_height": info.height,
+        "src_fps": f"{info.fps:.3f}",
+        "src_codec": info.codec,
+        "src_duration": f"{info.duration:.3f}",
+        "quality": quality_report(
+            info.duration, info.width, info.height, info.sar, seconds=tuple(seconds), min_lines=min_lines
+        ),
+    }
 
 
 def _normalize_job(job: dict, cancel) -> dict:
@@ -937,25 +1057,41 @@ def _normalize_job(job: dict, cancel) -> dict:
         try:
             src_info = media._probe(src)
         except media._Unreadable as exc:
-            return {"status": "failed", "fields": {"error": "not-a-video"},
-                    "reason": f"the download is not a readable video ({exc}); check that {url} points to a video"}
+            return {
+                "status": "failed",
+                "fields": {"error": "not-a-video"},
+                "reason": f"the download is not a readable video ({exc}); check that {url} points to a video",
+            }
         fields = _source_fields(src_info, job["quality_seconds"], job["quality_min_lines"])
         if job["enforce_quality"] and fields["quality"] != "ok":
             return {"status": "rejected", "fields": {**fields, "error": "quality"}, "reason": fields["quality"]}
         tag = json.dumps({"url": url, **fields}, separators=(",", ":"))
-        info = media.normalize(src, dst, fps=job["fps"], max_short_side=job["max_short_side"],
-                               keep_audio=job["keep_audio"], threads=job["threads"], src_info=src_info,
-                               ffmpeg=job["ffmpeg"], metadata={"comment": _TAG + tag}, cancel=cancel)
-        fields.update(duration=f"{info.duration:.3f}", frames=info.num_frames, bytes=dst.stat().st_size,
-                      sha256=file_digest(dst))
+        info = media.normalize(
+            src,
+            dst,
+            fps=job["fps"],
+            max_short_side=job["max_short_side"],
+            keep_audio=job["keep_audio"],
+            threads=job["threads"],
+            src_info=src_info,
+            ffmpeg=job["ffmpeg"],
+            metadata={"comment": _TAG + tag},
+            cancel=cancel,
+        )
+        fields.update(
+            duration=f"{info.duration:.3f}", frames=info.num_frames, bytes=dst.stat().st_size, sha256=file_digest(dst)
+        )
         return {"status": "ok", "fields": fields, "reason": ""}
     except media.Cancelled:
         return {"status": "cancelled", "fields": fields, "reason": ""}
     except T12kError as exc:
         return {"status": "failed", "fields": {**fields, "error": "normalize"}, "reason": str(exc)}
     except Exception as exc:
-        return {"status": "failed", "fields": {**fields, "error": "normalize"},
-                "reason": f"unexpected {type(exc).__name__}: {_reason(exc)}"}
+        return {
+            "status": "failed",
+            "fields": {**fields, "error": "normalize"},
+            "reason": f"unexpected {type(exc).__name__}: {_reason(exc)}",
+        }
 
 
 def _worker_main() -> None:
@@ -1006,8 +1142,13 @@ class _Worker:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from t12k.pipeline.fetch import _worker_main; _worker_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
-            start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            start_new_session=True,
+        )
         self.lock = threading.Lock()
 
     def run(self, job: dict) -> dict:
@@ -1091,24 +1232,38 @@ def default_normalize_workers() -> int:
     return max(2, (os.cpu_count() or 2) // 2)
 
 
-def _normalize_item(d: "_Downloaded", dst: Path, s: _Settings, workers: _Workers) -> dict:
+def _normalize_item(d: _Downloaded, dst: Path, s: _Settings, workers: _Workers) -> dict:
     """Normalize a download in a worker process (a thread waits for it); a worker that dies
     (killed, out of memory, a crash in a decoder) gets one more try in a new process."""
-    job = {"src": str(d.src), "dst": str(dst), "url": d.item.url, "fps": s.fps, "max_short_side": s.max_short_side,
-           "keep_audio": s.keep_audio, "threads": s.threads, "ffmpeg": s.ffmpeg, "enforce_quality": s.enforce_quality,
-           "quality_seconds": list(s.quality_seconds), "quality_min_lines": s.quality_min_lines}
+    job = {
+        "src": str(d.src),
+        "dst": str(dst),
+        "url": d.item.url,
+        "fps": s.fps,
+        "max_short_side": s.max_short_side,
+        "keep_audio": s.keep_audio,
+        "threads": s.threads,
+        "ffmpeg": s.ffmpeg,
+        "enforce_quality": s.enforce_quality,
+        "quality_seconds": list(s.quality_seconds),
+        "quality_min_lines": s.quality_min_lines,
+    }
     for attempt in range(2):
         try:
             return workers.run(job)
         except _WorkerDied as exc:
             if attempt:
-                return {"status": "failed", "fields": {"error": "normalize"},
-                        "reason": f"the normalizing process died ({exc}; killed, or out of memory?); "
-                                  f"run again, or check the file"}
+                return {
+                    "status": "failed",
+                    "fields": {"error": "normalize"},
+                    "reason": f"the normalizing process died ({exc}; killed, or out of memory?); "
+                    f"run again, or check the file",
+                }
     raise AssertionError("unreachable")
 
 
 # ---- the collection -------------------------------------------------------------------------
+
 
 @contextmanager
 def _folder_lock(out: Path):
@@ -1123,8 +1278,9 @@ def _folder_lock(out: Path):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise T12kError(f"another t12k fetch is writing to {out}; wait for it to finish "
-                            f"or choose another output folder") from None
+            raise T12kError(
+                f"another t12k fetch is writing to {out}; wait for it to finish or choose another output folder"
+            ) from None
         yield
     finally:
         fh.close()
@@ -1145,7 +1301,7 @@ def _source_tags(path: Path) -> dict:
     if not comment.startswith(_TAG):
         return {}
     try:
-        tags = json.loads(comment[len(_TAG):])
+        tags = json.loads(comment[len(_TAG) :])
     except json.JSONDecodeError:
         return {}
     return tags if isinstance(tags, dict) else {}
@@ -1163,8 +1319,7 @@ def _existing(item: FetchItem, dst: Path, manifest) -> dict | None:
     if row and row.get("url") and row.get("url") != item.url:
         return None  # the list now names another source for this id: fetch it again
     size = dst.stat().st_size
-    trusted = (row.get("status") in ("ok", "skipped") and row.get("bytes") == str(size)
-               and bool(row.get("sha256")))
+    trusted = row.get("status") in ("ok", "skipped") and row.get("bytes") == str(size) and bool(row.get("sha256"))
     try:
         info = media.probe(dst, verify=not trusted)
     except T12kError:
@@ -1175,8 +1330,17 @@ def _existing(item: FetchItem, dst: Path, manifest) -> dict | None:
         if tags.get("url") and tags["url"] != item.url:
             return None
         src = {k: src[k] or str(tags.get(k, "")) for k in _SRC_KEYS}
-    return {"url": item.url, "error": "", **src, "duration": f"{info.duration:.3f}", "frames": info.num_frames,
-            "bytes": size, "sha256": row["sha256"] if trusted else file_digest(dst), "attempts": 0, "seconds": "0.00"}
+    return {
+        "url": item.url,
+        "error": "",
+        **src,
+        "duration": f"{info.duration:.3f}",
+        "frames": info.num_frames,
+        "bytes": size,
+        "sha256": row["sha256"] if trusted else file_digest(dst),
+        "attempts": 0,
+        "seconds": "0.00",
+    }
 
 
 class _Run:
@@ -1184,8 +1348,17 @@ class _Run:
     processes (a thread per process waits for it), bounded so that downloaded files waiting
     for a normalizer stay few."""
 
-    def __init__(self, todo: list[FetchItem], out: Path, s: _Settings, workers: int, processes: int,
-                 manifest, summary: FetchSummary, bar):
+    def __init__(
+        self,
+        todo: list[FetchItem],
+        out: Path,
+        s: _Settings,
+        workers: int,
+        processes: int,
+        manifest,
+        summary: FetchSummary,
+        bar,
+    ):
         self.out, self.s = out, s
         self.workers, self.processes = workers, processes
         self.manifest, self.summary, self.bar = manifest, summary, bar
@@ -1202,8 +1375,12 @@ class _Run:
 
     def _record(self, d: _Downloaded, status: str, reason: str = "", fields: dict | None = None) -> None:
         mid = d.item.id
-        fields = {"url": d.item.url, "attempts": d.attempts, "seconds": f"{time.perf_counter() - d.t0:.2f}",
-                  **(fields or {})}
+        fields = {
+            "url": d.item.url,
+            "attempts": d.attempts,
+            "seconds": f"{time.perf_counter() - d.t0:.2f}",
+            **(fields or {}),
+        }
         if status != "ok":
             fields.setdefault("error", d.kind or "error")
         reason = " ".join(str(reason).split())[:_MAX_REASON]
@@ -1244,9 +1421,11 @@ class _Run:
             if d.kind in ("bot-check", "rate-limited"):
                 self.blocked += 1
                 if self.blocked >= _BLOCK_LIMIT:
-                    self.summary.stopped = (f"{self.blocked} downloads in a row met a 'confirm you are not a bot' or "
-                                            f"rate-limit answer; pass --cookies or --cookies-from-browser, raise "
-                                            f"--sleep or wait an hour, then run the same command to resume")
+                    self.summary.stopped = (
+                        f"{self.blocked} downloads in a row met a 'confirm you are not a bot' or "
+                        f"rate-limit answer; pass --cookies or --cookies-from-browser, raise "
+                        f"--sleep or wait an hour, then run the same command to resume"
+                    )
             return
         self.blocked = 0
         if self.stop.is_set():  # stopping: no new encodes
@@ -1292,13 +1471,25 @@ class _Run:
             self.summary.not_attempted = self.left
 
 
-def fetch_collection(items: Iterable[FetchItem], out_dir: str | os.PathLike, *, workers: int = 2,
-                     normalize_workers: int | None = None, fps: int = 24, max_short_side: int = 360,
-                     keep_audio: bool = False, retries: int = 2, timeout: float = 30,
-                     sleep: float | None = None, sleep_requests: float | None = None,
-                     cookies: str | os.PathLike | None = None, cookies_from_browser: str | None = None,
-                     enforce_quality: bool = False, overwrite: bool = False,
-                     progress: bool = True) -> FetchSummary:
+def fetch_collection(
+    items: Iterable[FetchItem],
+    out_dir: str | os.PathLike,
+    *,
+    workers: int = 2,
+    normalize_workers: int | None = None,
+    fps: int = 24,
+    max_short_side: int = 360,
+    keep_audio: bool = False,
+    retries: int = 2,
+    timeout: float = 30,
+    sleep: float | None = None,
+    sleep_requests: float | None = None,
+    cookies: str | os.PathLike | None = None,
+    cookies_from_browser: str | None = None,
+    enforce_quality: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FetchSummary:
     """Download and normalize every item into `out_dir/{id}.mp4`; one manifest row per id.
 
     `workers` downloads run at once and `normalize_workers` processes re-encode (default
@@ -1333,13 +1524,25 @@ def fetch_collection(items: Iterable[FetchItem], out_dir: str | os.PathLike, *, 
         if value is not None and value < 0:
             raise T12kError(f"{name} must be 0 or more seconds, not {value}")
     if cookies is not None and not Path(cookies).is_file():
-        raise T12kError(f"cookies file {cookies} not found; export it from your browser (Netscape format) or fix the path")
-    settings = _Settings(fps=fps, max_short_side=max_short_side, keep_audio=keep_audio, retries=retries,
-                         timeout=float(timeout), sleep=sleep, sleep_requests=sleep_requests,
-                         cookies=str(cookies) if cookies else None,
-                         browser=_browser_spec(cookies_from_browser) if cookies_from_browser else None,
-                         ffmpeg=media.ffmpeg_exe(), threads=None, enforce_quality=enforce_quality,
-                         quality_seconds=tuple(QUALITY_SECONDS), quality_min_lines=QUALITY_MIN_LINES)
+        raise T12kError(
+            f"cookies file {cookies} not found; export it from your browser (Netscape format) or fix the path"
+        )
+    settings = _Settings(
+        fps=fps,
+        max_short_side=max_short_side,
+        keep_audio=keep_audio,
+        retries=retries,
+        timeout=float(timeout),
+        sleep=sleep,
+        sleep_requests=sleep_requests,
+        cookies=str(cookies) if cookies else None,
+        browser=_browser_spec(cookies_from_browser) if cookies_from_browser else None,
+        ffmpeg=media.ffmpeg_exe(),
+        threads=None,
+        enforce_quality=enforce_quality,
+        quality_seconds=tuple(QUALITY_SECONDS),
+        quality_min_lines=QUALITY_MIN_LINES,
+    )
     media.target_size(16, 16, max_short_side)  # validates max_short_side early
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1358,8 +1561,9 @@ def fetch_collection(items: Iterable[FetchItem], out_dir: str | os.PathLike, *, 
             for it in items:
                 dst = out / f"{it.id}.mp4"
                 if not it.url:
-                    manifest.record(it.id, "failed", "no URL for this id in the list; add one or drop the id",
-                                    error="no-url")
+                    manifest.record(
+                        it.id, "failed", "no URL for this id in the list; add one or drop the id", error="no-url"
+                    )
                     summary.failed[it.id] = "no URL for this id in the list"
                     bar.update(1)
                     continue
@@ -1377,10 +1581,10 @@ def fetch_collection(items: Iterable[FetchItem], out_dir: str | os.PathLike, *, 
                         if bad:
                             summary.quality[it.id] = fields["quality"]
                     bar.update(1)
-                elif (enforce_quality and not overwrite and row.get("status") == "rejected"
-                      and row.get("url") == it.url):
-                    manifest.record(it.id, "rejected", row.get("reason", ""),
-                                    **{k: row.get(k, "") for k in MANIFEST_FIELDS})
+                elif enforce_quality and not overwrite and row.get("status") == "rejected" and row.get("url") == it.url:
+                    manifest.record(
+                        it.id, "rejected", row.get("reason", ""), **{k: row.get(k, "") for k in MANIFEST_FIELDS}
+                    )
                     summary.rejected[it.id] = row.get("reason", "")
                     bar.update(1)
                 else:

@@ -202,8 +202,9 @@ def _run_ffmpeg(cmd: list[str], cancel: Callable[[], bool] | None) -> tuple[int,
     """Run ffmpeg; (exit code, stderr). It gets its own session, so a Ctrl-C in the terminal
     reaches t12k (which stops it through `cancel`) rather than ffmpeg, which would otherwise
     end early and leave a short file behind an ordinary-looking exit."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         if cancel is None:
             _, err = proc.communicate()
@@ -222,10 +223,19 @@ def _run_ffmpeg(cmd: list[str], cancel: Callable[[], bool] | None) -> tuple[int,
     return proc.returncode, err.decode(errors="replace")
 
 
-def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max_short_side: int = 360,
-              keep_audio: bool = False, threads: int | None = None, *,
-              src_info: VideoInfo | None = None, ffmpeg: str | None = None,
-              metadata: dict[str, str] | None = None, cancel: Callable[[], bool] | None = None) -> VideoInfo:
+def normalize(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    fps: int = 24,
+    max_short_side: int = 360,
+    keep_audio: bool = False,
+    threads: int | None = None,
+    *,
+    src_info: VideoInfo | None = None,
+    ffmpeg: str | None = None,
+    metadata: dict[str, str] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> VideoInfo:
     """Re-encode `src` to an H.264 mp4 at `dst` with constant `fps` and a bounded short side.
 
     One ffmpeg call: `fps` filter (the result has round(duration * fps) frames, for constant
@@ -258,9 +268,20 @@ def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max
     cmd += ["-sn", "-dn", "-map_metadata", "-1"]
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
-    cmd += ["-vf", f"fps={fps},scale={width}:{height},setsar=1",
-            "-c:v", "libx264", "-preset", _PRESET, "-crf", str(_CRF), "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart"]
+    cmd += [
+        "-vf",
+        f"fps={fps},scale={width}:{height},setsar=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        _PRESET,
+        "-crf",
+        str(_CRF),
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+    ]
     if threads:
         cmd += ["-threads", str(int(threads))]
     cmd += ["-f", "mp4", str(tmp)]
@@ -273,13 +294,17 @@ def normalize(src: str | os.PathLike, dst: str | os.PathLike, fps: int = 24, max
         try:
             out = _probe(tmp)
         except _Unreadable as exc:
-            raise T12kError(f"normalizing {src} gave an unreadable video ({exc}); check the file or re-download it") from exc
+            raise T12kError(
+                f"normalizing {src} gave an unreadable video ({exc}); check the file or re-download it"
+            ) from exc
         if out.codec != "h264":
             raise T12kError(f"normalizing {src} gave {out.codec}, not H.264; use an ffmpeg with libx264")
         expected = round(info.duration * fps)
         if out.num_frames < 0.5 * expected - 2:  # an encode that ended early yet "succeeded"
-            raise T12kError(f"normalizing {src} gave {out.num_frames} frames where its {info.duration:.2f} s "
-                            f"call for {expected}; check the file or re-download it")
+            raise T12kError(
+                f"normalizing {src} gave {out.num_frames} frames where its {info.duration:.2f} s "
+                f"call for {expected}; check the file or re-download it"
+            )
         os.replace(tmp, dst)
     finally:
         if tmp.exists():

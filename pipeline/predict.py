@@ -43,15 +43,23 @@ def recipe_from_store(path: str, attrs: dict) -> StoreRecipe:
     t = attrs.get("t12k") or {}
     if t.get("backbone"):
         shots = t.get("shots") or {}
-        return StoreRecipe(get_spec(t["backbone"]), str(t.get("weights", "default")), t.get("strategy", "shot"),
-                           int(t.get("fpc", 24)), int(t.get("fps", 24)), float(shots.get("threshold", 0.5)))
+        return StoreRecipe(
+            get_spec(t["backbone"]),
+            str(t.get("weights", "default")),
+            t.get("strategy", "shot"),
+            int(t.get("fpc", 24)),
+            int(t.get("fps", 24)),
+            float(shots.get("threshold", 0.5)),
+        )
     name = Path(path).name
     for spec in REGISTRY.values():
         m = re.fullmatch(rf"trailers_{spec.store_prefix}_{spec.store_stem}(?:_fps(\d+))?_fpc(\d+)\.zarr", name)
         if m and (m.group(1) is not None) == (spec.kind == "3d"):
             return StoreRecipe(spec, "torchvision:published", "shot", int(m.group(2)), int(m.group(1) or 24), 0.5)
-    raise T12kError(f"cannot tell how the store {name} the checkpoint was trained on was made "
-                    "(no t12k attrs and not a published store name); retrain on a t12k store")
+    raise T12kError(
+        f"cannot tell how the store {name} the checkpoint was trained on was made "
+        "(no t12k attrs and not a published store name); retrain on a t12k store"
+    )
 
 
 def _weights_arg(recorded: str, override: str | None) -> str:
@@ -71,23 +79,35 @@ def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
     from t12k.pipeline.media import probe
 
     info = probe(path)
-    return (info.codec == "h264" and abs(info.fps - fps) < 1e-6 and min(info.width, info.height) <= max_short_side
-            and info.num_frames == round(info.duration * fps))
+    return (
+        info.codec == "h264"
+        and abs(info.fps - fps) < 1e-6
+        and min(info.width, info.height) <= max_short_side
+        and info.num_frames == round(info.duration * fps)
+    )
 
 
 def _is_url(source: str) -> bool:
     return re.match(r"^[a-z][a-z0-9+.-]*://", source) is not None
 
 
-def predict_trailer(source: str, checkpoint: str | os.PathLike, *, weights: str | None = None,
-                    device: str = "auto", work_dir: str | os.PathLike | None = None,
-                    log=print) -> dict:
+def predict_trailer(
+    source: str,
+    checkpoint: str | os.PathLike,
+    *,
+    weights: str | None = None,
+    device: str = "auto",
+    work_dir: str | os.PathLike | None = None,
+    log=print,
+) -> dict:
     """Genre probabilities of one trailer (a video file or a URL)."""
     from t12k.pipeline.fetch import FetchItem, fetch_collection
     from t12k.pipeline.media import normalize
 
     model, info = load_model(checkpoint, "cpu")
-    recipes = {role: recipe_from_store(s["path"], s.get("attrs") or {}) for role, s in (info.get("stores") or {}).items()}
+    recipes = {
+        role: recipe_from_store(s["path"], s.get("attrs") or {}) for role, s in (info.get("stores") or {}).items()
+    }
     if not recipes:
         raise T12kError(f"checkpoint {checkpoint} records no feature stores; retrain it with this t12k")
     device = resolve_device(device)
@@ -114,12 +134,18 @@ def predict_trailer(source: str, checkpoint: str | os.PathLike, *, weights: str 
         for role, r in recipes.items():
             runner = BackboneRunner(r.spec, _weights_arg(r.weights, weights), device, 32)
             if not r.weights.endswith(":published") and runner.weights_used != r.weights:
-                raise T12kError(f"the checkpoint's {role} features were made with weights {r.weights}, "
-                                f"this run would use {runner.weights_used}; pass the matching --weights")
+                raise T12kError(
+                    f"the checkpoint's {role} features were made with weights {r.weights}, "
+                    f"this run would use {runner.weights_used}; pass the matching --weights"
+                )
             plan = plan_clips(shots, len(frames), r.strategy, r.fpc, r.fps)
             feats[role] = clip_features(video, plan, [runner])[0][r.spec.key]
             log(f"{role}: {r.spec.key} ({runner.weights_used}), {r.strategy}-{r.fpc} at {r.fps} fps, {len(plan)} clips")
     probs = predict_features(model, feats.get("image"), feats.get("video"), int(info.get("snippet", 30)))
-    return {"source": source, "shots": int(len(shots)), "frames": int(len(frames)),
-            "clips": int(len(next(iter(feats.values())))),
-            "probabilities": {g: float(p) for g, p in zip(GENRES, probs)}}
+    return {
+        "source": source,
+        "shots": int(len(shots)),
+        "frames": int(len(frames)),
+        "clips": int(len(next(iter(feats.values())))),
+        "probabilities": {g: float(p) for g, p in zip(GENRES, probs)},
+    }

@@ -27,20 +27,30 @@ class StageSummary:
         return not self.failed
 
     def text(self) -> str:
-        parts = [f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, "
-                 f"{len(self.failed)} failed in {self.seconds:.1f} s"]
+        parts = [
+            f"{self.stage}: {len(self.done)} done, {len(self.skipped)} already done, "
+            f"{len(self.failed)} failed in {self.seconds:.1f} s"
+        ]
         if self.totals:
             parts.append("; ".join(f"{k} {v}" for k, v in self.totals.items()))
         if self.failed:
             shown = list(self.failed.items())[:5]
-            parts.append("failed: " + "; ".join(f"{k}: {v}" for k, v in shown)
-                         + (f" (and {len(self.failed) - 5} more, see the manifest)" if len(self.failed) > 5 else ""))
+            parts.append(
+                "failed: "
+                + "; ".join(f"{k}: {v}" for k, v in shown)
+                + (f" (and {len(self.failed) - 5} more, see the manifest)" if len(self.failed) > 5 else "")
+            )
         return ". ".join(parts) + "."
 
 
-def run_items(stage: str, ids: Iterable[str], work: Callable[[str], dict[str, Any]],
-              is_done: Callable[[str], bool], manifest: Manifest | None = None,
-              progress: bool = True) -> StageSummary:
+def run_items(
+    stage: str,
+    ids: Iterable[str],
+    work: Callable[[str], dict[str, Any]],
+    is_done: Callable[[str], bool],
+    manifest: Manifest | None = None,
+    progress: bool = True,
+) -> StageSummary:
     """Call `work(id)` for every id not `is_done`; a T12kError (or a decoding error) marks
     the id failed with its one-line reason and the loop goes on. `work` returns fields for
     the manifest row."""

@@ -34,8 +34,9 @@ class ClipPlan:
         return len(self.spans)
 
 
-def plan_clips(shots: np.ndarray, num_frames: int, strategy: str = "shot", fpc: int = 24,
-               fps: int = 24, video_fps: int = 24) -> ClipPlan:
+def plan_clips(
+    shots: np.ndarray, num_frames: int, strategy: str = "shot", fpc: int = 24, fps: int = 24, video_fps: int = 24
+) -> ClipPlan:
     """Plan the clips of a video of `num_frames` frames with the given shots."""
     if strategy not in STRATEGIES:
         raise T12kError(f"unknown clip strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -60,7 +61,9 @@ def plan_clips(shots: np.ndarray, num_frames: int, strategy: str = "shot", fpc: 
     return ClipPlan(
         frames=np.asarray(frames, np.int32).reshape(-1, len(offsets)),
         spans=np.asarray(spans, np.int32).reshape(-1, 2),
-        fpc=fpc, fps=fps, strategy=strategy,
+        fpc=fpc,
+        fps=fps,
+        strategy=strategy,
     )
 
 

@@ -92,9 +92,11 @@ class _Block:
         self.f, self.index, self.relu, self.nnpack = f, index, block.activation is not None, nnpack
         self.dil = [b.layers[1].dilation[0] for b in branches]
         w1 = [b.layers[0].weight.detach()[:, :, 0] for b in branches]  # (2F, Cin, 3, 3)
-        self.w2 = [(b.layers[1].weight.detach()[..., 0] * scale[j * f:(j + 1) * f, None, None, None]).contiguous().to(device)
-                   for j, b in enumerate(branches)]  # (F, 2F, 3, 1), batch norm scale folded in
-        self.b2 = [shift[j * f:(j + 1) * f].detach().contiguous().to(device) for j in range(4)]
+        self.w2 = [
+            (b.layers[1].weight.detach()[..., 0] * scale[j * f : (j + 1) * f, None, None, None]).contiguous().to(device)
+            for j, b in enumerate(branches)
+        ]  # (F, 2F, 3, 1), batch norm scale folded in
+        self.b2 = [shift[j * f : (j + 1) * f].detach().contiguous().to(device) for j in range(4)]
         if nnpack:
             self.w1m = torch.cat(w1).contiguous().to(device)
         else:
@@ -108,8 +110,10 @@ class _Block:
         if self.nnpack:
             s = torch._nnpack_spatial_convolution(x.contiguous(), self.w1m, None, [1, 1])
             # NCHW: each branch's channels copied once into channels-last
-            return [s[:, 2 * self.f * j:2 * self.f * (j + 1)].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
-                    for j in range(4)]
+            return [
+                s[:, 2 * self.f * j : 2 * self.f * (j + 1)].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+                for j in range(4)
+            ]
         x = x.contiguous(memory_format=torch.channels_last)
         prev = state.get(self.index) if state is not None and self.reuse else None
         if prev is None:
@@ -119,7 +123,7 @@ class _Block:
             out = []
             for w, p in zip(self.w1, prev):
                 parts = [F.conv2d(x[:a], w, padding=1)] if a else []
-                parts += [p[a + STRIDE:b + STRIDE], F.conv2d(x[b:], w, padding=1)]
+                parts += [p[a + STRIDE : b + STRIDE], F.conv2d(x[b:], w, padding=1)]
                 out.append(torch.cat(parts))
         if state is not None and self.reuse:
             state[self.index] = out
@@ -192,7 +196,7 @@ class FastTransNet:
         b, t = frames.shape[:2]
         if state is not None and b != 1:
             raise ValueError("reuse across windows needs one window per call")
-        x = frames.reshape(b * t, *frames.shape[2:]).float().div_(255.).permute(0, 3, 1, 2)
+        x = frames.reshape(b * t, *frames.shape[2:]).float().div_(255.0).permute(0, 3, 1, 2)
         means = []
         for stack in self.stacks:
             x = stack(x, b, state)

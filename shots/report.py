@@ -17,8 +17,10 @@ class ShotReport:
     median: float
 
     def text(self) -> str:
-        return (f"{self.shots} shots in {self.trailers} trailers: duration mode {self.mode} frames, "
-                f"mean {self.mean:.1f} frames, median {self.median:.0f} frames")
+        return (
+            f"{self.shots} shots in {self.trailers} trailers: duration mode {self.mode} frames, "
+            f"mean {self.mean:.1f} frames, median {self.median:.0f} frames"
+        )
 
 
 def shot_durations(shots: np.ndarray) -> np.ndarray:
@@ -27,8 +29,9 @@ def shot_durations(shots: np.ndarray) -> np.ndarray:
     return (shots[:, 1] - shots[:, 0] + 1).astype(np.int64)
 
 
-def duration_report(durations: np.ndarray, trailers: int, png: str | os.PathLike | None = None,
-                    max_frames: int = 200, title: str = "") -> ShotReport:
+def duration_report(
+    durations: np.ndarray, trailers: int, png: str | os.PathLike | None = None, max_frames: int = 200, title: str = ""
+) -> ShotReport:
     """Statistics of shot durations and, with `png`, their histogram (1-frame bins up to
     `max_frames`; longer shots are counted in the last bin)."""
     d = np.asarray(durations, np.int64)

@@ -13,8 +13,8 @@ trailer's last batch is not full (`upcoming`).
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,7 +72,7 @@ class _Video:
 
     def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.starts[i]
-        return self.frames[s:s + WINDOW], self.hists[s:s + WINDOW]
+        return self.frames[s : s + WINDOW], self.hists[s : s + WINDOW]
 
 
 @dataclass
@@ -109,16 +109,23 @@ class ShotDetector:
         dev = torch.device(self.device)
         if dev.type == "cuda":
             # float32 convolutions (no TF32), as the package on CPU; fp16 only when asked for
-            with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False), \
-                    torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+            with (
+                torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False),
+                torch.autocast("cuda", dtype=torch.float16, enabled=self.half),
+            ):
                 logits = self.fast(frames, hists, state)
         else:
             logits = self.fast(frames, hists, state)
         return torch.sigmoid(logits.float())
 
     @torch.inference_mode()
-    def predict(self, frames: np.ndarray, *, key: Hashable | None = None,
-                upcoming: Sequence[tuple[Hashable, np.ndarray]] | Callable[[], Sequence] = ()) -> np.ndarray:
+    def predict(
+        self,
+        frames: np.ndarray,
+        *,
+        key: Hashable | None = None,
+        upcoming: Sequence[tuple[Hashable, np.ndarray]] | Callable[[], Sequence] = (),
+    ) -> np.ndarray:
         """Single-frame transition probability of every frame, float32 (N,).
 
         With windows_per_batch > 1, room left in this video's last batch is filled with the
@@ -142,13 +149,13 @@ class ShotDetector:
             self._run_streams(video, todo, out, share=not done)
             todo = []
         for b in range(0, len(todo) - len(todo) % wpb, wpb):
-            idx = todo[b:b + wpb]
+            idx = todo[b : b + wpb]
             for i, p in zip(idx, self._run([video.window(i) for i in idx], None)):
                 out[i] = p
-        rest = todo[len(todo) - len(todo) % wpb:]
+        rest = todo[len(todo) - len(todo) % wpb :]
         if rest:
             jobs = [(None, i, video) for i in rest]
-            for k, fr in (upcoming() if callable(upcoming) else upcoming):
+            for k, fr in upcoming() if callable(upcoming) else upcoming:
                 if len(jobs) == wpb:
                     break
                 try:
@@ -158,14 +165,14 @@ class ShotDetector:
                 entry = self._carry.get(k)
                 if entry is None or entry[0] != v.n:
                     entry = self._carry[k] = (v.n, {}, self._calls)
-                new = [i for i in range(len(v.starts)) if i not in entry[1]][:wpb - len(jobs)]
+                new = [i for i in range(len(v.starts)) if i not in entry[1]][: wpb - len(jobs)]
                 jobs += [(k, i, v) for i in new]
             for (k, i, _), p in zip(jobs, self._run([v.window(i) for _, i, v in jobs], None)):
                 if k is None:
                     out[i] = p
                 else:
                     self._carry[k][1][i] = p
-        return torch.cat(out).float().cpu()[:video.n].numpy()
+        return torch.cat(out).float().cpu()[: video.n].numpy()
 
     def _run_streams(self, video: _Video, todo: list[int], out: list, share: bool) -> None:
         """One window per forward pass, consecutive windows sharing work (`share`), the

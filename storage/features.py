@@ -21,8 +21,10 @@ class FeatureStore(ArrayStore):
 
     def _validate(self) -> None:
         if "num_features" not in self._group.attrs:
-            raise T12kError(f"{self.path} has no attrs['num_features']: it is not a feature store "
-                            "(did you pass the shots store?); point to a trailers_*.zarr store")
+            raise T12kError(
+                f"{self.path} has no attrs['num_features']: it is not a feature store "
+                "(did you pass the shots store?); point to a trailers_*.zarr store"
+            )
 
     @property
     def num_features(self) -> int:

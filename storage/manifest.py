@@ -16,7 +16,9 @@ from typing import Any
 class Manifest:
     def __init__(self, path: str | os.PathLike, fields: tuple[str, ...]):
         self.path = Path(path)
-        self.fields = ("id", "status", "reason") + tuple(f for f in fields if f not in ("id", "status", "reason")) + ("time",)
+        self.fields = (
+            ("id", "status", "reason") + tuple(f for f in fields if f not in ("id", "status", "reason")) + ("time",)
+        )
         self.rows: dict[str, dict[str, str]] = {}
         if self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as fh:
@@ -26,8 +28,13 @@ class Manifest:
         self.compact()
 
     def record(self, mid: str, status: str, reason: str = "", **fields: Any) -> None:
-        row = {"id": mid, "status": status, "reason": reason.replace("\n", " "),
-               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **{k: fields[k] for k in fields}}
+        row = {
+            "id": mid,
+            "status": status,
+            "reason": reason.replace("\n", " "),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **{k: fields[k] for k in fields},
+        }
         row = {k: ("" if row.get(k) is None else str(row.get(k))) for k in self.fields}
         self.rows[mid] = row
         new = not self.path.exists()

@@ -60,8 +60,10 @@ def read_mtgc(path: str | os.PathLike) -> MTGC:
     needed = ("mid",) + GENRES + SPLIT_COLUMNS
     missing = [c for c in needed if c not in header]
     if missing:
-        raise T12kError(f"{p} lacks column(s) {', '.join(missing)}; an mtgc.csv has mid, "
-                        f"{', '.join(GENRES)}, split0, split1, split2")
+        raise T12kError(
+            f"{p} lacks column(s) {', '.join(missing)}; an mtgc.csv has mid, "
+            f"{', '.join(GENRES)}, split0, split1, split2"
+        )
     col = {c: header.index(c) for c in needed}
     ids, labels, splits, seen = [], [], [], set()
     for lineno, row in enumerate(rows, start=2):
@@ -89,8 +91,7 @@ def read_mtgc(path: str | os.PathLike) -> MTGC:
         splits.append(spl)
     if not ids:
         raise T12kError(f"{p} has a header but no rows; add labelled trailers")
-    return MTGC(ids, np.asarray(labels, np.int8).reshape(-1, len(GENRES)),
-                np.asarray(splits, np.int8).reshape(-1, 3))
+    return MTGC(ids, np.asarray(labels, np.int8).reshape(-1, len(GENRES)), np.asarray(splits, np.int8).reshape(-1, 3))
 
 
 def write_mtgc(path: str | os.PathLike, data: MTGC) -> None:
@@ -104,8 +105,9 @@ def write_mtgc(path: str | os.PathLike, data: MTGC) -> None:
     os.replace(tmp, p)
 
 
-def read_labels(path: str | os.PathLike, id_field: str = "mid", genres_field: str = "genres"
-                ) -> tuple[list[str], np.ndarray]:
+def read_labels(
+    path: str | os.PathLike, id_field: str = "mid", genres_field: str = "genres"
+) -> tuple[list[str], np.ndarray]:
     """Ids and (n, 10) 0/1 labels of a labelled collection (a CSV file), for `t12k splits`.
 
     Either the ten genre columns (0/1, as in mtgc.csv; other columns such as old split
@@ -124,18 +126,24 @@ def read_labels(path: str | os.PathLike, id_field: str = "mid", genres_field: st
         raise T12kError(f"{p} has no rows; give a CSV with a header and one row per trailer")
     header = [h.strip() for h in rows[0].keys() if h is not None]
     if id_field not in header:
-        raise T12kError(f"{p} has no id column {id_field!r} (columns: {', '.join(header)}); "
-                        "pass --id-field with the name of the id column")
+        raise T12kError(
+            f"{p} has no id column {id_field!r} (columns: {', '.join(header)}); "
+            "pass --id-field with the name of the id column"
+        )
     aliases = {g: g for g in GENRES} | {"science fiction": "sci-fi", "sci fi": "sci-fi", "scifi": "sci-fi"}
     by_columns = all(g in header for g in GENRES)
     if not by_columns and genres_field not in header:
-        raise T12kError(f"{p} has neither the ten genre columns ({', '.join(GENRES)}) nor a "
-                        f"{genres_field!r} column of genre names; add one (see --genres-field)")
+        raise T12kError(
+            f"{p} has neither the ten genre columns ({', '.join(GENRES)}) nor a "
+            f"{genres_field!r} column of genre names; add one (see --genres-field)"
+        )
     ids, labels, seen = [], [], set()
     for lineno, row in enumerate(rows, start=2):
         if None in row:
-            raise T12kError(f"{p} line {lineno}: more fields than the header has; quote a list of genres "
-                            'that contains commas ("drama,romance") or separate the names with |')
+            raise T12kError(
+                f"{p} line {lineno}: more fields than the header has; quote a list of genres "
+                'that contains commas ("drama,romance") or separate the names with |'
+            )
         row = {k.strip(): (v or "").strip() for k, v in row.items()}
         mid = row.get(id_field, "")
         if not mid:
@@ -169,8 +177,11 @@ def label_combinations(labels: np.ndarray, order: int = 2) -> tuple[np.ndarray, 
     """
     labels = np.asarray(labels, bool)
     combos = list(itertools.combinations_with_replacement(range(labels.shape[1]), order))
-    matrix = np.stack([labels[:, sorted(set(c))].all(1) for c in combos], axis=1) if combos else \
-        np.zeros((labels.shape[0], 0), bool)
+    matrix = (
+        np.stack([labels[:, sorted(set(c))].all(1) for c in combos], axis=1)
+        if combos
+        else np.zeros((labels.shape[0], 0), bool)
+    )
     return matrix, combos
 
 
@@ -180,8 +191,13 @@ def _pick(values: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) 
     return candidates[v >= v.max() - 1e-9]
 
 
-def iterative_stratification(labels: np.ndarray, proportions=(0.7, 0.1, 0.2), order: int = 2,
-                             rng: np.random.Generator | int | None = 0, cap_sizes: bool = True) -> np.ndarray:
+def iterative_stratification(
+    labels: np.ndarray,
+    proportions=(0.7, 0.1, 0.2),
+    order: int = 2,
+    rng: np.random.Generator | int | None = 0,
+    cap_sizes: bool = True,
+) -> np.ndarray:
     """Subset number (0..len(proportions)-1) of every example, by iterative stratification
     of label combinations of size `order`.
 
@@ -210,8 +226,9 @@ def iterative_stratification(labels: np.ndarray, proportions=(0.7, 0.1, 0.2), or
     n = combos.shape[0]
     props = np.asarray(proportions, float)
     if props.ndim != 1 or len(props) < 1 or (props < 0).any() or not np.isclose(props.sum(), 1.0):
-        raise T12kError(f"subset proportions {tuple(proportions)} must be non-negative and sum to 1; "
-                        "pass e.g. 0.7,0.1,0.2")
+        raise T12kError(
+            f"subset proportions {tuple(proportions)} must be non-negative and sum to 1; pass e.g. 0.7,0.1,0.2"
+        )
     cf = combos.astype(np.float64)
     want = props[:, None] * cf.sum(0)[None, :]  # (subsets, K)
     want_n = props * n
@@ -242,8 +259,14 @@ def iterative_stratification(labels: np.ndarray, proportions=(0.7, 0.1, 0.2), or
     return out
 
 
-def stratified_splits(labels: np.ndarray, num_splits: int = 3, proportions=(0.7, 0.1, 0.2),
-                      seed: int = 0, order: int = 2, cap_sizes: bool = True) -> np.ndarray:
+def stratified_splits(
+    labels: np.ndarray,
+    num_splits: int = 3,
+    proportions=(0.7, 0.1, 0.2),
+    seed: int = 0,
+    order: int = 2,
+    cap_sizes: bool = True,
+) -> np.ndarray:
     """Assign every example to train/val/test (0/1/2), `num_splits` times: int8 (n, num_splits).
 
     Each split is one run of `iterative_stratification` (second-order, SOIS, by default)
@@ -279,8 +302,7 @@ def _odds_deviation(pos: np.ndarray, size: np.ndarray, whole_pos: np.ndarray, wh
     return dev
 
 
-def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 0.2),
-                 genres=GENRES) -> list[dict]:
+def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 0.2), genres=GENRES) -> list[dict]:
     """How far each subset of each split is from the whole collection.
 
     One dict per split with, per subset (train, val, test): ``n``, ``share`` (of all
@@ -302,7 +324,7 @@ def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 
     whole_g, whole_p = labels.sum(0), pair_m.sum(0)
     present = whole_p > 0
     props = np.asarray(proportions, float)
-    names = list(SUBSETS)[:len(props)] + [f"subset{j}" for j in range(3, len(props))]
+    names = list(SUBSETS)[: len(props)] + [f"subset{j}" for j in range(3, len(props))]
     report = []
     for s in range(splits.shape[1]):
         idx = [splits[:, s] == j for j in range(len(props))]
@@ -317,19 +339,27 @@ def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 
             dev = np.abs(share - whole_g / n) * 100
             pdev = np.abs(pos_p[j, present] / max(size[j], 1) - whole_p[present] / n) * 100
             subsets[name] = {
-                "n": int(size[j]), "share": float(size[j] / n), "target": float(props[j]),
+                "n": int(size[j]),
+                "share": float(size[j] / n),
+                "target": float(props[j]),
                 "genre_share": {g: float(v) for g, v in zip(genres, share)},
-                "max_dev_pp": float(dev.max()), "mean_dev_pp": float(dev.mean()),
+                "max_dev_pp": float(dev.max()),
+                "mean_dev_pp": float(dev.mean()),
                 "pair_max_dev_pp": float(pdev.max()) if pdev.size else 0.0,
                 "LD": float(np.nanmean(ld[j])) if np.isfinite(ld[j]).any() else float("nan"),
                 "LPD": float(np.nanmean(lpd[j])) if np.isfinite(lpd[j]).any() else float("nan"),
                 "zero_genres": [g for g, w, p in zip(genres, whole_g, pos_g[j]) if w and not p],
                 "zero_pairs": int(((pos_p[j] == 0) & present).sum()),
             }
-        report.append({"split": s, "subsets": subsets,
-                       "LD": float(np.nanmean([v["LD"] for v in subsets.values()])),
-                       "LPD": float(np.nanmean([v["LPD"] for v in subsets.values()])),
-                       "ExD": float(np.mean(np.abs(size - props * n)))})
+        report.append(
+            {
+                "split": s,
+                "subsets": subsets,
+                "LD": float(np.nanmean([v["LD"] for v in subsets.values()])),
+                "LPD": float(np.nanmean([v["LPD"] for v in subsets.values()])),
+                "ExD": float(np.mean(np.abs(size - props * n))),
+            }
+        )
     return report
 
 
@@ -338,15 +368,19 @@ def format_split_report(report: list[dict], genres=GENRES) -> str:
     lines = []
     for r in report:
         lines.append(f"split{r['split']}: LD {r['LD']:.4f}  LPD {r['LPD']:.4f}  ExD {r['ExD']:.1f} examples")
-        lines.append(f"  {'subset':<6} {'n':>7} {'share':>6} {'target':>6} {'max dev':>8} {'mean dev':>8} "
-                     f"{'pair dev':>8} {'LD':>7} {'LPD':>7}  missing")
+        lines.append(
+            f"  {'subset':<6} {'n':>7} {'share':>6} {'target':>6} {'max dev':>8} {'mean dev':>8} "
+            f"{'pair dev':>8} {'LD':>7} {'LPD':>7}  missing"
+        )
         for name, v in r["subsets"].items():
             missing = ", ".join(v["zero_genres"]) or "-"
             if v["zero_pairs"]:
                 missing += f" ({v['zero_pairs']} genre pairs)"
-            lines.append(f"  {name:<6} {v['n']:>7} {100 * v['share']:>5.1f}% {100 * v['target']:>5.1f}% "
-                         f"{v['max_dev_pp']:>6.2f}pp {v['mean_dev_pp']:>6.2f}pp {v['pair_max_dev_pp']:>6.2f}pp "
-                         f"{v['LD']:>7.4f} {v['LPD']:>7.4f}  {missing}")
+            lines.append(
+                f"  {name:<6} {v['n']:>7} {100 * v['share']:>5.1f}% {100 * v['target']:>5.1f}% "
+                f"{v['max_dev_pp']:>6.2f}pp {v['mean_dev_pp']:>6.2f}pp {v['pair_max_dev_pp']:>6.2f}pp "
+                f"{v['LD']:>7.4f} {v['LPD']:>7.4f}  {missing}"
+            )
     if report:
         lines.append("genre shares (% of each subset, split0):")
         first = report[0]["subsets"]

@@ -36,7 +36,8 @@ def check_id(mid: str, reserved: tuple[str, ...] = ()) -> str:
         raise T12kError(
             f"invalid trailer id {mid!r}: ids must start with a letter or digit and use only "
             f"letters, digits, '.', '_' and '-' (no '/', no '..'"
-            + (f", not one of {', '.join(reserved)}" if reserved else "") + "); rename it in your list"
+            + (f", not one of {', '.join(reserved)}" if reserved else "")
+            + "); rename it in your list"
         )
     return mid
 
@@ -51,14 +52,20 @@ def _write_array(path: Path, data: np.ndarray, chunk_rows: int, zarr_format: int
     chunks = (max(1, min(chunk_rows, data.shape[0] or 1)),) + tuple(data.shape[1:])
     if _ZARR3:
         arr = zarr.create_array(
-            store=str(path), shape=data.shape, dtype=data.dtype, chunks=chunks,
-            compressors=_compressor(zarr_format), zarr_format=zarr_format, overwrite=True,
+            store=str(path),
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=chunks,
+            compressors=_compressor(zarr_format),
+            zarr_format=zarr_format,
+            overwrite=True,
         )
     else:
         if zarr_format != 2:
             raise T12kError("zarr format 3 needs zarr>=3 (Python 3.11+); install it or use --zarr-format 2")
-        arr = zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype,
-                              chunks=chunks, compressor=_compressor(2))
+        arr = zarr.open_array(
+            str(path), mode="w", shape=data.shape, dtype=data.dtype, chunks=chunks, compressor=_compressor(2)
+        )
     if data.size:
         arr[...] = data
 
@@ -118,9 +125,14 @@ class ArrayStore:
         return store
 
     @classmethod
-    def create_or_append(cls, path: str | os.PathLike, settings: dict[str, Any],
-                         attrs: dict[str, Any] | None = None, zarr_format: int = 2,
-                         info: dict[str, Any] | None = None):
+    def create_or_append(
+        cls,
+        path: str | os.PathLike,
+        settings: dict[str, Any],
+        attrs: dict[str, Any] | None = None,
+        zarr_format: int = 2,
+        info: dict[str, Any] | None = None,
+    ):
         """Open `path` for appending, creating it if needed.
 
         An existing store must have been made with the same `settings`; otherwise appending
@@ -145,8 +157,11 @@ class ArrayStore:
             old = dict(group.attrs.get("t12k", {}))
             if old.get("kind", cls.kind) != cls.kind:
                 raise T12kError(f"{p} is a {old.get('kind')} store, not a {cls.kind} store; choose another path")
-            diffs = [f"{k}: store has {old.get(k)!r}, this run uses {v!r}"
-                     for k, v in settings.items() if k in old and _norm(old.get(k)) != _norm(v)]
+            diffs = [
+                f"{k}: store has {old.get(k)!r}, this run uses {v!r}"
+                for k, v in settings.items()
+                if k in old and _norm(old.get(k)) != _norm(v)
+            ]
             if diffs:
                 raise T12kError(
                     f"store {p} was made with other settings ({'; '.join(diffs)}); "
@@ -154,8 +169,9 @@ class ArrayStore:
                 )
             for key, value in (attrs or {}).items():
                 if key in group.attrs and _norm(group.attrs[key]) != _norm(value):
-                    raise T12kError(f"store {p} has {key}={group.attrs[key]!r}, this run gives {value!r}; "
-                                    "write to a new store path")
+                    raise T12kError(
+                        f"store {p} has {key}={group.attrs[key]!r}, this run gives {value!r}; write to a new store path"
+                    )
         store = cls(p, group, fmt, writable=True)
         return store
 
@@ -175,8 +191,11 @@ class ArrayStore:
         """Ids whose per-id array is complete (present), sorted."""
         if not self.path.is_dir():
             return []
-        return sorted(e.name for e in os.scandir(self.path)
-                      if e.is_dir() and e.name not in self.companions and _is_array_dir(Path(e.path)))
+        return sorted(
+            e.name
+            for e in os.scandir(self.path)
+            if e.is_dir() and e.name not in self.companions and _is_array_dir(Path(e.path))
+        )
 
     def __contains__(self, mid: str) -> bool:
         return _is_array_dir(self.path / str(mid)) and str(mid) not in self.companions
@@ -194,8 +213,9 @@ class ArrayStore:
             raise T12kError(f"{name!r} is not in store {self.path}") from exc
 
     # ---- writing -------------------------------------------------------------------------
-    def write(self, mid: str, data: np.ndarray, companions: dict[str, np.ndarray] | None = None,
-              chunk_rows: int = 256) -> None:
+    def write(
+        self, mid: str, data: np.ndarray, companions: dict[str, np.ndarray] | None = None, chunk_rows: int = 256
+    ) -> None:
         """Write one trailer's array (and companions) so that it appears whole or not at all."""
         if not self.writable:
             raise T12kError(f"store {self.path} is open read-only")

@@ -43,7 +43,7 @@ def shot_frames(lengths, size=(128, 72), seed=0):
             img = np.empty((h, w, 3), np.uint8)
             img[:] = colour
             x = (5 + 2 * k) % (w - 20)
-            img[20:36, x:x + 16] = accent
+            img[20:36, x : x + 16] = accent
             frames.append(img)
     return frames
 
@@ -95,8 +95,11 @@ def three_videos(tmp_path_factory) -> Path:
     return folder
 
 
-THREE_SHOTS = {"a1": [[0, 59], [60, 109], [110, 179]], "b2": [[0, 39], [40, 129]],
-               "c3": [[0, 29], [30, 59], [60, 89], [90, 134]]}
+THREE_SHOTS = {
+    "a1": [[0, 59], [60, 109], [110, 179]],
+    "b2": [[0, 39], [40, 129]],
+    "c3": [[0, 29], [30, 59], [60, 89], [90, 134]],
+}
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 import zarr
-
 from conftest import shot_frames, write_h264
+
 from t12k.backbones import REGISTRY, load_backbone
 from t12k.pipeline.decode import iter_frames
 from t12k.pipeline.extract import extract_features
@@ -35,10 +35,14 @@ def _by_hand(key, frames, clips, fps=24):
     else:
         step = 24 // fps
         black = np.zeros_like(frames[0])
-        x = torch.stack([
-            torch.from_numpy(np.stack([frames[i] if i <= last else black
-                                       for i in range(first, first + 24, step)])).permute(0, 3, 1, 2)
-            for first, last, _ in clips])
+        x = torch.stack(
+            [
+                torch.from_numpy(
+                    np.stack([frames[i] if i <= last else black for i in range(first, first + 24, step)])
+                ).permute(0, 3, 1, 2)
+                for first, last, _ in clips
+            ]
+        )
     with torch.no_grad():
         return model(transform(x)).numpy()
 
@@ -46,8 +50,16 @@ def _by_hand(key, frames, clips, fps=24):
 @pytest.mark.parametrize("key", list(REGISTRY))
 def test_stored_features_equal_the_backbone_by_hand(tiny, tmp_path, key):
     spec = REGISTRY[key]
-    summary = extract_features(tiny / "videos", tiny / "shots.zarr", tmp_path, backbones=key, weights="none",
-                               device="cpu", progress=False, log=lambda m: None)
+    summary = extract_features(
+        tiny / "videos",
+        tiny / "shots.zarr",
+        tmp_path,
+        backbones=key,
+        weights="none",
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
     assert summary.ok
     path = tmp_path / spec.store_name()
     z = zarr.open(str(path), mode="r")
@@ -61,22 +73,48 @@ def test_stored_features_equal_the_backbone_by_hand(tiny, tmp_path, key):
 
 
 def test_3d_frame_rate_subsamples_every_kth_frame(tiny, tmp_path):
-    extract_features(tiny / "videos", tiny / "shots.zarr", tmp_path, backbones="r2plus1d", weights="none",
-                     fps=8, device="cpu", progress=False, log=lambda m: None)
+    extract_features(
+        tiny / "videos",
+        tiny / "shots.zarr",
+        tmp_path,
+        backbones="r2plus1d",
+        weights="none",
+        fps=8,
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
     store = FeatureStore.open(tmp_path / "trailers_k_r2plus1d_fps8_fpc24.zarr")
     frames = list(iter_frames(tiny / "videos" / "t1.mp4"))
-    np.testing.assert_allclose(store.read("t1"), _by_hand("r2plus1d", frames, store.read("t1", "clips"), fps=8),
-                               atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        store.read("t1"), _by_hand("r2plus1d", frames, store.read("t1", "clips"), fps=8), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_one_decode_many_backbones_equals_each_alone(tiny, tmp_path):
     both = tmp_path / "both"
-    extract_features(tiny / "videos", tiny / "shots.zarr", both, backbones="shufflenet2d,r2plus1d",
-                     weights="none", device="cpu", progress=False, log=lambda m: None)
+    extract_features(
+        tiny / "videos",
+        tiny / "shots.zarr",
+        both,
+        backbones="shufflenet2d,r2plus1d",
+        weights="none",
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
     for key in ("shufflenet2d", "r2plus1d"):
         alone = tmp_path / key
-        extract_features(tiny / "videos", tiny / "shots.zarr", alone, backbones=key, weights="none",
-                         device="cpu", progress=False, log=lambda m: None)
+        extract_features(
+            tiny / "videos",
+            tiny / "shots.zarr",
+            alone,
+            backbones=key,
+            weights="none",
+            device="cpu",
+            progress=False,
+            log=lambda m: None,
+        )
         name = REGISTRY[key].store_name()
         a, b = FeatureStore.open(both / name), FeatureStore.open(alone / name)
         np.testing.assert_array_equal(a.read("t1"), b.read("t1"))

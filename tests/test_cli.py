@@ -40,8 +40,9 @@ def test_every_option_has_help(cmd):
 def test_console_script_and_python_cli_py_are_the_same():
     t12k = Path(sys.executable).parent / "t12k"
     a = subprocess.run([str(t12k), "--help"], capture_output=True, text=True, check=True).stdout
-    b = subprocess.run([sys.executable, str(ROOT / "cli.py"), "--help"], capture_output=True, text=True,
-                       check=True, cwd=ROOT).stdout
+    b = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "--help"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
     assert a == b and "extract" in a
 
 
@@ -53,8 +54,9 @@ def _published_store(path: Path, ids, rng, num_features=24, labels=None):
         n = int(rng.integers(20, 80))
         x = rng.normal(size=(n, num_features)).astype(np.float32)
         x[:, :10] += 1.5 * labels[i]  # a learnable genre signal
-        a = g.create_array(mid, shape=x.shape, dtype="float32", chunks=(64, num_features),
-                           compressors=numcodecs.Blosc())
+        a = g.create_array(
+            mid, shape=x.shape, dtype="float32", chunks=(64, num_features), compressors=numcodecs.Blosc()
+        )
         a[:] = x
 
 
@@ -64,12 +66,25 @@ def test_train_on_a_hand_written_published_store(tmp_path, capsys):
     y = (rng.random((60, 10)) < 0.3).astype(np.int8)
     write_mtgc(tmp_path / "mtgc.csv", MTGC(ids, y, stratified_splits(y, seed=0)))
     _published_store(tmp_path / "trailers_i_swin_fpc24.zarr", ids, rng, labels=y)
-    code = main(["train", "--image-store", str(tmp_path / "trailers_i_swin_fpc24.zarr"), "--labels",
-                 str(tmp_path / "mtgc.csv"), "--out", str(tmp_path / "run"), "--max-epochs", "8",
-                 "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--image-store",
+            str(tmp_path / "trailers_i_swin_fpc24.zarr"),
+            "--labels",
+            str(tmp_path / "mtgc.csv"),
+            "--out",
+            str(tmp_path / "run"),
+            "--max-epochs",
+            "8",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("test"))
+    line = next(x for x in out.splitlines() if x.startswith("test"))
     values = dict(zip(line.split()[3::2], map(float, line.split()[4::2])))
     assert set(values) == {"muAP", "mAP", "wAP", "sAP"}
     assert values["muAP"] > 100 * y.mean() + 10  # well above a constant predictor (label density)
@@ -103,23 +118,45 @@ def test_unknown_backbone(capsys, tmp_path):
 def test_wrong_store_kind(capsys, tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"")
     _published_store(tmp_path / "f.zarr", ["a"], np.random.default_rng(0), labels=np.zeros((1, 10)))
-    err = _error(capsys, ["extract", "--videos", str(tmp_path), "--shots", str(tmp_path / "nope.zarr"),
-                          "--weights", "none"])
+    err = _error(
+        capsys, ["extract", "--videos", str(tmp_path), "--shots", str(tmp_path / "nope.zarr"), "--weights", "none"]
+    )
     assert "nope.zarr does not exist" in err
-    err = _error(capsys, ["extract", "--videos", str(tmp_path), "--shots", str(tmp_path / "f.zarr"),
-                          "--weights", "none"])
+    err = _error(
+        capsys, ["extract", "--videos", str(tmp_path), "--shots", str(tmp_path / "f.zarr"), "--weights", "none"]
+    )
     assert "is a feature store, not a shots store" in err
 
 
 def test_malformed_mtgc(capsys, tmp_path):
     _published_store(tmp_path / "f.zarr", ["a"], np.random.default_rng(0), labels=np.zeros((1, 10)))
     (tmp_path / "mtgc.csv").write_text("mid," + ",".join(GENRES) + "\n")
-    err = _error(capsys, ["train", "--image-store", str(tmp_path / "f.zarr"), "--labels", str(tmp_path / "mtgc.csv"),
-                          "--out", str(tmp_path / "run")])
+    err = _error(
+        capsys,
+        [
+            "train",
+            "--image-store",
+            str(tmp_path / "f.zarr"),
+            "--labels",
+            str(tmp_path / "mtgc.csv"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert "lacks column(s) split0" in err
     (tmp_path / "mtgc.csv").write_text("mid," + ",".join(GENRES) + ",split0,split1,split2\n1,1,0\n")
-    err = _error(capsys, ["train", "--image-store", str(tmp_path / "f.zarr"), "--labels", str(tmp_path / "mtgc.csv"),
-                          "--out", str(tmp_path / "run")])
+    err = _error(
+        capsys,
+        [
+            "train",
+            "--image-store",
+            str(tmp_path / "f.zarr"),
+            "--labels",
+            str(tmp_path / "mtgc.csv"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert "line 2" in err
 
 

@@ -66,8 +66,11 @@ def test_opencv_histogram_equals_the_numpy_definition():
 
     rng = np.random.default_rng(3)
     every_value = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(16, 16, 3)
-    for frame in (every_value, rng.integers(0, 256, (27, 48, 3), dtype=np.uint8),
-                  rng.integers(0, 256, (360, 641, 3), dtype=np.uint8)[:, ::2]):  # non-contiguous too
+    for frame in (
+        every_value,
+        rng.integers(0, 256, (27, 48, 3), dtype=np.uint8),
+        rng.integers(0, 256, (360, 641, 3), dtype=np.uint8)[:, ::2],
+    ):  # non-contiguous too
         np.testing.assert_array_equal(color_histogram(frame), _color_histogram_numpy(frame))
 
 

@@ -10,8 +10,22 @@ from t12k.storage import FeatureStore, ShotStore, read_mtgc
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_summarizes(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--trailers", "10", "--seconds", "4", "--max-epochs", "5",
-                 "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--trailers",
+            "10",
+            "--seconds",
+            "4",
+            "--max-epochs",
+            "5",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0, text
     for stage in ("[1/6]", "[2/6] fetch", "[3/6] shots", "[4/6] extract", "[5/6] train", "[6/6] predict"):
@@ -31,8 +45,25 @@ def test_demo_runs_every_stage_and_summarizes(tmp_path, capsys):
     assert "test      muAP" in text and "predict   gen" in text
     assert (out / "run" / "checkpoint.pt").is_file()
     # a second run resumes: nothing is fetched, detected or extracted again
-    assert main(["demo", "--out", str(out), "--trailers", "10", "--seconds", "4", "--max-epochs", "5",
-                 "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--trailers",
+                "10",
+                "--seconds",
+                "4",
+                "--max-epochs",
+                "5",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     again = capsys.readouterr().out
     assert "0 downloaded" in again or "0 done" in again
     assert "shots: 0 done, 11 already done" in again and "extract: 0 done, 11 already done" in again

@@ -20,8 +20,18 @@ import zarr
 from sklearn.metrics import auc, precision_recall_curve
 
 from t12k import GENRES
-from t12k.divita import (AGGREGATIONS, DIViTA, TrainConfig, compute_metrics, load_model, load_table,
-                         load_trailers, pr_auc, predict_features, train)
+from t12k.divita import (
+    AGGREGATIONS,
+    DIViTA,
+    TrainConfig,
+    compute_metrics,
+    load_model,
+    load_table,
+    load_trailers,
+    pr_auc,
+    predict_features,
+    train,
+)
 from t12k.divita.data import TrailerFeatures, eval_index, mean_by_owner, table_from_arrays
 from t12k.divita.train import evaluate
 from t12k.errors import T12kError
@@ -55,8 +65,9 @@ def write_published_store(path: Path, ids, arrays, nf: int) -> None:
     g = zarr.open_group(str(path), mode="w", zarr_format=2)
     g.attrs["num_features"] = nf
     for mid, a in zip(ids, arrays):
-        arr = g.create_array(mid, shape=a.shape, dtype="float32", chunks=(64, nf),
-                             compressors=numcodecs.Blosc(cname="lz4", clevel=5))
+        arr = g.create_array(
+            mid, shape=a.shape, dtype="float32", chunks=(64, nf), compressors=numcodecs.Blosc(cname="lz4", clevel=5)
+        )
         arr[...] = a.astype(np.float32)
 
 
@@ -81,25 +92,47 @@ def dataset(tmp_path_factory):
     write_t12k_store(root / "trailers_i_syn_fpc24.zarr", ids, image, FI)
     write_published_store(root / "trailers_k_syn_fps24_fpc24.zarr", ids, video, FV)
     write_mtgc(root / "mtgc.csv", MTGC(ids, labels, stratified_splits(labels, seed=0)))
-    return {"root": root, "ids": ids, "labels": labels, "lengths": lengths, "image": image, "video": video,
-            "image_store": root / "trailers_i_syn_fpc24.zarr",
-            "video_store": root / "trailers_k_syn_fps24_fpc24.zarr", "mtgc": root / "mtgc.csv"}
+    return {
+        "root": root,
+        "ids": ids,
+        "labels": labels,
+        "lengths": lengths,
+        "image": image,
+        "video": video,
+        "image_store": root / "trailers_i_syn_fpc24.zarr",
+        "video_store": root / "trailers_k_syn_fps24_fpc24.zarr",
+        "mtgc": root / "mtgc.csv",
+    }
 
 
 @pytest.fixture(scope="module")
 def trained(dataset):
     out = dataset["root"] / "run"
-    cfg = TrainConfig(image_store=dataset["image_store"], video_store=dataset["video_store"],
-                      labels=dataset["mtgc"], split=0, out_dir=out, lr=2e-3, batch_size=16,
-                      max_epochs=8, stop_patience=20, device="cpu", seed=0)
+    cfg = TrainConfig(
+        image_store=dataset["image_store"],
+        video_store=dataset["video_store"],
+        labels=dataset["mtgc"],
+        split=0,
+        out_dir=out,
+        lr=2e-3,
+        batch_size=16,
+        max_epochs=8,
+        stop_patience=20,
+        device="cpu",
+        seed=0,
+    )
     return cfg, train(cfg, progress=False)
 
 
 # ---- model ---------------------------------------------------------------------------------
 
 
-MODALITIES = {"image": (FI, None, "late"), "video": (None, FV, "late"),
-              "early": (FI, FV, "early"), "late": (FI, FV, "late")}
+MODALITIES = {
+    "image": (FI, None, "late"),
+    "video": (None, FV, "late"),
+    "early": (FI, FV, "early"),
+    "late": (FI, FV, "late"),
+}
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
@@ -153,8 +186,9 @@ def test_model_input_errors():
 
 def _ramp_arrays(lengths, nf=4):
     """Clip j of trailer i has every feature equal to 1000*(i+1) + j + 1 (never 0)."""
-    return [np.full((n, nf), 0.0, np.float32) + (1000 * (i + 1) + np.arange(n) + 1)[:, None]
-            for i, n in enumerate(lengths)]
+    return [
+        np.full((n, nf), 0.0, np.float32) + (1000 * (i + 1) + np.arange(n) + 1)[:, None] for i, n in enumerate(lengths)
+    ]
 
 
 def test_train_snippets_pad_short_trailers():
@@ -171,7 +205,7 @@ def test_train_snippets_pad_short_trailers():
         np.testing.assert_array_equal(image[1].numpy(), arrays[1])
         start = int(image[2, 0, 0]) - 3001
         assert 0 <= start <= 17
-        np.testing.assert_array_equal(image[2].numpy(), arrays[2][start:start + 30])
+        np.testing.assert_array_equal(image[2].numpy(), arrays[2][start : start + 30])
         assert (image[3] == 0).all()
         starts.add(start)
     assert starts == set(range(18))  # uniform over [0, n - S], both ends included
@@ -219,8 +253,8 @@ def test_load_both_store_formats(dataset):
     assert img.lengths.tolist() == vid.lengths.tolist() == list(dataset["lengths"][:7])
     for i in range(7):
         o, n = int(img.offsets[i]), int(img.lengths[i])
-        np.testing.assert_allclose(img.feats[o:o + n].numpy(), dataset["image"][i], rtol=1e-6)
-        np.testing.assert_allclose(vid.feats[o:o + n].float().numpy(), dataset["video"][i], rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(img.feats[o : o + n].numpy(), dataset["image"][i], rtol=1e-6)
+        np.testing.assert_allclose(vid.feats[o : o + n].float().numpy(), dataset["video"][i], rtol=2e-3, atol=2e-3)
     assert (img.feats[-1] == 0).all()
     data = load_trailers(ids, dataset["image_store"], dataset["video_store"], dtype="float16")
     image, video = data.train_batch(torch.arange(7), 30, torch.Generator().manual_seed(1))
@@ -248,8 +282,13 @@ def test_train_errors_clearly(dataset, tmp_path):
     m = read_mtgc(dataset["mtgc"])
     extra = MTGC(m.ids + ["missing01"], np.vstack([m.labels, m.labels[:1]]), np.vstack([m.splits, m.splits[:1]]))
     write_mtgc(tmp_path / "mtgc.csv", extra)
-    cfg = TrainConfig(image_store=dataset["image_store"], labels=tmp_path / "mtgc.csv",
-                      out_dir=tmp_path / "run", max_epochs=1, device="cpu")
+    cfg = TrainConfig(
+        image_store=dataset["image_store"],
+        labels=tmp_path / "mtgc.csv",
+        out_dir=tmp_path / "run",
+        max_epochs=1,
+        device="cpu",
+    )
     with pytest.raises(T12kError, match="'missing01'"):
         train(cfg, progress=False)
     with pytest.raises(T12kError, match="no feature store"):
@@ -394,29 +433,50 @@ def test_bad_checkpoints(tmp_path):
 
 def test_early_stopping_and_scheduler(dataset, tmp_path):
     # a large learning rate overfits this small set quickly: validation loss stops improving
-    cfg = TrainConfig(image_store=dataset["image_store"], labels=dataset["mtgc"], out_dir=tmp_path / "run",
-                      aggregation="conv", lr=0.05, batch_size=64, max_epochs=40, stop_patience=2,
-                      scheduler_patience=0, device="cpu", seed=3)
+    cfg = TrainConfig(
+        image_store=dataset["image_store"],
+        labels=dataset["mtgc"],
+        out_dir=tmp_path / "run",
+        aggregation="conv",
+        lr=0.05,
+        batch_size=64,
+        max_epochs=40,
+        stop_patience=2,
+        scheduler_patience=0,
+        device="cpu",
+        seed=3,
+    )
     result = train(cfg, progress=False)
     assert result.epochs_run == result.best_epoch + cfg.stop_patience < cfg.max_epochs
     losses = [h["val_loss"] for h in result.history]
     assert min(losses) == losses[result.best_epoch - 1]
-    assert all(x >= losses[result.best_epoch - 1] for x in losses[result.best_epoch:])
+    assert all(x >= losses[result.best_epoch - 1] for x in losses[result.best_epoch :])
     lrs = [h["lr"] for h in result.history]
     assert lrs[0] == pytest.approx(0.05) and lrs[-1] < lrs[0]  # patience 0: cut after a bad epoch
     assert all(b <= a for a, b in zip(lrs, lrs[1:]))
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == result.best_epoch
 
 
-@pytest.mark.parametrize("aggregation,fusion,modal", [("gru", "early", "both"), ("savg", "late", "video"),
-                                                       ("ctt", "early", "both"),
-                                                       ("conv", "late", "image")])
+@pytest.mark.parametrize(
+    "aggregation,fusion,modal",
+    [("gru", "early", "both"), ("savg", "late", "video"), ("ctt", "early", "both"), ("conv", "late", "image")],
+)
 def test_other_heads_train(dataset, tmp_path, aggregation, fusion, modal):
-    cfg = TrainConfig(image_store=dataset["image_store"] if modal != "video" else None,
-                      video_store=dataset["video_store"] if modal != "image" else None,
-                      labels=dataset["mtgc"], split=1, out_dir=tmp_path / "run", aggregation=aggregation,
-                      fusion=fusion, lr=2e-3, batch_size=32, max_epochs=2, stop_patience=1,
-                      device="cpu", feature_dtype="float16")
+    cfg = TrainConfig(
+        image_store=dataset["image_store"] if modal != "video" else None,
+        video_store=dataset["video_store"] if modal != "image" else None,
+        labels=dataset["mtgc"],
+        split=1,
+        out_dir=tmp_path / "run",
+        aggregation=aggregation,
+        fusion=fusion,
+        lr=2e-3,
+        batch_size=32,
+        max_epochs=2,
+        stop_patience=1,
+        device="cpu",
+        feature_dtype="float16",
+    )
     result = train(cfg, progress=False)
     assert 1 <= result.epochs_run <= 2
     assert 0 <= result.test["muAP"] <= 1
@@ -458,8 +518,16 @@ def test_ctt_head_is_convolution_through_time_with_max_pooling():
 
 
 def test_ctt_baseline_trains_and_reloads(dataset, tmp_path):
-    cfg = TrainConfig(image_store=dataset["image_store"], labels=dataset["mtgc"], out_dir=tmp_path / "run",
-                      aggregation="ctt", lr=1e-3, batch_size=32, max_epochs=3, device="cpu")
+    cfg = TrainConfig(
+        image_store=dataset["image_store"],
+        labels=dataset["mtgc"],
+        out_dir=tmp_path / "run",
+        aggregation="ctt",
+        lr=1e-3,
+        batch_size=32,
+        max_epochs=3,
+        device="cpu",
+    )
     result = train(cfg, progress=False)
     model, info = load_model(tmp_path / "run" / "checkpoint.pt")
     assert model.aggregation == info["aggregation"] == "ctt" and model.modality == "image"
@@ -474,9 +542,20 @@ class _Stop(Exception):
 
 
 def _resume_cfg(dataset, out, **kw):
-    base = dict(image_store=dataset["image_store"], labels=dataset["mtgc"], split=2, out_dir=out,
-                aggregation="tsfm", lr=1e-2, batch_size=16, max_epochs=6, stop_patience=20,
-                scheduler_patience=0, device="cpu", seed=5)
+    base = dict(
+        image_store=dataset["image_store"],
+        labels=dataset["mtgc"],
+        split=2,
+        out_dir=out,
+        aggregation="tsfm",
+        lr=1e-2,
+        batch_size=16,
+        max_epochs=6,
+        stop_patience=20,
+        scheduler_patience=0,
+        device="cpu",
+        seed=5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -533,9 +612,24 @@ def test_resume_refuses_other_settings(dataset, tmp_path):
 def test_cli_train_resume(dataset, tmp_path, capsys):
     from t12k.cli import main
 
-    args = ["train", "--image-store", str(dataset["image_store"]), "--labels", str(dataset["mtgc"]),
-            "--out", str(tmp_path / "run"), "--aggregation", "savg", "--device", "cpu", "--quiet",
-            "--num-threads", "1", "--lr", "0.01"]
+    args = [
+        "train",
+        "--image-store",
+        str(dataset["image_store"]),
+        "--labels",
+        str(dataset["mtgc"]),
+        "--out",
+        str(tmp_path / "run"),
+        "--aggregation",
+        "savg",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--num-threads",
+        "1",
+        "--lr",
+        "0.01",
+    ]
     assert main(args + ["--max-epochs", "1"]) == 0
     assert main(args + ["--max-epochs", "2", "--resume"]) == 0
     out = capsys.readouterr().out

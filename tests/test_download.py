@@ -17,8 +17,7 @@ import zarr
 from t12k.cli import main
 from t12k.divita.data import load_table
 from t12k.errors import T12kError
-from t12k.pipeline.download import (PUBLISHED_FILES, PublishedFile, download_published, safe_extract,
-                                    select_files)
+from t12k.pipeline.download import PUBLISHED_FILES, PublishedFile, download_published, safe_extract, select_files
 
 STORE = "trailers_i_test_fpc24.zarr"
 
@@ -64,7 +63,7 @@ class _Server:
                 self.end_headers()
                 if name in server.drop_first:
                     server.drop_first.discard(name)
-                    self.wfile.write(part[:len(part) // 3])
+                    self.wfile.write(part[: len(part) // 3])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -72,8 +71,7 @@ class _Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/record/files"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def add(self, name: str, data: bytes) -> PublishedFile:
         self.files[name] = data
@@ -138,7 +136,7 @@ def test_download_verify_extract_and_skip(server, store_tarball, tmp_path):
     table = load_table(out / STORE, list(arrays))
     for i, a in enumerate(arrays.values()):
         o, n = int(table.offsets[i]), int(table.lengths[i])
-        np.testing.assert_array_equal(table.feats[o:o + n].numpy(), a)
+        np.testing.assert_array_equal(table.feats[o : o + n].numpy(), a)
     assert [r for r, _ in server.requests] == ["mtgc.csv", f"{STORE}.tar.gz"]
     # everything in place: nothing is fetched again
     again = download_published(out, base_url=server.url, catalog=catalog, progress=False, log=lambda m: None)
@@ -158,8 +156,7 @@ def test_a_dropped_connection_resumes_where_it_stopped(server, tmp_path):
     payload = np.random.default_rng(2).bytes(2_500_000)
     catalog = [server.add("mtgc.csv", payload)]
     server.drop_first.add("mtgc.csv")
-    download_published(tmp_path, base_url=server.url, catalog=catalog, progress=False, log=lambda m: None,
-                       backoff=0)
+    download_published(tmp_path, base_url=server.url, catalog=catalog, progress=False, log=lambda m: None, backoff=0)
     assert len(server.requests) == 2 and server.requests[0] == ("mtgc.csv", None)
     assert server.requests[1][1] is not None and server.requests[1][1].startswith("bytes=")
     assert int(server.requests[1][1][6:-1]) > 0
@@ -185,20 +182,36 @@ def test_md5_mismatch_is_refused_and_nothing_kept(server, tmp_path):
 
 def test_http_errors_name_the_url(server, tmp_path):
     with pytest.raises(T12kError, match=r"mtgc\.csv\?download=1 answered HTTP 404.*--base-url"):
-        download_published(tmp_path, base_url=server.url, catalog=[PublishedFile("mtgc.csv", "0" * 32)],
-                           progress=False, log=lambda m: None)
+        download_published(
+            tmp_path,
+            base_url=server.url,
+            catalog=[PublishedFile("mtgc.csv", "0" * 32)],
+            progress=False,
+            log=lambda m: None,
+        )
     with pytest.raises(T12kError, match="failed 2 times"):
-        download_published(tmp_path, base_url="http://127.0.0.1:9/none", retries=1, backoff=0, timeout=2,
-                           catalog=[PublishedFile("mtgc.csv", "0" * 32)], progress=False, log=lambda m: None)
+        download_published(
+            tmp_path,
+            base_url="http://127.0.0.1:9/none",
+            retries=1,
+            backoff=0,
+            timeout=2,
+            catalog=[PublishedFile("mtgc.csv", "0" * 32)],
+            progress=False,
+            log=lambda m: None,
+        )
 
 
-@pytest.mark.parametrize("entries,match", [
-    ([(f"{STORE}/.zgroup", b"{}"), ("../evil.txt", b"x")], "leaves the target folder"),
-    ([(f"{STORE}/a/../../../evil.txt", b"x")], "leaves the target folder"),
-    ([("/tmp/evil.txt", b"x")], "absolute path"),
-    ([(STORE, None), (f"{STORE}/link", ("sym", "/etc/passwd"))], "a link"),
-    ([(STORE, None), (f"{STORE}/hard", ("hard", "/etc/passwd"))], "a link"),
-])
+@pytest.mark.parametrize(
+    "entries,match",
+    [
+        ([(f"{STORE}/.zgroup", b"{}"), ("../evil.txt", b"x")], "leaves the target folder"),
+        ([(f"{STORE}/a/../../../evil.txt", b"x")], "leaves the target folder"),
+        ([("/tmp/evil.txt", b"x")], "absolute path"),
+        ([(STORE, None), (f"{STORE}/link", ("sym", "/etc/passwd"))], "a link"),
+        ([(STORE, None), (f"{STORE}/hard", ("hard", "/etc/passwd"))], "a link"),
+    ],
+)
 def test_hostile_archives_are_refused(server, tmp_path, entries, match):
     data = _tar(entries)
     catalog = [server.add(f"{STORE}.tar.gz", data)]
@@ -224,16 +237,21 @@ def test_safe_extract_keeps_files_and_folders(tmp_path):
 def test_catalog_and_cli(server, tmp_path, capsys):
     assert [f.name for f in PUBLISHED_FILES][0] == "mtgc.csv" and len(PUBLISHED_FILES) == 7
     assert {f.target for f in PUBLISHED_FILES[1:]} == {
-        "trailers_i_shufflenet_fpc24.zarr", "trailers_k_shufflenet_fps24_fpc24.zarr",
-        "trailers_i_resnet_fpc24.zarr", "trailers_k_r2plus1d_fps24_fpc24.zarr",
-        "trailers_i_swin_fpc24.zarr", "trailers_ik_swin_fps24_fpc24.zarr"}
+        "trailers_i_shufflenet_fpc24.zarr",
+        "trailers_k_shufflenet_fps24_fpc24.zarr",
+        "trailers_i_resnet_fpc24.zarr",
+        "trailers_k_r2plus1d_fps24_fpc24.zarr",
+        "trailers_i_swin_fpc24.zarr",
+        "trailers_ik_swin_fps24_fpc24.zarr",
+    }
     assert [f.name for f in select_files(["mtgc.csv", "trailers_i_resnet_fpc24"])] == [
-        "mtgc.csv", "trailers_i_resnet_fpc24.zarr.tar.gz"]
+        "mtgc.csv",
+        "trailers_i_resnet_fpc24.zarr.tar.gz",
+    ]
     assert main(["download-reps", "--list"]) == 0
     assert "d730579950345b2c0f9c4a9779bd9d44  mtgc.csv" in capsys.readouterr().out
     server.add("mtgc.csv", b"a local file that is not the published mtgc.csv\n")
-    code = main(["download-reps", "--base-url", server.url, "--only", "mtgc.csv", "--out", str(tmp_path),
-                 "--quiet"])
+    code = main(["download-reps", "--base-url", server.url, "--only", "mtgc.csv", "--out", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "expected d730579950345b2c0f9c4a9779bd9d44" in err

@@ -11,14 +11,14 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import THREE_SHOTS, MeanRunner, mean_features
 
-from conftest import THREE_SHOTS, MeanRunner, mean_features, write_h264
-from t12k.shots.clips import color_counts
 from t12k.backbones import REGISTRY, get_spec
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
 from t12k.pipeline import extract as ex
 from t12k.shots import plan_clips
+from t12k.shots.clips import color_counts
 from t12k.storage import FeatureStore, ShotStore
 
 SHOTS = THREE_SHOTS
@@ -65,10 +65,28 @@ def test_batches_cross_trailers_and_every_clip_gets_its_own_feature(three_videos
 
 def test_workers_and_batches_do_not_change_the_stores(three_videos, shots_store, tmp_path):
     keys = "shufflenet2d,r2plus1d"
-    ex.extract_features(three_videos, shots_store, tmp_path / "a", backbones=keys, weights="none", fps=4,
-                        workers=0, batch_size=32, **QUIET)
-    ex.extract_features(three_videos, shots_store, tmp_path / "b", backbones=keys, weights="none", fps=4,
-                        workers=2, batch_size=5, **QUIET)
+    ex.extract_features(
+        three_videos,
+        shots_store,
+        tmp_path / "a",
+        backbones=keys,
+        weights="none",
+        fps=4,
+        workers=0,
+        batch_size=32,
+        **QUIET,
+    )
+    ex.extract_features(
+        three_videos,
+        shots_store,
+        tmp_path / "b",
+        backbones=keys,
+        weights="none",
+        fps=4,
+        workers=2,
+        batch_size=5,
+        **QUIET,
+    )
     for key in keys.split(","):
         name = get_spec(key).store_name(24, 4)
         a, b = FeatureStore.open(tmp_path / "a" / name), FeatureStore.open(tmp_path / "b" / name)
@@ -81,8 +99,19 @@ def test_workers_and_batches_do_not_change_the_stores(three_videos, shots_store,
 def test_resizing_on_the_device_gives_the_same_store(three_videos, shots_store, tmp_path):
     keys = "shufflenet2d,swin2d,shufflenet3d"
     for where in ("workers", "device"):
-        ex.extract_features(three_videos, shots_store, tmp_path / where, backbones=keys, weights="none", fps=6,
-                            workers=1, resize_on=where, batch_size=3, ids=["b2", "c3"], **QUIET)
+        ex.extract_features(
+            three_videos,
+            shots_store,
+            tmp_path / where,
+            backbones=keys,
+            weights="none",
+            fps=6,
+            workers=1,
+            resize_on=where,
+            batch_size=3,
+            ids=["b2", "c3"],
+            **QUIET,
+        )
     for key in keys.split(","):
         name = get_spec(key).store_name(24, 6)
         a, b = FeatureStore.open(tmp_path / "workers" / name), FeatureStore.open(tmp_path / "device" / name)
@@ -101,8 +130,16 @@ def test_each_trailer_is_decoded_once_for_all_backbones(three_videos, shots_stor
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(ex, "iter_frames", counting)
-    ex.extract_features(three_videos, shots_store, tmp_path, backbones="shufflenet2d,resnet", weights="none",
-                        workers=0, ids=["b2", "c3"], **QUIET)
+    ex.extract_features(
+        three_videos,
+        shots_store,
+        tmp_path,
+        backbones="shufflenet2d,resnet",
+        weights="none",
+        workers=0,
+        ids=["b2", "c3"],
+        **QUIET,
+    )
     assert sorted(calls) == ["b2.mp4", "c3.mp4"]
 
 
@@ -112,8 +149,9 @@ def test_a_corrupt_trailer_fails_alone_with_workers(three_videos, shots_store, t
     data = (videos / "b2.mp4").read_bytes()
     (videos / "b2.mp4").write_bytes(data[: len(data) // 3])  # truncated mid-stream
     out = tmp_path / "out"
-    summary = ex.extract_features(videos, shots_store, out, backbones="shufflenet2d", weights="none",
-                                  workers=2, batch_size=4, **QUIET)
+    summary = ex.extract_features(
+        videos, shots_store, out, backbones="shufflenet2d", weights="none", workers=2, batch_size=4, **QUIET
+    )
     assert sorted(summary.done) == ["a1", "c3"] and list(summary.failed) == ["b2"]
     assert "b2" in summary.failed["b2"] and "\n" not in summary.failed["b2"]
     store = FeatureStore.open(out / get_spec("shufflenet2d").store_name())
@@ -136,8 +174,20 @@ def test_bf16_is_close_to_fp32_and_a_store_keeps_one_precision(three_videos, sho
 
 
 def test_unknown_precision_and_bad_workers_are_one_line_errors(three_videos, shots_store, tmp_path, capsys):
-    base = ["extract", "--weights", "none", "--videos", str(three_videos), "--shots", str(shots_store),
-            "--out", str(tmp_path), "--device", "cpu", "--quiet"]
+    base = [
+        "extract",
+        "--weights",
+        "none",
+        "--videos",
+        str(three_videos),
+        "--shots",
+        str(shots_store),
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert cli_main(base + ["--workers", "-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--workers" in err and len(err.splitlines()) == 1
@@ -156,18 +206,38 @@ def test_a_killed_run_resumes_to_the_same_store(three_videos, shots_store, tmp_p
         for m in SHOTS:
             shutil.copyfile(three_videos / f"{m}.mp4", videos / f"{m}{k}.mp4")
             shots2.write_shots(f"{m}{k}", store.shots(m), store.predictions(m))
-    args = ["extract", "--backbone", "resnet", "--weights", "none", "--videos", str(videos),
-            "--shots", str(tmp_path / "shots.zarr"), "--device", "cpu", "--quiet", "--batch-size", "2",
-            "--workers", "1"]
+    args = [
+        "extract",
+        "--backbone",
+        "resnet",
+        "--weights",
+        "none",
+        "--videos",
+        str(videos),
+        "--shots",
+        str(tmp_path / "shots.zarr"),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+    ]
     name = get_spec("resnet").store_name()
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "t12k.cli", *args, "--out", str(killed)], env=env,
-                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "t12k.cli", *args, "--out", str(killed)],
+        env=env,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if (killed / name).is_dir() and any(not p.name.startswith(".") and p.is_dir() and (p / ".zarray").exists()
-                                            for p in (killed / name).iterdir()):
+        if (killed / name).is_dir() and any(
+            not p.name.startswith(".") and p.is_dir() and (p / ".zarray").exists() for p in (killed / name).iterdir()
+        ):
             break
         time.sleep(0.05)
     was_running = proc.poll() is None
@@ -234,12 +304,14 @@ def test_a_trailer_failing_while_its_batch_is_in_flight_is_dropped_alone(three_v
     runners = [MeanRunner("img", "2d")]
     done, failed = {}, {}
     ex.Engine(runners, batch_size=2, workers=0, chunk=1).run(
-        jobs, lambda m, f, r: done.__setitem__(m, f), failed.__setitem__)
+        jobs, lambda m, f, r: done.__setitem__(m, f), failed.__setitem__
+    )
     assert sorted(done) == ["a1", "c3"] and list(failed) == ["b2"]
     assert "shots store does not match" in failed["b2"]
     for m in ("a1", "c3"):
-        np.testing.assert_allclose(done[m]["img"], mean_features(three_videos / f"{m}.mp4", plans[m],
-                                                                runners[0].geometry), rtol=1e-6)
+        np.testing.assert_allclose(
+            done[m]["img"], mean_features(three_videos / f"{m}.mp4", plans[m], runners[0].geometry), rtol=1e-6
+        )
 
 
 def _drain(ring) -> list[int]:
@@ -290,11 +362,11 @@ def test_failing_trailers_hand_their_ring_slots_back(three_videos, tmp_path, mon
     # chunks of 4 clips: a bad trailer fails with clips 5 and 6 written into a slot not yet sent
     monkeypatch.setattr(ex.Engine, "SLOT_BYTES", 4 * 8 * 72 * 128 * 3)
     monkeypatch.setattr(ex.Engine, "RING_SLOTS", 1)  # one leaked slot and the run would hang
-    engine = ex.Engine([MeanRunner("vid", "3d")], batch_size=2, workers=1, prefetch=1, chunk=4,
-                       resize_on="device")
+    engine = ex.Engine([MeanRunner("vid", "3d")], batch_size=2, workers=1, prefetch=1, chunk=4, resize_on="device")
     done, failed = [], {}
-    run = threading.Thread(target=engine.run, args=(jobs, lambda m, f, r: done.append(m), failed.__setitem__),
-                           daemon=True)
+    run = threading.Thread(
+        target=engine.run, args=(jobs, lambda m, f, r: done.append(m), failed.__setitem__), daemon=True
+    )
     run.start()
     run.join(60)
     assert not run.is_alive(), "the engine hung: a failed trailer kept its ring slot"
@@ -307,8 +379,9 @@ def test_representatives_on_the_device_pick_the_workers_frames():
 
     rng = np.random.default_rng(11)
     n, t = 5, 8
-    frames = np.clip(rng.integers(0, 256, (n, 1, 12, 20, 3)) + rng.integers(-70, 70, (n, t, 12, 20, 3)),
-                     0, 255).astype(np.uint8)
+    frames = np.clip(rng.integers(0, 256, (n, 1, 12, 20, 3)) + rng.integers(-70, 70, (n, t, 12, 20, 3)), 0, 255).astype(
+        np.uint8
+    )
     real = np.ones((n, t), bool)
     real[1, 5:] = False  # a short shot: black padding
     real[3, 1:] = False  # a single real frame
@@ -328,8 +401,7 @@ def test_covers_every_frame_only_at_the_video_frame_rate():
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_representatives_on_the_device_give_the_same_stores(three_videos, shots_store, tmp_path, workers,
-                                                          monkeypatch):
+def test_representatives_on_the_device_give_the_same_stores(three_videos, shots_store, tmp_path, workers, monkeypatch):
     keys = "shufflenet2d,shufflenet3d"
     calls = []
     real = ex.device_representatives
@@ -337,9 +409,20 @@ def test_representatives_on_the_device_give_the_same_stores(three_videos, shots_
     monkeypatch.setattr(ex, "color_counts", lambda f: calls.append("worker") or color_counts(f))
     for where in ("workers", "device"):
         calls.clear()
-        ex.extract_features(three_videos, shots_store, tmp_path / where, backbones=keys, weights="none", fps=24,
-                            workers=workers, resize_on="device", reps_on=where, batch_size=3, ids=["b2", "c3"],
-                            **QUIET)
+        ex.extract_features(
+            three_videos,
+            shots_store,
+            tmp_path / where,
+            backbones=keys,
+            weights="none",
+            fps=24,
+            workers=workers,
+            resize_on="device",
+            reps_on=where,
+            batch_size=3,
+            ids=["b2", "c3"],
+            **QUIET,
+        )
         clips = sum(len(plan_clips(np.array(SHOTS[m]), SHOTS[m][-1][1] + 1, "shot", 24, 24)) for m in ("b2", "c3"))
         if where == "device":  # every clip picked in this process, no histogram in the workers
             assert sum(calls) == clips and "worker" not in calls

@@ -59,8 +59,13 @@ CONFIGS = {
     "defaults": {"lr": 0.005, "batch_size": 16, "max_epochs": 2, "device": "cpu"},
     "configs": [
         {"name": "ResNet", "group": "Heavy Conv", "image_store": IMAGE, "aggregation": "savg"},
-        {"name": "ResNet-Fusion", "group": "Heavy Conv", "image_store": IMAGE, "video_store": VIDEO,
-         "aggregation": "conv"},
+        {
+            "name": "ResNet-Fusion",
+            "group": "Heavy Conv",
+            "image_store": IMAGE,
+            "video_store": VIDEO,
+            "aggregation": "conv",
+        },
     ],
 }
 
@@ -92,8 +97,9 @@ def test_per_run_csvs_hold_every_runs_metrics(experiment):
     out = res.out_dir
     for stem, subset in (("tst", "test"), ("val", "val")):
         rows = _rows(out / f"{stem}_run.csv")
-        assert [(r["run"], r["split"]) for r in rows] == [(n, str(s)) for n in ("ResNet", "ResNet-Fusion")
-                                                           for s in (0, 1, 2)]
+        assert [(r["run"], r["split"]) for r in rows] == [
+            (n, str(s)) for n in ("ResNet", "ResNet-Fusion") for s in (0, 1, 2)
+        ]
         for r in rows:
             slug = r["run"]
             metrics = {m["subset"]: m for m in _rows(out / "runs" / slug / f"split{r['split']}" / "metrics.csv")}
@@ -123,8 +129,7 @@ def test_table_in_the_layout_of_table_6(experiment):
     assert lines[2].startswith("| *Heavy Conv* |")
     summary = {r["run"]: r for r in _rows(res.out_dir / "tst.csv")}
     resnet, r2p1 = REGISTRY["resnet"].weights_enum.meta, REGISTRY["r2plus1d"].weights_enum.meta
-    params = {"ResNet": resnet["num_params"] / 1e6,
-              "ResNet-Fusion": (resnet["num_params"] + r2p1["num_params"]) / 1e6}
+    params = {"ResNet": resnet["num_params"] / 1e6, "ResNet-Fusion": (resnet["num_params"] + r2p1["num_params"]) / 1e6}
     flops = {"ResNet": resnet["_ops"] * 30, "ResNet-Fusion": (resnet["_ops"] + r2p1["_ops"]) * 30}
     best = max(summary, key=lambda n: float(summary[n]["muAP"].split("±")[0]))
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[3:5])}
@@ -140,8 +145,13 @@ def test_table_in_the_layout_of_table_6(experiment):
 def test_figures_are_written(experiment):
     res, _ = experiment
     figs = res.out_dir / "figures"
-    for name in ("curves_ResNet.png", "curves_ResNet-Fusion.png", "pr_ResNet.png", "pr_ResNet-Fusion.png",
-                 "tradeoff.png"):
+    for name in (
+        "curves_ResNet.png",
+        "curves_ResNet-Fusion.png",
+        "pr_ResNet.png",
+        "pr_ResNet-Fusion.png",
+        "tradeoff.png",
+    ):
         w, h = _png_size(figs / name)
         assert w >= 400 and h >= 300, name
     assert _png_size(figs / "tradeoff.png")[0] > _png_size(figs / "pr_ResNet.png")[0]  # two panels
@@ -158,8 +168,15 @@ def test_finished_runs_are_reused_and_longer_runs_resume(experiment, data_dir):
     assert all("done before" in line for line in logs) and ckpt.stat().st_mtime_ns == before
     assert (res.out_dir / "table.md").read_text() == table
     logs = []
-    again = run_experiment(specs[:1], res.out_dir, data_dir=data_dir, splits=[0], overrides={"max_epochs": 3},
-                           progress=False, log=logs.append)
+    again = run_experiment(
+        specs[:1],
+        res.out_dir,
+        data_dir=data_dir,
+        splits=[0],
+        overrides={"max_epochs": 3},
+        progress=False,
+        log=logs.append,
+    )
     assert "resumed" in logs[0]
     hist = _rows(again.configs[0].run_dirs[0] / "history.csv")
     assert [h["epoch"] for h in hist] == ["1", "2", "3"]
@@ -167,8 +184,16 @@ def test_finished_runs_are_reused_and_longer_runs_resume(experiment, data_dir):
 
 def test_builtin_lists_and_config_errors(tmp_path, data_dir):
     specs, _ = load_configs("transfer")
-    assert [s.name for s in specs] == ["ShuffleNet-2D", "ShuffleNet-3D", "ShuffleNet-Fusion", "ResNet",
-                                       "ResNet-2+1D", "ResNet-Fusion", "Swin-2D", "Swin-3D"]
+    assert [s.name for s in specs] == [
+        "ShuffleNet-2D",
+        "ShuffleNet-3D",
+        "ShuffleNet-Fusion",
+        "ResNet",
+        "ResNet-2+1D",
+        "ResNet-Fusion",
+        "Swin-2D",
+        "Swin-3D",
+    ]
     stores = {(s.image_store, s.video_store) for s in specs}
     assert ("trailers_i_shufflenet_fpc24.zarr", "trailers_k_shufflenet_fps24_fpc24.zarr") in stores
     assert (None, "trailers_ik_swin_fps24_fpc24.zarr") in stores
@@ -185,14 +210,32 @@ def test_builtin_lists_and_config_errors(tmp_path, data_dir):
 
 
 def test_cli_experiment_with_a_yaml_file(data_dir, tmp_path, capsys):
-    yaml_text = (f"data_dir: {data_dir}\n"
-                 "defaults: {max_epochs: 1, batch_size: 32}\n"
-                 "configs:\n"
-                 f"  - name: R(2+1)D\n    video_store: {VIDEO}\n    aggregation: savg\n")
+    yaml_text = (
+        f"data_dir: {data_dir}\n"
+        "defaults: {max_epochs: 1, batch_size: 32}\n"
+        "configs:\n"
+        f"  - name: R(2+1)D\n    video_store: {VIDEO}\n    aggregation: savg\n"
+    )
     (tmp_path / "mine.yaml").write_text(yaml_text)
     out = tmp_path / "res"
-    assert main(["experiment", str(tmp_path / "mine.yaml"), "--out", str(out), "--splits", "0,2", "--quiet",
-                 "--device", "cpu", "--num-threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                str(tmp_path / "mine.yaml"),
+                "--out",
+                str(out),
+                "--splits",
+                "0,2",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--num-threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| R(2+1)D |  | ✓ |" in text and "2 splits" in text
     assert [r["split"] for r in _rows(out / "tst_run.csv")] == ["0", "2"]

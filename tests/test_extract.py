@@ -22,8 +22,24 @@ def shots_store(three_videos, tmp_path_factory):
 @pytest.fixture(scope="module")
 def extracted(three_videos, shots_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("features")
-    code = cli_main(["extract", "--backbone", "shufflenet2d", "--weights", "none", "--videos", str(three_videos),
-                     "--shots", str(shots_store), "--out", str(out), "--device", "cpu", "--quiet"])
+    code = cli_main(
+        [
+            "extract",
+            "--backbone",
+            "shufflenet2d",
+            "--weights",
+            "none",
+            "--videos",
+            str(three_videos),
+            "--shots",
+            str(shots_store),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out
 
@@ -69,8 +85,20 @@ def test_stored_features_equal_the_backbone_applied_by_hand(extracted, three_vid
 
 
 def test_rerun_skips_and_other_settings_are_refused(extracted, three_videos, shots_store, tmp_path, capsys):
-    args = ["extract", "--backbone", "shufflenet2d", "--videos", str(three_videos), "--shots", str(shots_store),
-            "--out", str(extracted), "--device", "cpu", "--quiet"]
+    args = [
+        "extract",
+        "--backbone",
+        "shufflenet2d",
+        "--videos",
+        str(three_videos),
+        "--shots",
+        str(shots_store),
+        "--out",
+        str(extracted),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert cli_main(args + ["--weights", "none"]) == 0
     assert "0 done, 3 already done" in capsys.readouterr().out
     # the same store path with other weights: refused, one line, non-zero
@@ -142,12 +170,30 @@ def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_
     splits = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], np.int8)
     write_mtgc(tmp_path / "mtgc.csv", MTGC(["a1", "b2", "c3"], y, splits))
     store = extracted / "trailers_i_shufflenet_fpc24.zarr"
-    assert cli_main(["train", "--image-store", str(store), "--labels", str(tmp_path / "mtgc.csv"),
-                     "--out", str(tmp_path / "run"), "--max-epochs", "2", "--device", "cpu", "--quiet"]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                "--image-store",
+                str(store),
+                "--labels",
+                str(tmp_path / "mtgc.csv"),
+                "--out",
+                str(tmp_path / "run"),
+                "--max-epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     ckpt = tmp_path / "run" / "checkpoint.pt"
-    assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--json",
-                     "--device", "cpu"]) == 0
+    assert (
+        cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--json", "--device", "cpu"]) == 0
+    )
     res = json.loads(capsys.readouterr().out)
     probs = np.array([res["probabilities"][g] for g in res["probabilities"]])
     assert len(probs) == 10 and ((probs > 0) & (probs < 1)).all()
@@ -163,8 +209,21 @@ def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_
     model_b, _ = load_backbone("shufflenet2d", "none")
     torch.nn.init.zeros_(model_b.conv1[0].weight)
     torch.save(model_b.state_dict(), tmp_path / "other.pth")
-    assert cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--weights",
-                     str(tmp_path / "other.pth"), "--device", "cpu"]) == 2
+    assert (
+        cli_main(
+            [
+                "predict",
+                str(three_videos / "c3.mp4"),
+                "--checkpoint",
+                str(ckpt),
+                "--weights",
+                str(tmp_path / "other.pth"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "were made with weights none" in err and "--weights" in err
 

@@ -18,8 +18,8 @@ from t12k.pipeline import fetch as fetch_mod
 from t12k.pipeline.fetch import FetchItem, FetchSummary, fetch_collection, id_from_url, read_items
 from t12k.pipeline.media import ffmpeg_exe, probe, write_video
 
-
 # ---- a local web server -----------------------------------------------------------------
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     hits: Counter = Counter()
@@ -59,9 +59,25 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 def _lavfi(path: Path, size: str, rate: str, frames: int, codec_args: list[str]) -> Path:
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size={size}:rate={rate}", "-frames:v", str(frames), *codec_args, str(path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate={rate}",
+            "-frames:v",
+            str(frames),
+            *codec_args,
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
@@ -75,14 +91,26 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
     rng = np.random.default_rng(1)
     frames = [np.full((240, 320, 3), rng.integers(0, 256, 3), np.uint8) for _ in range(50)]
-    write_video(root / "pal.mp4", frames, fps=25)                       # 2 s, 25 fps, 320x240
-    _lavfi(root / "ntsc.mp4", "160x90", "30000/1001", 75,               # 2.5 s, 29.97 fps
-           ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+    write_video(root / "pal.mp4", frames, fps=25)  # 2 s, 25 fps, 320x240
+    _lavfi(
+        root / "ntsc.mp4",
+        "160x90",
+        "30000/1001",
+        75,  # 2.5 s, 29.97 fps
+        ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+    )
     if _has_encoder("libvpx-vp9"):
-        _lavfi(root / "vp9.webm", "320x240", "30000/1001", 60,
-               ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k"])
+        _lavfi(
+            root / "vp9.webm",
+            "320x240",
+            "30000/1001",
+            60,
+            ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k"],
+        )
     (root / "notvideo.mp4").write_text("this is not a video\n" * 20)
-    (root / "two.html").write_text('<html><body><video src="pal.mp4"></video><video src="ntsc.mp4"></video></body></html>')
+    (root / "two.html").write_text(
+        '<html><body><video src="pal.mp4"></video><video src="ntsc.mp4"></video></body></html>'
+    )
     (root / "plain.html").write_text("<html><body>no video here</body></html>")
     _Handler.hits.clear()
     _Handler.plan.clear()
@@ -103,10 +131,15 @@ _rows = manifest_rows
 
 # ---- fetching ---------------------------------------------------------------------------
 
+
 def test_fetch_normalizes_records_and_resumes(server, tmp_path):
     u = server["url"]
-    items = [FetchItem("pal", f"{u}/pal.mp4"), FetchItem("ntsc", f"{u}/ntsc.mp4"),
-             FetchItem("gone", f"{u}/gone.mp4"), FetchItem("junk", f"{u}/notvideo.mp4")]
+    items = [
+        FetchItem("pal", f"{u}/pal.mp4"),
+        FetchItem("ntsc", f"{u}/ntsc.mp4"),
+        FetchItem("gone", f"{u}/gone.mp4"),
+        FetchItem("junk", f"{u}/notvideo.mp4"),
+    ]
     sources = {"pal": "pal.mp4", "ntsc": "ntsc.mp4"}
     if (server["root"] / "vp9.webm").exists():
         items.append(FetchItem("vp9", f"{u}/vp9.webm"))
@@ -144,8 +177,9 @@ def test_fetch_normalizes_records_and_resumes(server, tmp_path):
     assert rows["gone"]["error"] == "not-found" and rows["junk"]["error"] == "not-a-video"
     assert rows["junk"]["status"] == "failed" and rows["junk"]["reason"]
     # only the videos and the manifest (plus the hidden lock file) are left
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        sorted([f"{m}.mp4" for m in sources] + ["manifest.csv"])
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [f"{m}.mp4" for m in sources] + ["manifest.csv"]
+    )
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".t12k-fetch.lock"]
 
     # Second run: finished ids are skipped without a download; failed ones are tried again.
@@ -175,7 +209,17 @@ def test_video_without_manifest_row_keeps_its_source_facts(server, tmp_path):
     s = fetch_collection([FetchItem("ntsc", f"{u}/ntsc.mp4")], out, progress=False)
     assert s.skipped == ["ntsc"] and server["hits"]["/ntsc.mp4"] == hits
     row = _rows(out)["ntsc"]
-    for k in ("src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality", "frames", "bytes", "sha256"):
+    for k in (
+        "src_width",
+        "src_height",
+        "src_fps",
+        "src_codec",
+        "src_duration",
+        "quality",
+        "frames",
+        "bytes",
+        "sha256",
+    ):
         assert row[k] == first[k], k
     # The same file under an id whose list now names another source is fetched again.
     (out / "manifest.csv").unlink()
@@ -208,8 +252,12 @@ def test_transient_errors_give_up_after_retries(server, tmp_path):
 def test_not_found_and_forbidden_are_not_retried(server, tmp_path):
     u = server["url"]
     server["plan"]["/pal.mp4?forbidden"] = [403] * 10
-    s = fetch_collection([FetchItem("missing", f"{u}/nothing-here.mp4"), FetchItem("forbidden", f"{u}/pal.mp4?forbidden")],
-                         tmp_path, retries=3, progress=False)
+    s = fetch_collection(
+        [FetchItem("missing", f"{u}/nothing-here.mp4"), FetchItem("forbidden", f"{u}/pal.mp4?forbidden")],
+        tmp_path,
+        retries=3,
+        progress=False,
+    )
     assert set(s.failed) == {"missing", "forbidden"}
     assert "404" in s.failed["missing"] and "403" in s.failed["forbidden"]
     assert "attempts" not in s.failed["missing"]
@@ -218,8 +266,9 @@ def test_not_found_and_forbidden_are_not_retried(server, tmp_path):
 
 def test_web_pages_without_one_video_are_refused(server, tmp_path):
     u = server["url"]
-    s = fetch_collection([FetchItem("two", f"{u}/two.html"), FetchItem("plain", f"{u}/plain.html")], tmp_path,
-                         progress=False)
+    s = fetch_collection(
+        [FetchItem("two", f"{u}/two.html"), FetchItem("plain", f"{u}/plain.html")], tmp_path, progress=False
+    )
     assert "is a playlist, not one video" in s.failed["two"]
     assert "Unsupported URL" in s.failed["plain"]
     assert not list(tmp_path.glob("*.mp4"))
@@ -231,7 +280,9 @@ def test_connection_refused_is_recorded(tmp_path):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    s = fetch_collection([FetchItem("x", f"http://127.0.0.1:{port}/x.mp4")], tmp_path, retries=1, timeout=5, progress=False)
+    s = fetch_collection(
+        [FetchItem("x", f"http://127.0.0.1:{port}/x.mp4")], tmp_path, retries=1, timeout=5, progress=False
+    )
     assert "refused" in s.failed["x"].lower() and _rows(tmp_path)["x"]["status"] == "failed"
 
 
@@ -287,8 +338,9 @@ def test_transient_classification():
     assert transient(dl(TransportError("[Errno 104] Connection reset by peer")))
     assert transient(dl(TimeoutError("timed out")))
     assert not transient(dl(CertificateVerifyError("certificate verify failed")))
-    assert not transient(dl(TransportError("[Errno -2] Name or service not known"),
-                            "ERROR: x: [Errno -2] Name or service not known"))
+    assert not transient(
+        dl(TransportError("[Errno -2] Name or service not known"), "ERROR: x: [Errno -2] Name or service not known")
+    )
     assert transient(dl(ExtractorError("wrapped", cause=http(502))))  # followed through .cause
     assert not transient(DownloadError("ERROR: [youtube] abc: Video unavailable"))
     assert transient(DownloadError("ERROR: unable to download video data: HTTP Error 502: Bad Gateway"))
@@ -302,18 +354,22 @@ def test_browser_spec():
 
 # ---- ids from URLs ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("url,mid", [
-    ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "dQw4w9WgXcQ"),
-    ("https://youtube.com/watch?feature=share&v=dQw4w9WgXcQ&t=10", "dQw4w9WgXcQ"),
-    ("https://youtu.be/dQw4w9WgXcQ?si=abc", "dQw4w9WgXcQ"),
-    ("https://m.youtube.com/shorts/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
-    ("https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
-    ("https://www.youtube.com/watch?v=-bcdefghijk", "yt-bcdefghijk"),
-    ("https://www.youtube.com/watch?v=_bcdefghijk", "yt_bcdefghijk"),
-    ("http://127.0.0.1:8000/trailers/The%20Matrix%20(1999).mp4", "The-Matrix-1999"),
-    ("https://cdn.example.com/a/b/clip_01.webm?token=xyz", "clip_01"),
-    ("https://cdn.example.com/../../etc/passwd", "passwd"),
-])
+
+@pytest.mark.parametrize(
+    "url,mid",
+    [
+        ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("https://youtube.com/watch?feature=share&v=dQw4w9WgXcQ&t=10", "dQw4w9WgXcQ"),
+        ("https://youtu.be/dQw4w9WgXcQ?si=abc", "dQw4w9WgXcQ"),
+        ("https://m.youtube.com/shorts/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ", "dQw4w9WgXcQ"),
+        ("https://www.youtube.com/watch?v=-bcdefghijk", "yt-bcdefghijk"),
+        ("https://www.youtube.com/watch?v=_bcdefghijk", "yt_bcdefghijk"),
+        ("http://127.0.0.1:8000/trailers/The%20Matrix%20(1999).mp4", "The-Matrix-1999"),
+        ("https://cdn.example.com/a/b/clip_01.webm?token=xyz", "clip_01"),
+        ("https://cdn.example.com/../../etc/passwd", "passwd"),
+    ],
+)
 def test_id_from_url(url, mid):
     from t12k.storage import check_id
 
@@ -329,12 +385,10 @@ def test_id_from_url_without_a_name_is_a_hash():
 
 # ---- list files -------------------------------------------------------------------------
 
+
 def test_read_csv(tmp_path):
     p = tmp_path / "list.csv"
-    p.write_text('id,url,title\n'
-                 'tt001,https://youtu.be/dQw4w9WgXcQ,"Title, with comma"\n'
-                 '\n'
-                 'tt002,http://h/x.mp4,Two\n')
+    p.write_text('id,url,title\ntt001,https://youtu.be/dQw4w9WgXcQ,"Title, with comma"\n\ntt002,http://h/x.mp4,Two\n')
     assert read_items(p) == [FetchItem("tt001", "https://youtu.be/dQw4w9WgXcQ"), FetchItem("tt002", "http://h/x.mp4")]
 
 
@@ -342,7 +396,9 @@ def test_read_csv_other_fields_and_derived_ids(tmp_path):
     p = tmp_path / "list.csv"
     p.write_text("mid,link\n1234,http://h/a.mp4\n,https://youtu.be/dQw4w9WgXcQ\n")
     assert read_items(p, id_field="mid", url_field="link") == [
-        FetchItem("1234", "http://h/a.mp4"), FetchItem("dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ")]
+        FetchItem("1234", "http://h/a.mp4"),
+        FetchItem("dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ"),
+    ]
     q = tmp_path / "urls_only.csv"
     q.write_text("url\nhttp://h/a.mp4\n")
     assert read_items(q) == [FetchItem("a", "http://h/a.mp4")]
@@ -370,8 +426,10 @@ def test_read_json_and_jsonl(tmp_path):
 def test_read_text_of_urls(tmp_path):
     p = tmp_path / "urls.txt"
     p.write_text("# trailers\nhttps://www.youtube.com/watch?v=dQw4w9WgXcQ\n\n  http://h/films/b.mp4  \n")
-    assert read_items(p) == [FetchItem("dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ"),
-                             FetchItem("b", "http://h/films/b.mp4")]
+    assert read_items(p) == [
+        FetchItem("dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ"),
+        FetchItem("b", "http://h/films/b.mp4"),
+    ]
 
 
 def test_read_sniffs_unknown_suffix(tmp_path):
@@ -383,25 +441,47 @@ def test_read_sniffs_unknown_suffix(tmp_path):
     assert read_items(tmp_path / "c.data")[0].id == "c"
 
 
-@pytest.mark.parametrize("name,content,pattern", [
-    ("bad_row.csv", "id,url\na,http://h/a.mp4\nb,http://h/b.mp4,extra\n", r"bad_row.csv:3: the row has 3 fields"),
-    ("no_url.csv", "id,link\na,http://h/a.mp4\n", r"no_url.csv:1: no 'url' column"),
-    ("empty_url.csv", "id,url\na,\n", r"empty_url.csv:2: the URL is empty"),
-    ("not_url.csv", "id,url\na,http://h/a.mp4\nb,just-a-name\n", r"not_url.csv:3: 'just-a-name' is not a URL"),
-    ("dotdot.csv", "id,url\n../x,http://h/a.mp4\n", r"dotdot.csv:2: invalid trailer id '../x'"),
-    ("absolute.csv", "id,url\nok,http://h/a.mp4\n/etc/x,http://h/b.mp4\n", r"absolute.csv:3: invalid trailer id '/etc/x'"),
-    ("dup.csv", "id,url\na,http://h/1.mp4\nb,http://h/2.mp4\na,http://h/3.mp4\n", r"id 'a' appears on lines 2 and 4"),
-    ("dup.txt", "http://h/x/a.mp4\n\nhttp://h/y/a.mp4\n", r"id 'a' appears on lines 1 and 3"),
-    ("bad.txt", "http://h/a.mp4\nnot a url\n", r"bad.txt:2: 'not a url' is not a URL"),
-    ("bad.jsonl", '{"id": "a", "url": "http://h/a.mp4"}\n{"id": "b", "url": \n', r"bad.jsonl:2: invalid JSON"),
-    ("nourl.jsonl", '{"id": "a", "url": "http://h/a.mp4"}\n{"id": "b"}\n', r"nourl.jsonl:2: the object has no 'url' field"),
-    ("list.json", '[\n  {"id": "a", "url": "http://h/a.mp4"},\n  {"id": "../b", "url": "http://h/b.mp4"}\n]',
-     r"list.json:3: invalid trailer id '../b'"),
-    ("obj.json", '{"a": "http://h/a.mp4"}', r"obj.json:1: expected a JSON list of objects"),
-    ("broken.json", '[\n{"id": "a", "url": "http://h/a.mp4"},\n{"id": "b" "url": 1}\n]', r"broken.json:3: invalid JSON"),
-    ("strings.json", '["http://h/a.mp4"]', r"strings.json:1: expected an object"),
-    ("bool_id.json", '[{"id": true, "url": "http://h/a.mp4"}]', r"bool_id.json:1: the id True"),
-])
+@pytest.mark.parametrize(
+    "name,content,pattern",
+    [
+        ("bad_row.csv", "id,url\na,http://h/a.mp4\nb,http://h/b.mp4,extra\n", r"bad_row.csv:3: the row has 3 fields"),
+        ("no_url.csv", "id,link\na,http://h/a.mp4\n", r"no_url.csv:1: no 'url' column"),
+        ("empty_url.csv", "id,url\na,\n", r"empty_url.csv:2: the URL is empty"),
+        ("not_url.csv", "id,url\na,http://h/a.mp4\nb,just-a-name\n", r"not_url.csv:3: 'just-a-name' is not a URL"),
+        ("dotdot.csv", "id,url\n../x,http://h/a.mp4\n", r"dotdot.csv:2: invalid trailer id '../x'"),
+        (
+            "absolute.csv",
+            "id,url\nok,http://h/a.mp4\n/etc/x,http://h/b.mp4\n",
+            r"absolute.csv:3: invalid trailer id '/etc/x'",
+        ),
+        (
+            "dup.csv",
+            "id,url\na,http://h/1.mp4\nb,http://h/2.mp4\na,http://h/3.mp4\n",
+            r"id 'a' appears on lines 2 and 4",
+        ),
+        ("dup.txt", "http://h/x/a.mp4\n\nhttp://h/y/a.mp4\n", r"id 'a' appears on lines 1 and 3"),
+        ("bad.txt", "http://h/a.mp4\nnot a url\n", r"bad.txt:2: 'not a url' is not a URL"),
+        ("bad.jsonl", '{"id": "a", "url": "http://h/a.mp4"}\n{"id": "b", "url": \n', r"bad.jsonl:2: invalid JSON"),
+        (
+            "nourl.jsonl",
+            '{"id": "a", "url": "http://h/a.mp4"}\n{"id": "b"}\n',
+            r"nourl.jsonl:2: the object has no 'url' field",
+        ),
+        (
+            "list.json",
+            '[\n  {"id": "a", "url": "http://h/a.mp4"},\n  {"id": "../b", "url": "http://h/b.mp4"}\n]',
+            r"list.json:3: invalid trailer id '../b'",
+        ),
+        ("obj.json", '{"a": "http://h/a.mp4"}', r"obj.json:1: expected a JSON list of objects"),
+        (
+            "broken.json",
+            '[\n{"id": "a", "url": "http://h/a.mp4"},\n{"id": "b" "url": 1}\n]',
+            r"broken.json:3: invalid JSON",
+        ),
+        ("strings.json", '["http://h/a.mp4"]', r"strings.json:1: expected an object"),
+        ("bool_id.json", '[{"id": true, "url": "http://h/a.mp4"}]', r"bool_id.json:1: the id True"),
+    ],
+)
 def test_read_items_errors(tmp_path, name, content, pattern):
     p = tmp_path / name
     p.write_text(content)

@@ -52,7 +52,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             cls.most_active = max(cls.most_active, cls.active)
         try:
             for k in range(0, len(data), 16384):
-                self.wfile.write(data[k:k + 16384])
+                self.wfile.write(data[k : k + 16384])
                 time.sleep(0.05)
         finally:
             with self.lock:
@@ -92,19 +92,40 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 def _lavfi(path: Path, size: str, rate: str, frames: int, extra: list[str] | None = None) -> Path:
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size={size}:rate={rate}", "-frames:v", str(frames), *(extra or []),
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate={rate}",
+            "-frames:v",
+            str(frames),
+            *(extra or []),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("www_bad")
-    _lavfi(root / "pal.mp4", "320x240", "25", 50)                       # 2.0 s, 240p
-    _lavfi(root / "ntsc.mp4", "320x240", "30000/1001", 75)              # 2.5 s, 240p
-    _lavfi(root / "tiny.mp4", "160x90", "25", 40)                       # 1.6 s, 90p
+    _lavfi(root / "pal.mp4", "320x240", "25", 50)  # 2.0 s, 240p
+    _lavfi(root / "ntsc.mp4", "320x240", "30000/1001", 75)  # 2.5 s, 240p
+    _lavfi(root / "tiny.mp4", "160x90", "25", 40)  # 1.6 s, 90p
     whole = _lavfi(root / "whole.mp4", "320x240", "25", 50, ["-movflags", "+faststart"])
     (root / "trunc.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
     (root / "empty.mp4").write_bytes(b"")
@@ -114,8 +135,12 @@ def server(tmp_path_factory):
     _Handler.plan.clear()
     httpd = _Server(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{httpd.server_address[1]}", "root": root, "hits": _Handler.hits,
-           "plan": _Handler.plan}
+    yield {
+        "url": f"http://127.0.0.1:{httpd.server_address[1]}",
+        "root": root,
+        "hits": _Handler.hits,
+        "plan": _Handler.plan,
+    }
     httpd.shutdown()
     httpd.server_close()
 
@@ -132,12 +157,18 @@ def _only_results(out: Path) -> list[str]:
 
 # ---- bad input from the server ----------------------------------------------------------------
 
+
 def test_connection_dropped_mid_file_is_retried_then_recorded(server, tmp_path):
     u = server["url"]
     server["plan"]["/pal.mp4?dropped-once"] = [None, "drop", "drop"]  # the extractor's look, then two drops
     server["plan"]["/pal.mp4?always"] = [None] + ["drop"] * 20
-    s = fetch_collection([FetchItem("once", f"{u}/pal.mp4?dropped-once"), FetchItem("always", f"{u}/pal.mp4?always")],
-                         tmp_path, retries=1, timeout=5, progress=False)
+    s = fetch_collection(
+        [FetchItem("once", f"{u}/pal.mp4?dropped-once"), FetchItem("always", f"{u}/pal.mp4?always")],
+        tmp_path,
+        retries=1,
+        timeout=5,
+        progress=False,
+    )
     assert s.done == ["once"], s.text()
     assert probe(tmp_path / "once.mp4").num_frames == 48  # whole, not half
     rows = _rows(tmp_path)
@@ -149,8 +180,9 @@ def test_connection_dropped_mid_file_is_retried_then_recorded(server, tmp_path):
 def test_stalled_server_times_out(server, tmp_path):
     server["plan"]["/pal.mp4?stall"] = ["stall"] * 10
     t0 = time.monotonic()
-    s = fetch_collection([FetchItem("stalled", f"{server['url']}/pal.mp4?stall")], tmp_path, retries=0, timeout=0.5,
-                         progress=False)
+    s = fetch_collection(
+        [FetchItem("stalled", f"{server['url']}/pal.mp4?stall")], tmp_path, retries=0, timeout=0.5, progress=False
+    )
     assert time.monotonic() - t0 < 4.5
     assert "timed out" in s.failed["stalled"].lower()
     assert _rows(tmp_path)["stalled"]["error"] == "transient"
@@ -159,8 +191,9 @@ def test_stalled_server_times_out(server, tmp_path):
 
 def test_truncated_and_empty_files_fail_without_retries(server, tmp_path):
     u = server["url"]
-    s = fetch_collection([FetchItem("cut", f"{u}/trunc.mp4"), FetchItem("zero", f"{u}/empty.mp4")], tmp_path,
-                         retries=3, progress=False)
+    s = fetch_collection(
+        [FetchItem("cut", f"{u}/trunc.mp4"), FetchItem("zero", f"{u}/empty.mp4")], tmp_path, retries=3, progress=False
+    )
     assert "truncated" in s.failed["cut"] and "not a readable video" in s.failed["cut"]
     assert "empty file (0 bytes)" in s.failed["zero"]
     rows = _rows(tmp_path)
@@ -170,8 +203,9 @@ def test_truncated_and_empty_files_fail_without_retries(server, tmp_path):
 
 
 def test_ids_without_url_are_recorded_and_the_run_goes_on(server, tmp_path):
-    s = fetch_collection([FetchItem("nourl", ""), FetchItem("pal", f"{server['url']}/pal.mp4")], tmp_path,
-                         progress=False)
+    s = fetch_collection(
+        [FetchItem("nourl", ""), FetchItem("pal", f"{server['url']}/pal.mp4")], tmp_path, progress=False
+    )
     assert s.done == ["pal"] and "no URL" in s.failed["nourl"]
     assert _rows(tmp_path)["nourl"]["error"] == "no-url"
 
@@ -181,14 +215,15 @@ def test_ids_without_url_are_recorded_and_the_run_goes_on(server, tmp_path):
 YOUTUBE_ERRORS = {
     "removed": "ERROR: [youtube] aaaaaaaaaaa: Video unavailable. This video has been removed by the uploader",
     "private": "ERROR: [youtube] bbbbbbbbbbb: Private video. Sign in if you've been granted access to this video. "
-               "Use --cookies-from-browser or --cookies for the authentication. See  https://github.com/yt-dlp/yt-dlp/wiki",
+    "Use --cookies-from-browser or --cookies for the authentication. See  https://github.com/yt-dlp/yt-dlp/wiki",
     "geo-blocked": "ERROR: [youtube] ccccccccccc: Video unavailable. The uploader has not made this video available "
-                   "in your country",
+    "in your country",
     "age-restricted": "ERROR: [youtube] ddddddddddd: Sign in to confirm your age. This video may be inappropriate for "
-                      "some users. Use --cookies-from-browser or --cookies for the authentication.",
+    "some users. Use --cookies-from-browser or --cookies for the authentication.",
     "copyright": "ERROR: [youtube] eeeeeeeeeee: Video unavailable. This video contains content from Studio, who has "
-                 "blocked it on copyright grounds",
-    "members-only": "ERROR: [youtube] fffffffffff: Join this channel to get access to members-only content like this video",
+    "blocked it on copyright grounds",
+    "members-only": "ERROR: [youtube] fffffffffff: Join this channel to get access to members-only content "
+    "like this video",
 }
 
 
@@ -243,19 +278,41 @@ def test_cookies_and_pauses_reach_yt_dlp(monkeypatch, tmp_path):
     _fake_extract(monkeypatch, {"abc": YOUTUBE_ERRORS["private"], "def": YOUTUBE_ERRORS["private"]}, calls, params)
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n")
-    fetch_collection([FetchItem("a", "https://www.youtube.com/watch?v=abc")], tmp_path / "o1", cookies=cookies,
-                     sleep=0, progress=False)
+    fetch_collection(
+        [FetchItem("a", "https://www.youtube.com/watch?v=abc")],
+        tmp_path / "o1",
+        cookies=cookies,
+        sleep=0,
+        progress=False,
+    )
     assert params[-1]["cookiefile"] == str(cookies)
     assert params[-1]["sleep_interval_requests"] == fetch_mod.DEFAULT_SLEEP_REQUESTS  # remote host: polite default
-    fetch_collection([FetchItem("b", "https://www.youtube.com/watch?v=def")], tmp_path / "o2",
-                     cookies_from_browser="firefox:default", sleep=0, sleep_requests=0.25, progress=False)
+    fetch_collection(
+        [FetchItem("b", "https://www.youtube.com/watch?v=def")],
+        tmp_path / "o2",
+        cookies_from_browser="firefox:default",
+        sleep=0,
+        sleep_requests=0.25,
+        progress=False,
+    )
     assert params[-1]["cookiesfrombrowser"] == ("firefox", "default", None, None)
     assert params[-1]["sleep_interval_requests"] == 0.25 and "cookiefile" not in params[-1]
 
 
 def test_default_pauses_spare_loopback_hosts():
-    s = fetch_mod._Settings(fps=24, max_short_side=360, keep_audio=False, retries=0, timeout=1, sleep=None,
-                            sleep_requests=None, cookies=None, browser=None, ffmpeg="ffmpeg", threads=None)
+    s = fetch_mod._Settings(
+        fps=24,
+        max_short_side=360,
+        keep_audio=False,
+        retries=0,
+        timeout=1,
+        sleep=None,
+        sleep_requests=None,
+        cookies=None,
+        browser=None,
+        ffmpeg="ffmpeg",
+        threads=None,
+    )
     remote = (fetch_mod.DEFAULT_SLEEP, fetch_mod.DEFAULT_SLEEP_REQUESTS)
     assert fetch_mod._pauses("https://www.youtube.com/watch?v=x", s) == remote and remote[0] >= 1
     for url in ("http://127.0.0.1:8000/a.mp4", "http://localhost/a.mp4", "http://[::1]:9/a.mp4"):
@@ -265,6 +322,7 @@ def test_default_pauses_spare_loopback_hosts():
 
 
 # ---- pacing, concurrency, worker processes ------------------------------------------------------
+
 
 def test_pause_between_download_starts(server, tmp_path, monkeypatch):
     pacers = []
@@ -300,8 +358,9 @@ def test_downloads_run_workers_at_once(server, tmp_path):
         server["plan"][f"/copy{k}.mp4?conc"] = [None, "slow"]
     with _Handler.lock:
         _Handler.most_active = 0
-    s = fetch_collection([FetchItem(f"c{k}", f"{u}/copy{k}.mp4?conc") for k in range(4)], tmp_path, workers=3,
-                         progress=False)
+    s = fetch_collection(
+        [FetchItem(f"c{k}", f"{u}/copy{k}.mp4?conc") for k in range(4)], tmp_path, workers=3, progress=False
+    )
     assert len(s.done) == 4
     assert _Handler.most_active == 3
 
@@ -312,7 +371,7 @@ def _fake_ffmpeg(tmp_path: Path, body: str) -> Path:
     folder = tmp_path / "bin"
     folder.mkdir()
     exe = folder / "ffmpeg"
-    exe.write_text(f"#!/bin/sh\ncase \"$*\" in *libx264*) {body} ;; esac\nexec \"{ffmpeg_exe()}\" \"$@\"\n")
+    exe.write_text(f'#!/bin/sh\ncase "$*" in *libx264*) {body} ;; esac\nexec "{ffmpeg_exe()}" "$@"\n')
     exe.chmod(0o755)
     return folder
 
@@ -320,12 +379,20 @@ def _fake_ffmpeg(tmp_path: Path, body: str) -> Path:
 def test_normalization_runs_in_parallel_worker_processes(server, tmp_path, monkeypatch):
     log = tmp_path / "encodes.log"
     now = f'$("{sys.executable}" -c "import time; print(time.time())")'
-    folder = _fake_ffmpeg(tmp_path, f'echo "start $PPID {now}" >> "{log}"; "{ffmpeg_exe()}" "$@"; rc=$?; '
-                                    f'sleep 0.6; echo "end $PPID {now}" >> "{log}"; exit $rc')
+    folder = _fake_ffmpeg(
+        tmp_path,
+        f'echo "start $PPID {now}" >> "{log}"; "{ffmpeg_exe()}" "$@"; rc=$?; '
+        f'sleep 0.6; echo "end $PPID {now}" >> "{log}"; exit $rc',
+    )
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     u = server["url"]
-    s = fetch_collection([FetchItem("n1", f"{u}/pal.mp4"), FetchItem("n2", f"{u}/ntsc.mp4")], tmp_path / "out",
-                         workers=2, normalize_workers=2, progress=False)
+    s = fetch_collection(
+        [FetchItem("n1", f"{u}/pal.mp4"), FetchItem("n2", f"{u}/ntsc.mp4")],
+        tmp_path / "out",
+        workers=2,
+        normalize_workers=2,
+        progress=False,
+    )
     assert sorted(s.done) == ["n1", "n2"], s.text()
     events = [line.split() for line in log.read_text().splitlines()]
     starts = [float(t) for e, _, t in events if e == "start"]
@@ -354,6 +421,7 @@ def test_a_dying_worker_process_gets_one_more_try(server, tmp_path, monkeypatch)
 
 # ---- the paper's quality rules ---------------------------------------------------------------------
 
+
 def test_quality_report_rules():
     assert quality_report(60, 854, 480) == "ok" and quality_report(210, 640, 480) == "ok"
     assert quality_report(59.9, 1280, 720) == "shorter than 60 s (59.9 s)"
@@ -361,14 +429,25 @@ def test_quality_report_rules():
     assert quality_report(90, 640, 360) == "below 480p (360p)"
     assert quality_report(30, 426, 240) == "shorter than 60 s (30.0 s); below 480p (240p)"
     assert quality_report(None, None, None) == "ok"  # nothing known, nothing held against it
-    assert resolution_lines(1920, 800) == 1080        # scope trailers are named by their width
-    assert resolution_lines(480, 854) == 480          # portrait: the short side
+    assert resolution_lines(1920, 800) == 1080  # scope trailers are named by their width
+    assert resolution_lines(480, 854) == 480  # portrait: the short side
     assert resolution_lines(720, 576, sar=16 / 15) == 576
 
 
 def test_quality_precheck_from_site_facts():
-    s = fetch_mod._Settings(fps=24, max_short_side=360, keep_audio=False, retries=0, timeout=1, sleep=0,
-                            sleep_requests=0, cookies=None, browser=None, ffmpeg="ffmpeg", threads=None)
+    s = fetch_mod._Settings(
+        fps=24,
+        max_short_side=360,
+        keep_audio=False,
+        retries=0,
+        timeout=1,
+        sleep=0,
+        sleep_requests=0,
+        cookies=None,
+        browser=None,
+        ffmpeg="ffmpeg",
+        threads=None,
+    )
     fmts = [{"width": 640, "height": 360}, {"width": 1280, "height": 720}]
     assert fetch_mod._precheck({"duration": 120, "formats": fmts}, s) == "ok"
     assert fetch_mod._precheck({"duration": 300, "formats": fmts}, s) == "longer than 210 s (300.0 s)"
@@ -380,9 +459,23 @@ def test_format_selection_prefers_h264_up_to_720p():
     import yt_dlp
 
     formats = [
-        {"format_id": "av1-1080", "vcodec": "av01.0.08M.08", "acodec": "none", "height": 1080, "width": 1920, "tbr": 2000},
+        {
+            "format_id": "av1-1080",
+            "vcodec": "av01.0.08M.08",
+            "acodec": "none",
+            "height": 1080,
+            "width": 1920,
+            "tbr": 2000,
+        },
         {"format_id": "vp9-720", "vcodec": "vp9", "acodec": "none", "height": 720, "width": 1280, "tbr": 1500},
-        {"format_id": "avc-1080", "vcodec": "avc1.640028", "acodec": "none", "height": 1080, "width": 1920, "tbr": 3000},
+        {
+            "format_id": "avc-1080",
+            "vcodec": "avc1.640028",
+            "acodec": "none",
+            "height": 1080,
+            "width": 1920,
+            "tbr": 3000,
+        },
         {"format_id": "avc-720", "vcodec": "avc1.64001f", "acodec": "none", "height": 720, "width": 1280, "tbr": 1200},
         {"format_id": "avc-360", "vcodec": "avc1.4d401e", "acodec": "none", "height": 360, "width": 640, "tbr": 400},
         {"format_id": "aac", "vcodec": "none", "acodec": "mp4a.40.2", "abr": 128},
@@ -406,7 +499,11 @@ def test_quality_rules_reported_and_enforced(server, tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_mod, "QUALITY_SECONDS", (1.8, 2.2))
     monkeypatch.setattr(fetch_mod, "QUALITY_MIN_LINES", 200)
     u = server["url"]
-    items = [FetchItem("pal", f"{u}/pal.mp4?q"), FetchItem("ntsc", f"{u}/ntsc.mp4?q"), FetchItem("tiny", f"{u}/tiny.mp4?q")]
+    items = [
+        FetchItem("pal", f"{u}/pal.mp4?q"),
+        FetchItem("ntsc", f"{u}/ntsc.mp4?q"),
+        FetchItem("tiny", f"{u}/tiny.mp4?q"),
+    ]
     out = tmp_path / "report"
     s = fetch_collection(items, out, progress=False)  # reported only
     assert sorted(s.done) == ["ntsc", "pal", "tiny"]
@@ -439,6 +536,7 @@ def test_quality_rules_reported_and_enforced(server, tmp_path, monkeypatch):
 
 # ---- the command line -----------------------------------------------------------------------------
 
+
 def test_cli_fetch_labels_with_a_url_table(server, tmp_path, capsys):
     from t12k import GENRES
     from t12k.cli import main
@@ -446,8 +544,13 @@ def test_cli_fetch_labels_with_a_url_table(server, tmp_path, capsys):
     u = server["url"]
     labels = tmp_path / "mtgc.csv"
     header = ["mid", *GENRES, "split0", "split1", "split2"]
-    labels.write_text(",".join(header) + "\n" + "".join(
-        ",".join([m] + ["1"] + ["0"] * 9 + ["0", "1", "2"]) + "\n" for m in ("tt0000002", "tt0000001", "tt0000003")))
+    labels.write_text(
+        ",".join(header)
+        + "\n"
+        + "".join(
+            ",".join([m] + ["1"] + ["0"] * 9 + ["0", "1", "2"]) + "\n" for m in ("tt0000002", "tt0000001", "tt0000003")
+        )
+    )
     table = tmp_path / "urls.csv"
     table.write_text(f"mid,url\n1,{u}/pal.mp4\n0000002,{u}/tiny.mp4\ntt0000009,{u}/ntsc.mp4\n")
     out = tmp_path / "videos"

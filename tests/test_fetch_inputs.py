@@ -15,21 +15,29 @@ YT = "https://www.youtube.com/watch?v="
 
 
 def _entry(imdb_id, *youtube_ids, title="A film"):
-    return {"imdb": {"id": imdb_id, "title": title, "genres": ["Drama"]},
-            "youtube": {"trailers": [{"id": y, "title": f"{title} trailer"} for y in youtube_ids]}}
+    return {
+        "imdb": {"id": imdb_id, "title": title, "genres": ["Drama"]},
+        "youtube": {"trailers": [{"id": y, "title": f"{title} trailer"} for y in youtube_ids]},
+    }
 
 
 def test_trailers12k_metadata_json(tmp_path):
     # The published shape as far as we know it: {"trailers12k": {KEY: {"imdb": {"id": ...},
     # "youtube": {"trailers": [{"id": YOUTUBE_ID}, ...]}}}} with IMDb ids without 'tt'.
-    meta = {"trailers12k": {"0": _entry("0347149", "dQw4w9WgXcQ", "aaaaaaaaaaa"),
-                            "1": _entry(110912, "-bcdefghijk"),
-                            "2": _entry("tt10872600", "zzzzzzzzzzz")}}
+    meta = {
+        "trailers12k": {
+            "0": _entry("0347149", "dQw4w9WgXcQ", "aaaaaaaaaaa"),
+            "1": _entry(110912, "-bcdefghijk"),
+            "2": _entry("tt10872600", "zzzzzzzzzzz"),
+        }
+    }
     p = tmp_path / "metadata.json"
     p.write_text(json.dumps(meta, indent=2))
-    assert read_items(p) == [FetchItem("tt0347149", YT + "dQw4w9WgXcQ"),  # the first trailer is the curated one
-                             FetchItem("tt0110912", YT + "-bcdefghijk"),
-                             FetchItem("tt10872600", YT + "zzzzzzzzzzz")]
+    assert read_items(p) == [
+        FetchItem("tt0347149", YT + "dQw4w9WgXcQ"),  # the first trailer is the curated one
+        FetchItem("tt0110912", YT + "-bcdefghijk"),
+        FetchItem("tt10872600", YT + "zzzzzzzzzzz"),
+    ]
     # the entries alone (no "trailers12k" wrapper), keyed by IMDb id, and a list of entries
     q = tmp_path / "entries.json"
     q.write_text(json.dumps({"tt0347149": {"youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}}}))
@@ -43,22 +51,35 @@ def test_trailers12k_metadata_json(tmp_path):
     assert read_items(s, id_field="imdb.id", url_field="youtube.trailers.1.id") == [FetchItem("1", YT + "aaaaaaaaaaa")]
 
 
-@pytest.mark.parametrize("content,pattern", [
-    ('{"trailers12k": {\n "0": {"imdb": {"id": "1"}, "youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}},\n'
-     ' "1": {"imdb": {"id": "2"}, "youtube": {"trailers": []}}\n}}',
-     r"metadata.json:3: the entry has no YouTube trailer"),
-    ('{"trailers12k": {\n "0": {"imdb": {"id": "1"}, "youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}},\n'
-     ' "1": {"imdb": {"id": "0000001"}, "youtube": {"trailers": [{"id": "aaaaaaaaaaa"}]}}\n}}',
-     r"id 'tt0000001' appears on lines 2 and 3"),
-    ('{"trailers12k": {\n "0": {"imdb": {"id": "1"}, "youtube": {"trailers": [{"id": "not an id"}]}}\n}}',
-     r"metadata.json:2: 'not an id' is not a URL"),
-    ('{"trailers12k": {\n "0": {"imdb": {"id": "1"},\n "youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}}\n,,}}',
-     r"metadata.json:4: invalid JSON"),
-    ('{"trailers12k": {\n "../x": {"youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}}\n}}',
-     r"metadata.json:2: invalid trailer id '../x'"),
-    ('{"trailers12k": 7}', r"metadata.json:1: 'trailers12k' holds no entries"),
-    ('{"movies": [1, 2]}', r"metadata.json:1: expected a JSON list of objects .* or the Trailers12k metadata.json"),
-])
+@pytest.mark.parametrize(
+    "content,pattern",
+    [
+        (
+            '{"trailers12k": {\n "0": {"imdb": {"id": "1"}, "youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}},\n'
+            ' "1": {"imdb": {"id": "2"}, "youtube": {"trailers": []}}\n}}',
+            r"metadata.json:3: the entry has no YouTube trailer",
+        ),
+        (
+            '{"trailers12k": {\n "0": {"imdb": {"id": "1"}, "youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}},\n'
+            ' "1": {"imdb": {"id": "0000001"}, "youtube": {"trailers": [{"id": "aaaaaaaaaaa"}]}}\n}}',
+            r"id 'tt0000001' appears on lines 2 and 3",
+        ),
+        (
+            '{"trailers12k": {\n "0": {"imdb": {"id": "1"}, "youtube": {"trailers": [{"id": "not an id"}]}}\n}}',
+            r"metadata.json:2: 'not an id' is not a URL",
+        ),
+        (
+            '{"trailers12k": {\n "0": {"imdb": {"id": "1"},\n "youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}}\n,,}}',
+            r"metadata.json:4: invalid JSON",
+        ),
+        (
+            '{"trailers12k": {\n "../x": {"youtube": {"trailers": [{"id": "dQw4w9WgXcQ"}]}}\n}}',
+            r"metadata.json:2: invalid trailer id '../x'",
+        ),
+        ('{"trailers12k": 7}', r"metadata.json:1: 'trailers12k' holds no entries"),
+        ('{"movies": [1, 2]}', r"metadata.json:1: expected a JSON list of objects .* or the Trailers12k metadata.json"),
+    ],
+)
 def test_metadata_json_errors_name_the_line(tmp_path, content, pattern):
     p = tmp_path / "metadata.json"
     p.write_text(content)
@@ -81,9 +102,11 @@ def test_mtgc_plus_url_table(tmp_path):
     table.write_text("mid,youtube_id\n347149,dQw4w9WgXcQ\n0000003,aaaaaaaaaaa\ntt0999999,bbbbbbbbbbb\n")
     items = read_items(table)
     assert items[0] == FetchItem("347149", YT + "dQw4w9WgXcQ")
-    assert select_labelled(items, labels) == [FetchItem("tt0000003", YT + "aaaaaaaaaaa"),
-                                              FetchItem("tt0347149", YT + "dQw4w9WgXcQ"),
-                                              FetchItem("tt0000002", "")]  # no URL: recorded as failed by fetch
+    assert select_labelled(items, labels) == [
+        FetchItem("tt0000003", YT + "aaaaaaaaaaa"),
+        FetchItem("tt0347149", YT + "dQw4w9WgXcQ"),
+        FetchItem("tt0000002", ""),
+    ]  # no URL: recorded as failed by fetch
     with pytest.raises(T12kError, match="labels file .* not found"):
         select_labelled(items, tmp_path / "nope.csv")
 
@@ -107,19 +130,37 @@ def test_youtube_id_fields_and_fallbacks(tmp_path):
         read_items(r)
 
 
-@pytest.mark.parametrize("name,content,pattern", [
-    ("quote.csv", 'id,url\na,http://h/a.mp4\nb,"http://h/b.mp4\nc,http://h/c.mp4\n', r"quote.csv:3: malformed CSV"),
-    ("junk_after_quote.csv", 'id,url\na,"http://h/a.mp4"x\n', r"junk_after_quote.csv:2: malformed CSV"),
-    ("nul.csv", "id,url\na,http://h/a.mp4\nb,http://h/\x00b.mp4\n", r"nul.csv:3: the file contains NUL bytes"),
-    ("number_url.json", '[\n{"id": "a", "url": 5}\n]', r"number_url.json:2: the URL 5 is not a string"),
-    ("list_line.jsonl", '{"id": "a", "url": "http://h/a.mp4"}\n["http://h/b.mp4"]\n', r"list_line.jsonl:2: expected an object"),
-    ("abs.jsonl", '{"id": "/etc/passwd", "url": "http://h/a.mp4"}\n', r"abs.jsonl:1: invalid trailer id '/etc/passwd'"),
-    ("dots.json", '[{"id": "..", "url": "http://h/a.mp4"}]', r"dots.json:1: invalid trailer id '..'"),
-    ("hidden.csv", "id,url\n.hidden,http://h/a.mp4\n", r"hidden.csv:2: invalid trailer id '.hidden'"),
-    ("dup.jsonl", '{"id": "a", "url": "http://h/1.mp4"}\n\n{"id": "a", "url": "http://h/2.mp4"}\n',
-     r"id 'a' appears on lines 1 and 3"),
-    ("trailing.json", '[{"id": "a", "url": "http://h/a.mp4"}]\n]', r"trailing.json:2: extra data after the JSON list"),
-])
+@pytest.mark.parametrize(
+    "name,content,pattern",
+    [
+        ("quote.csv", 'id,url\na,http://h/a.mp4\nb,"http://h/b.mp4\nc,http://h/c.mp4\n', r"quote.csv:3: malformed CSV"),
+        ("junk_after_quote.csv", 'id,url\na,"http://h/a.mp4"x\n', r"junk_after_quote.csv:2: malformed CSV"),
+        ("nul.csv", "id,url\na,http://h/a.mp4\nb,http://h/\x00b.mp4\n", r"nul.csv:3: the file contains NUL bytes"),
+        ("number_url.json", '[\n{"id": "a", "url": 5}\n]', r"number_url.json:2: the URL 5 is not a string"),
+        (
+            "list_line.jsonl",
+            '{"id": "a", "url": "http://h/a.mp4"}\n["http://h/b.mp4"]\n',
+            r"list_line.jsonl:2: expected an object",
+        ),
+        (
+            "abs.jsonl",
+            '{"id": "/etc/passwd", "url": "http://h/a.mp4"}\n',
+            r"abs.jsonl:1: invalid trailer id '/etc/passwd'",
+        ),
+        ("dots.json", '[{"id": "..", "url": "http://h/a.mp4"}]', r"dots.json:1: invalid trailer id '..'"),
+        ("hidden.csv", "id,url\n.hidden,http://h/a.mp4\n", r"hidden.csv:2: invalid trailer id '.hidden'"),
+        (
+            "dup.jsonl",
+            '{"id": "a", "url": "http://h/1.mp4"}\n\n{"id": "a", "url": "http://h/2.mp4"}\n',
+            r"id 'a' appears on lines 1 and 3",
+        ),
+        (
+            "trailing.json",
+            '[{"id": "a", "url": "http://h/a.mp4"}]\n]',
+            r"trailing.json:2: extra data after the JSON list",
+        ),
+    ],
+)
 def test_more_malformed_rows_name_their_line(tmp_path, name, content, pattern):
     p = tmp_path / name
     p.write_text(content)

@@ -51,10 +51,32 @@ class _Server(http.server.ThreadingHTTPServer):
 def slow_list(tmp_path_factory):
     root = tmp_path_factory.mktemp("slow_www")
     for k, mid in enumerate(IDS):
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size=192x144:rate=25,hue=h={40 * k}", "-frames:v", str(50 + 5 * k),
-                        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "28", "-pix_fmt", "yuv420p",
-                        str(root / f"{mid}.mp4")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size=192x144:rate=25,hue=h={40 * k}",
+                "-frames:v",
+                str(50 + 5 * k),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-crf",
+                "28",
+                "-pix_fmt",
+                "yuv420p",
+                str(root / f"{mid}.mp4"),
+            ],
+            check=True,
+            capture_output=True,
+        )
     httpd = _Server(("127.0.0.1", 0), functools.partial(_Slow, directory=str(root)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -66,8 +88,20 @@ def slow_list(tmp_path_factory):
 
 
 def _cmd(lst: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "t12k.cli", "fetch", str(lst), "--out", str(out), "--workers", "2",
-            "--normalize-workers", "2", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "t12k.cli",
+        "fetch",
+        str(lst),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--normalize-workers",
+        "2",
+        "--quiet",
+    ]
 
 
 def _default_sigint() -> None:
@@ -78,8 +112,7 @@ def _start(cmd: list[str]) -> subprocess.Popen:
     """Start `t12k fetch` as a user's terminal would: with Ctrl-C enabled. (A test run that
     was itself started in the background by a non-interactive shell inherits SIGINT ignored,
     and Python then installs no KeyboardInterrupt handler in the child.)"""
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _wait_for(proc, cond, what: str, limit: float = 40.0) -> None:
@@ -148,7 +181,9 @@ def _assert_complete(out: Path, root: Path) -> None:
         assert r["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
         assert int(r["frames"]) == info.num_frames and r["src_width"] == "192" and r["src_codec"] == "h264"
     assert not _tmp(out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{m}.mp4" for m in IDS] + ["manifest.csv", ".t12k-fetch.lock"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{m}.mp4" for m in IDS] + ["manifest.csv", ".t12k-fetch.lock"]
+    )
 
 
 def test_sigkill_mid_run_then_rerun_completes(slow_list, tmp_path):
@@ -177,8 +212,9 @@ def test_sigkill_mid_run_then_rerun_completes(slow_list, tmp_path):
 def test_ctrl_c_stops_cleanly_then_rerun_completes(slow_list, tmp_path):
     out = tmp_path / "videos"
     proc = _start(_cmd(slow_list["list"], out))
-    _wait_for(proc, lambda: out.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in _tmp(out)),
-              "a download under way")
+    _wait_for(
+        proc, lambda: out.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in _tmp(out)), "a download under way"
+    )
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)

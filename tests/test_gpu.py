@@ -10,8 +10,8 @@ exercised on every machine; the "cuda" cases run where a GPU is visible
 import numpy as np
 import pytest
 import torch
-
 from conftest import THREE_SHOTS, MeanRunner, mean_features
+
 from t12k.backbones import REGISTRY, get_spec
 from t12k.pipeline import extract as ex
 from t12k.shots import plan_clips
@@ -30,7 +30,8 @@ def test_engine_on_the_device_gives_every_clip_its_own_feature(three_videos, dev
     runners = [MeanRunner("img", "2d", device), MeanRunner("vid", "3d", device)]
     done, failed = {}, {}
     stats = ex.Engine(runners, batch_size=5, workers=workers, chunk=4).run(
-        jobs, lambda m, f, r: done.__setitem__(m, f), failed.__setitem__)
+        jobs, lambda m, f, r: done.__setitem__(m, f), failed.__setitem__
+    )
     assert not failed and sorted(done) == sorted(THREE_SHOTS)
     assert stats.clips == 23 and set(stats.model_s) == {"img", "vid"}
     assert all(s >= 0 for s in stats.model_s.values())
@@ -82,11 +83,13 @@ def test_resize_on_the_device_matches_the_workers(three_videos, device):
 
 
 def _store_pair(three_videos, shots_store, tmp_path, key, precision, resize_on):
-    common = dict(backbones=key, weights="none", ids=["c3"], fps=6, workers=0, batch_size=4,
-                  progress=False, log=lambda m: None)
+    common = dict(
+        backbones=key, weights="none", ids=["c3"], fps=6, workers=0, batch_size=4, progress=False, log=lambda m: None
+    )
     ex.extract_features(three_videos, shots_store, tmp_path / "cpu", device="cpu", **common)
-    ex.extract_features(three_videos, shots_store, tmp_path / "gpu", device="cuda", precision=precision,
-                        resize_on=resize_on, **common)
+    ex.extract_features(
+        three_videos, shots_store, tmp_path / "gpu", device="cuda", precision=precision, resize_on=resize_on, **common
+    )
     name = get_spec(key).store_name(24, 6)
     a = FeatureStore.open(tmp_path / "cpu" / name).read("c3").astype(np.float64)
     b = FeatureStore.open(tmp_path / "gpu" / name).read("c3").astype(np.float64)

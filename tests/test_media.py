@@ -70,6 +70,7 @@ def sources(tmp_path_factory) -> dict[str, Path]:
 
 # ---- ffmpeg -----------------------------------------------------------------------------
 
+
 def test_ffmpeg_exe_found_and_runs():
     exe = ffmpeg_exe()
     assert os.path.isfile(exe)
@@ -97,6 +98,7 @@ def test_ffmpeg_exe_missing_is_a_clear_error(monkeypatch):
 
 # ---- probe ------------------------------------------------------------------------------
 
+
 def test_probe_reads_facts(sources):
     info = probe(sources["h264_2997"])
     assert (info.width, info.height, info.num_frames, info.codec) == (320, 180, 75, "h264")
@@ -116,7 +118,9 @@ def test_probe_counts_frames_when_container_does_not(sources):
     assert (info.codec, info.num_frames) == ("vp9", 75)
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "text", "audio_only", "truncated_mp4", "truncated_webm", "folder"])
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "text", "audio_only", "truncated_mp4", "truncated_webm", "folder"]
+)
 def test_probe_errors(case, sources, tmp_path):
     p = tmp_path / f"{case}.mp4"
     if case == "empty":
@@ -125,8 +129,10 @@ def test_probe_errors(case, sources, tmp_path):
         p.write_text("<html>not a video</html>")
     elif case == "audio_only":
         p = tmp_path / "tone.m4a"
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(p)],
-                       check=True)
+        subprocess.run(
+            [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(p)],
+            check=True,
+        )
     elif case == "truncated_mp4":  # moov first (faststart): the header survives, frames do not
         src = tmp_path / "whole.mp4"
         _lavfi(src, "320x240", "25", 50, X264 + ["-movflags", "+faststart"])
@@ -144,20 +150,27 @@ def test_probe_errors(case, sources, tmp_path):
     msg = str(err.value)
     assert msg.startswith(f"cannot read video {p}: ") and msg.endswith("; re-download it or remove it")
     assert "\n" not in msg
-    expected = {"missing": "no such file", "empty": "empty", "audio_only": "no video stream",
-                "truncated_mp4": "truncated", "truncated_webm": "truncated", "folder": "folder"}
+    expected = {
+        "missing": "no such file",
+        "empty": "empty",
+        "audio_only": "no video stream",
+        "truncated_mp4": "truncated",
+        "truncated_webm": "truncated",
+        "folder": "folder",
+    }
     if case in expected:
         assert expected[case] in msg
 
 
 # ---- normalize --------------------------------------------------------------------------
 
+
 def test_target_size():
     assert target_size(1920, 1080, 360) == (640, 360)
-    assert target_size(1080, 1920, 360) == (360, 640)        # portrait: the width is the short side
-    assert target_size(320, 240, 360) == (320, 240)          # never upscaled
-    assert target_size(321, 241, 360) == (320, 240)          # even, and not one pixel larger
-    assert target_size(1280, 720, 361) == (640, 360)         # odd limit: the even size below
+    assert target_size(1080, 1920, 360) == (360, 640)  # portrait: the width is the short side
+    assert target_size(320, 240, 360) == (320, 240)  # never upscaled
+    assert target_size(321, 241, 360) == (320, 240)  # even, and not one pixel larger
+    assert target_size(1280, 720, 361) == (640, 360)  # odd limit: the even size below
     assert target_size(720, 480, 360, sar=32 / 27) == (640, 360)  # anamorphic DVD: square pixels
     w, h = target_size(4096, 1716, 360)
     assert h <= 360 and w % 2 == 0 and h % 2 == 0 and abs(w / h - 4096 / 1716) < 0.01
@@ -221,8 +234,10 @@ def test_normalize_bad_source_is_a_clear_error(tmp_path):
 def test_normalize_ffmpeg_failure_leaves_nothing(sources, tmp_path, monkeypatch):
     fake = tmp_path / "fake-ffmpeg"
     # Writes half a file to its last argument, complains, fails: like a crash mid-encode.
-    fake.write_text('#!/bin/sh\nfor a; do last="$a"; done\nprintf garbage > "$last"\n'
-                    'echo "some warning" >&2\necho "Conversion failed: disk on fire" >&2\nexit 1\n')
+    fake.write_text(
+        '#!/bin/sh\nfor a; do last="$a"; done\nprintf garbage > "$last"\n'
+        'echo "some warning" >&2\necho "Conversion failed: disk on fire" >&2\nexit 1\n'
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(media, "ffmpeg_exe", lambda: str(fake))
     out = tmp_path / "out"
@@ -241,6 +256,7 @@ def test_normalize_rejects_bad_settings(sources, tmp_path):
 
 
 # ---- write_video ------------------------------------------------------------------------
+
 
 def test_write_video_roundtrip(tmp_path):
     frames = [np.full((64, 96, 3), c, np.uint8) for c in (0, 80, 160, 240) for _ in range(6)]
@@ -270,15 +286,26 @@ def test_write_video_rejects_bad_frames(tmp_path):
 
 # ---- variable frame rate, ffmpeg choice, tags, cancel, short output -----------------------
 
+
 @pytest.fixture(scope="module")
 def vfr_sources(tmp_path_factory) -> dict[str, Path]:
     """Variable frame rate clips made by ffmpeg: frames dropped irregularly (mp4), and a
     30 fps stretch followed by a slow-motion 12 fps one (mkv, millisecond timestamps)."""
     d = tmp_path_factory.mktemp("vfr")
-    gaps = _lavfi(d / "vfr_gaps.mp4", "320x240", "30", 90,
-                  ["-vf", "select='lt(mod(n\\,10)\\,6)+gt(n\\,60)'", "-fps_mode", "vfr"] + X264)
-    slow = _lavfi(d / "vfr_slowmo.mkv", "320x180", "30", 90,
-                  ["-vf", "setpts='if(lt(N\\,45)\\,N/30\\,1.5+(N-45)/12)/TB'", "-fps_mode", "vfr"] + X264)
+    gaps = _lavfi(
+        d / "vfr_gaps.mp4",
+        "320x240",
+        "30",
+        90,
+        ["-vf", "select='lt(mod(n\\,10)\\,6)+gt(n\\,60)'", "-fps_mode", "vfr"] + X264,
+    )
+    slow = _lavfi(
+        d / "vfr_slowmo.mkv",
+        "320x180",
+        "30",
+        90,
+        ["-vf", "setpts='if(lt(N\\,45)\\,N/30\\,1.5+(N-45)/12)/TB'", "-fps_mode", "vfr"] + X264,
+    )
     return {"vfr_gaps": gaps, "vfr_slowmo": slow}
 
 
@@ -342,8 +369,10 @@ def test_normalize_refuses_an_output_much_shorter_than_the_source(sources, tmp_p
     import sys
 
     short = tmp_path / "short-ffmpeg"  # a real ffmpeg that stops after 5 frames, exit code 0
-    short.write_text(f"#!{sys.executable}\nimport os, sys\na = sys.argv[1:]\n"
-                     f"os.execv({ffmpeg_exe()!r}, [{ffmpeg_exe()!r}] + a[:-1] + ['-frames:v', '5', a[-1]])\n")
+    short.write_text(
+        f"#!{sys.executable}\nimport os, sys\na = sys.argv[1:]\n"
+        f"os.execv({ffmpeg_exe()!r}, [{ffmpeg_exe()!r}] + a[:-1] + ['-frames:v', '5', a[-1]])\n"
+    )
     short.chmod(0o755)
     with pytest.raises(T12kError, match=r"gave 5 frames where its 2.00 s call for 48"):
         normalize(sources["h264_25"], tmp_path / "v.mp4", ffmpeg=str(short))

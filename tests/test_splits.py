@@ -17,14 +17,13 @@ from t12k import GENRES
 from t12k.cli import main
 from t12k.errors import T12kError
 from t12k.storage import read_mtgc
-from t12k.storage.mtgc import (iterative_stratification, label_combinations, read_labels, split_report,
-                               stratified_splits)
+from t12k.storage.mtgc import iterative_stratification, label_combinations, read_labels, split_report, stratified_splits
 
 
 def _correlated_labels(n: int, seed: int = 0) -> np.ndarray:
     """Genres with Trailers12k-like frequencies, correlated through three latent factors."""
     rng = np.random.default_rng(seed)
-    base = np.array([.3, .2, .3, .2, .45, .12, .15, .15, .12, .3])
+    base = np.array([0.3, 0.2, 0.3, 0.2, 0.45, 0.12, 0.15, 0.15, 0.12, 0.3])
     logit = np.log(base / (1 - base)) + 0.8 * rng.normal(size=(n, 3)) @ rng.normal(size=(3, 10))
     return (rng.random((n, 10)) < 1 / (1 + np.exp(-logit))).astype(np.int8)
 
@@ -91,13 +90,14 @@ def test_sois_beats_first_order_and_random_on_label_pairs():
     sois = split_report(y, stratified_splits(y, seed=0, order=2))
     first = split_report(y, stratified_splits(y, seed=0, order=1))
     rng = np.random.default_rng(0)
-    rand = split_report(y, np.stack([rng.choice(3, len(y), p=[.7, .1, .2]) for _ in range(3)], 1))
+    rand = split_report(y, np.stack([rng.choice(3, len(y), p=[0.7, 0.1, 0.2]) for _ in range(3)], 1))
 
     def mean(rep, key):
         return np.mean([r[key] for r in rep])
 
     assert mean(sois, "LPD") < mean(first, "LPD") and mean(sois, "LPD") < 0.6 * mean(rand, "LPD")
     assert mean(sois, "LD") < 0.6 * mean(rand, "LD")
+
     def max_dev(rep):
         return np.mean([v["max_dev_pp"] for r in rep for v in r["subsets"].values()])
 
@@ -111,7 +111,7 @@ def test_sizes_are_on_target_and_splits_differ():
     assert splits.shape == (203, 3) and splits.dtype == np.int8
     for s in range(3):
         counts = np.bincount(splits[:, s], minlength=3)
-        assert np.all(np.abs(counts - np.array([.7, .1, .2]) * 203) <= 1), counts
+        assert np.all(np.abs(counts - np.array([0.7, 0.1, 0.2]) * 203) <= 1), counts
     assert not np.array_equal(splits[:, 0], splits[:, 1])
     np.testing.assert_array_equal(splits, stratified_splits(y, seed=0))  # reproducible
     with pytest.raises(T12kError, match="sum to 1"):
@@ -129,7 +129,7 @@ def test_examples_without_labels_are_spread_by_size():
 def test_report_matches_the_formulas():
     y = _correlated_labels(300, seed=4)
     rng = np.random.default_rng(1)
-    splits = rng.choice(3, size=(300, 1), p=[.6, .2, .2])
+    splits = rng.choice(3, size=(300, 1), p=[0.6, 0.2, 0.2])
     rep = split_report(y, splits)[0]
     n = len(y)
     lds, lpds = [], []
@@ -140,8 +140,12 @@ def test_report_matches_the_formulas():
         shares = sub.mean(0)
         assert [v["genre_share"][g] for g in GENRES] == pytest.approx(shares.tolist())
         assert v["max_dev_pp"] == pytest.approx(100 * np.max(np.abs(shares - y.mean(0))))
-        ld = np.mean([abs(sub[:, g].sum() / (len(sub) - sub[:, g].sum())
-                          - y[:, g].sum() / (n - y[:, g].sum())) for g in range(10)])
+        ld = np.mean(
+            [
+                abs(sub[:, g].sum() / (len(sub) - sub[:, g].sum()) - y[:, g].sum() / (n - y[:, g].sum()))
+                for g in range(10)
+            ]
+        )
         assert v["LD"] == pytest.approx(ld)
         terms = []
         for a in range(10):
@@ -155,16 +159,21 @@ def test_report_matches_the_formulas():
         lpds.append(np.mean(terms))
     assert rep["LD"] == pytest.approx(np.mean(lds)) and rep["LPD"] == pytest.approx(np.mean(lpds))
     sizes = np.bincount(splits[:, 0], minlength=3)
-    assert rep["ExD"] == pytest.approx(np.mean(np.abs(sizes - np.array([.7, .1, .2]) * n)))
+    assert rep["ExD"] == pytest.approx(np.mean(np.abs(sizes - np.array([0.7, 0.1, 0.2]) * n)))
 
 
 def test_read_labels_both_layouts(tmp_path):
     (tmp_path / "names.csv").write_text(
-        'mid,genres\nm1,Action|Comedy\nm2,"drama, romance"\nm3,Science Fiction;horror\nm4,\n')
+        'mid,genres\nm1,Action|Comedy\nm2,"drama, romance"\nm3,Science Fiction;horror\nm4,\n'
+    )
     ids, y = read_labels(tmp_path / "names.csv")
     assert ids == ["m1", "m2", "m3", "m4"]
     assert [[GENRES[j] for j in np.flatnonzero(r)] for r in y] == [
-        ["action", "comedy"], ["drama", "romance"], ["horror", "sci-fi"], []]
+        ["action", "comedy"],
+        ["drama", "romance"],
+        ["horror", "sci-fi"],
+        [],
+    ]
     (tmp_path / "cols.csv").write_text("id," + ",".join(GENRES) + ",split0\nx,1,0,0,0,0,0,0,0,0,1,2\n")
     ids, y = read_labels(tmp_path / "cols.csv", id_field="id")
     assert ids == ["x"] and y.tolist() == [[1, 0, 0, 0, 0, 0, 0, 0, 0, 1]]

@@ -102,15 +102,18 @@ def test_mtgc_round_trip_and_subsets(tmp_path):
         assert np.allclose(share, [0.7, 0.1, 0.2], atol=0.05)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("mid,action\nm1,1\n", "lacks column"),
-    (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,0,0,1\n", "line 2: 13 fields"),
-    (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,2,0,1,2\n", "line 2: genre values"),
-    (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,0,0,1,5\n", "line 2: split values"),
-    (GENRES_HEADER + "\nm1,x,0,0,0,0,0,0,0,0,0,0,1,2\n", "line 2: .*integers"),
-    (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,0,0,1,2\nm1,1,0,0,0,0,0,0,0,0,0,0,1,2\n", "line 3: duplicate"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("mid,action\nm1,1\n", "lacks column"),
+        (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,0,0,1\n", "line 2: 13 fields"),
+        (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,2,0,1,2\n", "line 2: genre values"),
+        (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,0,0,1,5\n", "line 2: split values"),
+        (GENRES_HEADER + "\nm1,x,0,0,0,0,0,0,0,0,0,0,1,2\n", "line 2: .*integers"),
+        (GENRES_HEADER + "\nm1,1,0,0,0,0,0,0,0,0,0,0,1,2\nm1,1,0,0,0,0,0,0,0,0,0,0,1,2\n", "line 3: duplicate"),
+        ("", "empty"),
+    ],
+)
 def test_malformed_mtgc_is_reported_with_its_line(tmp_path, text, match):
     (tmp_path / "mtgc.csv").write_text(text)
     with pytest.raises(T12kError, match=match):
