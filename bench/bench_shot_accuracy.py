@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from t12k.pipeline.decode import iter_frames, read_frames
+from t12k.pipeline.media import iter_frames, read_frames
 from t12k.pipeline.media import ffmpeg_exe, write_video
 from t12k.shots import INPUT_SIZE, ShotDetector
 

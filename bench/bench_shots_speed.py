@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t12k.pipeline.decode import read_frames
+from t12k.pipeline.media import read_frames
 from t12k.pipeline.detect import detect_shots
 from t12k.pipeline.media import ffmpeg_exe, normalize
 from t12k.shots import INPUT_SIZE, ShotDetector

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from t12k import __version__
-from t12k.pipeline.decode import read_frames
-from t12k.pipeline.runner import StageSummary, run_items
+from t12k.pipeline.media import read_frames
+from t12k.pipeline.runner import RunSummary, run_items
 from t12k.pipeline.videos import find_videos
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.storage import Manifest, ShotStore
@@ -34,7 +34,7 @@ def detect_shots(
     threshold: float = 0.5,
     zarr_format: int = 2,
     progress: bool = True,
-) -> StageSummary:
+) -> RunSummary:
     """Detect the shots of every video in `videos` not yet in the store at `store_path`."""
     found = find_videos(videos, ids)
     store = ShotStore.create_or_append(

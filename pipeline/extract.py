@@ -40,8 +40,8 @@ from tqdm import tqdm
 from t12k import __version__
 from t12k.backbones import BackboneSpec, load_backbone, parse_backbones
 from t12k.errors import T12kError
-from t12k.pipeline.decode import iter_frames
-from t12k.pipeline.runner import StageSummary
+from t12k.pipeline.media import iter_frames
+from t12k.pipeline.runner import RunSummary
 from t12k.pipeline.videos import find_videos
 from t12k.shots import ClipPlan, plan_clips
 from t12k.shots.clips import HIST_BINS, color_counts, representative_from_counts
@@ -961,7 +961,7 @@ def extract_features(
     reps_on: str = "auto",
     progress: bool = True,
     log=print,
-) -> StageSummary:
+) -> RunSummary:
     """Extract features of every trailer in `videos` into one store per backbone in `out_dir`."""
     specs = parse_backbones(backbones)
     found = find_videos(videos, ids)
@@ -987,7 +987,7 @@ def extract_features(
         )
         log(f"{r.spec.key}: weights {r.weights_used} -> {path}")
     manifest = Manifest(out / "extract.manifest.csv", ("clips", "frames"))
-    summary = StageSummary("extract")
+    summary = RunSummary("extract")
     t_start = time.perf_counter()
 
     jobs, plans, started = [], {}, {}

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from t12k.errors import T12kError
+from t12k.errors import Cancelled, T12kError
 from t12k.pipeline import media
 from t12k.storage.checksum import file_digest
 
@@ -1055,12 +1055,12 @@ def _normalize_job(job: dict, cancel) -> dict:
     fields: dict = {}
     try:
         try:
-            src_info = media._probe(src)
-        except media._Unreadable as exc:
+            src_info = media.probe(src)
+        except media.UnreadableVideo as exc:
             return {
                 "status": "failed",
                 "fields": {"error": "not-a-video"},
-                "reason": f"the download is not a readable video ({exc}); check that {url} points to a video",
+                "reason": f"the download is not a readable video ({exc.why}); check that {url} points to a video",
             }
         fields = _source_fields(src_info, job["quality_seconds"], job["quality_min_lines"])
         if job["enforce_quality"] and fields["quality"] != "ok":
@@ -1082,7 +1082,7 @@ def _normalize_job(job: dict, cancel) -> dict:
             duration=f"{info.duration:.3f}", frames=info.num_frames, bytes=dst.stat().st_size, sha256=file_digest(dst)
         )
         return {"status": "ok", "fields": fields, "reason": ""}
-    except media.Cancelled:
+    except Cancelled:
         return {"status": "cancelled", "fields": fields, "reason": ""}
     except T12kError as exc:
         return {"status": "failed", "fields": {**fields, "error": "normalize"}, "reason": str(exc)}

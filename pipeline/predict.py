@@ -20,8 +20,8 @@ from t12k import GENRES
 from t12k.backbones import REGISTRY, BackboneSpec, get_spec
 from t12k.divita.train import load_model, predict_features
 from t12k.errors import T12kError
-from t12k.pipeline.decode import read_frames
 from t12k.pipeline.extract import BackboneRunner, clip_features, resolve_device
+from t12k.pipeline.media import read_frames
 from t12k.shots import INPUT_SIZE, ShotDetector, plan_clips
 
 

@@ -8,7 +8,7 @@ import zarr
 from t12k.backbones import get_spec, load_backbone, parse_backbones
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
-from t12k.pipeline.decode import iter_frames
+from t12k.pipeline.media import iter_frames
 from t12k.storage import FeatureStore, ShotStore
 
 

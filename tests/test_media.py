@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from t12k.errors import T12kError
+from t12k.errors import Cancelled, T12kError
 from t12k.pipeline import media
 from t12k.pipeline.media import VideoInfo, ffmpeg_exe, normalize, probe, target_size, write_video
 
@@ -80,7 +80,7 @@ def test_ffmpeg_exe_found_and_runs():
 def test_ffmpeg_exe_falls_back_to_imageio(monkeypatch):
     import imageio_ffmpeg
 
-    monkeypatch.setattr(media.shutil, "which", lambda name: None)
+    monkeypatch.setattr(media.ffmpeg.shutil, "which", lambda name: None)
     assert ffmpeg_exe() == imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -90,7 +90,7 @@ def test_ffmpeg_exe_missing_is_a_clear_error(monkeypatch):
     def boom():
         raise RuntimeError("no binary for this platform")
 
-    monkeypatch.setattr(media.shutil, "which", lambda name: None)
+    monkeypatch.setattr(media.ffmpeg.shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", boom)
     with pytest.raises(T12kError, match="no ffmpeg found; install ffmpeg"):
         ffmpeg_exe()
@@ -239,7 +239,7 @@ def test_normalize_ffmpeg_failure_leaves_nothing(sources, tmp_path, monkeypatch)
         'echo "some warning" >&2\necho "Conversion failed: disk on fire" >&2\nexit 1\n'
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(media, "ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(media.transcode, "ffmpeg_exe", lambda: str(fake))
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(T12kError) as err:
@@ -356,7 +356,7 @@ def test_normalize_cancel_stops_ffmpeg_and_leaves_nothing(sources, tmp_path):
     slow.chmod(0o755)
     out = tmp_path / "out"
     t0 = time.monotonic()
-    with pytest.raises(media.Cancelled):
+    with pytest.raises(Cancelled):
         normalize(sources["h264_25"], out / "v.mp4", ffmpeg=str(slow), cancel=lambda: time.monotonic() - t0 > 0.3)
     assert time.monotonic() - t0 < 3
     assert list(out.iterdir()) == []

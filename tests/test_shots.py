@@ -7,7 +7,7 @@ import torch
 from conftest import write_h264
 
 from t12k.cli import main as cli_main
-from t12k.pipeline.decode import read_frames
+from t12k.pipeline.media import read_frames
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.shots.fast import FastTransNet, color_histograms, nnpack_usable
 from t12k.shots.transnet import _Video, window_starts

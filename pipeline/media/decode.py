@@ -52,7 +52,7 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, th
 
     A video that cannot be read raises T12kError, also when ffmpeg fails mid-stream.
     """
-    from t12k.pipeline.media import ffmpeg_exe
+    from t12k.pipeline.media.ffmpeg import ffmpeg_exe
 
     width, height = size if size is not None else video_size(path)
     if size is not None:

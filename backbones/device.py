@@ -1,0 +1,82 @@
+"""Where models run and at which precision: one resolution of `--device` for every stage."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from t12k.errors import T12kError
+
+# Model precisions a run may ask for: the autocast dtype, or None for float32 (fp32 is strict
+# IEEE float32 on a GPU too; tf32 lets tensor cores run float32 convolutions and matmuls).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`auto` (or None): the CUDA GPU when one is visible, else the CPU; otherwise the device named.
+
+    An unknown name (`banana`) or a GPU that is not there raises T12kError naming the fix.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise T12kError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise T12kError(f"--device {device} asked for but no CUDA GPU is visible; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise T12kError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) are visible; use cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif dev.type != "cpu" and not _available(dev):
+        raise T12kError(f"--device {device} is not available on this machine; use auto or cpu")
+    return dev
+
+
+def _available(dev: torch.device) -> bool:
+    backend = getattr(torch, dev.type, None)
+    is_available = getattr(backend, "is_available", None)
+    return bool(is_available and is_available())
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise T12kError(f"precision {precision!r} is not known; choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def device_math(device: str | torch.device, precision: str):
+    """The float32 matmul/convolution mode a precision asks for on a GPU, restored afterwards,
+    with cuDNN autotuning on (extraction batches have fixed shapes). Nothing to do on a CPU."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    mode = "tf32" if precision == "tf32" else "ieee"
+    knobs = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
+    if all(hasattr(k, "fp32_precision") for k in knobs):
+        old = [k.fp32_precision for k in knobs]
+        for k in knobs:
+            k.fp32_precision = mode
+
+        def restore() -> None:
+            for k, o in zip(knobs, old):
+                k.fp32_precision = o
+    else:  # older torch: the legacy switches
+        old_flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+
+        def restore() -> None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_flags
+
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        restore()
