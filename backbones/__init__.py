@@ -19,22 +19,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from t12k.errors import T12kError
+from t12k.errors import T12kError, first_line
 from t12k.storage.checksum import file_digest
 
 WEIGHTS_SEED = 0
 
 
+class Kind(StrEnum):
+    """What a backbone sees of a clip; the value is the one stores, tables and logs show."""
+
+    IMAGE = "2d"  # one representative frame per clip
+    VIDEO = "3d"  # every (sub-sampled) frame of the clip
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     key: str
-    kind: str  # "2d": one representative frame per clip; "3d": every (sub-sampled) frame
+    kind: Kind
     pretraining: str
     model_name: str  # torchvision.models.get_model name, or the name of `builder`'s network
     weights_name: str  # weight set (enum member name) used by "default"
@@ -53,7 +61,7 @@ class BackboneSpec:
     value_range: str = "[0, 1], then (x - mean) / std"
 
     @property
-    def weights_enum(self):
+    def weights_enum(self) -> Any:
         """The "default" weight set: url, `transforms()` and `meta` (num_params, _ops)."""
         if self.weights_class is not None:
             return _import(self.weights_class)[self.weights_name]
@@ -79,7 +87,7 @@ class BackboneSpec:
 
     def preprocessing(self) -> dict[str, Any]:
         """Everything that turns decoded frames into this network's input, in one place."""
-        t = self.transforms()
+        t: Any = self.transforms()  # a torchvision preset: resize_size, crop_size, mean, std, ...
         w = self.weights_enum
         return {
             "kind": self.kind,
@@ -87,7 +95,9 @@ class BackboneSpec:
             "resize": list(t.resize_size),
             "crop": list(t.crop_size),
             "interpolation": t.interpolation.value,
-            "antialias": bool(getattr(t, "antialias", False) if self.kind == "3d" else (t.antialias is not False)),
+            "antialias": bool(
+                getattr(t, "antialias", False) if self.kind == Kind.VIDEO else (t.antialias is not False)
+            ),
             "mean": [round(float(m), 6) for m in t.mean],
             "std": [round(float(v), 6) for v in t.std],
             "channel_order": self.channel_order,
@@ -100,7 +110,7 @@ class BackboneSpec:
         """`trailers_i_shufflenet_fpc24.zarr`, `trailers_k_r2plus1d_fps24_fpc24.zarr`, ...;
         Seq-f stores get a `_seq` suffix (the published stores are all Shot-f)."""
         name = f"trailers_{self.store_prefix}_{self.store_stem}"
-        if self.kind == "3d":
+        if self.kind == Kind.VIDEO:
             name += f"_fps{fps}"
         name += f"_fpc{fpc}"
         if strategy != "shot":
@@ -110,13 +120,13 @@ class BackboneSpec:
 
 _SPECS = [
     BackboneSpec(
-        "shufflenet2d", "2d", "ImageNet-1k", "shufflenet_v2_x1_0", "IMAGENET1K_V1", "fc", 1024, "i", "shufflenet"
+        "shufflenet2d", Kind.IMAGE, "ImageNet-1k", "shufflenet_v2_x1_0", "IMAGENET1K_V1", "fc", 1024, "i", "shufflenet"
     ),
-    BackboneSpec("resnet", "2d", "ImageNet-1k", "resnet50", "IMAGENET1K_V1", "fc", 2048, "i", "resnet"),
-    BackboneSpec("swin2d", "2d", "ImageNet-1k", "swin_t", "IMAGENET1K_V1", "head", 768, "i", "swin"),
+    BackboneSpec("resnet", Kind.IMAGE, "ImageNet-1k", "resnet50", "IMAGENET1K_V1", "fc", 2048, "i", "resnet"),
+    BackboneSpec("swin2d", Kind.IMAGE, "ImageNet-1k", "swin_t", "IMAGENET1K_V1", "head", 768, "i", "swin"),
     BackboneSpec(
         "shufflenet3d",
-        "3d",
+        Kind.VIDEO,
         "Kinetics-600",
         "shufflenet3d_v2_x1_0",
         "KINETICS600_V1",
@@ -132,8 +142,10 @@ _SPECS = [
         channel_order="BGR (the RGB input is flipped in the network's first step)",
         value_range="[0, 255] minus the ActivityNet mean (the preset's mean/255, std 1/255)",
     ),
-    BackboneSpec("r2plus1d", "3d", "Kinetics-400", "r2plus1d_18", "KINETICS400_V1", "fc", 512, "k", "r2plus1d"),
-    BackboneSpec("swin3d", "3d", "ImageNet-1k + Kinetics-400", "swin3d_t", "KINETICS400_V1", "head", 768, "ik", "swin"),
+    BackboneSpec("r2plus1d", Kind.VIDEO, "Kinetics-400", "r2plus1d_18", "KINETICS400_V1", "fc", 512, "k", "r2plus1d"),
+    BackboneSpec(
+        "swin3d", Kind.VIDEO, "ImageNet-1k + Kinetics-400", "swin3d_t", "KINETICS400_V1", "head", 768, "ik", "swin"
+    ),
 ]
 REGISTRY: dict[str, BackboneSpec] = {s.key: s for s in _SPECS}
 
@@ -207,7 +219,7 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
             state = spec.weights_enum.get_state_dict(progress=False)
         except Exception as exc:
             raise T12kError(
-                f"cannot download the {spec.key} weights {spec.weights_enum.url} ({str(exc).splitlines()[0][:120]}); "
+                f"cannot download the {spec.key} weights {spec.weights_enum.url} ({first_line(exc)[:120]}); "
                 "check the network, or download that file elsewhere and pass --weights PATH, or use --weights none"
             ) from exc
         model.load_state_dict(state)
@@ -221,7 +233,7 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
             state = _clean_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as exc:
             raise T12kError(
-                f"cannot read weights file {path} ({str(exc).splitlines()[0][:120]}); "
+                f"cannot read weights file {path} ({first_line(exc)[:120]}); "
                 f"give a PyTorch state dict of {spec.model_name}"
             ) from exc
         head = spec.head_attr + "."
@@ -232,7 +244,7 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
         except RuntimeError as exc:
             raise T12kError(
                 f"weights file {path} does not fit {spec.model_name} "
-                f"({str(exc).splitlines()[0][:160]}); give that model's state dict"
+                f"({first_line(exc)[:160]}); give that model's state dict"
             ) from exc
         used = f"file:{path.name}:sha256:{file_digest(path)[:16]}"
     setattr(model, spec.head_attr, nn.Identity())
@@ -240,4 +252,25 @@ def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tu
     return model.to(device), used
 
 
-__all__ = ["BackboneSpec", "REGISTRY", "get_spec", "parse_backbones", "load_backbone"]
+def registry_table(details: bool = False) -> str:
+    """The registered backbones as `t12k backbones` prints them; with `details`, each one's
+    preprocessing too."""
+    lines = [
+        f"{'key':<13} {'kind':<4} {'pretraining':<27} {'features':>8} {'params':>8} {'GFLOPs':>7}  store (Shot-24)"
+    ]
+    for s in REGISTRY.values():
+        meta = s.weights_enum.meta
+        lines.append(
+            f"{s.key:<13} {s.kind:<4} {s.pretraining:<27} {s.num_features:>8} {meta['num_params'] / 1e6:>7.1f}M "
+            f"{meta['_ops']:>7.2f}  {s.store_name()}"
+        )
+    lines.append(
+        "params and GFLOPs as each weight set's meta reports them (with classifier; 3D: per clip at the weights' "
+        "own clip size; shufflenet3d's counted by t12k as torchvision counts, 16x112x112)"
+    )
+    for s in REGISTRY.values() if details else ():
+        lines += ["", f"{s.key}:"] + [f"  {k:<14} {v}" for k, v in s.preprocessing().items()]
+    return "\n".join(lines)
+
+
+__all__ = ["Kind", "BackboneSpec", "REGISTRY", "get_spec", "parse_backbones", "load_backbone", "registry_table"]

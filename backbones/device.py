@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from t12k.errors import T12kError
+from t12k.settings import setting
 
 # Model precisions a run may ask for: the autocast dtype, or None for float32 (fp32 is strict
 # IEEE float32 on a GPU too; tf32 lets tensor cores run float32 convolutions and matmuls).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+DEVICE_HELP = "where models run: auto (CUDA GPU when present, else CPU), cpu, cuda or cuda:N"
+
+
+def device_setting() -> Any:
+    """The `device` field of every stage's settings: 'auto' by default, with its option's help."""
+    return setting("auto", DEVICE_HELP)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -50,14 +61,14 @@ def check_precision(precision: str) -> str:
 
 
 @contextlib.contextmanager
-def device_math(device: str | torch.device, precision: str):
+def device_math(device: str | torch.device, precision: str) -> Iterator[None]:
     """The float32 matmul/convolution mode a precision asks for on a GPU, restored afterwards,
     with cuDNN autotuning on (extraction batches have fixed shapes). Nothing to do on a CPU."""
     if torch.device(device).type != "cuda":
         yield
         return
     mode = "tf32" if precision == "tf32" else "ieee"
-    knobs = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
+    knobs: list[Any] = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]  # type: ignore[attr-defined]
     if all(hasattr(k, "fp32_precision") for k in knobs):
         old = [k.fp32_precision for k in knobs]
         for k in knobs:

@@ -43,6 +43,8 @@ G - 107.7354, R - 99.4750 as in training.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as nnf
 from torch import nn
@@ -128,7 +130,7 @@ class AntialiasedVideoClassification(VideoClassification):
     """torchvision's video preset (same attributes, plus `antialias`) whose resize
     antialiases as PIL's does; torchvision's own hard-codes antialias=False."""
 
-    def __init__(self, *, antialias: bool = True, **kwargs):
+    def __init__(self, *, antialias: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.antialias = antialias
 

@@ -37,167 +37,41 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from extract_cases import (
+    T12K_CLIPS,
+    T12K_FRAMES,
+    FreeModel,
+    bench_memory,
+    bench_store,
+    collection,
+    cpu_seconds,
+    recording_engine,
+    section,
+    shared_memory_writes,
+    shots_for,
+    trailer_210s,
+)
 
-from t12k.backbones import REGISTRY, get_spec
+from t12k.backbones import REGISTRY, Kind, get_spec
+from t12k.errors import first_line
 from t12k.pipeline import extract as ex
-from t12k.pipeline.media import ffmpeg_exe, normalize
-from t12k.shots import plan_clips
-from t12k.storage import FeatureStore, ShotStore
-
-BBB = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "bbb-trailer.mp4"
-if not BBB.is_file():
-    BBB = Path("/work/shared/media/bbb-trailer.mp4")
-T12K_FRAMES, T12K_CLIPS, T12K_TRAILERS = 35e6, 1.46e6, 12000  # Trailers12k, DESIGN.md / the issue
+from t12k.pipeline.media import iter_frames
+from t12k.shots import ClipPlan, plan_clips
+from t12k.storage import ShotStore
 
 
-def trailer_210s(work: Path) -> Path:
-    """The sample trailer, normalized and looped to 210 s (5040 frames at 24 fps)."""
-    out = work / "long.mp4"
-    if out.is_file():
-        return out
-    work.mkdir(parents=True, exist_ok=True)
-    norm = work / "bbb360.mp4"
-    normalize(BBB, norm)
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-v",
-            "error",
-            "-y",
-            "-stream_loop",
-            "4",
-            "-i",
-            str(norm),
-            "-t",
-            "210",
-            "-c",
-            "copy",
-            str(work / "tmp.mp4"),
-        ],
-        check=True,
-    )
-    normalize(work / "tmp.mp4", out)  # re-encode so the loop has exact frame timing
-    (work / "tmp.mp4").unlink()
-    return out
+def _quiet(message: str) -> None:
+    """A stage's log, silenced."""
 
 
-def shots_for(work: Path, video: Path) -> Path:
-    """Shots store of the sample trailer (TransNet V2, computed once and cached)."""
-    store = work / "shots.zarr"
-    if not (store / "long").exists():
-        from t12k.pipeline.detect import detect_shots
-
-        folder = work / "one"
-        folder.mkdir(exist_ok=True)
-        if not (folder / "long.mp4").exists():
-            os.symlink(video, folder / "long.mp4")
-        detect_shots(folder, store, device="cpu", progress=False)
-    return store
-
-
-def collection(work: Path, video: Path, shots: Path, n: int, seconds: float | None = None) -> tuple[Path, Path]:
-    """A folder of `n` copies of the trailer (symlinks; or cut to `seconds`) and its shots store."""
-    tag = f"n{n}" + (f"_s{seconds:g}" if seconds else "")
-    folder, store_path = work / f"videos_{tag}", work / f"shots_{tag}.zarr"
-    src = ShotStore.open(shots)
-    if store_path.exists() and len(ShotStore.open(store_path).ids()) == n:
-        return folder, store_path
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(store_path, ignore_errors=True)
-    folder.mkdir()
-    sample = video
-    frames = len(src.predictions("long"))
-    if seconds:
-        sample = work / f"cut_{seconds:g}.mp4"
-        subprocess.run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-y",
-                "-i",
-                str(video),
-                "-frames:v",
-                str(int(seconds * 24)),
-                "-c:v",
-                "libx264",
-                "-crf",
-                "20",
-                "-preset",
-                "veryfast",
-                "-an",
-                str(sample),
-            ],
-            check=True,
-        )
-        frames = int(seconds * 24)
-    shots = src.shots("long")
-    shots = shots[shots[:, 0] < frames]
-    shots[-1, 1] = min(shots[-1, 1], frames - 1)
-    store = ShotStore.create_or_append(store_path, src.settings)
-    for i in range(n):
-        os.symlink(sample, folder / f"t{i:02d}.mp4")
-        store.write_shots(f"t{i:02d}", shots, src.predictions("long")[:frames])
-    return folder, store_path
-
-
-def section(title: str) -> None:
-    print(f"\n== {title} " + "=" * max(0, 70 - len(title)), flush=True)
-
-
-def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
-    """All chosen backbones at once over `--sample-trailers` trailers, as a real run does."""
-    cuda = args.device.startswith("cuda")
-    keys = args.sample_backbones or ("all" if cuda else "shufflenet2d,resnet")
-    n = args.sample_trailers or (32 if cuda else 4)
-    seconds = args.sample_seconds
-    workers = ex.resolve_workers(args.sample_workers, args.device)
-    resize_on = "device" if cuda else "workers"
-    section(
-        f"sample: t12k extract --backbone {keys} on {n} trailers of {seconds:g} s, device {args.device}, "
-        f"{workers} worker(s), resize on {resize_on}, batch {args.batch_size}, {args.precision}"
-    )
-    folder, shots = collection(work, video, shots_long, n, seconds)
-    frames = sum(len(ShotStore.open(shots).predictions(m)) for m in ShotStore.open(shots).ids())
-    common = dict(
-        backbones=keys,
-        weights="none",
-        device=args.device,
-        workers=workers,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        resize_on=resize_on,
-        progress=False,
-        log=lambda m: None,
-    )
-    warm, _ = collection(work, video, shots_long, 1, 2.0)  # model loading, cuDNN autotuning, page cache
-    ex.extract_features(warm, work / "shots_n1_s2.zarr", work / "warm", **common)
-    shutil.rmtree(work / "warm")
-    out = work / "out_sample"
-    shutil.rmtree(out, ignore_errors=True)
-    got = {}
-    real_engine = ex.Engine
-
-    class Recording(real_engine):
-        def run(self, *a, **k):
-            got["stats"] = super().run(*a, **k)
-            return got["stats"]
-
-    ex.Engine = Recording
-    try:
-        summary = ex.extract_features(folder, shots, out, **common)
-    finally:
-        ex.Engine = real_engine
-    assert not summary.failed, summary.failed
-    st = got["stats"]
+def _report_sample(st, frames: int, workers: int) -> tuple[dict, str, float]:
+    """Print where the sample run's time went; the busy shares, the limit and the hours
+    Trailers12k would take at this rate."""
     wall = st.wall_s
     model = sum(st.model_s.values())
     busy = {
@@ -225,6 +99,43 @@ def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
         f"limit: {limit} ({100 * busy[limit]:.0f}% busy). Trailers12k (35 M frames) at this rate: "
         f"{hours:.2f} h with {workers} worker(s) on this machine"
     )
+    return busy, limit, hours
+
+
+def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
+    """All chosen backbones at once over `--sample-trailers` trailers, as a real run does."""
+    cuda = args.device.startswith("cuda")
+    keys = args.sample_backbones or ("all" if cuda else "shufflenet2d,resnet")
+    n = args.sample_trailers or (32 if cuda else 4)
+    seconds = args.sample_seconds
+    workers = ex.worker_count(args.sample_workers, args.device)
+    resize_on = "device" if cuda else "workers"
+    section(
+        f"sample: t12k extract --backbone {keys} on {n} trailers of {seconds:g} s, device {args.device}, "
+        f"{workers} worker(s), resize on {resize_on}, batch {args.batch_size}, {args.precision}"
+    )
+    folder, shots = collection(work, video, shots_long, n, seconds)
+    frames = sum(len(ShotStore.open(shots).predictions(m)) for m in ShotStore.open(shots).ids())
+    cfg = ex.ExtractConfig(
+        backbones=keys,
+        weights="none",
+        device=args.device,
+        workers=workers,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        resize_on=resize_on,
+    )
+    warm, _ = collection(work, video, shots_long, 1, 2.0)  # model loading, cuDNN autotuning, page cache
+    ex.extract_features(warm, work / "shots_n1_s2.zarr", work / "warm", cfg, progress=False, log=_quiet)
+    shutil.rmtree(work / "warm")
+    out = work / "out_sample"
+    shutil.rmtree(out, ignore_errors=True)
+    with recording_engine() as got:
+        summary = ex.extract_features(folder, shots, out, cfg, progress=False, log=_quiet)
+    assert not summary.failed, summary.failed
+    st = got["stats"]
+    wall = st.wall_s
+    busy, limit, hours = _report_sample(st, frames, workers)
     return {
         "backbones": keys,
         "trailers": n,
@@ -241,19 +152,6 @@ def bench_sample(args, work: Path, video: Path, shots_long: Path) -> dict:
     }
 
 
-class _FreeModel:
-    """A stand-in backbone that costs nothing: its geometry keeps the decoded size (no resize)
-    and its feature is two input values, so a run measures the engine itself."""
-
-    def __init__(self, kind: str, size: tuple[int, int]):
-        self.spec = type("Spec", (), {"key": f"free{kind}", "kind": kind, "num_features": 2})()
-        self.geometry = ex.Geometry(kind, size, size, "bilinear", True)
-        self.device, self.batch_size, self.precision = "cpu", 32, "fp32"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1)[:, :2].float()
-
-
 def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
     n, seconds = 4, 30.0
     section(
@@ -262,31 +160,31 @@ def bench_pipeline(args, work: Path, video: Path, shots_long: Path) -> dict:
     )
     folder, shots_path = collection(work, video, shots_long, n, seconds)
     store = ShotStore.open(shots_path)
-    height, width = ex.iter_frames(folder / "t00.mp4").__next__().shape[:2]
+    height, width = iter_frames(folder / "t00.mp4").__next__().shape[:2]
     jobs = [
         ex.Job(m, str(folder / f"{m}.mp4"), plan_clips(store.shots(m), len(store.predictions(m)), "shot", 24, 24))
         for m in store.ids()
     ]
     frames = sum(len(store.predictions(m)) for m in store.ids())
-    runners = [_FreeModel("2d", (height, width)), _FreeModel("3d", (height, width))]
+    runners = [FreeModel(Kind.IMAGE, (height, width)), FreeModel(Kind.VIDEO, (height, width))]
     geometries = [r.geometry for r in runners]
     torch.set_num_threads(1)
     best: dict = {}
     ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES)  # made once, as in a run (not timed)
     for _ in range(max(1, args.repeat)):
-        c0, t0 = _cpu_s(), time.perf_counter()
+        c0, t0 = cpu_seconds(), time.perf_counter()
         for item in ex.ClipStream(jobs, geometries, chunk=8, decode_threads=1, raw=True, ring=ring):
             assert isinstance(item, ex.Chunk), item
             for x in item.inputs:
                 if isinstance(x, ex.SlotRef):
                     ring.release(x.slot)
-        c1, dt = _cpu_s(), time.perf_counter() - t0
+        c1, dt = cpu_seconds(), time.perf_counter() - t0
         best["alone"] = min(best.get("alone", (float("inf"),)), (dt, 0.0, c1[0] - c0[0] + c1[1] - c0[1]))
         done = []
         engine = ex.Engine(runners, batch_size=32, workers=1, resize_on="device")
-        c0 = _cpu_s()
+        c0 = cpu_seconds()
         st = engine.run(jobs, lambda m, f, r, done=done: done.append(m), lambda m, why, done=done: done.append(why))
-        c1 = _cpu_s()
+        c1 = cpu_seconds()
         assert sorted(done) == sorted(store.ids()), done
         best["engine"] = min(best.get("engine", (float("inf"),)), (st.wall_s, c1[0] - c0[0], c1[1] - c0[1], st))
     torch.set_num_threads(os.cpu_count() or 1)
@@ -336,52 +234,24 @@ def bench_throughput(args, work: Path, video: Path, shots_long: Path) -> dict:
         f"{'model %':>8} {'write %':>8}  model clips/s"
     )
     for key in args.backbones:
-        seconds = args.seconds_2d if get_spec(key).kind == "2d" else args.seconds
+        seconds = args.seconds_2d if get_spec(key).kind == Kind.IMAGE else args.seconds
         folder, shots = collection(work, video, shots_long, 1, seconds or None)
         warm, _ = collection(work, video, shots_long, 1, 2.0)
         out = work / "out_throughput" / key
         shutil.rmtree(out, ignore_errors=True)
-        ex.extract_features(
-            warm,
-            work / "shots_n1_s2.zarr",
-            work / "warm",
+        cfg = ex.ExtractConfig(
             backbones=key,
             weights="none",
             device=args.device,
             workers=args.workers,
             batch_size=args.batch_size,
             precision=args.precision,
-            progress=False,
-            log=lambda m: None,
         )
+        ex.extract_features(warm, work / "shots_n1_s2.zarr", work / "warm", cfg, progress=False, log=_quiet)
         shutil.rmtree(work / "warm")
-        runner_stats = {}
-        real_engine = ex.Engine
-
-        class Recording(real_engine):  # keep the engine's own timing figures
-            def run(self, *a, _stats=runner_stats, **k):
-                st = super().run(*a, **k)
-                _stats["stats"] = st
-                return st
-
-        ex.Engine = Recording
-        try:
-            ex.extract_features(
-                folder,
-                shots,
-                out,
-                backbones=key,
-                weights="none",
-                device=args.device,
-                workers=args.workers,
-                batch_size=args.batch_size,
-                precision=args.precision,
-                progress=False,
-                log=lambda m: None,
-            )
-        finally:
-            ex.Engine = real_engine
-        st = runner_stats["stats"]
+        with recording_engine() as got:  # keep the engine's own timing figures
+            ex.extract_features(folder, shots, out, cfg, progress=False, log=_quiet)
+        st = got["stats"]
         model = sum(st.model_s.values())
         results[key] = {
             "clips": st.clips,
@@ -403,12 +273,62 @@ def bench_throughput(args, work: Path, video: Path, shots_long: Path) -> dict:
     return results
 
 
-def _cpu_s() -> tuple[float, float]:
-    """CPU seconds of this process and of its finished children (the ffmpeg decoders)."""
-    import resource
+def _worker_cases(backbones: list[str]) -> list[tuple[str, list | None, bool | str]]:
+    """(name, geometries, raw) per case: decode alone, each geometry group, and all of them with
+    the resize in the workers, on the device, and with the representatives on the device too."""
+    groups: dict = {}
+    for key in backbones:
+        g, _ = ex.split_transforms(get_spec(key))
+        groups.setdefault(g, []).append(key)
+    every = list(groups)
+    return (
+        [("decode only", None, False)]
+        + [("+".join(keys), [g], False) for g, keys in groups.items()]
+        + [
+            ("ALL, resize in workers", every, False),
+            ("ALL, resize on device", every, True),
+            ("ALL, resize + reps on device", every, "reps"),
+        ]
+    )
 
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+def _worker_pass(
+    video: Path, plan: ClipPlan, gs: list | None, raw: bool | str, ring: ex.FrameRing, frames: int
+) -> None:
+    """One worker's work on the trailer of `frames` frames, in this process: decode only, or
+    every chunk's inputs."""
+    if gs is None:
+        n = sum(1 for _ in iter_frames(video, threads=1))
+        assert n == frames, (n, frames)
+        return
+    # raw frames go into reused ring slots, made once as in a run
+    stream = ex.ClipStream(
+        [ex.Job("t00", str(video), plan)],
+        gs,
+        chunk=8 if raw else 32,
+        decode_threads=1,
+        raw=bool(raw),
+        ring=ring if raw else None,
+        reps_on_device=raw == "reps",
+    )
+    for item in stream:
+        assert isinstance(item, ex.Chunk), item
+        for x in item.inputs:
+            if isinstance(x, ex.SlotRef):
+                ring.release(x.slot)
+
+
+def _least_cpu(repeat: int, work) -> tuple[float, float, float]:
+    """(wall, own CPU, children's CPU) seconds of the run of `work()` with the least CPU: on a
+    shared machine, noise only ever adds."""
+    best = (float("inf"), 0.0, 0.0)
+    for _ in range(max(1, repeat)):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        work()
+        dt, c1 = time.perf_counter() - t0, cpu_seconds()
+        run = (dt, c1[0] - c0[0], c1[1] - c0[1])
+        best = min(best, run, key=lambda r: r[1] + r[2] if r[0] < float("inf") else float("inf"))
+    return best
 
 
 def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
@@ -418,20 +338,6 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
     sh = store.shots("t00")
     torch.set_num_threads(1)
     results = {}
-    groups = {}
-    for key in args.backbones:
-        g, _ = ex.split_transforms(get_spec(key))
-        groups.setdefault(g, []).append(key)
-    every = list(groups)
-    cases = (
-        [("decode only", None, False)]
-        + [("+".join(keys), [g], False) for g, keys in groups.items()]
-        + [
-            ("ALL, resize in workers", every, False),
-            ("ALL, resize on device", every, True),
-            ("ALL, resize + reps on device", every, "reps"),
-        ]
-    )
     print(
         "ms per frame: wall, and CPU of the worker process and of its ffmpeg; a 16-core machine runs "
         "about 15 / CPU of them at once"
@@ -440,38 +346,15 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
         f"{'inputs for':<28} {'frames/s':>9} {'wall':>6} {'worker':>7} {'ffmpeg':>7} {'CPU':>6}   "
         f"(the run with the least CPU of {args.repeat})"
     )
-    for _ in ex.iter_frames(video, threads=1):  # warm-up: page cache, ffmpeg and torch start-up
+    for _ in iter_frames(video, threads=1):  # warm-up: page cache, ffmpeg and torch start-up
         pass
     ring = ex.FrameRing(2, ex.Engine.SLOT_BYTES)
-    for name, gs, raw in cases:
-        fps = 24 if gs is None or all(g.kind == "2d" for g in gs) else args.fps
+    for name, gs, raw in _worker_cases(args.backbones):
+        fps = 24 if gs is None or all(g.kind == Kind.IMAGE for g in gs) else args.fps
         plan = plan_clips(sh, frames_n, "shot", 24, fps)
-        best = (float("inf"), 0.0, 0.0)
-        for _ in range(max(1, args.repeat)):
-            c0, t0 = _cpu_s(), time.perf_counter()
-            if gs is None:
-                n = sum(1 for _ in ex.iter_frames(video, threads=1))
-                assert n == frames_n, (n, frames_n)
-            else:
-                # raw frames go into reused ring slots, made once as in a run
-                stream = ex.ClipStream(
-                    [ex.Job("t00", str(video), plan)],
-                    gs,
-                    chunk=8 if raw else 32,
-                    decode_threads=1,
-                    raw=bool(raw),
-                    ring=ring if raw else None,
-                    reps_on_device=raw == "reps",
-                )
-                for item in stream:
-                    assert isinstance(item, ex.Chunk), item
-                    for x in item.inputs:
-                        if isinstance(x, ex.SlotRef):
-                            ring.release(x.slot)
-            dt, c1 = time.perf_counter() - t0, _cpu_s()
-            run = (dt, c1[0] - c0[0], c1[1] - c0[1])
-            # the run with the least CPU: on a shared machine, noise only ever adds
-            best = min(best, run, key=lambda r: r[1] + r[2] if r[0] < float("inf") else float("inf"))
+        best = _least_cpu(
+            args.repeat, lambda plan=plan, gs=gs, raw=raw: _worker_pass(video, plan, gs, raw, ring, frames_n)
+        )
         dt, me, kids = (x * 1000 / frames_n for x in best)
         results[name] = {
             "frames_per_s": 1000 / dt,
@@ -482,21 +365,7 @@ def bench_workers(args, work: Path, video: Path, shots: Path) -> dict:
             "cpu_ms": me + kids,
         }
         print(f"{name:<28} {1000 / dt:>9.1f} {dt:>6.2f} {me:>7.2f} {kids:>7.2f} {me + kids:>6.2f}", flush=True)
-    # what the ring saves: writing decoded frames into fresh shared memory (a new segment per
-    # chunk, as PyTorch's DataLoader does for a worker's tensors) or into a reused slot
-    frame = torch.randint(0, 256, (360, 640, 3), dtype=torch.uint8)
-    n = 96
-    slot = torch.empty((n, *frame.shape), dtype=torch.uint8).share_memory_()
-    for label, fresh in (("fresh shared memory", True), ("reused ring slot", False)):
-        best_s = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            dest = torch.empty((n, *frame.shape), dtype=torch.uint8).share_memory_() if fresh else slot
-            dest.copy_(frame.expand(n, *frame.shape))
-            best_s = min(best_s, time.perf_counter() - t0)
-            del dest
-        results[f"write 360p frames, {label}"] = {"ms_per_frame": 1000 * best_s / n}
-        print(f"write 360p frames into {label}: {1000 * best_s / n:.3f} ms per frame")
+    results.update(shared_memory_writes())
     torch.set_num_threads(os.cpu_count() or 1)
     return results
 
@@ -506,7 +375,7 @@ def bench_precision(args, work: Path, video: Path, shots: Path) -> dict:
     store = ShotStore.open(shots)
     plan = plan_clips(store.shots("t00"), len(store.predictions("t00")), "shot", 24, args.fps)
     idx = np.linspace(0, len(plan) - 1, min(len(plan), args.precision_clips)).astype(int)
-    sub = ex.ClipPlan(plan.frames[idx], plan.spans[idx], plan.fpc, plan.fps, plan.strategy)
+    sub = ClipPlan(plan.frames[idx], plan.spans[idx], plan.fpc, plan.fps, plan.strategy)
     results = {}
     print(f"{'backbone':<13} {'precision':<9} {'max |d| / max |f|':>18} {'mean rel. L2':>13} {'min cosine':>11}")
     for key in args.backbones:
@@ -516,7 +385,7 @@ def bench_precision(args, work: Path, video: Path, shots: Path) -> dict:
                 runner = ex.BackboneRunner(get_spec(key), "none", args.device, args.batch_size, prec)
                 feats, _ = ex.clip_features(video, sub, [runner])
             except RuntimeError as exc:
-                print(f"{key:<13} {prec:<9} not supported here: {str(exc).splitlines()[0][:60]}")
+                print(f"{key:<13} {prec:<9} not supported here: {first_line(exc)[:60]}")
                 continue
             f = feats[key].astype(np.float64)
             if ref is None:
@@ -527,118 +396,6 @@ def bench_precision(args, work: Path, video: Path, shots: Path) -> dict:
             cos = np.min(np.sum(f * ref, 1) / (np.linalg.norm(f, axis=1) * np.linalg.norm(ref, axis=1)))
             results[f"{key}/{prec}"] = {"max_rel": d, "mean_rel_l2": l2, "min_cosine": cos}
             print(f"{key:<13} {prec:<9} {d:>18.2e} {l2:>13.2e} {cos:>11.6f}", flush=True)
-    return results
-
-
-def _measure_tree(proc, peak: dict) -> None:
-    import psutil
-
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            procs = [root] + root.children(recursive=True)
-            rss = pss = 0
-            for p in procs:
-                try:
-                    info = p.memory_full_info()
-                    rss += info.rss
-                    pss += info.pss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            main_rss = root.memory_info().rss
-            peak["tree_pss"] = max(peak.get("tree_pss", 0), pss)
-            peak["main_rss"] = max(peak.get("main_rss", 0), main_rss)
-            peak["procs"] = max(peak.get("procs", 0), len(procs))
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(1.0)  # reading smaps is not free: sample once a second
-
-
-def bench_memory(args, work: Path, video: Path, shots: Path) -> dict:
-    section(f"memory: t12k extract --backbone {args.memory_backbones} on 1 and 20 trailers of 210 s")
-    results = {}
-    for n in (1, 20):
-        folder, store = collection(work, video, shots, n)
-        out = work / f"out_memory_{n}"
-        shutil.rmtree(out, ignore_errors=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "t12k.cli",
-            "extract",
-            "--backbone",
-            args.memory_backbones,
-            "--weights",
-            "none",
-            "--videos",
-            str(folder),
-            "--shots",
-            str(store),
-            "--out",
-            str(out),
-            "--device",
-            args.device,
-            "--workers",
-            str(args.workers),
-            "--batch-size",
-            str(args.batch_size),
-            "--fps",
-            str(args.fps),
-            "--quiet",
-        ]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd)
-        peak: dict = {}
-        th = threading.Thread(target=_measure_tree, args=(proc, peak))
-        th.start()
-        proc.wait()
-        th.join()
-        dt = time.perf_counter() - t0
-        results[n] = {k: v for k, v in peak.items()} | {"seconds": dt, "rc": proc.returncode}
-        print(
-            f"{n:>2} trailer(s) x 5040 frames: peak main RSS {peak['main_rss'] / 2**20:7.0f} MiB, peak tree PSS "
-            f"{peak['tree_pss'] / 2**20:7.0f} MiB ({peak['procs']} processes), {dt:.0f} s, exit {proc.returncode}",
-            flush=True,
-        )
-    return results
-
-
-def bench_store(args, work: Path) -> dict:
-    section("stores: bytes per trailer (zstd-5 Blosc, shuffle) and read speed of a whole store")
-    results = {}
-    roots = [work / "out_memory_20", work / "out_throughput"]
-    paths = sorted({p for r in roots if r.exists() for p in r.rglob("trailers_*.zarr")})
-    for path in paths:
-        store = FeatureStore.open(path)
-        ids = store.ids()
-        if not ids:
-            continue
-        files = [f for f in path.rglob("*") if f.is_file()]
-        total = sum(f.stat().st_size for f in files)
-        os.sync()
-        t0 = time.perf_counter()
-        raw = 0
-        import zarr
-
-        z = zarr.open(str(path), mode="r")  # what the reference trainer does
-        for m in ids:
-            raw += z[m][:].nbytes
-        dt = time.perf_counter() - t0
-        clips = raw / 4 / int(z.attrs["num_features"])
-        results[str(path)] = {
-            "trailers": len(ids),
-            "bytes_total": total,
-            "bytes_per_trailer": total / len(ids),
-            "raw_bytes": raw,
-            "read_s": dt,
-        }
-        print(
-            f"{path.parent.name}/{path.name}: {len(ids)} trailers, {clips / len(ids):.0f} clips each, "
-            f"{total / len(ids) / 2**20:.2f} MiB per trailer on disk (raw float32 {raw / len(ids) / 2**20:.2f} MiB, "
-            f"ratio {raw / total:.2f}); whole store read in {dt:.2f} s = {raw / dt / 2**20:.0f} MiB/s, "
-            f"{len(ids) / dt:.0f} trailers/s (page cache warm)",
-            flush=True,
-        )
     return results
 
 

@@ -3,10 +3,11 @@ with several trailers queued.
 
     .venv/bin/python bench/bench_normalize.py [--input VIDEO] [--repeat 3] [--queue N]
 
-1. One trailer: the work a fetch worker process does per trailer (`fetch._normalize_job`:
-   probe, ffmpeg to H.264 24 fps with the short side at most 360 px, check, checksum) and a
-   plain ffmpeg command doing the same conversion on the same file, alternated `--repeat`
-   times; prints frames per second (output frames / wall seconds, medians) and their ratio.
+1. One trailer: the work a fetch worker process does per trailer (`fetch.normalizer.normalize_job`:
+   probe, ffmpeg to H.264 24 fps with the short side at most 360 px, check, checksum) and
+   the same ffmpeg command (`media.normalize_command`) run as a plain process on the same
+   file, alternated `--repeat` times; prints frames per second (output frames / wall
+   seconds, medians) and their ratio.
 2. Several trailers queued: `fetch_collection` on N copies served by a local HTTP server
    (downloads, normalizing processes, manifest), next to N plain ffmpeg commands run with
    the same number of processes at once; prints the aggregate frames per second and the CPU
@@ -33,44 +34,9 @@ import time
 from pathlib import Path
 
 from t12k.pipeline import fetch, media
+from t12k.pipeline.fetch import download, normalizer  # noqa: F401  (fetch.download, fetch.normalizer)
 
 DEFAULT_INPUT = "/work/shared/media/bbb-trailer.mp4"
-
-
-def plain_command(ffmpeg: str, src: Path, dst: Path, width: int, height: int) -> list[str]:
-    """The same conversion as `media.normalize`, written out by hand."""
-    return [
-        ffmpeg,
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        str(src),
-        "-map",
-        "0:v:0",
-        "-an",
-        "-sn",
-        "-dn",
-        "-map_metadata",
-        "-1",
-        "-vf",
-        f"fps=24,scale={width}:{height},setsar=1",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-crf",
-        "18",
-        "-pix_fmt",
-        "yuv420p",
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
-        str(dst),
-    ]
 
 
 def _cpu_seconds() -> float:
@@ -150,7 +116,7 @@ def bench_one(src: Path, work: Path, repeat: int, ffmpeg: str) -> None:
         "quality_seconds": list(fetch.QUALITY_SECONDS),
         "quality_min_lines": fetch.QUALITY_MIN_LINES,
     }
-    cmd = plain_command(ffmpeg, src, work / "plain.mp4", width, height)
+    cmd = media.normalize_command(ffmpeg, src, work / "plain.mp4", (width, height))  # what normalize runs
     print(
         f"input: {src} ({info.width}x{info.height}, {info.fps:.3f} fps, {info.duration:.2f} s, {info.codec}); "
         f"output {width}x{height}, 24 fps, {frames} frames; {cores} cores; ffmpeg {ffmpeg}"
@@ -160,7 +126,7 @@ def bench_one(src: Path, work: Path, repeat: int, ffmpeg: str) -> None:
     for k in range(repeat):
 
         def t12k_job():
-            answer = fetch._normalize_job(
+            answer = fetch.normalizer.normalize_job(
                 {"src": str(src), "dst": str(work / "t12k.mp4"), "url": str(src), **settings}, lambda: False
             )
             assert answer["status"] == "ok", answer
@@ -214,7 +180,7 @@ def bench_queue(src: Path, work: Path, n: int, processes: int, ffmpeg: str) -> N
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     items = [fetch.FetchItem(f"q{k}", f"{url}/q{k}.mp4") for k in range(n)]
-    fetch._warm_up_yt_dlp()
+    fetch.download.warm_up_yt_dlp()
     print(f"\n{n} trailers queued, {processes} normalizing processes, {cores} cores:")
 
     with _Sampler() as sampler:
@@ -233,7 +199,10 @@ def bench_queue(src: Path, work: Path, n: int, processes: int, ffmpeg: str) -> N
     print(f"    {sampler.text()}")
 
     def plain_parallel():
-        queue = [plain_command(ffmpeg, www / f"q{k}.mp4", work / f"plain{k}.mp4", width, height) for k in range(n)]
+        queue = [
+            media.normalize_command(ffmpeg, www / f"q{k}.mp4", work / f"plain{k}.mp4", (width, height))
+            for k in range(n)
+        ]
         running: list[subprocess.Popen] = []
         while queue or running:
             while queue and len(running) < processes:

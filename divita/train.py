@@ -1,4 +1,4 @@
-"""Training, evaluation, checkpoints and single-trailer prediction for the DIViTA head.
+"""Training and evaluation of the DIViTA head, and single-trailer prediction.
 
 The protocol is the reference trainer's (github.com/richardtml/DIViTA ``train.py``):
 one random 30-clip snippet per training trailer per epoch, batches of 32 trailers in
@@ -11,7 +11,8 @@ epoch, settings and the attrs of the stores trained on), ``last.pt`` (the state 
 latest epoch, RNG states included, rewritten every epoch: ``train(..., resume=True)`` /
 ``t12k train --resume`` continues from it to the same result as an uninterrupted run with
 the same seed), ``history.csv`` (one row per epoch), ``metrics.csv`` (val and test, x100)
-and ``predictions.csv`` (every val and test trailer's labels and probabilities).
+and ``predictions.csv`` (every val and test trailer's labels and probabilities). The torch
+files are described in `divita.checkpoint`, the CSV files in `divita.runfiles`.
 
 Validation loss as the reference computes it: trailers in batches of ``batch_size`` (in
 file order), the BCE of every snippet's logits against its trailer's labels averaged within
@@ -21,14 +22,12 @@ a batch, then the batch means averaged.
 from __future__ import annotations
 
 import copy
-import csv
+import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,65 +36,41 @@ from tqdm.auto import tqdm
 
 import t12k
 from t12k import GENRES
+from t12k.backbones.device import resolve_device
+from t12k.divita import runfiles
+from t12k.divita.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    RESUMABLE_CHANGES,
+    STATE_FORMAT,
+    cpu_state,
+    load_model,
+    load_state,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from t12k.divita.config import TrainConfig
 from t12k.divita.data import EvalSnippets, TrailerFeatures, load_trailers, mean_by_owner, table_from_arrays
-from t12k.divita.metrics import METRIC_NAMES, compute_metrics, muap
-from t12k.divita.model import AGGREGATIONS, FUSIONS, DIViTA
+from t12k.divita.metrics import compute_metrics, muap
+from t12k.divita.model import DIViTA
 from t12k.errors import T12kError
 from t12k.storage import read_mtgc
 
-CHECKPOINT_FORMAT = "t12k-divita"
-CHECKPOINT_VERSION = 1
-STATE_FORMAT = "t12k-divita-state"  # last.pt: everything needed to resume
-# Settings that may change when a run is resumed (they do not change what is computed, or,
-# for max_epochs, only how far it goes); every other setting must match the stopped run.
-RESUMABLE_CHANGES = ("max_epochs", "device", "features_device", "num_threads", "out_dir")
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "load_model",
+    "predict_features",
+    "reference_val_loss",
+    "snippet_logits",
+    "train",
+]
+
 EVAL_CHUNK = 1024  # snippets per forward pass at evaluation
-
-
-@dataclass(kw_only=True)
-class TrainConfig:
-    """Everything a training run needs (keyword arguments); saved in the checkpoint."""
-
-    image_store: str | os.PathLike | None = None
-    video_store: str | os.PathLike | None = None
-    labels: str | os.PathLike  # mtgc.csv
-    split: int = 0
-    out_dir: str | os.PathLike  # the run folder
-    aggregation: str = "tsfm"
-    fusion: str = "late"
-    snippet: int = 30
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.01  # torch.optim.AdamW's default (the reference does not set it)
-    max_epochs: int = 100
-    scheduler_patience: int = 10
-    stop_patience: int = 20
-    seed: int = 0
-    device: str = "auto"  # 'auto': cuda when available, else cpu
-    num_threads: int | None = None  # torch CPU threads during training (None: torch's default)
-    feature_dtype: str = "float32"  # in-memory features: float32, float16 or bfloat16
-    features_device: str | None = None  # where the features live (None: the training device)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("image_store", "video_store", "labels", "out_dir"):
-            d[k] = None if d[k] is None else str(d[k])
-        return d
-
-    def validate(self) -> None:
-        if self.image_store is None and self.video_store is None:
-            raise T12kError("no feature store given; pass an image store, a video store or both")
-        if self.split not in (0, 1, 2):
-            raise T12kError(f"split {self.split} does not exist; use 0, 1 or 2")
-        if self.aggregation not in AGGREGATIONS:
-            raise T12kError(f"aggregation {self.aggregation!r} is unknown; use one of {', '.join(AGGREGATIONS)}")
-        if self.fusion not in FUSIONS:
-            raise T12kError(f"fusion {self.fusion!r} is unknown; use 'early' or 'late'")
-        for name in ("snippet", "batch_size", "max_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise T12kError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise T12kError(f"lr must be positive, got {self.lr}")
+SUBSETS = ("train", "val", "test")
 
 
 @dataclass
@@ -106,18 +81,6 @@ class TrainResult:
     epochs_run: int
     out_dir: Path
     history: list[dict] = field(default_factory=list)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise T12kError(f"device {device!r} is not a torch device; use auto, cpu or cuda[:N]") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise T12kError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return dev
 
 
 # ---- evaluation --------------------------------------------------------------------------
@@ -171,352 +134,305 @@ def evaluate(
     return loss, probs.cpu().numpy()
 
 
-# ---- files -------------------------------------------------------------------------------
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_muAP", "lr")
+# ---- the pieces of a run -----------------------------------------------------------------
 
 
-def _write_metrics_csv(path: Path, rows: list[tuple[str, dict]], split: int, best_epoch: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["subset", "split", "epoch", *METRIC_NAMES, *GENRES])
-        for subset, m in rows:
-            w.writerow(
-                [
-                    subset,
-                    split,
-                    best_epoch,
-                    *(f"{100 * m[k]:.2f}" for k in METRIC_NAMES),
-                    *(f"{100 * m['per_genre'][g]:.2f}" for g in GENRES),
-                ]
-            )
-    os.replace(tmp, path)
+@dataclass
+class SplitData:
+    """One split's trailers: their features, and per subset (train, val, test) ids, rows and labels."""
 
+    features: TrailerFeatures
+    ids: dict[str, list[str]]
+    rows: dict[str, torch.Tensor]
+    labels: dict[str, np.ndarray]
 
-def _write_predictions_csv(path: Path, rows: list[tuple[str, list[str], np.ndarray, np.ndarray]]) -> None:
-    """subset, mid, the labels (y_{genre}) and probabilities (p_{genre}) of every trailer."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["subset", "mid", *(f"y_{g}" for g in GENRES), *(f"p_{g}" for g in GENRES)])
-        for subset, ids, y, prob in rows:
-            for mid, yy, pp in zip(ids, y, prob):
-                w.writerow([subset, mid, *(int(v) for v in yy), *(f"{v:.6f}" for v in pp)])
-    os.replace(tmp, path)
-
-
-def _write_history_csv(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(HISTORY_COLUMNS)
-        for h in history:
-            w.writerow(_history_row(h))
-    os.replace(tmp, path)
-
-
-def _history_row(h: dict) -> list:
-    return [h["epoch"], f"{h['train_loss']:.6f}", f"{h['val_loss']:.6f}", f"{h['val_muAP']:.6f}", f"{h['lr']:.3g}"]
-
-
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _cpu_state(state: dict) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-# ---- training ----------------------------------------------------------------------------
-
-
-def train(
-    cfg: TrainConfig, progress: bool = True, *, resume: bool = False, on_epoch: Callable[[dict], None] | None = None
-) -> TrainResult:
-    """Train the DIViTA head on one split, keep the best-validation-loss state, evaluate it.
-
-    `resume`: continue the stopped run in ``cfg.out_dir`` from its ``last.pt`` (same
-    settings required, except those in RESUMABLE_CHANGES; a larger ``max_epochs`` extends
-    a finished run unless early stopping ended it). `on_epoch` is called with each epoch's
-    history record after that epoch's state is saved (progress reporting; an exception
-    raised there stops the run, which ``resume`` can then continue).
-    """
-    cfg.validate()
-    threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
-        return _train(cfg, progress, resume, on_epoch)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _same_path(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def _load_state(path: Path, cfg: TrainConfig, stores: dict) -> dict:
-    """The resumable state in `path`, checked against the settings and stores of `cfg`."""
-    fix = "run without --resume to start again, or pass the settings of the stopped run"
-    if not path.is_file():
-        raise T12kError(
-            f"nothing to resume in {path.parent}: no {path.name}; run the same command "
-            "without --resume to start the training"
+    @classmethod
+    def load(cls, cfg: TrainConfig, device: torch.device, progress: bool) -> SplitData:
+        mtgc = read_mtgc(cfg.labels)
+        subsets = {name: mtgc.subset(cfg.split, name) for name in SUBSETS}
+        for name, (ids, _) in subsets.items():
+            if not ids:
+                raise T12kError(
+                    f"split {cfg.split} of {cfg.labels} has no {name} trailers; "
+                    "every split needs train (0), validation (1) and test (2) rows"
+                )
+        every = [m for name in SUBSETS for m in subsets[name][0]]
+        data = load_trailers(every, cfg.image_store, cfg.video_store, cfg.feature_dtype, device, progress)
+        return cls(
+            data,
+            {name: subsets[name][0] for name in SUBSETS},
+            {name: data.rows(subsets[name][0]) for name in SUBSETS},
+            {name: subsets[name][1].astype(np.float32) for name in SUBSETS},
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise T12kError(
-            f"{path} is not a readable t12k training state ({type(exc).__name__}); run without --resume to start again"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise T12kError(f"{path} is not a t12k training state; run without --resume to start again")
-    saved, now = state["config"], cfg.to_dict()
-    for key, value in now.items():
-        if key in RESUMABLE_CHANGES:
-            continue
-        old = saved.get(key)
-        same = _same_path(old, value) if key in ("image_store", "video_store", "labels") else old == value
-        if not same:
-            raise T12kError(
-                f"cannot resume the run in {path.parent}: it was started with {key}={old!r}, now {key}={value!r}; {fix}"
-            )
-    for role, info in stores.items():
-        old = state["stores"].get(role, {}).get("attrs")
-        if old != info["attrs"]:
-            raise T12kError(
-                f"cannot resume the run in {path.parent}: the {role} store {info['path']} "
-                "changed since the run started (its attrs differ); run without --resume"
-            )
-    return state
+
+    @property
+    def stores(self) -> dict[str, dict]:
+        """Path and attrs of each store trained on, by role (recorded in the run's files)."""
+        tables = {"image": self.features.image, "video": self.features.video}
+        return {role: {"path": str(t.path), "attrs": t.attrs} for role, t in tables.items() if t is not None}
 
 
-def _rng_state() -> dict:
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
+@dataclass
+class EarlyStopping:
+    """The best validation loss so far, its epoch and model state, and the epochs since then.
+
+    Improvement is strict, as Lightning's checkpointing and early stopping; a NaN loss never
+    improves. `stopped` turns true after `patience` epochs without improvement.
+    """
+
+    patience: int
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    bad: int = 0
+    stopped: bool = False
+
+    def step(self, loss: float, epoch: int, model: torch.nn.Module) -> bool:
+        """Record an epoch's validation loss; True when it is the best so far (its state is kept)."""
+        improved = loss < self.best_loss
+        if improved:
+            self.best_loss, self.best_epoch, self.bad = loss, epoch, 0
+            self.best_state = cpu_state(model.state_dict())
+        else:
+            self.bad += 1
+        self.stopped = self.bad >= self.patience
+        return improved
+
+    def state(self) -> dict:
+        return {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad": self.bad,
+            "best_state": self.best_state,
+            "stopped": self.stopped,
+        }
+
+    def load(self, st: dict) -> None:
+        self.best_loss, self.best_epoch = float(st["best_loss"]), int(st["best_epoch"])
+        self.bad, self.best_state, self.stopped = int(st["bad"]), st["best_state"], bool(st["stopped"])
 
 
-def _set_rng_state(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+class Trainer:
+    """One training run: the data, the model with its optimizer and scheduler, the random
+    generator of the snippets, early stopping and the history, over the epochs."""
 
+    def __init__(self, cfg: TrainConfig, progress: bool):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.feat_device = resolve_device(cfg.features_device) if cfg.features_device else self.device
+        self.out_dir = Path(cfg.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.data = SplitData.load(cfg, self.feat_device, progress)
+        self.y_train = torch.as_tensor(self.data.labels["train"], device=self.device)
+        features = self.data.features
+        self.fi = features.image.num_features if features.image is not None else None
+        self.fv = features.video.num_features if features.video is not None else None
+        self.model = DIViTA(self.fi, self.fv, cfg.fusion, cfg.aggregation, len(GENRES)).to(self.device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, mode="min", patience=cfg.scheduler_patience)
+        self.stopping = EarlyStopping(cfg.stop_patience)
+        self.epoch = 0
+        self.history: list[dict] = []
 
-def _train(cfg: TrainConfig, progress: bool, resume: bool, on_epoch: Callable[[dict], None] | None) -> TrainResult:
-    device = resolve_device(cfg.device)
-    feat_device = resolve_device(cfg.features_device) if cfg.features_device else device
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # ---- saved files
 
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    mtgc = read_mtgc(cfg.labels)
-    subsets = {name: mtgc.subset(cfg.split, name) for name in ("train", "val", "test")}
-    for name, (ids, _) in subsets.items():
-        if not ids:
-            raise T12kError(
-                f"split {cfg.split} of {cfg.labels} has no {name} trailers; "
-                "every split needs train (0), validation (1) and test (2) rows"
-            )
-    ids = [m for name in ("train", "val", "test") for m in subsets[name][0]]
-    data = load_trailers(ids, cfg.image_store, cfg.video_store, cfg.feature_dtype, feat_device, progress)
-    rows = {name: data.rows(subsets[name][0]) for name in subsets}
-    labels = {name: subsets[name][1].astype(np.float32) for name in subsets}
-    y_train = torch.as_tensor(labels["train"], device=device)
-
-    fi = data.image.num_features if data.image is not None else None
-    fv = data.video.num_features if data.video is not None else None
-    model = DIViTA(fi, fv, cfg.fusion, cfg.aggregation, len(GENRES)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", patience=cfg.scheduler_patience)
-
-    stores = {}
-    if data.image is not None:
-        stores["image"] = {"path": str(data.image.path), "attrs": data.image.attrs}
-    if data.video is not None:
-        stores["video"] = {"path": str(data.video.path), "attrs": data.video.attrs}
-
-    def checkpoint(state: dict, epoch: int) -> dict:
+    def _checkpoint(self, state: dict, epoch: int) -> dict:
+        cfg = self.cfg
         return {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
             "t12k_version": t12k.__version__,
             "model": state,
-            "optimizer": copy.deepcopy(opt.state_dict()),
-            "scheduler": sched.state_dict(),
+            "optimizer": copy.deepcopy(self.opt.state_dict()),
+            "scheduler": self.sched.state_dict(),
             "epoch": epoch,
             "config": cfg.to_dict(),
-            "stores": stores,
+            "stores": self.data.stores,
             "genres": list(GENRES),
-            "image_features": fi,
-            "video_features": fv,
+            "image_features": self.fi,
+            "video_features": self.fv,
             "fusion": cfg.fusion,
             "aggregation": cfg.aggregation,
             "snippet": cfg.snippet,
             "num_classes": len(GENRES),
         }
 
-    hist_path, last_path = out_dir / "history.csv", out_dir / "last.pt"
-    best_loss, best_epoch, best_state, bad, epoch, stopped = math.inf, 0, None, 0, 0, False
-    history: list[dict] = []
-    if resume:
-        st = _load_state(last_path, cfg, stores)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        gen.set_state(st["rng"]["generator"])
-        _set_rng_state(st["rng"])
-        epoch, best_loss = int(st["epoch"]), float(st["best_loss"])
-        best_epoch, bad = int(st["best_epoch"]), int(st["bad"])
-        best_state, stopped = st["best_state"], bool(st["stopped"])
-        history = [dict(h) for h in st["history"]]
-        if best_state is not None and not (out_dir / "checkpoint.pt").is_file():
-            raise T12kError(f"cannot resume the run in {out_dir}: checkpoint.pt is missing; run without --resume")
-    _write_history_csv(hist_path, history)
+    def save_best(self) -> None:
+        """checkpoint.pt: the best state so far."""
+        best = self.stopping
+        save_atomic(self._checkpoint(best.best_state, best.best_epoch), self.out_dir / "checkpoint.pt")
 
-    def save_last() -> None:
-        rng = _rng_state()
-        rng["generator"] = gen.get_state()
-        _save(
-            {
-                "format": STATE_FORMAT,
-                "format_version": CHECKPOINT_VERSION,
-                "t12k_version": t12k.__version__,
-                "config": cfg.to_dict(),
-                "stores": stores,
-                "epoch": epoch,
-                "model": _cpu_state(model.state_dict()),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": rng,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "bad": bad,
-                "best_state": best_state,
-                "stopped": stopped,
-                "history": history,
-            },
-            last_path,
-        )
+    def save_last(self) -> None:
+        """last.pt: everything a resumed run needs to go on as this one would."""
+        rng = rng_state()
+        rng["generator"] = self.gen.get_state()
+        state = {
+            "format": STATE_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "t12k_version": t12k.__version__,
+            "config": self.cfg.to_dict(),
+            "stores": self.data.stores,
+            "epoch": self.epoch,
+            "model": cpu_state(self.model.state_dict()),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": rng,
+            **self.stopping.state(),
+            "history": self.history,
+        }
+        save_atomic(state, self.out_dir / "last.pt")
 
-    n_train = int(rows["train"].shape[0])
-    first = epoch + 1
-    epochs = tqdm(
-        range(first, cfg.max_epochs + 1),
-        desc="train",
-        disable=not progress or stopped,
-        unit="epoch",
-        initial=first - 1,
-        total=cfg.max_epochs,
-    )
-    for epoch in [] if stopped else epochs:
-        model.train()
-        t0 = time.time()
-        order = torch.randperm(n_train, generator=gen)
+    def resume(self) -> None:
+        """Take up the stopped run of the run folder from its last.pt."""
+        st = load_state(self.out_dir / "last.pt", self.cfg, self.data.stores)
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.gen.set_state(st["rng"]["generator"])
+        set_rng_state(st["rng"])
+        self.epoch = int(st["epoch"])
+        self.stopping.load(st)
+        self.history = [dict(h) for h in st["history"]]
+        if self.stopping.best_state is not None and not (self.out_dir / "checkpoint.pt").is_file():
+            raise T12kError(f"cannot resume the run in {self.out_dir}: checkpoint.pt is missing; run without --resume")
+
+    # ---- epochs
+
+    def train_epoch(self) -> float:
+        """One snippet per training trailer, in shuffled batches; the mean batch loss."""
+        cfg, data = self.cfg, self.data
+        self.model.train()
+        n_train = int(data.rows["train"].shape[0])
+        order = torch.randperm(n_train, generator=self.gen)
         losses = []
         for s in range(0, n_train, cfg.batch_size):
             batch = order[s : s + cfg.batch_size]
-            image, video = data.train_batch(rows["train"][batch.to(feat_device)], cfg.snippet, gen, device)
-            logits = model(image, video)
-            loss = F.binary_cross_entropy_with_logits(logits, y_train[batch.to(device)])
-            opt.zero_grad(set_to_none=True)
+            rows = data.rows["train"][batch.to(self.feat_device)]
+            image, video = data.features.train_batch(rows, cfg.snippet, self.gen, self.device)
+            loss = F.binary_cross_entropy_with_logits(self.model(image, video), self.y_train[batch.to(self.device)])
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             losses.append(loss.detach())
-        train_loss = float(torch.stack(losses).float().mean())
-        val_loss, val_prob = evaluate(model, data, rows["val"], labels["val"], cfg.snippet, device, cfg.batch_size)
-        val_muap = muap(labels["val"], val_prob)
-        lr = opt.param_groups[0]["lr"]
-        sched.step(val_loss)
+        return float(torch.stack(losses).float().mean())
+
+    def evaluate(self, subset: str) -> tuple[float, np.ndarray]:
+        """(reference validation loss, probabilities) of the trailers of `subset`."""
+        cfg, data = self.cfg, self.data
+        return evaluate(
+            self.model, data.features, data.rows[subset], data.labels[subset], cfg.snippet, self.device, cfg.batch_size
+        )
+
+    def end_epoch(self, train_loss: float, t0: float) -> dict:
+        """Validate, step the scheduler, record the epoch, keep the best state and save last.pt."""
+        val_loss, val_prob = self.evaluate("val")
+        val_muap = muap(self.data.labels["val"], val_prob)
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step(val_loss)
         rec = {
-            "epoch": epoch,
+            "epoch": self.epoch,
             "train_loss": train_loss,
             "val_loss": val_loss,
             "val_muAP": val_muap,
             "lr": lr,
             "seconds": time.time() - t0,
         }
-        history.append(rec)
-        with open(hist_path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow(_history_row(rec))
-        if val_loss < best_loss:  # strict improvement, as Lightning's checkpoint/early stopping
-            best_loss, best_epoch, bad = val_loss, epoch, 0
-            best_state = _cpu_state(model.state_dict())
-            _save(checkpoint(best_state, epoch), out_dir / "checkpoint.pt")
-        else:
-            bad += 1
-        stopped = bad >= cfg.stop_patience
-        save_last()
-        epochs.set_postfix(
-            loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}", muAP=f"{100 * val_muap:.1f}", best=best_epoch
+        self.history.append(rec)
+        runfiles.append_history(self.out_dir / "history.csv", rec)
+        if self.stopping.step(val_loss, self.epoch, self.model):
+            self.save_best()
+        self.save_last()
+        return rec
+
+    def fit(self, progress: bool, on_epoch: Callable[[dict], None] | None) -> None:
+        """Epochs from the one after the last done up to max_epochs, or until early stopping."""
+        runfiles.write_history(self.out_dir / "history.csv", self.history)
+        first, last, stopped = self.epoch + 1, self.cfg.max_epochs, self.stopping.stopped
+        bar = tqdm(
+            range(first, last + 1),
+            desc="train",
+            disable=not progress or stopped,
+            unit="epoch",
+            initial=first - 1,
+            total=last,
         )
-        if on_epoch is not None:
-            on_epoch(dict(rec))
-        if stopped:
-            break
-    epochs.close()
-    epoch = history[-1]["epoch"] if history else 0
+        for epoch in [] if stopped else bar:
+            self.epoch = epoch
+            t0 = time.time()
+            rec = self.end_epoch(self.train_epoch(), t0)
+            bar.set_postfix(
+                loss=f"{rec['train_loss']:.4f}",
+                val=f"{rec['val_loss']:.4f}",
+                muAP=f"{100 * rec['val_muAP']:.1f}",
+                best=self.stopping.best_epoch,
+            )
+            if on_epoch is not None:
+                on_epoch(dict(rec))
+            if self.stopping.stopped:
+                break
+        bar.close()
+        self.epoch = self.history[-1]["epoch"] if self.history else 0
 
-    if best_state is None:  # every validation loss was NaN
-        best_state, best_epoch = _cpu_state(model.state_dict()), epoch
-        _save(checkpoint(best_state, epoch), out_dir / "checkpoint.pt")
-    model.load_state_dict(best_state)
-    results, preds = {}, []
-    for name in ("val", "test"):
-        _, prob = evaluate(model, data, rows[name], labels[name], cfg.snippet, device, cfg.batch_size)
-        results[name] = compute_metrics(labels[name], prob)
-        preds.append((name, subsets[name][0], labels[name], prob))
-    _write_predictions_csv(out_dir / "predictions.csv", preds)
-    _write_metrics_csv(
-        out_dir / "metrics.csv", [("val", results["val"]), ("test", results["test"])], cfg.split, best_epoch
-    )
-    return TrainResult(results["val"], results["test"], best_epoch, epoch, out_dir, history)
+    # ---- results
 
-
-# ---- checkpoints and prediction -----------------------------------------------------------
-
-
-def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DIViTA, dict]:
-    """The trained model (eval mode, on `device`) and the checkpoint's other entries."""
-    p = Path(checkpoint_path)
-    fix = "pass the checkpoint.pt of a `t12k train` run folder"
-    if not p.is_file():
-        raise T12kError(f"checkpoint {p} not found; {fix}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, truncated, or arbitrary pickles
-        raise T12kError(f"{p} is not a t12k checkpoint ({type(exc).__name__}); {fix}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
-        raise T12kError(f"{p} is not a t12k checkpoint (no DIViTA model in it); {fix}")
-    if int(ckpt.get("format_version", 0)) > CHECKPOINT_VERSION:
-        raise T12kError(f"{p} was written by a newer t12k (checkpoint format {ckpt['format_version']}); upgrade t12k")
-    try:
-        model = DIViTA(
-            ckpt["image_features"], ckpt["video_features"], ckpt["fusion"], ckpt["aggregation"], ckpt["num_classes"]
+    def finish(self) -> TrainResult:
+        """Evaluate the best state on val and test and write predictions.csv and metrics.csv."""
+        best = self.stopping
+        if best.best_state is None:  # every validation loss was NaN
+            best.best_state, best.best_epoch = cpu_state(self.model.state_dict()), self.epoch
+            self.save_best()
+        self.model.load_state_dict(best.best_state)
+        results, preds = {}, []
+        for name in ("val", "test"):
+            _, prob = self.evaluate(name)
+            results[name] = compute_metrics(self.data.labels[name], prob)
+            preds.append((name, self.data.ids[name], self.data.labels[name], prob))
+        runfiles.write_predictions(self.out_dir / "predictions.csv", preds)
+        runfiles.write_metrics(
+            self.out_dir / "metrics.csv", [(n, results[n]) for n in ("val", "test")], self.cfg.split, best.best_epoch
         )
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise T12kError(f"{p} is a damaged t12k checkpoint ({exc}); {fix}") from None
-    model.to(resolve_device(device)).eval()
-    info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler")}
-    info["path"] = str(p)
-    return model, info
+        return TrainResult(results["val"], results["test"], best.best_epoch, self.epoch, self.out_dir, self.history)
 
 
-@torch.no_grad()
-def predict_features(
-    model: DIViTA, image_feats: np.ndarray | None, video_feats: np.ndarray | None, snippet: int = 30
-) -> np.ndarray:
-    """Genre probabilities (L,) of one trailer from its clip features (all snippets averaged)."""
+def train(
+    config: TrainConfig | None = None,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    **settings,
+) -> TrainResult:
+    """Train the DIViTA head on one split, keep the best-validation-loss state, evaluate it.
+
+    `settings` override fields of `config`. `resume`: continue the stopped run in
+    ``cfg.out_dir`` from its ``last.pt`` (same settings required, except those in
+    RESUMABLE_CHANGES; a larger ``max_epochs`` extends a finished run unless early stopping
+    ended it). `on_epoch` is called with each epoch's history record after that epoch's
+    state is saved (progress reporting; an exception raised there stops the run, which
+    ``resume`` can then continue).
+    """
+    cfg = dataclasses.replace(config, **settings) if config is not None else TrainConfig(**settings)
+    cfg.validate()
+    threads = torch.get_num_threads()
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    try:
+        trainer = Trainer(cfg, progress)
+        if resume:
+            trainer.resume()
+        trainer.fit(progress, on_epoch)
+        return trainer.finish()
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ---- prediction ----------------------------------------------------------------------------
+
+
+def _check_features(model: DIViTA, image_feats: np.ndarray | None, video_feats: np.ndarray | None) -> None:
     for name, need, x, nf in (
         ("image", model.uses_image, image_feats, model.image_features),
         ("video", model.uses_video, video_feats, model.video_features),
@@ -530,6 +446,14 @@ def predict_features(
                 f"{name} features have shape {np.shape(x)}, the model expects (clips, {nf}); "
                 "extract them with the backbone the model was trained on"
             )
+
+
+@torch.no_grad()
+def predict_features(
+    model: DIViTA, image_feats: np.ndarray | None, video_feats: np.ndarray | None, snippet: int = 30
+) -> np.ndarray:
+    """Genre probabilities (L,) of one trailer from its clip features (all snippets averaged)."""
+    _check_features(model, image_feats, video_feats)
     image = table_from_arrays([image_feats]) if model.uses_image else None
     video = table_from_arrays([video_feats]) if model.uses_video else None
     if image is not None and video is not None and int(image.lengths[0]) != int(video.lengths[0]):

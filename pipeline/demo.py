@@ -9,19 +9,26 @@ The numbers it prints describe this toy corpus, not Trailers12k.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
+import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from t12k import GENRES
+from t12k.backbones import REGISTRY, Kind, get_spec
+from t12k.backbones.device import device_setting
 from t12k.errors import T12kError
 
 W, H, SRC_FPS = 320, 180, 25  # generated at 25 fps so that normalization to 24 fps is exercised
+_IMAGE_BACKBONES = tuple(k for k, s in REGISTRY.items() if s.kind == Kind.IMAGE)  # the demo trains an image head
 
 # Per genre: base colour (RGB), brightness factor, motion speed (px/frame), stripe frequency,
 # mean shot length (s).
@@ -161,121 +168,178 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
-def run_demo(
-    out: str,
-    *,
-    trailers: int = 40,
-    seconds: float = 8.0,
-    backbone: str = "shufflenet2d",
-    weights: str = "none",
-    max_epochs: int = 100,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = True,
-    log=print,
-) -> int:
-    from t12k.backbones import get_spec
-    from t12k.divita.train import TrainConfig, train
-    from t12k.pipeline.detect import detect_shots
-    from t12k.pipeline.extract import extract_features
-    from t12k.pipeline.fetch import FetchItem, fetch_collection
-    from t12k.pipeline.predict import predict_trailer
-    from t12k.storage import MTGC, ShotStore, write_mtgc
-    from t12k.storage.mtgc import stratified_splits
+@dataclass
+class DemoConfig:
+    """The settings of `t12k demo`: the corpus, the backbone and the training."""
 
-    spec = get_spec(backbone)
-    if spec.kind != "2d":
-        raise T12kError(f"the demo trains an image head; pick a 2D backbone, not {backbone}")
-    if trailers < 10:
-        raise T12kError("the demo needs at least 10 generated trailers for its three subsets; raise --trailers")
-    root = Path(out)
-    t_start = time.perf_counter()
-    log(
-        f"t12k demo: every number below comes from the DEMO CORPUS (1 real video + {trailers} generated "
-        f"trailers), not from Trailers12k. Work folder: {root}"
+    trailers: int = field(default=40, metadata={"help": "generated trailers in the corpus"})
+    seconds: float = field(default=8.0, metadata={"help": "length of each generated trailer"})
+    backbone: str = field(
+        default="shufflenet2d",
+        metadata={"help": "backbone for the image store (a 2D one)", "choices": _IMAGE_BACKBONES},
     )
+    weights: str = field(
+        default="none",
+        metadata={"help": "backbone weights: 'none' (random, no network), 'default' or a .pth path"},
+    )
+    max_epochs: int = field(default=100, metadata={"help": "most training epochs"})
+    seed: int = field(default=0, metadata={"help": "seed of the corpus and the training"})
+    device: str = device_setting()
 
-    log("[1/6] building the demo corpus")
-    labels = build_corpus(root / "corpus", trailers, seconds, seed)
-    ids = list(labels)
-    y = np.stack([labels[m] for m in ids])
-    mtgc = MTGC(ids, y, stratified_splits(y, seed=seed))
-    write_mtgc(root / "mtgc.csv", mtgc)
-    test_ids, _ = mtgc.subset(0, "test")
-    held_out = next((m for m in test_ids if m != "real000"), test_ids[0])
+    def validate(self) -> None:
+        if get_spec(self.backbone).kind != Kind.IMAGE:
+            raise T12kError(f"the demo trains an image head; pick a 2D backbone, not {self.backbone}")
+        if self.trailers < 10:
+            raise T12kError("the demo needs at least 10 generated trailers for its three subsets; raise --trailers")
 
-    with LocalServer(root / "corpus") as server:
-        log(f"[2/6] fetch: {len(ids)} trailers from {server.url} (yt-dlp, normalized to H.264 24 fps)")
-        items = [FetchItem(m, f"{server.url}/{m}.mp4") for m in ids]
-        fetched = fetch_collection(items, root / "videos", workers=2, progress=progress)
-        log("      " + fetched.text())
+
+class _Demo:
+    """One demo run: its work folder, settings and log, and what each step leaves for the next."""
+
+    def __init__(self, root: Path, cfg: DemoConfig, progress: bool, log: Callable[[str], None]):
+        self.root, self.cfg, self.progress, self.log = root, cfg, progress, log
+        self.labels: dict[str, np.ndarray] = {}
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / "features" / get_spec(self.cfg.backbone).store_name()
+
+    def corpus(self) -> tuple[list[str], str]:
+        """Step 1: the corpus and its mtgc.csv; the ids of split 0's test trailers and the one held out."""
+        from t12k.storage import MTGC, write_mtgc
+        from t12k.storage.mtgc import stratified_splits
+
+        self.log("[1/6] building the demo corpus")
+        self.labels = build_corpus(self.root / "corpus", self.cfg.trailers, self.cfg.seconds, self.cfg.seed)
+        ids = list(self.labels)
+        y = np.stack([self.labels[m] for m in ids])
+        mtgc = MTGC(ids, y, stratified_splits(y, seed=self.cfg.seed))
+        write_mtgc(self.root / "mtgc.csv", mtgc)
+        test_ids, _ = mtgc.subset(0, "test")
+        return test_ids, next((m for m in test_ids if m != "real000"), test_ids[0])
+
+    def fetch(self, url: str) -> None:
+        """Step 2: every corpus video through yt-dlp from the local server."""
+        from t12k.pipeline.fetch import FetchItem, fetch_collection
+
+        ids = list(self.labels)
+        self.log(f"[2/6] fetch: {len(ids)} trailers from {url} (yt-dlp, normalized to H.264 24 fps)")
+        items = [FetchItem(m, f"{url}/{m}.mp4") for m in ids]
+        fetched = fetch_collection(items, self.root / "videos", workers=2, progress=self.progress)
+        self.log("      " + fetched.text())
         if fetched.failed:
             raise T12kError(
-                f"the demo could not fetch {len(fetched.failed)} trailers; see {root / 'videos' / 'manifest.csv'}"
+                f"the demo could not fetch {len(fetched.failed)} trailers; see {self.root / 'videos' / 'manifest.csv'}"
             )
 
-        log("[3/6] shots: TransNet V2 on every trailer")
-        shots = detect_shots(root / "videos", root / "shots.zarr", device=device, progress=progress)
-        log("      " + shots.text())
+    def shots_and_features(self) -> None:
+        """Steps 3 and 4: TransNet V2 shots, then the backbone's Shot-24 clip features."""
+        from t12k.pipeline.detect import detect_shots
+        from t12k.pipeline.extract import extract_features
 
-        log(f"[4/6] extract: {backbone} (weights: {weights}), Shot-24 clips, histogram-representative frames")
+        root, cfg = self.root, self.cfg
+        self.log("[3/6] shots: TransNet V2 on every trailer")
+        shots = detect_shots(root / "videos", root / "shots.zarr", device=cfg.device, progress=self.progress)
+        self.log("      " + shots.text())
+        self.log(
+            f"[4/6] extract: {cfg.backbone} (weights: {cfg.weights}), Shot-24 clips, histogram-representative frames"
+        )
         extracted = extract_features(
             root / "videos",
             root / "shots.zarr",
             root / "features",
-            backbones=backbone,
-            weights=weights,
-            device=device,
-            progress=progress,
-            log=lambda m: log("      " + m),
+            backbones=cfg.backbone,
+            weights=cfg.weights,
+            device=cfg.device,
+            progress=self.progress,
+            log=lambda m: self.log("      " + m),
         )
-        log("      " + extracted.text())
+        self.log("      " + extracted.text())
         if shots.failed or extracted.failed:
             raise T12kError("some demo trailers failed; see the manifests in " + str(root))
 
-        store_path = root / "features" / spec.store_name()
-        log("[5/6] train: DIViTA head (transformer aggregation), split 0 of the demo mtgc.csv")
+    def train(self):
+        """Step 5: the DIViTA head on split 0 of the demo mtgc.csv."""
+        from t12k.divita.train import TrainConfig, train
+
+        self.log("[5/6] train: DIViTA head (transformer aggregation), split 0 of the demo mtgc.csv")
         cfg = TrainConfig(
-            image_store=store_path,
-            labels=root / "mtgc.csv",
+            image_store=self.store_path,
+            labels=self.root / "mtgc.csv",
             split=0,
-            out_dir=root / "run",
-            max_epochs=max_epochs,
-            seed=seed,
-            device=device,
+            out_dir=self.root / "run",
+            max_epochs=self.cfg.max_epochs,
+            seed=self.cfg.seed,
+            device=self.cfg.device,
         )
-        result = train(cfg, progress=progress)
+        return train(cfg, progress=self.progress)
 
-        log(f"[6/6] predict: held-out test trailer {held_out} by URL, through fetch, shots, extract and the head")
-        pred = predict_trailer(
-            f"{server.url}/{held_out}.mp4",
-            root / "run" / "checkpoint.pt",
-            device=device,
-            log=lambda m: log("      " + m),
+    def predict(self, url: str, held_out: str) -> dict:
+        """Step 6: the held-out trailer by URL, through fetch, shots, extract and the head."""
+        from t12k.pipeline.predict import predict_trailer
+
+        self.log(f"[6/6] predict: held-out test trailer {held_out} by URL, through fetch, shots, extract and the head")
+        return predict_trailer(
+            f"{url}/{held_out}.mp4",
+            self.root / "run" / "checkpoint.pt",
+            device=self.cfg.device,
+            log=lambda m: self.log("      " + m),
         )
 
-    shot_store = ShotStore.open(root / "shots.zarr")
-    n_shots = sum(len(shot_store.shots(m)) for m in shot_store.ids())
-    n_frames = sum(len(shot_store.predictions(m)) for m in shot_store.ids())
-    from t12k.storage import FeatureStore
+    def summary(self, result, pred: dict, held_out: str, n_test: int, seconds: float) -> None:
+        """What the demo made, from its stores, and how well the head did."""
+        from t12k.storage import FeatureStore, ShotStore
 
-    fstore = FeatureStore.open(store_path)
-    n_clips = sum(len(fstore.read(m)) for m in fstore.ids())
-    truth = [g for g, on in zip(GENRES, labels[held_out]) if on]
-    top = sorted(pred["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-    m = result.test
-    log("")
-    log("Demo summary (demo corpus, not Trailers12k):")
-    log(f"  trailers  {len(ids)} ({trailers} generated + 1 real), {n_frames} frames at 24 fps")
-    log(f"  shots     {n_shots} (TransNet V2), clips {n_clips} (Shot-24)")
+        shot_store = ShotStore.open(self.root / "shots.zarr")
+        n_shots = sum(len(shot_store.shots(m)) for m in shot_store.ids())
+        n_frames = sum(len(shot_store.predictions(m)) for m in shot_store.ids())
+        fstore = FeatureStore.open(self.store_path)
+        n_clips = sum(len(fstore.read(m)) for m in fstore.ids())
+        truth = [g for g, on in zip(GENRES, self.labels[held_out]) if on]
+        top = sorted(pred["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+        m, log = result.test, self.log
+        log("")
+        log("Demo summary (demo corpus, not Trailers12k):")
+        log(f"  trailers  {len(self.labels)} ({self.cfg.trailers} generated + 1 real), {n_frames} frames at 24 fps")
+        log(f"  shots     {n_shots} (TransNet V2), clips {n_clips} (Shot-24)")
+        log(
+            f"  stores    {shot_store.path.name} {_mb(_size(shot_store.path))}, {self.store_path.name} "
+            f"{_mb(_size(self.store_path))} ({fstore.num_features} features, weights {fstore.settings.get('weights')})"
+        )
+        log(
+            f"  test      muAP {100 * m['muAP']:.2f}  mAP {100 * m['mAP']:.2f}  wAP {100 * m['wAP']:.2f}  "
+            f"sAP {100 * m['sAP']:.2f}  ({n_test} test trailers, best epoch {result.best_epoch})"
+        )
+        log(f"  predict   {held_out}: " + ", ".join(f"{g} {p:.2f}" for g, p in top) + f"  (true: {', '.join(truth)})")
+        log(f"  time      {seconds:.0f} s; checkpoint {self.root / 'run' / 'checkpoint.pt'}")
+
+
+def run_demo(
+    out: str | os.PathLike,
+    config: DemoConfig | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    **settings,
+) -> int:
+    """Build the demo corpus in `out` and run fetch, shots, extract, train and predict on it.
+
+    `settings` override fields of `config`. Returns 0 (the exit status); what goes wrong
+    raises T12kError.
+    """
+    cfg = dataclasses.replace(config or DemoConfig(), **settings)
+    cfg.validate()
+    demo = _Demo(Path(out), cfg, progress, log)
+    t_start = time.perf_counter()
     log(
-        f"  stores    {shot_store.path.name} {_mb(_size(shot_store.path))}, {store_path.name} "
-        f"{_mb(_size(store_path))} ({fstore.num_features} features, weights {fstore.settings.get('weights')})"
+        f"t12k demo: every number below comes from the DEMO CORPUS (1 real video + {cfg.trailers} generated "
+        f"trailers), not from Trailers12k. Work folder: {demo.root}"
     )
-    log(
-        f"  test      muAP {100 * m['muAP']:.2f}  mAP {100 * m['mAP']:.2f}  wAP {100 * m['wAP']:.2f}  "
-        f"sAP {100 * m['sAP']:.2f}  ({len(test_ids)} test trailers, best epoch {result.best_epoch})"
-    )
-    log(f"  predict   {held_out}: " + ", ".join(f"{g} {p:.2f}" for g, p in top) + f"  (true: {', '.join(truth)})")
-    log(f"  time      {time.perf_counter() - t_start:.0f} s; checkpoint {root / 'run' / 'checkpoint.pt'}")
+    test_ids, held_out = demo.corpus()
+    with LocalServer(demo.root / "corpus") as server:
+        demo.fetch(server.url)
+        demo.shots_and_features()
+        result = demo.train()
+        pred = demo.predict(server.url, held_out)
+    demo.summary(result, pred, held_out, len(test_ids), time.perf_counter() - t_start)
     return 0

@@ -11,65 +11,48 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from t12k import GENRES
-from t12k.backbones import REGISTRY, BackboneSpec, get_spec
+from t12k.backbones import get_spec
+from t12k.backbones.device import resolve_device
 from t12k.divita.train import load_model, predict_features
 from t12k.errors import T12kError
-from t12k.pipeline.extract import BackboneRunner, clip_features, resolve_device
+from t12k.pipeline.detect import ShotsConfig
+from t12k.pipeline.extract import BackboneRunner, ExtractConfig, clip_features
 from t12k.pipeline.media import read_frames
 from t12k.shots import INPUT_SIZE, ShotDetector, plan_clips
 
 
-@dataclass
-class StoreRecipe:
-    """How a store's features were made, as predict must remake them."""
-
-    spec: BackboneSpec
-    weights: str  # the weights string recorded in the store ("none (...)", "torchvision:...", "file:...")
-    strategy: str
-    fpc: int
-    fps: int
-    threshold: float
+def _store_configs(stores: dict, weights: str | None) -> dict[str, ExtractConfig]:
+    """Per role (image, video), the settings that remake the features of the store the
+    checkpoint was trained on, read from the store's attrs (or, for a published store, its name)."""
+    return {
+        role: ExtractConfig.from_store(s.get("attrs") or {}, Path(s["path"]).name, weights)
+        for role, s in stores.items()
+    }
 
 
-def recipe_from_store(path: str, attrs: dict) -> StoreRecipe:
-    """Read a store's recipe from its attrs; published stores (no t12k attrs) are
-    recognised by name and get the paper's settings (Shot-24, pretrained weights)."""
-    t = attrs.get("t12k") or {}
-    if t.get("backbone"):
-        shots = t.get("shots") or {}
-        return StoreRecipe(
-            get_spec(t["backbone"]),
-            str(t.get("weights", "default")),
-            t.get("strategy", "shot"),
-            int(t.get("fpc", 24)),
-            int(t.get("fps", 24)),
-            float(shots.get("threshold", 0.5)),
+def _recorded(stores: dict, role: str) -> tuple[str | None, ShotsConfig]:
+    """The weights a store records (None for a published store: nothing to compare) and the
+    settings of the shots its clips came from (the defaults, the paper's, when not recorded)."""
+    t = (stores[role].get("attrs") or {}).get("t12k") or {}
+    if not t.get("backbone"):
+        return None, ShotsConfig()
+    return str(t.get("weights", "default")), ShotsConfig.from_store(t.get("shots"))
+
+
+def _shots_config(stores: dict, roles) -> ShotsConfig:
+    """The one shots setting every store of the checkpoint was made with."""
+    found = {_recorded(stores, role)[1] for role in roles}
+    if len(found) > 1:
+        raise T12kError(
+            "the checkpoint's stores were made from shots with different settings "
+            f"({', '.join(str(c.threshold) for c in found)}); retrain it on stores made from one shots store"
         )
-    name = Path(path).name
-    for spec in REGISTRY.values():
-        m = re.fullmatch(rf"trailers_{spec.store_prefix}_{spec.store_stem}(?:_fps(\d+))?_fpc(\d+)\.zarr", name)
-        if m and (m.group(1) is not None) == (spec.kind == "3d"):
-            return StoreRecipe(spec, "torchvision:published", "shot", int(m.group(2)), int(m.group(1) or 24), 0.5)
-    raise T12kError(
-        f"cannot tell how the store {name} the checkpoint was trained on was made "
-        "(no t12k attrs and not a published store name); retrain on a t12k store"
-    )
-
-
-def _weights_arg(recorded: str, override: str | None) -> str:
-    if override:
-        return override
-    if recorded.startswith("none"):
-        return "none"
-    if recorded.startswith("torchvision:"):
-        return "default"
-    raise T12kError(f"the checkpoint's features were made with weights {recorded}; pass that file with --weights PATH")
+    return found.pop()
 
 
 def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
@@ -91,6 +74,26 @@ def _is_url(source: str) -> bool:
     return re.match(r"^[a-z][a-z0-9+.-]*://", source) is not None
 
 
+def _local_video(source: str, tmp: Path) -> Path:
+    """The trailer as a normalized video file: fetched for a URL, normalized into `tmp` unless
+    it is normalized already."""
+    from t12k.pipeline.fetch import FetchItem, fetch_collection
+    from t12k.pipeline.media import normalize
+
+    if _is_url(source):
+        summary = fetch_collection([FetchItem("trailer", source)], tmp, workers=1, progress=False)
+        if summary.failed:
+            raise T12kError(f"cannot fetch {source}: {next(iter(summary.failed.values()))}")
+        return tmp / "trailer.mp4"
+    src = Path(source)
+    if not src.is_file():
+        raise T12kError(f"video {src} not found; give an existing video file or a URL")
+    if is_normalized(src):
+        return src
+    normalize(src, tmp / "trailer.mp4")
+    return tmp / "trailer.mp4"
+
+
 def predict_trailer(
     source: str,
     checkpoint: str | os.PathLike,
@@ -101,46 +104,33 @@ def predict_trailer(
     log=print,
 ) -> dict:
     """Genre probabilities of one trailer (a video file or a URL)."""
-    from t12k.pipeline.fetch import FetchItem, fetch_collection
-    from t12k.pipeline.media import normalize
-
     model, info = load_model(checkpoint, "cpu")
-    recipes = {
-        role: recipe_from_store(s["path"], s.get("attrs") or {}) for role, s in (info.get("stores") or {}).items()
-    }
-    if not recipes:
+    stores = info.get("stores") or {}
+    configs = _store_configs(stores, weights)
+    if not configs:
         raise T12kError(f"checkpoint {checkpoint} records no feature stores; retrain it with this t12k")
     device = resolve_device(device)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="t12k-predict-") as tmp:
-        tmp = Path(tmp)
-        if _is_url(source):
-            summary = fetch_collection([FetchItem("trailer", source)], tmp, workers=1, progress=False)
-            if summary.failed:
-                raise T12kError(f"cannot fetch {source}: {next(iter(summary.failed.values()))}")
-            video = tmp / "trailer.mp4"
-        else:
-            src = Path(source)
-            if not src.is_file():
-                raise T12kError(f"video {src} not found; give an existing video file or a URL")
-            video = src
-            if not is_normalized(src):
-                video = tmp / "trailer.mp4"
-                normalize(src, video)
+        video = _local_video(source, Path(tmp))
         frames = read_frames(video, INPUT_SIZE)
-        thresholds = {r.threshold for r in recipes.values()}
-        detector = ShotDetector(device=device, threshold=thresholds.pop())
+        detector = ShotDetector(device=str(device), threshold=_shots_config(stores, configs).threshold)
         shots, _ = detector.detect(frames)
         feats: dict[str, np.ndarray] = {}
-        for role, r in recipes.items():
-            runner = BackboneRunner(r.spec, _weights_arg(r.weights, weights), device, 32)
-            if not r.weights.endswith(":published") and runner.weights_used != r.weights:
+        for role, cfg in configs.items():
+            # fp32 whatever the store's precision: the reference's math (and a CPU's only fast one)
+            runner = BackboneRunner(get_spec(cfg.backbones), cfg.weights, device, cfg.batch_size)
+            recorded, _ = _recorded(stores, role)
+            if recorded is not None and runner.weights_used != recorded:
                 raise T12kError(
-                    f"the checkpoint's {role} features were made with weights {r.weights}, "
+                    f"the checkpoint's {role} features were made with weights {recorded}, "
                     f"this run would use {runner.weights_used}; pass the matching --weights"
                 )
-            plan = plan_clips(shots, len(frames), r.strategy, r.fpc, r.fps)
-            feats[role] = clip_features(video, plan, [runner])[0][r.spec.key]
-            log(f"{role}: {r.spec.key} ({runner.weights_used}), {r.strategy}-{r.fpc} at {r.fps} fps, {len(plan)} clips")
+            plan = plan_clips(shots, len(frames), cfg.strategy, cfg.fpc, cfg.fps)
+            feats[role] = clip_features(video, plan, [runner])[0][cfg.backbones]
+            log(
+                f"{role}: {cfg.backbones} ({runner.weights_used}), {cfg.strategy}-{cfg.fpc} at {cfg.fps} fps, "
+                f"{len(plan)} clips"
+            )
     probs = predict_features(model, feats.get("image"), feats.get("video"), int(info.get("snippet", 30)))
     return {
         "source": source,

@@ -1,6 +1,14 @@
-"""Shot detection (TransNet V2) and clip planning (Shot-f, Seq-f, frame rates)."""
+"""Shot detection (TransNet V2) and clip planning (Shot-f, Seq-f, frame rates).
+
+- `windows`: TransNet V2's input size and the windowing of its reference implementation;
+- `transnet`: `ShotDetector`, the package's network and weights over those windows;
+- `fast`: the faster forward pass of that network the detector runs;
+- `clips`: Shot-f and Seq-f clips, frame-rate subsampling, representative frames;
+- `report`: shot-duration statistics and their histogram.
+"""
 
 from t12k.shots.clips import ClipPlan, plan_clips, representative_frame
-from t12k.shots.transnet import INPUT_SIZE, ShotDetector
+from t12k.shots.transnet import ShotDetector
+from t12k.shots.windows import INPUT_SIZE
 
 __all__ = ["ShotDetector", "INPUT_SIZE", "ClipPlan", "plan_clips", "representative_frame"]

@@ -34,7 +34,8 @@ import threading
 import torch
 import torch.nn.functional as F
 
-WINDOW, STRIDE, CONTEXT = 100, 50, 25
+from t12k.shots.windows import KEPT, STRIDE
+
 REACH = 8  # frames the temporal convolutions of one block reach on each side
 LOOKUP = 101  # frame-similarity / colour-histogram lookup window of the reference
 NNPACK_BLOCKS = (4, 5)  # blocks (0..5) whose spatial convolutions NNPACK runs on CPU
@@ -204,6 +205,5 @@ class FastTransNet:
         feat = x.permute(0, 2, 3, 1).reshape(b, t, -1)  # (h, w, c) order, as the reference
         sim = _lookup(F.normalize(self.proj(torch.cat(means, 2)), p=2, dim=2), self.sim_fc)
         hist = _lookup(hists, self.hist_fc)
-        keep = slice(CONTEXT, CONTEXT + STRIDE)
-        z = torch.cat([hist[:, keep], sim[:, keep], feat[:, keep]], 2)
+        z = torch.cat([hist[:, KEPT], sim[:, KEPT], feat[:, KEPT]], 2)
         return self.cls(torch.relu(self.fc1(z)))[..., 0]

@@ -1,4 +1,5 @@
-"""Stores and dataset files: feature and shots stores (zarr), manifests, mtgc.csv."""
+"""Stores and dataset files: feature and shots stores (zarr), reading a whole store fast
+(fastread), manifests, mtgc.csv."""
 
 from t12k.storage.features import FeatureStore
 from t12k.storage.manifest import Manifest

@@ -28,7 +28,7 @@ class FeatureStore(ArrayStore):
 
     @property
     def num_features(self) -> int:
-        return int(self._group.attrs["num_features"])
+        return int(self.attrs["num_features"])
 
     def write_features(self, mid: str, feats: np.ndarray, clips: np.ndarray | None = None) -> None:
         feats = np.asarray(feats, dtype=np.float32)

@@ -14,8 +14,10 @@ import csv
 import itertools
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,8 @@ from t12k.errors import T12kError
 
 SPLIT_COLUMNS = ("split0", "split1", "split2")
 SUBSETS = {"train": 0, "val": 1, "test": 2}
+# Shares of train, val, test (or any number of subsets), summing to 1.
+Proportions = Sequence[float] | np.ndarray
 
 
 @dataclass
@@ -193,7 +197,7 @@ def _pick(values: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) 
 
 def iterative_stratification(
     labels: np.ndarray,
-    proportions=(0.7, 0.1, 0.2),
+    proportions: Proportions = (0.7, 0.1, 0.2),
     order: int = 2,
     rng: np.random.Generator | int | None = 0,
     cap_sizes: bool = True,
@@ -262,7 +266,7 @@ def iterative_stratification(
 def stratified_splits(
     labels: np.ndarray,
     num_splits: int = 3,
-    proportions=(0.7, 0.1, 0.2),
+    proportions: Proportions = (0.7, 0.1, 0.2),
     seed: int = 0,
     order: int = 2,
     cap_sizes: bool = True,
@@ -288,6 +292,75 @@ def stratified_splits(
     return out
 
 
+def parse_proportions(text: str) -> tuple[float, float, float]:
+    """'0.7,0.1,0.2' -> (0.7, 0.1, 0.2): the train, validation and test shares."""
+    try:
+        props = tuple(float(x) for x in str(text).split(","))
+    except ValueError:
+        raise T12kError(f"--proportions {text!r} is not a list of numbers; pass e.g. 0.7,0.1,0.2") from None
+    if len(props) != 3:
+        raise T12kError(f"--proportions {text!r} must give three shares (train, validation, test)")
+    return props[0], props[1], props[2]
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    """How `t12k splits` draws the three train/validation/test splits of an mtgc.csv."""
+
+    proportions: tuple[float, float, float] = field(
+        default=(0.7, 0.1, 0.2),
+        metadata={"help": "train,validation,test shares", "parse": parse_proportions, "metavar": "TRAIN,VAL,TEST"},
+    )
+    num_splits: int = field(default=3, metadata={"help": "how many splits (mtgc.csv has three)"})
+    order: int = field(
+        default=2,
+        metadata={
+            "help": "2: second-order (label pairs, SOIS); 1: first-order iterative stratification",
+            "choices": (1, 2),
+        },
+    )
+    size_cap: bool = field(
+        default=True,
+        metadata={
+            "help": "plain SOIS as scikit-multilearn: a subset may take more examples than its share",
+            "flag": "--no-size-cap",
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+
+    def __post_init__(self) -> None:
+        if self.num_splits != len(SPLIT_COLUMNS):
+            raise T12kError(f"--num-splits {self.num_splits}: mtgc.csv holds exactly three splits; use 3")
+        if self.order not in (1, 2):
+            raise T12kError(f"--order {self.order}: use 1 (first-order) or 2 (second-order, SOIS)")
+
+    def split(self, labels: np.ndarray) -> np.ndarray:
+        """int8 (n, num_splits): 0 train, 1 validation, 2 test for every example and split."""
+        return stratified_splits(
+            labels, self.num_splits, self.proportions, seed=self.seed, order=self.order, cap_sizes=self.size_cap
+        )
+
+
+def make_splits(
+    labels_csv: str | os.PathLike,
+    out: str | os.PathLike,
+    config: SplitsConfig,
+    *,
+    id_field: str = "mid",
+    genres_field: str = "genres",
+    overwrite: bool = False,
+) -> tuple[MTGC, list[dict[str, Any]]]:
+    """`t12k splits`: read a labelled collection, draw its splits, write them as an mtgc.csv at
+    `out`; returns the table and how far each subset is from the whole (`split_report`)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise T12kError(f"{out} already exists; pass --overwrite to replace it or --out another path")
+    ids, labels = read_labels(labels_csv, id_field, genres_field)
+    data = MTGC(ids, labels, config.split(labels))
+    write_mtgc(out, data)
+    return data, split_report(labels, data.splits, config.proportions)
+
+
 # ---- how far each subset is from the whole ------------------------------------------------
 
 
@@ -302,7 +375,12 @@ def _odds_deviation(pos: np.ndarray, size: np.ndarray, whole_pos: np.ndarray, wh
     return dev
 
 
-def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 0.2), genres=GENRES) -> list[dict]:
+def split_report(
+    labels: np.ndarray,
+    splits: np.ndarray,
+    proportions: Proportions = (0.7, 0.1, 0.2),
+    genres: Sequence[str] = GENRES,
+) -> list[dict[str, Any]]:
     """How far each subset of each split is from the whole collection.
 
     One dict per split with, per subset (train, val, test): ``n``, ``share`` (of all
@@ -363,7 +441,7 @@ def split_report(labels: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 
     return report
 
 
-def format_split_report(report: list[dict], genres=GENRES) -> str:
+def format_split_report(report: list[dict[str, Any]], genres: Sequence[str] = GENRES) -> str:
     """The report as text: per split and subset its size and distances, then genre shares."""
     lines = []
     for r in report:

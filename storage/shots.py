@@ -19,7 +19,7 @@ class ShotStore(ArrayStore):
     companions = ("predictions",)
 
     def _validate(self) -> None:
-        kind = (self._group.attrs.get("t12k") or {}).get("kind")
+        kind = self.settings.get("kind")
         if kind != self.kind:
             what = "a feature store" if "num_features" in self._group.attrs else f"a {kind or 'non-t12k'} store"
             raise T12kError(f"{self.path} is {what}, not a shots store; pass the store made by `t12k shots`")

@@ -17,15 +17,18 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import numcodecs
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
 
 from t12k.errors import T12kError
 
-_ZARR3 = int(zarr.__version__.split(".")[0]) >= 3
+ZarrFormat = Literal[2, 3]
+ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)  # format 2 (the published stores) by default, 3 on request
+Mode = Literal["r", "w", "a"]
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -42,42 +45,49 @@ def check_id(mid: str, reserved: tuple[str, ...] = ()) -> str:
     return mid
 
 
-def _compressor(zarr_format: int):
+def _compressor(zarr_format: ZarrFormat) -> numcodecs.Blosc | BloscCodec:
+    """Blosc zstd level 5 with byte shuffle, in the spelling of each zarr format."""
     if zarr_format == 2:
         return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+    return BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 
-def _write_array(path: Path, data: np.ndarray, chunk_rows: int, zarr_format: int) -> None:
+def _write_array(path: Path, data: np.ndarray, chunk_rows: int, zarr_format: ZarrFormat) -> None:
     chunks = (max(1, min(chunk_rows, data.shape[0] or 1)),) + tuple(data.shape[1:])
-    if _ZARR3:
-        arr = zarr.create_array(
-            store=str(path),
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=chunks,
-            compressors=_compressor(zarr_format),
-            zarr_format=zarr_format,
-            overwrite=True,
-        )
-    else:
-        if zarr_format != 2:
-            raise T12kError("zarr format 3 needs zarr>=3 (Python 3.11+); install it or use --zarr-format 2")
-        arr = zarr.open_array(
-            str(path), mode="w", shape=data.shape, dtype=data.dtype, chunks=chunks, compressor=_compressor(2)
-        )
+    arr = zarr.create_array(
+        store=str(path),
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=chunks,
+        compressors=_compressor(zarr_format),
+        zarr_format=zarr_format,
+        overwrite=True,
+    )
     if data.size:
         arr[...] = data
 
 
-def _open_group(path: Path, mode: str, zarr_format: int | None = None):
-    if _ZARR3:
-        kwargs = {"zarr_format": zarr_format} if zarr_format else {}
-        return zarr.open_group(str(path), mode=mode, **kwargs)
-    return zarr.open_group(str(path), mode=mode)
+def _open_group(path: Path, mode: Mode, zarr_format: ZarrFormat | None = None) -> zarr.Group:
+    if zarr_format is None:
+        return zarr.open_group(str(path), mode=mode)
+    return zarr.open_group(str(path), mode=mode, zarr_format=zarr_format)
 
 
-def _zarr_format_of(path: Path) -> int | None:
+def _checked_format(zarr_format: int) -> ZarrFormat:
+    if zarr_format == 2:
+        return 2
+    if zarr_format == 3:
+        return 3
+    raise T12kError(f"zarr format {zarr_format} is not supported; use 2 (default) or 3")
+
+
+def _t12k_attrs(group: zarr.Group) -> dict[str, Any]:
+    """attrs['t12k'] (how the store was made) of a group, {} when it has none."""
+    value = group.attrs.get("t12k")
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _zarr_format_of(path: Path) -> ZarrFormat | None:
     if (path / "zarr.json").is_file():
         return 3
     if (path / ".zgroup").is_file():
@@ -85,8 +95,9 @@ def _zarr_format_of(path: Path) -> int | None:
     return None
 
 
-def _is_array_dir(path: Path) -> bool:
-    return (path / ".zarray").is_file() or (path / "zarr.json").is_file()
+def _is_array_dir(path: str | os.PathLike[str]) -> bool:
+    p = os.fspath(path)  # os.path, not pathlib: load_table asks this of every id
+    return os.path.isfile(os.path.join(p, ".zarray")) or os.path.isfile(os.path.join(p, "zarr.json"))
 
 
 class ArrayStore:
@@ -100,7 +111,7 @@ class ArrayStore:
     companions: tuple[str, ...] = ()
     kind: str = ""
 
-    def __init__(self, path: str | os.PathLike, group, zarr_format: int, writable: bool):
+    def __init__(self, path: str | os.PathLike[str], group: zarr.Group, zarr_format: ZarrFormat, writable: bool):
         self.path = Path(path)
         self._group = group
         self.zarr_format = zarr_format
@@ -108,7 +119,7 @@ class ArrayStore:
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike):
+    def open(cls, path: str | os.PathLike[str]) -> Self:
         """Open an existing store for reading; a clear error if it is missing or not a store."""
         p = Path(path)
         if not p.exists():
@@ -127,12 +138,12 @@ class ArrayStore:
     @classmethod
     def create_or_append(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         settings: dict[str, Any],
         attrs: dict[str, Any] | None = None,
         zarr_format: int = 2,
         info: dict[str, Any] | None = None,
-    ):
+    ) -> Self:
         """Open `path` for appending, creating it if needed.
 
         An existing store must have been made with the same `settings`; otherwise appending
@@ -140,40 +151,39 @@ class ArrayStore:
         t12k version, say) is recorded under attrs['t12k'] at creation and never compared.
         """
         p = Path(path)
-        if zarr_format not in (2, 3):
-            raise T12kError(f"zarr format {zarr_format} is not supported; use 2 (default) or 3")
+        wanted = _checked_format(zarr_format)
         fmt = _zarr_format_of(p)
-        if p.exists() and fmt is None:
-            if p.is_dir() and not any(p.iterdir()):
-                fmt = None
-            else:
-                raise T12kError(f"{p} exists and is not a zarr store; choose another output path")
+        if p.exists() and fmt is None and not (p.is_dir() and not any(p.iterdir())):
+            raise T12kError(f"{p} exists and is not a zarr store; choose another output path")
         if fmt is None:
-            group = _open_group(p, "w", zarr_format)
+            group = _open_group(p, "w", wanted)
             group.attrs.update({**(attrs or {}), "t12k": {"kind": cls.kind, **settings, **(info or {})}})
-            fmt = zarr_format
-        else:
-            group = _open_group(p, "a")
-            old = dict(group.attrs.get("t12k", {}))
-            if old.get("kind", cls.kind) != cls.kind:
-                raise T12kError(f"{p} is a {old.get('kind')} store, not a {cls.kind} store; choose another path")
-            diffs = [
-                f"{k}: store has {old.get(k)!r}, this run uses {v!r}"
-                for k, v in settings.items()
-                if k in old and _norm(old.get(k)) != _norm(v)
-            ]
-            if diffs:
+            return cls(p, group, wanted, writable=True)
+        group = _open_group(p, "a")
+        cls._check_append(p, group, settings, attrs or {})
+        return cls(p, group, fmt, writable=True)
+
+    @classmethod
+    def _check_append(cls, p: Path, group: zarr.Group, settings: dict[str, Any], attrs: dict[str, Any]) -> None:
+        """Raise T12kError unless the store at `p` holds this kind, made with these settings."""
+        old = _t12k_attrs(group)
+        if old.get("kind", cls.kind) != cls.kind:
+            raise T12kError(f"{p} is a {old.get('kind')} store, not a {cls.kind} store; choose another path")
+        diffs = [
+            f"{k}: store has {old.get(k)!r}, this run uses {v!r}"
+            for k, v in settings.items()
+            if k in old and _norm(old.get(k)) != _norm(v)
+        ]
+        if diffs:
+            raise T12kError(
+                f"store {p} was made with other settings ({'; '.join(diffs)}); "
+                "write to a new store path or re-run with the store's settings"
+            )
+        for key, value in attrs.items():
+            if key in group.attrs and _norm(group.attrs[key]) != _norm(value):
                 raise T12kError(
-                    f"store {p} was made with other settings ({'; '.join(diffs)}); "
-                    "write to a new store path or re-run with the store's settings"
+                    f"store {p} has {key}={group.attrs[key]!r}, this run gives {value!r}; write to a new store path"
                 )
-            for key, value in (attrs or {}).items():
-                if key in group.attrs and _norm(group.attrs[key]) != _norm(value):
-                    raise T12kError(
-                        f"store {p} has {key}={group.attrs[key]!r}, this run gives {value!r}; write to a new store path"
-                    )
-        store = cls(p, group, fmt, writable=True)
-        return store
 
     def _validate(self) -> None:
         pass
@@ -185,7 +195,7 @@ class ArrayStore:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return dict(self._group.attrs.get("t12k", {}))
+        return _t12k_attrs(self._group)
 
     def ids(self) -> list[str]:
         """Ids whose per-id array is complete (present), sorted."""
@@ -194,11 +204,11 @@ class ArrayStore:
         return sorted(
             e.name
             for e in os.scandir(self.path)
-            if e.is_dir() and e.name not in self.companions and _is_array_dir(Path(e.path))
+            if e.is_dir() and e.name not in self.companions and _is_array_dir(e.path)
         )
 
     def __contains__(self, mid: str) -> bool:
-        return _is_array_dir(self.path / str(mid)) and str(mid) not in self.companions
+        return _is_array_dir(os.path.join(self.path, str(mid))) and str(mid) not in self.companions
 
     def __len__(self) -> int:
         return len(self.ids())
@@ -208,7 +218,10 @@ class ArrayStore:
         if companion is None and mid not in self:
             raise T12kError(f"id {mid!r} is not in store {self.path}; run the stage that makes it first")
         try:
-            return np.asarray(self._group[name][...])
+            node = self._group[name]
+            if not isinstance(node, zarr.Array):
+                raise KeyError(name)
+            return np.asarray(node[...])
         except KeyError as exc:
             raise T12kError(f"{name!r} is not in store {self.path}") from exc
 
@@ -242,7 +255,7 @@ class ArrayStore:
         shutil.rmtree(self.path / mid, ignore_errors=True)
 
 
-def _ensure_subgroup(path: Path, zarr_format: int) -> None:
+def _ensure_subgroup(path: Path, zarr_format: ZarrFormat) -> None:
     if _zarr_format_of(path) is None:
         _open_group(path, "w", zarr_format)
 

@@ -59,9 +59,9 @@ def manifest_rows(folder: Path) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def fast_backoff(monkeypatch):
     """Retry backoff of fetch shortened so that retry tests take milliseconds."""
-    from t12k.pipeline import fetch
+    from t12k.pipeline.fetch import download
 
-    monkeypatch.setattr(fetch, "_BACKOFF", 0.01)
+    monkeypatch.setattr(download, "_BACKOFF", 0.01)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def mean_features(video, plan, geometry):
 
     out = []
     for clip in ex.iter_clip_inputs(video, plan, geometry.kind == "2d", geometry.kind == "3d"):
-        (x,) = ex._apply([geometry], [clip])
+        (x,) = ex.apply_geometries([geometry], [clip])
         flat = x.reshape(-1).double()
         out.append([flat.mean(), flat[::7].sum()])
     return np.array(out, np.float32)

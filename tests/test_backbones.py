@@ -9,8 +9,8 @@ import zarr
 from conftest import shot_frames, write_h264
 
 from t12k.backbones import REGISTRY, load_backbone
-from t12k.pipeline.media import iter_frames
 from t12k.pipeline.extract import extract_features
+from t12k.pipeline.media import iter_frames
 from t12k.storage import FeatureStore, ShotStore
 
 

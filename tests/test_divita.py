@@ -1,4 +1,5 @@
-"""Tests of t12k.divita: model shapes, snippet sampling, metrics, training, checkpoints.
+"""Tests of t12k.divita: model shapes, snippet sampling, feature loading, metrics (training,
+checkpoints and resuming are in test_train.py, which uses this file's synthetic stores).
 
 Small synthetic stores (F = 16 and 24, ~100 trailers of 6..75 clips) whose features carry a
 learnable genre signal (a per-genre mean shift plus noise); one store is written with the
@@ -8,7 +9,6 @@ Trailers12k stores are.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -23,19 +23,14 @@ from t12k import GENRES
 from t12k.divita import (
     AGGREGATIONS,
     DIViTA,
-    TrainConfig,
     compute_metrics,
-    load_model,
     load_table,
     load_trailers,
     pr_auc,
-    predict_features,
-    train,
 )
 from t12k.divita.data import TrailerFeatures, eval_index, mean_by_owner, table_from_arrays
-from t12k.divita.train import evaluate
 from t12k.errors import T12kError
-from t12k.storage import MTGC, FeatureStore, read_mtgc, write_mtgc
+from t12k.storage import MTGC, FeatureStore, write_mtgc
 from t12k.storage.mtgc import stratified_splits
 
 FI, FV = 16, 24
@@ -78,9 +73,8 @@ def write_t12k_store(path: Path, ids, arrays, nf: int) -> FeatureStore:
     return store
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("divita")
+def make_dataset(root: Path) -> dict:
+    """The synthetic stores and labels in `root` (the `dataset` fixture of this file and test_train.py)."""
     rng = np.random.default_rng(0)
     n = 100
     ids = [f"tt{i:05d}" for i in range(n)]
@@ -106,22 +100,8 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(dataset):
-    out = dataset["root"] / "run"
-    cfg = TrainConfig(
-        image_store=dataset["image_store"],
-        video_store=dataset["video_store"],
-        labels=dataset["mtgc"],
-        split=0,
-        out_dir=out,
-        lr=2e-3,
-        batch_size=16,
-        max_epochs=8,
-        stop_patience=20,
-        device="cpu",
-        seed=0,
-    )
-    return cfg, train(cfg, progress=False)
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("divita"))
 
 
 # ---- model ---------------------------------------------------------------------------------
@@ -278,23 +258,6 @@ def test_clip_count_mismatch(dataset, tmp_path):
         load_trailers(ids, dataset["image_store"], tmp_path / "short.zarr")
 
 
-def test_train_errors_clearly(dataset, tmp_path):
-    m = read_mtgc(dataset["mtgc"])
-    extra = MTGC(m.ids + ["missing01"], np.vstack([m.labels, m.labels[:1]]), np.vstack([m.splits, m.splits[:1]]))
-    write_mtgc(tmp_path / "mtgc.csv", extra)
-    cfg = TrainConfig(
-        image_store=dataset["image_store"],
-        labels=tmp_path / "mtgc.csv",
-        out_dir=tmp_path / "run",
-        max_epochs=1,
-        device="cpu",
-    )
-    with pytest.raises(T12kError, match="'missing01'"):
-        train(cfg, progress=False)
-    with pytest.raises(T12kError, match="no feature store"):
-        train(TrainConfig(labels=dataset["mtgc"], out_dir=tmp_path / "r2"), progress=False)
-
-
 # ---- metrics -------------------------------------------------------------------------------
 
 
@@ -349,141 +312,6 @@ def test_metrics_match_sklearn_calls():
     assert [m["per_genre"][g] for g in GENRES] == pytest.approx(genre)
 
 
-# ---- training and checkpoints --------------------------------------------------------------
-
-
-def test_training_learns(dataset, trained):
-    cfg, result = trained
-    m = read_mtgc(dataset["mtgc"])
-    _, y_test = m.subset(0, "test")
-    rng = np.random.default_rng(0)
-    chance = np.mean([pr_auc(y_test, rng.uniform(size=y_test.shape)) for _ in range(50)])
-    constant = pr_auc(y_test, np.zeros(y_test.shape))  # (1 + label density) / 2
-    assert chance == pytest.approx(y_test.mean(), abs=0.1)
-    muap = result.test["muAP"]
-    assert muap > chance + 0.3, (muap, chance)
-    assert muap > constant + 0.1, (muap, constant)
-    assert result.test["mAP"] > chance + 0.2
-    assert 1 <= result.best_epoch <= result.epochs_run <= cfg.max_epochs
-    assert result.epochs_run == cfg.max_epochs or result.epochs_run == result.best_epoch + cfg.stop_patience
-    # history decreases overall
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-
-
-def test_run_files(trained):
-    cfg, result = trained
-    out = Path(cfg.out_dir)
-    with open(out / "history.csv", newline="") as fh:
-        hist = list(csv.DictReader(fh))
-    assert len(hist) == result.epochs_run
-    assert list(hist[0]) == ["epoch", "train_loss", "val_loss", "val_muAP", "lr"]
-    with open(out / "metrics.csv", newline="") as fh:
-        rows = {r["subset"]: r for r in csv.DictReader(fh)}
-    assert set(rows) == {"val", "test"}
-    assert float(rows["test"]["muAP"]) == pytest.approx(100 * result.test["muAP"], abs=0.006)
-    assert set(GENRES) <= set(rows["test"])
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["epoch"] == result.best_epoch
-    assert ckpt["genres"] == list(GENRES)
-    assert ckpt["image_features"] == FI and ckpt["video_features"] == FV
-    assert ckpt["config"]["split"] == 0 and ckpt["config"]["aggregation"] == "tsfm"
-    assert ckpt["stores"]["image"]["attrs"]["num_features"] == FI
-    assert ckpt["stores"]["image"]["attrs"]["t12k"]["kind"] == "features"
-    assert ckpt["stores"]["video"]["attrs"] == {"num_features": FV}
-    assert {"optimizer", "scheduler", "model"} <= set(ckpt)
-
-
-def test_checkpoint_round_trip(dataset, trained):
-    cfg, result = trained
-    model, info = load_model(Path(cfg.out_dir) / "checkpoint.pt")
-    assert info["epoch"] == result.best_epoch and info["genres"] == list(GENRES)
-    assert not model.training
-    m = read_mtgc(dataset["mtgc"])
-    test_ids, y_test = m.subset(0, "test")
-    data = load_trailers(test_ids, dataset["image_store"], dataset["video_store"])
-    _, probs = evaluate(model, data, torch.arange(len(test_ids)), y_test, 30, torch.device("cpu"))
-    # the reloaded best state reproduces the run's test metrics
-    assert compute_metrics(y_test, probs)["muAP"] == pytest.approx(result.test["muAP"], abs=1e-6)
-    row = {mid: i for i, mid in enumerate(dataset["ids"])}
-    for k in (0, 1, len(test_ids) - 1):
-        i = row[test_ids[k]]
-        one = predict_features(model, dataset["image"][i], dataset["video"][i], snippet=30)
-        assert one.shape == (10,)
-        np.testing.assert_allclose(one, probs[k], atol=1e-5)
-    with pytest.raises(T12kError, match="video features"):
-        predict_features(model, dataset["image"][0], None)
-    with pytest.raises(T12kError, match=r"expects \(clips, 16\)"):
-        predict_features(model, dataset["video"][0], dataset["video"][0])
-    with pytest.raises(T12kError, match="same clip plan"):
-        predict_features(model, dataset["image"][0], dataset["video"][0][:-1])
-
-
-def test_bad_checkpoints(tmp_path):
-    with pytest.raises(T12kError, match=r"nope\.pt not found.*checkpoint\.pt"):
-        load_model(tmp_path / "nope.pt")
-    text = tmp_path / "notes.pt"
-    text.write_text("hello")
-    with pytest.raises(T12kError, match=r"notes\.pt is not a t12k checkpoint"):
-        load_model(text)
-    other = tmp_path / "other.pt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}}, other)
-    with pytest.raises(T12kError, match=r"other\.pt is not a t12k checkpoint"):
-        load_model(other)
-
-
-def test_early_stopping_and_scheduler(dataset, tmp_path):
-    # a large learning rate overfits this small set quickly: validation loss stops improving
-    cfg = TrainConfig(
-        image_store=dataset["image_store"],
-        labels=dataset["mtgc"],
-        out_dir=tmp_path / "run",
-        aggregation="conv",
-        lr=0.05,
-        batch_size=64,
-        max_epochs=40,
-        stop_patience=2,
-        scheduler_patience=0,
-        device="cpu",
-        seed=3,
-    )
-    result = train(cfg, progress=False)
-    assert result.epochs_run == result.best_epoch + cfg.stop_patience < cfg.max_epochs
-    losses = [h["val_loss"] for h in result.history]
-    assert min(losses) == losses[result.best_epoch - 1]
-    assert all(x >= losses[result.best_epoch - 1] for x in losses[result.best_epoch :])
-    lrs = [h["lr"] for h in result.history]
-    assert lrs[0] == pytest.approx(0.05) and lrs[-1] < lrs[0]  # patience 0: cut after a bad epoch
-    assert all(b <= a for a, b in zip(lrs, lrs[1:]))
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == result.best_epoch
-
-
-@pytest.mark.parametrize(
-    "aggregation,fusion,modal",
-    [("gru", "early", "both"), ("savg", "late", "video"), ("ctt", "early", "both"), ("conv", "late", "image")],
-)
-def test_other_heads_train(dataset, tmp_path, aggregation, fusion, modal):
-    cfg = TrainConfig(
-        image_store=dataset["image_store"] if modal != "video" else None,
-        video_store=dataset["video_store"] if modal != "image" else None,
-        labels=dataset["mtgc"],
-        split=1,
-        out_dir=tmp_path / "run",
-        aggregation=aggregation,
-        fusion=fusion,
-        lr=2e-3,
-        batch_size=32,
-        max_epochs=2,
-        stop_patience=1,
-        device="cpu",
-        feature_dtype="float16",
-    )
-    result = train(cfg, progress=False)
-    assert 1 <= result.epochs_run <= 2
-    assert 0 <= result.test["muAP"] <= 1
-    model, info = load_model(tmp_path / "run" / "checkpoint.pt")
-    assert model.modality == (modal if modal != "both" else fusion) and model.aggregation == aggregation
-
-
 # ---- CTT-MMC-A baseline ------------------------------------------------------------------
 
 
@@ -515,126 +343,3 @@ def test_ctt_head_is_convolution_through_time_with_max_pooling():
     for conv in flipped.head.aggregation.convs:
         conv.weight.data = conv.weight.data.flip(2)
     torch.testing.assert_close(flipped(x.flip(1), None), model(x, None), rtol=1e-4, atol=1e-5)
-
-
-def test_ctt_baseline_trains_and_reloads(dataset, tmp_path):
-    cfg = TrainConfig(
-        image_store=dataset["image_store"],
-        labels=dataset["mtgc"],
-        out_dir=tmp_path / "run",
-        aggregation="ctt",
-        lr=1e-3,
-        batch_size=32,
-        max_epochs=3,
-        device="cpu",
-    )
-    result = train(cfg, progress=False)
-    model, info = load_model(tmp_path / "run" / "checkpoint.pt")
-    assert model.aggregation == info["aggregation"] == "ctt" and model.modality == "image"
-    assert 0 <= result.test["muAP"] <= 1
-
-
-# ---- resuming ----------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    pass
-
-
-def _resume_cfg(dataset, out, **kw):
-    base = dict(
-        image_store=dataset["image_store"],
-        labels=dataset["mtgc"],
-        split=2,
-        out_dir=out,
-        aggregation="tsfm",
-        lr=1e-2,
-        batch_size=16,
-        max_epochs=6,
-        stop_patience=20,
-        scheduler_patience=0,
-        device="cpu",
-        seed=5,
-    )
-    return TrainConfig(**{**base, **kw})
-
-
-def _same_run(a, b, out_a: Path, out_b: Path):
-    assert [h["epoch"] for h in a.history] == [h["epoch"] for h in b.history]
-    for key in ("train_loss", "val_loss", "val_muAP", "lr"):
-        assert [h[key] for h in a.history] == [h[key] for h in b.history], key
-    assert a.best_epoch == b.best_epoch and a.epochs_run == b.epochs_run
-    assert a.test["muAP"] == b.test["muAP"] and a.val["mAP"] == b.val["mAP"]
-    ca = torch.load(out_a / "checkpoint.pt", weights_only=True)
-    cb = torch.load(out_b / "checkpoint.pt", weights_only=True)
-    assert ca["epoch"] == cb["epoch"]
-    for k in ca["model"]:
-        assert torch.equal(ca["model"][k], cb["model"][k]), k
-    assert (out_a / "history.csv").read_text() == (out_b / "history.csv").read_text()
-    assert (out_a / "predictions.csv").read_text() == (out_b / "predictions.csv").read_text()
-
-
-def test_resume_after_an_interruption_gives_the_uninterrupted_result(dataset, tmp_path):
-    full = train(_resume_cfg(dataset, tmp_path / "full"), progress=False)
-    assert any(h["lr"] < 1e-2 for h in full.history)  # the scheduler acted: its state matters
-
-    def stop_at_3(rec):
-        if rec["epoch"] == 3:
-            raise _Stop
-
-    cfg = _resume_cfg(dataset, tmp_path / "cut")
-    with pytest.raises(_Stop):
-        train(cfg, progress=False, on_epoch=stop_at_3)
-    state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
-    assert state["epoch"] == 3 and {"model", "optimizer", "scheduler", "rng", "config", "stores"} <= set(state)
-    assert not (tmp_path / "cut" / "metrics.csv").exists()
-    seen = []
-    resumed = train(cfg, progress=False, resume=True, on_epoch=lambda r: seen.append(r["epoch"]))
-    assert seen == [4, 5, 6]
-    _same_run(full, resumed, tmp_path / "full", tmp_path / "cut")
-
-
-def test_resume_extends_a_finished_run(dataset, tmp_path):
-    full = train(_resume_cfg(dataset, tmp_path / "full", max_epochs=5), progress=False)
-    train(_resume_cfg(dataset, tmp_path / "ext", max_epochs=2), progress=False)
-    extended = train(_resume_cfg(dataset, tmp_path / "ext", max_epochs=5), progress=False, resume=True)
-    _same_run(full, extended, tmp_path / "full", tmp_path / "ext")
-
-
-def test_resume_refuses_other_settings(dataset, tmp_path):
-    train(_resume_cfg(dataset, tmp_path / "run", max_epochs=1), progress=False)
-    with pytest.raises(T12kError, match=r"lr=0\.01.*lr=0\.001.*without --resume"):
-        train(_resume_cfg(dataset, tmp_path / "run", lr=1e-3), progress=False, resume=True)
-    with pytest.raises(T12kError, match="nothing to resume.*without --resume"):
-        train(_resume_cfg(dataset, tmp_path / "empty"), progress=False, resume=True)
-
-
-def test_cli_train_resume(dataset, tmp_path, capsys):
-    from t12k.cli import main
-
-    args = [
-        "train",
-        "--image-store",
-        str(dataset["image_store"]),
-        "--labels",
-        str(dataset["mtgc"]),
-        "--out",
-        str(tmp_path / "run"),
-        "--aggregation",
-        "savg",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--num-threads",
-        "1",
-        "--lr",
-        "0.01",
-    ]
-    assert main(args + ["--max-epochs", "1"]) == 0
-    assert main(args + ["--max-epochs", "2", "--resume"]) == 0
-    out = capsys.readouterr().out
-    assert "of 2;" in out
-    with open(tmp_path / "run" / "history.csv", newline="") as fh:
-        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
-    assert main(args + ["--max-epochs", "2", "--resume", "--seed", "9"]) == 2
-    assert "seed=0" in capsys.readouterr().err

@@ -14,9 +14,11 @@ import torch
 from conftest import THREE_SHOTS, MeanRunner, mean_features
 
 from t12k.backbones import REGISTRY, get_spec
+from t12k.backbones.device import device_math
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
 from t12k.pipeline import extract as ex
+from t12k.pipeline.extract import decode, inputs
 from t12k.shots import plan_clips
 from t12k.shots.clips import color_counts
 from t12k.storage import FeatureStore, ShotStore
@@ -123,13 +125,13 @@ def test_resizing_on_the_device_gives_the_same_store(three_videos, shots_store, 
 
 def test_each_trailer_is_decoded_once_for_all_backbones(three_videos, shots_store, tmp_path, monkeypatch):
     calls = []
-    real = ex.iter_frames
+    real = decode.iter_frames
 
     def counting(path, *args, **kwargs):
         calls.append(os.path.basename(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(ex, "iter_frames", counting)
+    monkeypatch.setattr(decode, "iter_frames", counting)
     ex.extract_features(
         three_videos,
         shots_store,
@@ -274,11 +276,11 @@ def test_device_math_sets_the_float32_mode_on_cuda_and_restores_it(precision, mo
     # The switches are plain settings: they can be checked without a GPU.
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     before = (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.benchmark)
-    with ex.device_math("cuda", precision):
+    with device_math("cuda", precision):
         assert (conv.fp32_precision, matmul.fp32_precision) == (mode, mode)
         assert torch.backends.cudnn.benchmark is True
     assert (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.benchmark) == before
-    with ex.device_math("cpu", "tf32"):  # nothing changes for a CPU run
+    with device_math("cpu", "tf32"):  # nothing changes for a CPU run
         assert (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.benchmark) == before
 
 
@@ -405,8 +407,8 @@ def test_representatives_on_the_device_give_the_same_stores(three_videos, shots_
     keys = "shufflenet2d,shufflenet3d"
     calls = []
     real = ex.device_representatives
-    monkeypatch.setattr(ex, "device_representatives", lambda f, r: calls.append(len(f)) or real(f, r))
-    monkeypatch.setattr(ex, "color_counts", lambda f: calls.append("worker") or color_counts(f))
+    monkeypatch.setattr(inputs, "device_representatives", lambda f, r: calls.append(len(f)) or real(f, r))
+    monkeypatch.setattr(decode, "color_counts", lambda f: calls.append("worker") or color_counts(f))
     for where in ("workers", "device"):
         calls.clear()
         ex.extract_features(

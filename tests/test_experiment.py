@@ -17,7 +17,8 @@ import zarr
 from t12k import GENRES
 from t12k.backbones import REGISTRY
 from t12k.cli import main
-from t12k.divita.experiment import BUILTIN, format_mean_std, load_configs, run_experiment
+from t12k.divita.experiment import BUILTIN, load_configs, run_experiment
+from t12k.divita.report import format_mean_std
 from t12k.errors import T12kError
 from t12k.storage import MTGC, write_mtgc
 from t12k.storage.mtgc import stratified_splits
@@ -242,3 +243,46 @@ def test_cli_experiment_with_a_yaml_file(data_dir, tmp_path, capsys):
     assert (out / "figures" / "curves_R_2+1_D.png").is_file()
     assert main(["experiment", str(tmp_path / "mine.yaml"), "--only", "ResNet"]) == 2
     assert "not a configuration" in capsys.readouterr().err
+
+
+def test_yaml_values_take_the_type_of_their_training_setting(tmp_path, data_dir):
+    # PyYAML reads 1e-4 (no dot) as the string '1e-4'; the configuration gets the float
+    (tmp_path / "lr.yaml").write_text(
+        "defaults: {max_epochs: 3, batch_size: '16'}\n"
+        "configs:\n"
+        f"  - name: A\n    image_store: {IMAGE}\n    lr: 1e-4\n    num_threads: null\n    weight_decay: 0\n"
+    )
+    specs, extra = load_configs(tmp_path / "lr.yaml")
+    assert extra["defaults"] == {"max_epochs": 3, "batch_size": 16}
+    cfg = specs[0].train_config(0, tmp_path / "run", data_dir, data_dir / "mtgc.csv")
+    assert cfg.lr == 1e-4 and type(cfg.lr) is float and type(cfg.weight_decay) is float
+    assert cfg.max_epochs == 3 and cfg.batch_size == 16 and cfg.num_threads is None
+    assert cfg.image_store == data_dir / IMAGE and cfg.split == 0
+    cfg.validate()
+
+
+@pytest.mark.parametrize(
+    "setting,where,expected",
+    [
+        ("max_epochs: ten", "configuration 1 (A)", "max_epochs 'ten' is not valid; max_epochs must be an integer"),
+        ("aggregation: lstm", "configuration 1 (A)", "aggregation must be one of tsfm, gru, conv, savg, ctt"),
+        ("lr: fast", "configuration 1 (A)", "lr must be a number"),
+        ("num_threads: [1]", "configuration 1 (A)", "num_threads must be an integer or null"),
+        ("image_backbone: 3", "configuration 1 (A)", "image_backbone must be a string or null"),
+        ("dropout: 0.1", "configuration 1", "unknown setting 'dropout'"),
+    ],
+)
+def test_a_wrong_setting_in_a_file_names_the_file_configuration_and_setting(tmp_path, setting, where, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"configs:\n  - name: A\n    image_store: {IMAGE}\n    {setting}\n")
+    with pytest.raises(T12kError) as err:
+        load_configs(path)
+    message = str(err.value)
+    assert "\n" not in message and f"{path} {where}" in message and expected in message
+
+
+def test_wrong_defaults_are_named_as_defaults(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"defaults": {"lr": "1e-3", "fusion": "middle"}, "configs": [{"name": "A"}]}))
+    with pytest.raises(T12kError, match=r"bad\.json defaults: fusion 'middle' is not valid; fusion must be one of"):
+        load_configs(path)

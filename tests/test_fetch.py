@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from t12k.errors import T12kError
-from t12k.pipeline import fetch as fetch_mod
-from t12k.pipeline.fetch import FetchItem, FetchSummary, fetch_collection, id_from_url, read_items
+from t12k.pipeline.fetch import FetchItem, FetchSummary, classify, config, fetch_collection, id_from_url, read_items
 from t12k.pipeline.media import ffmpeg_exe, probe, write_video
 
 # ---- a local web server -----------------------------------------------------------------
@@ -249,6 +248,20 @@ def test_transient_errors_give_up_after_retries(server, tmp_path):
     assert server["hits"]["/ntsc.mp4?down"] == 2
 
 
+def test_retries_mean_at_most_retries_plus_one_requests(server, tmp_path):
+    # The page names one video, which the server refuses with 503 every time it is asked for.
+    # yt-dlp must not retry on its own (its download retries would ask again within each
+    # attempt): with retries=2 the video is requested exactly 3 times, then recorded failed.
+    (server["root"] / "one503.html").write_text('<html><body><video src="pal.mp4?always503"></video></body></html>')
+    server["plan"]["/pal.mp4?always503"] = [503] * 50
+    s = fetch_collection([FetchItem("busy", f"{server['url']}/one503.html")], tmp_path, retries=2, progress=False)
+    assert server["hits"]["/pal.mp4?always503"] == 3
+    assert server["hits"]["/one503.html"] == 3  # each attempt looks at the page once
+    assert "after 3 attempts" in s.failed["busy"] and "503" in s.failed["busy"]
+    row = _rows(tmp_path)["busy"]
+    assert row["status"] == "failed" and row["error"] == "transient" and row["attempts"] == "3"
+
+
 def test_not_found_and_forbidden_are_not_retried(server, tmp_path):
     u = server["url"]
     server["plan"]["/pal.mp4?forbidden"] = [403] * 10
@@ -332,7 +345,7 @@ def test_transient_classification():
     def http(status):
         return HTTPError(Response(io.BytesIO(b""), "http://h/x", {}, status=status))
 
-    transient = fetch_mod._is_transient
+    transient = classify.is_transient
     assert transient(dl(http(503))) and transient(dl(http(500))) and transient(dl(http(429)))
     assert not transient(dl(http(404))) and not transient(dl(http(403))) and not transient(dl(http(410)))
     assert transient(dl(TransportError("[Errno 104] Connection reset by peer")))
@@ -348,8 +361,8 @@ def test_transient_classification():
 
 
 def test_browser_spec():
-    assert fetch_mod._browser_spec("firefox") == ("firefox", None, None, None)
-    assert fetch_mod._browser_spec("chrome+gnomekeyring:Profile 1") == ("chrome", "Profile 1", "GNOMEKEYRING", None)
+    assert config.browser_spec("firefox") == ("firefox", None, None, None)
+    assert config.browser_spec("chrome+gnomekeyring:Profile 1") == ("chrome", "Profile 1", "GNOMEKEYRING", None)
 
 
 # ---- ids from URLs ----------------------------------------------------------------------

@@ -18,7 +18,16 @@ import pytest
 
 from t12k.errors import T12kError
 from t12k.pipeline import fetch as fetch_mod
-from t12k.pipeline.fetch import FetchItem, fetch_collection, quality_report, resolution_lines
+from t12k.pipeline.fetch import (
+    FetchItem,
+    download,
+    fetch_collection,
+    pacing,
+    quality,
+    quality_report,
+    resolution_lines,
+    scheduler,
+)
 from t12k.pipeline.media import ffmpeg_exe, probe
 
 
@@ -300,7 +309,7 @@ def test_cookies_and_pauses_reach_yt_dlp(monkeypatch, tmp_path):
 
 
 def test_default_pauses_spare_loopback_hosts():
-    s = fetch_mod._Settings(
+    s = fetch_mod.FetchConfig(
         fps=24,
         max_short_side=360,
         keep_audio=False,
@@ -309,16 +318,14 @@ def test_default_pauses_spare_loopback_hosts():
         sleep=None,
         sleep_requests=None,
         cookies=None,
-        browser=None,
         ffmpeg="ffmpeg",
-        threads=None,
     )
     remote = (fetch_mod.DEFAULT_SLEEP, fetch_mod.DEFAULT_SLEEP_REQUESTS)
-    assert fetch_mod._pauses("https://www.youtube.com/watch?v=x", s) == remote and remote[0] >= 1
+    assert pacing.pauses("https://www.youtube.com/watch?v=x", s) == remote and remote[0] >= 1
     for url in ("http://127.0.0.1:8000/a.mp4", "http://localhost/a.mp4", "http://[::1]:9/a.mp4"):
-        assert fetch_mod._pauses(url, s) == (0.0, 0.0)
+        assert pacing.pauses(url, s) == (0.0, 0.0)
     s.sleep, s.sleep_requests = 0.5, 0.1
-    assert fetch_mod._pauses("http://127.0.0.1/a.mp4", s) == (0.5, 0.1)
+    assert pacing.pauses("http://127.0.0.1/a.mp4", s) == (0.5, 0.1)
 
 
 # ---- pacing, concurrency, worker processes ------------------------------------------------------
@@ -327,12 +334,12 @@ def test_default_pauses_spare_loopback_hosts():
 def test_pause_between_download_starts(server, tmp_path, monkeypatch):
     pacers = []
 
-    class Pacer(fetch_mod._Pacer):
+    class Pacer(pacing.Pacer):
         def __init__(self):
             super().__init__()
             pacers.append(self)
 
-    monkeypatch.setattr(fetch_mod, "_Pacer", Pacer)
+    monkeypatch.setattr(scheduler, "Pacer", Pacer)
     u = server["url"]
     items = [FetchItem(f"p{k}", f"{u}/copy{k}.mp4?paced") for k in range(3)]
     s = fetch_collection(items, tmp_path, workers=3, sleep=0.4, progress=False)
@@ -345,7 +352,7 @@ def test_pause_between_download_starts(server, tmp_path, monkeypatch):
     assert firsts[0] >= turns[0] and firsts[2] - firsts[0] > 0.5, firsts
 
     # The pause also applies to retries, and an interrupted run stops waiting at once.
-    pacer, stop = fetch_mod._Pacer(), threading.Event()
+    pacer, stop = pacing.Pacer(), threading.Event()
     assert pacer.wait(10, stop)
     stop.set()
     t0 = time.monotonic()
@@ -435,7 +442,7 @@ def test_quality_report_rules():
 
 
 def test_quality_precheck_from_site_facts():
-    s = fetch_mod._Settings(
+    s = fetch_mod.FetchConfig(
         fps=24,
         max_short_side=360,
         keep_audio=False,
@@ -444,15 +451,13 @@ def test_quality_precheck_from_site_facts():
         sleep=0,
         sleep_requests=0,
         cookies=None,
-        browser=None,
         ffmpeg="ffmpeg",
-        threads=None,
     )
     fmts = [{"width": 640, "height": 360}, {"width": 1280, "height": 720}]
-    assert fetch_mod._precheck({"duration": 120, "formats": fmts}, s) == "ok"
-    assert fetch_mod._precheck({"duration": 300, "formats": fmts}, s) == "longer than 210 s (300.0 s)"
-    assert fetch_mod._precheck({"duration": 100, "formats": fmts[:1]}, s) == "below 480p (360p)"
-    assert fetch_mod._precheck({"url": "http://h/a.mp4"}, s) == "ok"
+    assert download.precheck({"duration": 120, "formats": fmts}, s) == "ok"
+    assert download.precheck({"duration": 300, "formats": fmts}, s) == "longer than 210 s (300.0 s)"
+    assert download.precheck({"duration": 100, "formats": fmts[:1]}, s) == "below 480p (360p)"
+    assert download.precheck({"url": "http://h/a.mp4"}, s) == "ok"
 
 
 def test_format_selection_prefers_h264_up_to_720p():
@@ -484,20 +489,20 @@ def test_format_selection_prefers_h264_up_to_720p():
         f.update(url=f"http://h/{f['format_id']}", ext="mp4", protocol="https")
 
     def pick(fmt, available):
-        with yt_dlp.YoutubeDL({"quiet": True, "logger": fetch_mod._QuietLogger()}) as ydl:
+        with yt_dlp.YoutubeDL({"quiet": True, "logger": download.QuietLogger()}) as ydl:
             info = {"formats": [dict(f) for f in available]}
             ydl.sort_formats(info)  # worst to best, as yt-dlp orders them before selecting
             return [f["format_id"] for f in ydl.build_format_selector(fmt)(info)]
 
-    assert pick(fetch_mod._format(False, 360), formats) == ["avc-720"]
-    assert pick(fetch_mod._format(False, 360), formats[:2]) == ["vp9-720"]  # AV1 only when nothing else fits
-    assert pick(fetch_mod._format(True, 360), formats) == ["avc-720+aac"]
+    assert pick(download.ytdlp_format(False, 360), formats) == ["avc-720"]
+    assert pick(download.ytdlp_format(False, 360), formats[:2]) == ["vp9-720"]  # AV1 only when nothing else fits
+    assert pick(download.ytdlp_format(True, 360), formats) == ["avc-720+aac"]
 
 
 def test_quality_rules_reported_and_enforced(server, tmp_path, monkeypatch):
     # Rules scaled to the test videos: 1.8 to 2.2 s and 200p (pal passes, ntsc is too long, tiny too small).
-    monkeypatch.setattr(fetch_mod, "QUALITY_SECONDS", (1.8, 2.2))
-    monkeypatch.setattr(fetch_mod, "QUALITY_MIN_LINES", 200)
+    monkeypatch.setattr(quality, "QUALITY_SECONDS", (1.8, 2.2))
+    monkeypatch.setattr(quality, "QUALITY_MIN_LINES", 200)
     u = server["url"]
     items = [
         FetchItem("pal", f"{u}/pal.mp4?q"),

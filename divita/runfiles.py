@@ -1,0 +1,111 @@
+"""The CSV files of a run folder, written by `train` and read back by `experiment`:
+``history.csv`` (one row per epoch), ``metrics.csv`` (val and test, x100, 2 decimals) and
+``predictions.csv`` (every val and test trailer's labels and probabilities)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from t12k import GENRES
+from t12k.divita.metrics import METRIC_NAMES
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_muAP", "lr")
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    """Write `header` and `rows` through a temporary file, so `path` is always whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+# ---- history.csv -------------------------------------------------------------------------------
+
+
+def history_row(h: dict) -> list:
+    return [h["epoch"], f"{h['train_loss']:.6f}", f"{h['val_loss']:.6f}", f"{h['val_muAP']:.6f}", f"{h['lr']:.3g}"]
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    write_csv(path, list(HISTORY_COLUMNS), [history_row(h) for h in history])
+
+
+def append_history(path: Path, record: dict) -> None:
+    with open(path, "a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(history_row(record))
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """The columns of a history.csv as floats (empty when there is no file)."""
+    cols: dict[str, list[float]] = {}
+    if not path.is_file():
+        return cols
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            for k, v in row.items():
+                cols.setdefault(k, []).append(float(v))
+    return cols
+
+
+# ---- metrics.csv -------------------------------------------------------------------------------
+
+
+def write_metrics(path: Path, rows: list[tuple[str, dict]], split: int, best_epoch: int) -> None:
+    """One row per subset: the summaries and per-genre areas, x100 with 2 decimals."""
+    write_csv(
+        path,
+        ["subset", "split", "epoch", *METRIC_NAMES, *GENRES],
+        [
+            [
+                subset,
+                split,
+                best_epoch,
+                *(f"{100 * m[k]:.2f}" for k in METRIC_NAMES),
+                *(f"{100 * m['per_genre'][g]:.2f}" for g in GENRES),
+            ]
+            for subset, m in rows
+        ],
+    )
+
+
+def read_metrics(path: Path) -> tuple[dict[str, dict[str, float]], int]:
+    """(subset -> metric or genre -> value x100, the best epoch) of a metrics.csv."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = {r["subset"]: r for r in csv.DictReader(fh)}
+    keys = list(METRIC_NAMES) + list(GENRES)
+    out = {s: {k: float(rows[s][k]) for k in keys} for s in ("val", "test")}
+    return out, int(rows["test"]["epoch"])
+
+
+# ---- predictions.csv ---------------------------------------------------------------------------
+
+
+def write_predictions(path: Path, rows: list[tuple[str, list[str], np.ndarray, np.ndarray]]) -> None:
+    """subset, mid, the labels (y_{genre}) and probabilities (p_{genre}) of every trailer."""
+    write_csv(
+        path,
+        ["subset", "mid", *(f"y_{g}" for g in GENRES), *(f"p_{g}" for g in GENRES)],
+        [
+            [subset, mid, *(int(v) for v in yy), *(f"{v:.6f}" for v in pp)]
+            for subset, ids, y, prob in rows
+            for mid, yy, pp in zip(ids, y, prob)
+        ],
+    )
+
+
+def read_predictions(path: Path, subset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities (n, L) of the trailers of `subset` in a predictions.csv."""
+    ys, ps = [], []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["subset"] == subset:
+                ys.append([int(row[f"y_{g}"]) for g in GENRES])
+                ps.append([float(row[f"p_{g}"]) for g in GENRES])
+    return np.asarray(ys, int).reshape(-1, len(GENRES)), np.asarray(ps, float).reshape(-1, len(GENRES))

@@ -1,0 +1,58 @@
+"""The extract stage: videos + shots -> one feature store per frozen backbone.
+
+Modules, in the order the data goes through them:
+
+- `config`: `ExtractConfig`, the settings of a run (command line -> stores -> predict).
+- `stage`: `extract_features`, the stage itself (stores, manifest, summary), and
+  `clip_features` (one video in this process, for predict).
+- `decode`, `stream`, `ring`: the worker side; each trailer decoded once into chunks of clip
+  inputs (2D: the histogram-representative frame; 3D: the clip's sub-sampled frames), raw 3D
+  frames through reused shared-memory slots.
+- `transforms`: a weight set's transforms split into a uint8 geometry (workers or device)
+  and a normalization (device).
+- `engine`, `inputs`, `batches`, `device_io`, `reps`, `stats`: the main side; chunks to the
+  device, model batches across trailers, features read back one batch late, each trailer
+  handed over when its last clip is done.
+- `runner`: `BackboneRunner`, one frozen backbone at its precision on its device.
+"""
+
+from t12k.pipeline.extract.config import ExtractConfig, worker_count
+from t12k.pipeline.extract.decode import ClipInput, apply_geometries, iter_clip_inputs, stack_raw
+from t12k.pipeline.extract.device_io import DeviceIO
+from t12k.pipeline.extract.engine import Engine
+from t12k.pipeline.extract.reps import covers_every_frame, device_representatives
+from t12k.pipeline.extract.ring import FrameRing, SlotRef
+from t12k.pipeline.extract.runner import BackboneRunner
+from t12k.pipeline.extract.stage import clip_features, clip_table, extract_features, store_settings
+from t12k.pipeline.extract.stats import EngineStats
+from t12k.pipeline.extract.stream import Chunk, ClipStream, Failed, Job
+from t12k.pipeline.extract.transforms import Geometry, Normalize, apply_geometry, split_transforms
+
+__all__ = [
+    "ExtractConfig",
+    "extract_features",
+    "clip_features",
+    "clip_table",
+    "store_settings",
+    "worker_count",
+    "BackboneRunner",
+    "Engine",
+    "EngineStats",
+    "Job",
+    "Chunk",
+    "Failed",
+    "ClipStream",
+    "ClipInput",
+    "iter_clip_inputs",
+    "apply_geometries",
+    "stack_raw",
+    "FrameRing",
+    "SlotRef",
+    "DeviceIO",
+    "Geometry",
+    "Normalize",
+    "split_transforms",
+    "apply_geometry",
+    "covers_every_frame",
+    "device_representatives",
+]

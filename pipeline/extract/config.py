@@ -1,0 +1,165 @@
+"""The settings of an extract run, from the command line into the store attributes and back."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from t12k.backbones import REGISTRY, Kind, parse_backbones
+from t12k.backbones.device import PRECISIONS, device_setting
+from t12k.errors import T12kError
+from t12k.shots.clips import STRATEGIES
+from t12k.storage.zarrstore import ZARR_FORMATS
+
+RESIZE_ON = ("auto", "workers", "device")  # where the resize and centre crop run
+REPS_ON = ("auto", "workers", "device")  # where the 2D representative frames are picked
+VIDEO_FPS = 24  # the frame rate `t12k fetch` normalizes every video to
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How clip features are made: backbones, weights, clips, batching, workers, precision."""
+
+    backbones: str = field(
+        default="shufflenet2d",
+        metadata={
+            "flag": "--backbone",
+            "metavar": "BACKBONE",
+            "help": f"backbone key, a comma-separated list, or 'all' ({', '.join(REGISTRY)})",
+        },
+    )
+    weights: str = field(
+        default="default",
+        metadata={
+            "help": "'default': torchvision's pretrained weights (downloaded by torchvision); a path: a "
+            "local .pth state dict; 'none': random init with a fixed seed (tests, offline demos)"
+        },
+    )
+    strategy: str = field(
+        default="shot",
+        metadata={
+            "choices": tuple(STRATEGIES),
+            "help": "shot: clips inside shots (Shot-f); seq: contiguous clips over the trailer (Seq-f)",
+        },
+    )
+    fpc: int = field(default=24, metadata={"help": "frames per clip f (of the 24 fps video)"})
+    fps: int = field(default=24, metadata={"help": "frame rate of 3D clips: keep every (24/fps)-th frame"})
+    batch_size: int = field(
+        default=32, metadata={"help": "clips per backbone forward pass (batches run across trailer boundaries)"}
+    )
+    workers: int | str = field(
+        default="auto",
+        metadata={
+            "help": "decode worker processes (decode, representative frames, resize and crop); 0 decodes "
+            "in this process; auto: 1 on CPU, one per core but one (at most 16) on a GPU"
+        },
+    )
+    prefetch: int = field(default=2, metadata={"help": "chunks of clips each worker prepares ahead (bounds memory)"})
+    resize_on: str = field(
+        default="auto",
+        metadata={
+            "choices": RESIZE_ON,
+            "help": "where the resize and centre crop run: in the decode workers, or on the model's "
+            "device after the copy (auto: device on a GPU, workers on a CPU)",
+        },
+    )
+    # Not on the command line: with 2D and 3D backbones, the resize on the device and 3D clips
+    # holding every frame, `auto` picks the 2D frames on a GPU (the workers skip the histograms).
+    reps_on: str = field(default="auto", metadata={"cli": False, "choices": REPS_ON})
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "choices": tuple(PRECISIONS),
+            "help": "model precision: fp32 (strict IEEE, TF32 off on a GPU too) reproduces the reference; "
+            "tf32 lets a GPU's tensor cores run float32 convolutions and matmuls; bf16/fp16 "
+            "autocast is faster still (recorded in the store; README has the measured differences)",
+        },
+    )
+    zarr_format: int = field(default=2, metadata={"choices": ZARR_FORMATS, "help": "zarr format of new stores"})
+    device: str = device_setting()
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise T12kError naming the option and the fix for a setting no run could use."""
+        for name in ("strategy", "resize_on", "reps_on", "precision", "zarr_format"):
+            choices = _choices(name)
+            if getattr(self, name) not in choices:
+                raise T12kError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(map(str, choices))}; "
+                    f"got {getattr(self, name)!r}"
+                )
+        for name in ("fpc", "fps", "batch_size", "prefetch"):
+            if int(getattr(self, name)) < 1:
+                raise T12kError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+        if VIDEO_FPS % int(self.fps):
+            raise T12kError(f"--fps {self.fps} must divide {VIDEO_FPS} (e.g. 24, 12, 8, 6, 4)")
+        worker_count(self.workers, "cpu")
+        parse_backbones(self.backbones)
+
+    @classmethod
+    def from_store(cls, attrs: dict[str, Any], name: str = "", weights: str | None = None) -> ExtractConfig:
+        """The settings that remake the features of a store, from its attrs (see `store_settings`).
+
+        Published stores carry no t12k attrs: they are recognised by `name` and get the paper's
+        settings (Shot-24, pretrained weights). `weights` overrides the weights argument; a store
+        made from a local file needs it, since the file itself is not in the store.
+        """
+        t = attrs.get("t12k") or {}
+        if not t.get("backbone"):
+            return cls._published(name, weights)
+        defaults = cls()
+        return cls(
+            backbones=t["backbone"],
+            weights=weights or _weights_argument(str(t.get("weights", defaults.weights))),
+            strategy=t.get("strategy", defaults.strategy),
+            fpc=int(t.get("fpc", defaults.fpc)),
+            fps=int(t.get("fps", defaults.fps)),
+            precision=t.get("precision", defaults.precision),
+        )
+
+    @classmethod
+    def _published(cls, name: str, weights: str | None) -> ExtractConfig:
+        for spec in REGISTRY.values():
+            m = re.fullmatch(rf"trailers_{spec.store_prefix}_{spec.store_stem}(?:_fps(\d+))?_fpc(\d+)\.zarr", name)
+            if m and (m.group(1) is not None) == (spec.kind == Kind.VIDEO):
+                return cls(
+                    backbones=spec.key, weights=weights or "default", fpc=int(m.group(2)), fps=int(m.group(1) or 24)
+                )
+        raise T12kError(
+            f"cannot tell how the store {name} the checkpoint was trained on was made "
+            "(no t12k attrs and not a published store name); retrain on a t12k store"
+        )
+
+
+def _choices(name: str) -> tuple:
+    return next(f.metadata["choices"] for f in fields(ExtractConfig) if f.name == name)
+
+
+def _weights_argument(recorded: str) -> str:
+    """The `weights` argument that loads the weights a store records (see `load_backbone`)."""
+    if recorded.startswith("none"):
+        return "none"
+    if recorded.startswith("torchvision:"):
+        return "default"
+    raise T12kError(f"the checkpoint's features were made with weights {recorded}; pass that file with --weights PATH")
+
+
+def worker_count(workers: int | str | None, device: str | torch.device) -> int:
+    """Decode workers of a run. `auto`: one on a CPU run (the model needs the cores), otherwise
+    one per core but one, at most 16."""
+    if workers == "auto" or workers is None:
+        cores = os.cpu_count() or 1
+        return 1 if torch.device(device).type == "cpu" else max(1, min(cores - 1, 16))
+    try:
+        n = int(workers)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise T12kError(f"--workers must be 0 (decode in this process), a positive number or auto; got {workers}")
+    return n

@@ -1,0 +1,198 @@
+"""The extraction engine: decode workers feed batched backbones, trailer by trailer.
+
+Worker processes (a `torch.utils.data.DataLoader` over an iterable dataset of trailers, so
+PyTorch handles process start-up, shared-memory tensors, pinned memory and shutdown) each
+take the next unfinished trailer, stream its frames once through ffmpeg, pick every clip's
+inputs and apply the geometric part of each weight set's transforms (`stream.py`).
+
+The main process moves the chunks to the device (`inputs.py`), makes model batches of
+`batch_size` clips across chunk and trailer boundaries, runs every backbone under inference
+mode and scatters the features back to their trailers (`batches.py`); each trailer goes to
+`on_done` as soon as its last clip is done, or to `on_failed` with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from t12k.backbones import Kind
+from t12k.backbones.device import device_math
+from t12k.errors import T12kError
+from t12k.pipeline.extract.batches import Batcher, ModelQueue, Trailers, join
+from t12k.pipeline.extract.device_io import DeviceIO, is_cuda
+from t12k.pipeline.extract.inputs import ChunkInputs
+from t12k.pipeline.extract.reps import covers_every_frame
+from t12k.pipeline.extract.ring import FrameRing
+from t12k.pipeline.extract.stats import EngineStats
+from t12k.pipeline.extract.stream import Chunk, ClipStream, Failed, Job
+from t12k.pipeline.extract.transforms import group_geometries
+
+WHERE = ("workers", "device")
+
+
+class Engine:
+    """Runs jobs through decode workers and batched backbones; calls `on_done(mid, feats,
+    table)` when a trailer's every clip is done and `on_failed(mid, reason)` on failure."""
+
+    # raw 3D frames: the FrameRing's slot size (4 clips of 24 frames at 640x360) and how many
+    # slots the main process may hold with copies to the GPU still running
+    SLOT_BYTES = 72 << 20
+    PENDING_SLOTS = 4
+    RING_SLOTS: int | None = None  # None: enough that no worker waits for one
+
+    def __init__(
+        self,
+        runners: list,
+        batch_size: int = 32,
+        workers: int = 0,
+        prefetch: int = 2,
+        chunk: int | None = None,
+        resize_on: str = "workers",
+        reps_on: str = "auto",
+    ):
+        if resize_on not in WHERE:
+            raise T12kError(f"resize_on must be 'workers' or 'device', got {resize_on!r}")
+        if reps_on not in (*WHERE, "auto"):
+            raise T12kError(f"reps_on must be 'workers', 'device' or 'auto', got {reps_on!r}")
+        # where 2D representative frames are picked when 2D and 3D backbones run together with
+        # the resize on the device and 3D clips hold every frame: on the device, the workers
+        # skip the colour histogram of every frame (0.5 of their 0.8 CPU ms per 360p frame)
+        self.reps_on = reps_on
+        self.runners = runners
+        self.batch_size = max(1, int(batch_size))
+        self.workers = workers
+        self.prefetch = max(1, int(prefetch))
+        self.resize_on = resize_on
+        # decoded 360p clips are large (24 frames: 16 MB): ship fewer per chunk
+        self.chunk = chunk or (self.batch_size if resize_on == "workers" else max(1, self.batch_size // 4))
+        self.geometries, self.which = group_geometries([r.geometry for r in runners])
+        self.kinds = [k for k in Kind if any(g.kind == k for g in self.geometries)]
+        self.device = runners[0].device if runners else "cpu"
+        self.precision = getattr(runners[0], "precision", "fp32") if runners else "fp32"
+        self.stats = EngineStats()
+        self.reps_device = False
+        self.ring: FrameRing | None = None
+
+    def _reps_on_device(self, jobs: list[Job]) -> bool:
+        if self.resize_on != "device" or self.kinds != list(Kind) or self.reps_on == "workers":
+            return False
+        if self.reps_on == "auto" and not is_cuda(self.device):
+            return False  # a CPU counts histograms faster with OpenCV in the workers
+        return all(covers_every_frame(j.plan) for j in jobs)
+
+    def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // max(1, self.workers)) if self.workers > 1 else 0
+        raw = self.resize_on == "device"
+        self.ring = None
+        if raw and self.workers > 0 and Kind.VIDEO in self.kinds:
+            # enough slots that every worker can fill one while the loader holds its prefetch
+            slots = self.RING_SLOTS or min(self.workers, len(jobs)) * (self.prefetch + 1) + 1 + self.PENDING_SLOTS
+            self.ring = FrameRing(slots, self.SLOT_BYTES)
+        stream = ClipStream(
+            jobs, self.geometries, self.chunk, threads, raw=raw, ring=self.ring, reps_on_device=self.reps_device
+        )
+        if self.workers == 0:
+            return stream
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=min(self.workers, len(jobs)),
+            prefetch_factor=self.prefetch,
+            pin_memory=is_cuda(self.device),
+            in_order=False,
+            multiprocessing_context="fork" if os.name == "posix" else "spawn",
+        )
+
+    def run(self, jobs: list[Job], on_done: Callable, on_failed: Callable) -> EngineStats:
+        """Extract every job; the stats of this engine's runs so far."""
+        t_start = time.perf_counter()
+        if not jobs:
+            return self.stats
+        io = DeviceIO(self.device)
+        self.reps_device = self._reps_on_device(jobs)
+        source = self._loader(jobs)
+        run = _Run(self, io, {j.mid: j.plan for j in jobs}, on_done, on_failed)
+        items = iter(source)  # forks the workers: they inherit the ring's mappings
+        try:
+            self._lock_ring(io)
+            with device_math(self.device, self.precision):
+                run.consume(items)
+        finally:
+            del items
+            if self.ring is not None and self.ring.registered:
+                torch.cuda.synchronize(self.device)
+                self.ring.unregister()
+        self.stats.wall_s += time.perf_counter() - t_start
+        return self.stats
+
+    def _lock_ring(self, io: DeviceIO) -> None:
+        """Page-lock the ring only once the workers are forked: the driver may mark registered
+        pages not to be inherited by forked children (MADV_DONTFORK), which would leave the
+        workers without the slots."""
+        if self.ring is not None and io.cuda and not self.ring.register():
+            print(
+                "warning: the CUDA driver refused to page-lock the frame ring; copies to the GPU "
+                "will not overlap the model",
+                file=sys.stderr,
+            )
+
+
+class _Run:
+    """One run's moving parts: chunks -> device inputs -> batches -> models -> trailers."""
+
+    def __init__(self, engine: Engine, io: DeviceIO, plans: dict, on_done: Callable, on_failed: Callable):
+        self.stats = engine.stats
+        self.batch_size = engine.batch_size
+        self.groups = len(engine.geometries)
+        self.trailers = Trailers(engine.runners, on_done, on_failed, self.stats)
+        self.batcher = Batcher()
+        self.models = ModelQueue(engine.runners, engine.which, io, self.trailers, self.stats)
+        self.inputs = ChunkInputs(
+            engine.geometries,
+            engine.kinds,
+            io,
+            engine.ring,
+            self.stats,
+            resize_on_device=engine.resize_on == "device",
+            plans=plans if engine.reps_device else None,
+            pending_slots=engine.PENDING_SLOTS,
+        )
+
+    def consume(self, items: Iterator[Chunk | Failed]) -> None:
+        """Every chunk the workers send, then the batches left, then the features in flight."""
+        while True:
+            self.inputs.returns.hand_back()
+            with self.stats.timing("wait_s"):
+                item = next(items, None)
+            if item is None:
+                break
+            self.feed(item)
+        while len(self.batcher):
+            self.step()
+        self.models.drain(0)
+
+    def feed(self, item: Chunk | Failed) -> None:
+        if isinstance(item, Failed):
+            if self.trailers.fail(item.mid, item.reason):
+                self.batcher.drop(item.mid)
+            return
+        self.stats.worker_s += item.decode_s
+        self.trailers.add(item)
+        self.batcher.add(item.mid, item.first, self.inputs(item, self.trailers))
+        while len(self.batcher) >= self.batch_size:
+            self.step()
+
+    def step(self) -> None:
+        """Launch one model batch; read back the previous one while this one runs."""
+        owners, parts = self.batcher.take(self.batch_size)
+        with self.stats.timing("batch_s"):
+            batch = join(parts, self.groups)
+        self.models.launch(owners, batch)
+        self.models.drain(keep=1)

@@ -1,0 +1,198 @@
+"""The extract stage: clips from shots, one decode per trailer, frozen backbones, one feature
+store per backbone. A trailer that fails (unreadable video, shots that do not match it) is
+recorded in the manifest with its reason and the others go on."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from t12k import __version__
+from t12k.backbones import Kind, parse_backbones
+from t12k.backbones.device import resolve_device
+from t12k.errors import T12kError, describe
+from t12k.pipeline.extract.config import VIDEO_FPS, ExtractConfig, worker_count
+from t12k.pipeline.extract.device_io import is_cuda
+from t12k.pipeline.extract.engine import Engine
+from t12k.pipeline.extract.runner import BackboneRunner
+from t12k.pipeline.extract.stats import EngineStats
+from t12k.pipeline.extract.stream import Job
+from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.videos import find_videos
+from t12k.shots import ClipPlan, plan_clips
+from t12k.storage import FeatureStore, Manifest, ShotStore
+
+
+def clip_table(plan: ClipPlan, reps: np.ndarray, kind: Kind) -> np.ndarray:
+    """int32 (num_clips, 3): first frame, last frame, representative frame (-1 for 3D)."""
+    rep = reps if kind == Kind.IMAGE else np.full(len(plan), -1, np.int32)
+    return np.concatenate([plan.spans, np.asarray(rep, np.int32)[:, None]], axis=1).astype(np.int32)
+
+
+def clip_features(
+    video: str | os.PathLike, plan: ClipPlan, runners: list[BackboneRunner]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features of every clip of one video for every runner (key -> (num_clips, F)), decoded
+    in this process, and the clip table int32 (num_clips, 3): first, last, representative."""
+    result: dict = {}
+    failures: dict[str, str] = {}
+    engine = Engine(runners, batch_size=max(r.batch_size for r in runners), workers=0)
+    engine.run([Job("video", str(video), plan)], lambda mid, f, r: result.update(feats=f, reps=r), failures.__setitem__)
+    if failures:
+        raise T12kError(failures["video"])
+    kind = Kind.IMAGE if any(r.spec.kind == Kind.IMAGE for r in runners) else Kind.VIDEO
+    return result["feats"], clip_table(plan, result["reps"], kind)
+
+
+def store_settings(runner: BackboneRunner, config: ExtractConfig, shot_settings: dict) -> dict:
+    """How a store's features are made, recorded under its attrs['t12k'] (see `ExtractConfig.from_store`);
+    a store is only appended to with the very same settings."""
+    video = runner.spec.kind == Kind.VIDEO
+    return {
+        "backbone": runner.spec.key,
+        "model": runner.spec.model_name,
+        "weights": runner.weights_used,
+        "strategy": config.strategy,
+        "fpc": int(config.fpc),
+        "fps": int(config.fps) if video else VIDEO_FPS,  # a 2D clip's frames are the video's
+        "frame_selection": "all" if video else "histogram",
+        "shots": {k: shot_settings.get(k) for k in ("detector", "threshold")} if config.strategy == "shot" else None,
+        "precision": runner.precision,  # older stores carry no key (fp32); then it is not compared
+    }
+
+
+def extract_features(
+    videos: str | os.PathLike,
+    shots_store: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: ExtractConfig | None = None,
+    *,
+    ids: list[str] | None = None,
+    progress: bool = True,
+    log=print,
+    **settings,
+) -> RunSummary:
+    """Extract features of every trailer in `videos` into one store per backbone in `out_dir`.
+
+    `settings` override fields of `config` (e.g. `backbones="resnet", precision="bf16"`)."""
+    cfg = dataclasses.replace(config or ExtractConfig(), **settings)
+    specs = parse_backbones(cfg.backbones)
+    found = find_videos(videos, ids)
+    shots = ShotStore.open(shots_store)
+    device = resolve_device(cfg.device)
+    workers = worker_count(cfg.workers, device)
+    resize_on = cfg.resize_on
+    if resize_on == "auto":  # a GPU resizes faster than 15 cores; on a CPU run the workers do it
+        resize_on = "device" if is_cuda(device) else "workers"
+    runners = [BackboneRunner(s, cfg.weights, device, cfg.batch_size, cfg.precision) for s in specs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stores = _open_stores(runners, cfg, shots, out, log)
+    manifest = Manifest(out / "extract.manifest.csv", ("clips", "frames"))
+    summary = RunSummary("extract")
+    t_start = time.perf_counter()
+    jobs, plans = _plan_jobs(found, stores, shots, cfg, summary, manifest)
+    bar = tqdm(total=len(jobs), desc="extract", unit="trailer", disable=not progress, leave=False)
+    recorder = _Recorder(runners, stores, plans, manifest, summary, bar, t_start)
+    engine = Engine(
+        runners, cfg.batch_size, workers=workers, prefetch=cfg.prefetch, resize_on=resize_on, reps_on=cfg.reps_on
+    )
+    try:
+        stats = engine.run(jobs, recorder.done, recorder.failed)
+    finally:
+        bar.close()
+        manifest.compact()
+    summary.seconds = time.perf_counter() - t_start
+    _add_totals(summary, plans, stores, stats)
+    return summary
+
+
+def _open_stores(
+    runners: list[BackboneRunner], cfg: ExtractConfig, shots: ShotStore, out: Path, log
+) -> dict[str, FeatureStore]:
+    """One store per backbone, new or made with the same settings (else T12kError)."""
+    stores: dict[str, FeatureStore] = {}
+    for r in runners:
+        path = out / r.spec.store_name(cfg.fpc, cfg.fps, cfg.strategy)
+        stores[r.spec.key] = FeatureStore.create_or_append(
+            path,
+            store_settings(r, cfg, shots.settings),
+            attrs={"num_features": r.spec.num_features},
+            zarr_format=cfg.zarr_format,
+            info={"t12k_version": __version__, "pretraining": r.spec.pretraining},
+        )
+        log(f"{r.spec.key}: weights {r.weights_used} -> {path}")
+    return stores
+
+
+def _plan_jobs(
+    found: dict[str, Path],
+    stores: dict[str, FeatureStore],
+    shots: ShotStore,
+    cfg: ExtractConfig,
+    summary: RunSummary,
+    manifest: Manifest,
+) -> tuple[list[Job], dict[str, tuple[ClipPlan, int]]]:
+    """The trailers still to extract with their clip plans (and frame counts); those already in
+    every store are skipped, those without shots or clips recorded failed."""
+    jobs, plans = [], {}
+    for mid, video in found.items():
+        if all(mid in s for s in stores.values()):
+            summary.skipped.append(mid)
+            continue
+        try:
+            if mid not in shots:
+                raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
+            num_frames = len(shots.predictions(mid))
+            plan = plan_clips(shots.shots(mid), num_frames, cfg.strategy, cfg.fpc, cfg.fps)
+            if len(plan) == 0:
+                raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
+        except T12kError as exc:
+            summary.failed[mid] = describe(exc)
+            manifest.record(mid, "failed", describe(exc))
+            continue
+        plans[mid] = (plan, num_frames)
+        jobs.append(Job(mid, str(video), plan))
+    return jobs, plans
+
+
+class _Recorder:
+    """Writes each finished trailer to every store and records each outcome in the manifest,
+    the summary and the progress bar."""
+
+    def __init__(self, runners, stores, plans, manifest: Manifest, summary: RunSummary, bar: tqdm, t_start: float):
+        self.runners, self.stores, self.plans = runners, stores, plans
+        self.manifest, self.summary, self.bar = manifest, summary, bar
+        self.last = t_start  # a trailer's seconds count from the previous one's end
+
+    def done(self, mid: str, feats: dict[str, np.ndarray], reps: np.ndarray) -> None:
+        plan, num_frames = self.plans[mid]
+        for r in self.runners:
+            store = self.stores[r.spec.key]
+            if mid not in store:
+                store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
+        self.summary.done.append(mid)
+        elapsed = time.perf_counter() - self.last
+        self.manifest.record(mid, "ok", seconds=f"{elapsed:.2f}", clips=len(plan), frames=num_frames)
+        self.last = time.perf_counter()
+        self.bar.update()
+
+    def failed(self, mid: str, reason: str) -> None:
+        self.summary.failed[mid] = reason
+        self.manifest.record(mid, "failed", reason)
+        self.bar.update()
+
+
+def _add_totals(summary: RunSummary, plans: dict, stores: dict[str, FeatureStore], stats: EngineStats) -> None:
+    nclips = sum(len(plans[m][0]) for m in summary.done)
+    summary.totals = {
+        "clips": nclips,
+        "stores": ", ".join(f"{s.path.name} ({len(s)} trailers)" for s in stores.values()),
+    }
+    if summary.done and stats.wall_s > 0:
+        summary.totals["clips/s"] = round(nclips / stats.wall_s, 1)

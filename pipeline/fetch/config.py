@@ -1,0 +1,131 @@
+"""The settings of a fetch, written once: `FetchConfig` carries them from the command line
+(each field's help text is its option's) through `fetch_collection` to yt-dlp and ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from t12k.errors import T12kError
+from t12k.pipeline.fetch import quality
+
+
+def default_normalize_workers() -> int:
+    """Normalizing processes: one per two cores (each ffmpeg runs several threads), at least 2
+    so one trailer's probe and checksum overlap another's encode."""
+    return max(2, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
+class FetchConfig:
+    """How `fetch_collection` downloads and normalizes a list of trailers."""
+
+    workers: int = field(default=2, metadata={"help": "downloads at once"})
+    normalize_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "processes re-encoding at once (default: one per two CPU cores, at least 2)",
+            "metavar": "N",
+        },
+    )
+    max_short_side: int = field(
+        default=360, metadata={"help": "scale videos down so their short side is at most this many pixels"}
+    )
+    keep_audio: bool = field(default=False, metadata={"help": "keep the audio track (dropped by default)"})
+    retries: int = field(default=2, metadata={"help": "retries of transient network errors (with backoff)"})
+    timeout: float = field(default=30.0, metadata={"help": "network timeout in seconds"})
+    sleep: float | None = field(
+        default=None,
+        metadata={
+            "help": "least pause between the starts of two downloads, all workers together "
+            "(default: 5 s, none for localhost)",
+            "metavar": "SECONDS",
+        },
+    )
+    sleep_requests: float | None = field(
+        default=None,
+        metadata={
+            "help": "pause between the requests yt-dlp makes for one video (default: 1 s, none for localhost)",
+            "metavar": "SECONDS",
+        },
+    )
+    cookies: str | os.PathLike | None = field(
+        default=None,
+        metadata={
+            "help": "cookies.txt file passed to yt-dlp (for 'confirm you are not a bot' and age-restricted videos)"
+        },
+    )
+    cookies_from_browser: str | None = field(
+        default=None, metadata={"help": "browser to read cookies from (yt-dlp's option), e.g. firefox"}
+    )
+    enforce_quality: bool = field(
+        default=False,
+        metadata={
+            "help": "keep out trailers that break the paper's rules (60 to 210 s, at least 480p); they are "
+            "always reported in the manifest's quality column"
+        },
+    )
+    overwrite: bool = field(default=False, metadata={"help": "fetch again ids whose video is already there"})
+    # Not on the command line: the frame rate of the normalized videos, the ffmpeg binary
+    # (None: the system's, else imageio-ffmpeg's) and the quality rules (the paper's).
+    fps: int = field(default=24, metadata={"cli": False})
+    ffmpeg: str | None = field(default=None, metadata={"cli": False})
+    quality_seconds: tuple[float, float] = field(
+        default_factory=lambda: tuple(quality.QUALITY_SECONDS), metadata={"cli": False}
+    )
+    quality_min_lines: int = field(default_factory=lambda: quality.QUALITY_MIN_LINES, metadata={"cli": False})
+
+    @property
+    def processes(self) -> int:
+        """Normalizing processes to run: `normalize_workers`, else `default_normalize_workers()`."""
+        return default_normalize_workers() if self.normalize_workers is None else self.normalize_workers
+
+    @property
+    def browser(self) -> tuple | None:
+        """`cookies_from_browser` as the tuple yt-dlp's API takes; None without it."""
+        return browser_spec(self.cookies_from_browser) if self.cookies_from_browser else None
+
+    def validate(self) -> None:
+        """T12kError naming the setting and the fix when one is out of range."""
+        if self.workers < 1:
+            raise T12kError(f"workers must be at least 1, not {self.workers}")
+        if self.processes < 1:
+            raise T12kError(f"normalize_workers must be at least 1, not {self.normalize_workers}")
+        if self.retries < 0:
+            raise T12kError(f"retries must be 0 or more, not {self.retries}")
+        if self.timeout <= 0:
+            raise T12kError(f"timeout must be positive, not {self.timeout}")
+        for name, value in (("sleep", self.sleep), ("sleep_requests", self.sleep_requests)):
+            if value is not None and value < 0:
+                raise T12kError(f"{name} must be 0 or more seconds, not {value}")
+        if self.cookies is not None and not Path(self.cookies).is_file():
+            raise T12kError(
+                f"cookies file {self.cookies} not found; export it from your browser (Netscape format) or fix the path"
+            )
+        if self.cookies_from_browser:
+            browser_spec(self.cookies_from_browser)  # raises for an unknown browser
+        from t12k.pipeline import media
+
+        media.target_size(16, 16, self.max_short_side)  # raises for a bad max_short_side
+
+
+def browser_spec(spec: str) -> tuple:
+    """yt-dlp's BROWSER[+KEYRING][:PROFILE][::CONTAINER] as the tuple its API takes."""
+    m = re.fullmatch(
+        r"(?P<name>[^+:]+)(?:\s*\+\s*(?P<keyring>[^:]+))?(?:\s*:\s*(?!:)(?P<profile>.+?))?"
+        r"(?:\s*::\s*(?P<container>.+))?",
+        spec.strip(),
+    )
+    if not m:
+        raise T12kError(
+            f"cannot parse cookies-from-browser {spec!r}; use BROWSER[+KEYRING][:PROFILE][::CONTAINER], e.g. firefox"
+        )
+    from yt_dlp.cookies import SUPPORTED_BROWSERS
+
+    name = m.group("name").lower().strip()
+    if name not in SUPPORTED_BROWSERS:
+        raise T12kError(f"unsupported browser {name!r} for cookies; use one of {', '.join(sorted(SUPPORTED_BROWSERS))}")
+    keyring = m.group("keyring")
+    return (name, m.group("profile"), keyring.upper() if keyring else None, m.group("container"))

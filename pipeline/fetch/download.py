@@ -1,0 +1,225 @@
+"""One trailer's download with yt-dlp: its options and format, the quality check before
+downloading, and the attempts.
+
+Retries go through the project's one `RetryPolicy` and only through it: yt-dlp is told not to
+retry on its own (its retries, fragment, extractor and file-access retries are all 0), so
+`retries=r` means at most r + 1 attempts, each paced by the run's `Pacer`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from t12k.errors import Cancelled, T12kError, describe
+from t12k.pipeline import media
+from t12k.pipeline.fetch.classify import Permanent, chain, failure
+from t12k.pipeline.fetch.config import FetchConfig
+from t12k.pipeline.fetch.ids import FetchItem
+from t12k.pipeline.fetch.pacing import Pacer, pauses
+from t12k.pipeline.fetch.quality import quality_report, resolution_lines
+from t12k.pipeline.retry import RetryPolicy, Transient
+
+_BACKOFF = 2.0  # seconds before the first retry; doubled for each further one (tests shrink it)
+
+
+class QuietLogger:
+    """Swallows yt-dlp's messages; errors reach us as exceptions."""
+
+    def debug(self, msg):
+        pass
+
+    info = warning = error = debug
+
+
+def ytdlp_format(keep_audio: bool, max_short_side: int) -> str:
+    """yt-dlp's format selector: H.264 first, no more pixels than the short side we keep needs."""
+    cap = max(720, max_short_side)
+    if keep_audio:
+        return (
+            f"bv*[vcodec^=avc1][height<={cap}]+ba/b[vcodec^=avc1][height<={cap}]/"
+            f"bv*[height<={cap}]+ba/b[height<={cap}]/bv*+ba/b"
+        )
+    # No audio wanted: take the video alone (nothing to merge, less to download).
+    return f"bv*[vcodec^=avc1][height<={cap}]/bv*[height<={cap}]/bv*/b"
+
+
+def precheck(raw: dict, config: FetchConfig) -> str:
+    """The quality report of what yt-dlp tells before downloading (duration, best frame
+    size); 'ok' when it tells nothing."""
+    duration = raw.get("duration")
+    sizes = [(f.get("width"), f.get("height")) for f in raw.get("formats") or [] if f.get("height")]
+    if not sizes and raw.get("height"):
+        sizes = [(raw.get("width"), raw.get("height"))]
+    width, height = None, None
+    if sizes:
+        width, height = max(sizes, key=lambda wh: resolution_lines(wh[0] or wh[1] * 16 / 9, wh[1]))
+        width = width or height * 16 / 9
+    return quality_report(
+        float(duration) if isinstance(duration, (int, float)) and duration > 0 else None,
+        width,
+        height,
+        seconds=config.quality_seconds,
+        min_lines=config.quality_min_lines,
+    )
+
+
+def ydl_options(url: str, folder: Path, config: FetchConfig, hook: Callable[[dict], None]) -> dict:
+    """yt-dlp's options for downloading `url` into `folder`; `hook` sees its progress."""
+    opts = {
+        "outtmpl": {"default": str(folder / "source.%(ext)s")},
+        "paths": {"home": str(folder), "temp": str(folder)},
+        "format": ytdlp_format(config.keep_audio, config.max_short_side),
+        "merge_output_format": "mkv",  # holds any codec pair; we re-encode anyway
+        "noplaylist": True,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": QuietLogger(),
+        "socket_timeout": float(config.timeout),
+        # Our RetryPolicy, with its backoff and the pacer, is the only one that retries.
+        "retries": 0,
+        "fragment_retries": 0,
+        "extractor_retries": 0,
+        "file_access_retries": 0,
+        "skip_unavailable_fragments": False,  # a lost fragment fails the attempt, never leaves a gap
+        "ffmpeg_location": config.ffmpeg or media.ffmpeg_exe(),
+        "overwrites": True,
+        "continuedl": False,
+        "writethumbnail": False,
+        "writesubtitles": False,
+        "progress_hooks": [hook],
+        "color": {"stdout": "no_color", "stderr": "no_color"},
+    }
+    _, requests = pauses(url, config)
+    if requests > 0:
+        opts["sleep_interval_requests"] = requests
+    if config.cookies:
+        opts["cookiefile"] = str(config.cookies)
+    if config.cookies_from_browser:
+        opts["cookiesfrombrowser"] = config.browser
+    return opts
+
+
+_WARM = False
+
+
+def warm_up_yt_dlp() -> None:
+    """Compile the URL patterns of yt-dlp's extractors once per process (half a second), so
+    that the first downloads do not do it all at once and the pauses between requests hold."""
+    global _WARM
+    if not _WARM:
+        from yt_dlp.extractor import gen_extractor_classes
+
+        for ie in gen_extractor_classes():
+            ie.suitable("https://t12k.invalid/warm-up")
+        _WARM = True
+
+
+def _extract(ydl, url: str, config: FetchConfig, stop: threading.Event, turn: Callable[[], bool] | None) -> dict:
+    """Look at `url` (one video, and within the quality rules when they are enforced), then download it."""
+    if turn is not None and not turn():
+        raise Cancelled("stopped before the download")
+    raw = ydl.extract_info(url, download=False, process=False)
+    if raw and raw.get("_type") in ("playlist", "multi_video"):
+        raise Permanent("playlist", f"{url} is a playlist, not one video; give the URL of a single video")
+    if config.enforce_quality and raw:
+        report = precheck(raw, config)
+        if report != "ok":
+            raise Permanent("quality", report)
+    if stop.is_set():
+        raise Cancelled("stopped before the download")
+    return ydl.process_ie_result(raw, download=True)
+
+
+def _media_file(info: dict | None, folder: Path, url: str) -> Path:
+    """The file yt-dlp wrote: the one it reports, else the largest whole file in `folder`."""
+    paths = [Path(d["filepath"]) for d in (info or {}).get("requested_downloads") or [] if d.get("filepath")]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        paths = sorted(
+            (p for p in folder.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl"))),
+            key=lambda p: p.stat().st_size,
+            reverse=True,
+        )
+    if not paths:
+        raise Permanent("error", f"yt-dlp reported no file for {url}; check the URL")
+    return paths[0]
+
+
+def download(
+    url: str, folder: Path, config: FetchConfig, stop: threading.Event, turn: Callable[[], bool] | None = None
+) -> Path:
+    """One attempt at downloading `url` into `folder` with yt-dlp; the path of the media file.
+    `turn()`, called just before the first request, waits for this download's turn (False:
+    stop). Raises `Transient` (worth a retry), `Permanent` or `Cancelled`."""
+    import yt_dlp
+
+    def hook(_status):
+        if stop.is_set():
+            raise Cancelled("download stopped")
+
+    try:
+        with yt_dlp.YoutubeDL(ydl_options(url, folder, config, hook)) as ydl:
+            info = _extract(ydl, url, config, stop, turn)
+    except (Permanent, Cancelled):
+        raise
+    except Exception as exc:
+        if stop.is_set() or any(isinstance(e, Cancelled) for e in chain(exc)):
+            raise Cancelled("download stopped") from None
+        if isinstance(exc, (yt_dlp.utils.YoutubeDLError, OSError)):
+            raise failure(exc) from exc
+        raise
+    return _media_file(info, folder, url)
+
+
+@dataclass
+class Downloaded:
+    """The outcome of one trailer's download: its file (`src`) or why there is none (`kind`)."""
+
+    item: FetchItem
+    folder: Path  # the temporary folder of the download, in OUT
+    t0: float
+    src: Path | None = None
+    attempts: int = 0
+    kind: str = ""  # '' when downloaded; else the error kind ('cancelled' when the run stopped)
+    reason: str = ""
+
+
+def _clear(folder: Path) -> None:
+    for p in folder.iterdir():
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def download_item(item: FetchItem, out: Path, config: FetchConfig, pacer: Pacer, stop: threading.Event) -> Downloaded:
+    """Download one item, retrying transient errors; never raises (the outcome is in the result)."""
+    d = Downloaded(item, out / f"{media.TMP_MARK}-{item.id}-{uuid.uuid4().hex[:8]}", time.perf_counter())
+    interval, _ = pauses(item.url, config)
+
+    def attempt(number: int) -> Path:
+        d.attempts = number
+        if number > 1:
+            _clear(d.folder)  # start the next attempt clean
+        return download(item.url, d.folder, config, stop, lambda: pacer.wait(interval, stop))
+
+    try:
+        d.folder.mkdir()
+        d.src = RetryPolicy(config.retries, _BACKOFF).call(attempt, stop=stop)
+    except Transient as exc:
+        tries = f" after {d.attempts} attempts" if d.attempts > 1 else ""
+        d.kind = "rate-limited" if "429" in str(exc) else "transient"
+        d.reason = f"download failed{tries}: {exc}"
+    except Permanent as exc:
+        d.kind, d.reason = exc.kind, str(exc)
+    except Cancelled:
+        d.kind = "cancelled"
+    except T12kError as exc:
+        d.kind, d.reason = "error", describe(exc)
+    except Exception as exc:  # a yt-dlp bug, say: record it, go on
+        d.kind, d.reason = "error", f"unexpected {describe(exc)}"
+    return d

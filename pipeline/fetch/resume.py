@@ -1,0 +1,127 @@
+"""Picking up where an earlier run stopped: one run per folder (a lock file), the leftovers of
+a killed run removed, and the ids whose video is already there (and passes its check) skipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from t12k.errors import T12kError
+from t12k.pipeline import media
+from t12k.pipeline.fetch.config import FetchConfig
+from t12k.pipeline.fetch.ids import FetchItem
+from t12k.pipeline.fetch.normalizer import SOURCE_TAG
+from t12k.pipeline.fetch.records import MANIFEST_FIELDS, Recorder
+from t12k.storage.checksum import file_digest
+
+LOCK_NAME = ".t12k-fetch.lock"
+_SRC_KEYS = ("src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality")
+
+
+@contextmanager
+def folder_lock(out: Path):
+    """One fetch at a time per output folder (POSIX advisory lock; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fh = open(out / LOCK_NAME, "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise T12kError(
+                f"another t12k fetch is writing to {out}; wait for it to finish or choose another output folder"
+            ) from None
+        yield
+    finally:
+        fh.close()
+
+
+def clean_leftovers(out: Path) -> int:
+    """Remove what killed runs left in `out` (we hold the lock: nothing else writes there)."""
+    n = 0
+    for p in out.iterdir():
+        if (p.name.startswith(".") and media.TMP_MARK in p.name) or p.name == "manifest.csv.tmp":
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def source_tags(path: Path) -> dict:
+    """The source facts a normalized video keeps in its container comment ({} when none)."""
+    comment = media.read_tags(path).get("comment", "")
+    if not comment.startswith(SOURCE_TAG):
+        return {}
+    try:
+        tags = json.loads(comment[len(SOURCE_TAG) :])
+    except json.JSONDecodeError:
+        return {}
+    return tags if isinstance(tags, dict) else {}
+
+
+def existing(item: FetchItem, dst: Path, manifest) -> dict | None:
+    """Manifest fields of an id whose video is already there, readable and from this URL;
+    None when it must be fetched (again)."""
+    if not dst.is_file():
+        return None
+    row = manifest.rows.get(item.id) or {}
+    if row and row.get("url") and row.get("url") != item.url:
+        return None  # the list now names another source for this id: fetch it again
+    size = dst.stat().st_size
+    trusted = row.get("status") in ("ok", "skipped") and row.get("bytes") == str(size) and bool(row.get("sha256"))
+    try:
+        info = media.probe(dst, verify=not trusted)
+    except T12kError:
+        return None
+    src = {k: row.get(k, "") for k in _SRC_KEYS}
+    if not trusted or not all(src[k] for k in ("src_width", "src_height", "src_duration")):
+        tags = source_tags(dst)  # a video renamed into place just before a kill has no row yet
+        if tags.get("url") and tags["url"] != item.url:
+            return None
+        src = {k: src[k] or str(tags.get(k, "")) for k in _SRC_KEYS}
+    return {
+        "url": item.url,
+        "error": "",
+        **src,
+        "duration": f"{info.duration:.3f}",
+        "frames": info.num_frames,
+        "bytes": size,
+        "sha256": row["sha256"] if trusted else file_digest(dst),
+        "attempts": 0,
+        "seconds": "0.00",
+    }
+
+
+def still_to_fetch(items: list[FetchItem], out: Path, config: FetchConfig, recorder: Recorder) -> list[FetchItem]:
+    """The items to download; the others are recorded at once: ids without a URL (failed),
+    videos already there (skipped, or rejected and removed when they break enforced quality
+    rules) and ids an earlier run rejected for this URL (rejected again, without a download)."""
+    manifest = recorder.manifest
+    todo: list[FetchItem] = []
+    for it in items:
+        dst = out / f"{it.id}.mp4"
+        if not it.url:
+            recorder.no_url(it.id)
+            continue
+        fields = None if config.overwrite else existing(it, dst, manifest)
+        row = manifest.rows.get(it.id) or {}
+        if fields is not None:
+            if config.enforce_quality and fields.get("quality") not in ("", "ok"):
+                dst.unlink()
+                recorder.rejected(it.id, fields["quality"], {**fields, "error": "quality"})
+            else:
+                recorder.skipped(it.id, fields)
+        elif (
+            config.enforce_quality
+            and not config.overwrite
+            and row.get("status") == "rejected"
+            and row.get("url") == it.url
+        ):
+            recorder.rejected(it.id, row.get("reason", ""), {k: row.get(k, "") for k in MANIFEST_FIELDS})
+        else:
+            todo.append(it)
+    return todo
