@@ -1,5 +1,7 @@
-"""What every batch stage shares: the run summary, and the per-trailer loop (skip what is done,
-record what failed with its reason, go on)."""
+"""The run summary every batch command prints (fetch, shots, extract, download-reps), and the
+per-trailer loop of the stages that take one trailer at a time (shots): skip what is done,
+record what failed with its reason, go on. fetch and extract schedule their own work (downloads
+in threads, decoding in worker processes) and record their items the same way."""
 
 from __future__ import annotations
 
