@@ -1,4 +1,4 @@
-"""The t12k command line: fetch, shots, extract, train, predict, experiment, demo, and helpers.
+"""The t12k command line: fetch, shots, extract, run, train, predict, experiment, and helpers.
 
 `t12k` (the console script) and `python cli.py` run this same parser. Each command has one
 function that builds its subparser and one that runs it. A stage's options come from its
@@ -54,7 +54,31 @@ def _finish(summary) -> int:
     return 0 if summary.ok else 1
 
 
-# ---- fetch ------------------------------------------------------------------------------------
+def _items_options(p: argparse.ArgumentParser) -> None:
+    """The list of trailers `fetch` and `run` take."""
+    p.add_argument(
+        "items",
+        nargs="?",
+        help="list of trailers: the Trailers12k metadata.json, a CSV, JSON or JSONL with id and URL fields, "
+        "or a text file of URLs (one per line)",
+    )
+    p.add_argument("--url", action="append", default=[], metavar="URL", help="a URL to fetch (repeatable)")
+    p.add_argument(
+        "--labels",
+        metavar="MTGC_CSV",
+        help="take the ids of this mtgc.csv, in its order, with their URLs from ITEMS (ids without a URL are "
+        "recorded as failed)",
+    )
+    p.add_argument(
+        "--id-field",
+        default="id",
+        help="name of the id field in CSV/JSON/JSONL lists (JSON: dotted paths like imdb.id; default id, else mid)",
+    )
+    p.add_argument(
+        "--url-field",
+        default="url",
+        help="name of the URL field in CSV/JSON/JSONL lists (a field named like youtube_id may hold bare YouTube ids)",
+    )
 
 
 def _fetch_parser(sub) -> None:
@@ -69,36 +93,8 @@ def _fetch_parser(sub) -> None:
         "skipped; every id gets a row in OUT/manifest.csv (status, reason, source facts, quality, checksum). "
         "Ctrl-C stops cleanly; run the same command again to resume.",
     )
-    p.add_argument(
-        "items",
-        nargs="?",
-        help="list of trailers: the Trailers12k metadata.json, a CSV, JSON or JSONL with id and URL fields, "
-        "or a text file of URLs (one per line)",
-    )
-    p.add_argument(
-        "--url",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a URL to fetch (repeatable), instead of or besides ITEMS",
-    )
-    p.add_argument(
-        "--labels",
-        metavar="MTGC_CSV",
-        help="fetch the ids of this mtgc.csv, in its order, with their URLs from ITEMS (ids without a URL are "
-        "recorded as failed)",
-    )
+    _items_options(p)
     p.add_argument("--out", default="videos", help="folder for the normalized videos and manifest.csv")
-    p.add_argument(
-        "--id-field",
-        default="id",
-        help="name of the id field in CSV/JSON/JSONL lists (JSON: dotted paths like imdb.id; default id, else mid)",
-    )
-    p.add_argument(
-        "--url-field",
-        default="url",
-        help="name of the URL field in CSV/JSON/JSONL lists (a field named like youtube_id may hold bare YouTube ids)",
-    )
     add_settings(p, FetchConfig)
     _quiet(p)
 
@@ -109,9 +105,6 @@ def cmd_fetch(a) -> int:
     items = collect_items(a.items, a.url, a.labels, a.id_field, a.url_field)
     config = FetchConfig(**settings_from(a, FetchConfig))
     return _finish(fetch_collection(items, a.out, config, progress=not a.quiet))
-
-
-# ---- shots ------------------------------------------------------------------------------------
 
 
 def _shots_parser(sub) -> None:
@@ -148,9 +141,6 @@ def cmd_shots(a) -> int:
     return _finish(detect_shots(a.videos, a.store, config, ids=_ids(a.ids), progress=not a.quiet))
 
 
-# ---- extract ----------------------------------------------------------------------------------
-
-
 def _extract_parser(sub) -> None:
     from t12k.pipeline.extract import ExtractConfig
 
@@ -177,7 +167,50 @@ def cmd_extract(a) -> int:
     return _finish(extract_features(a.videos, a.shots, a.out, config, ids=_ids(a.ids), progress=not a.quiet))
 
 
-# ---- train ------------------------------------------------------------------------------------
+def _run_parser(sub) -> None:
+    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.extract import ExtractConfig
+    from t12k.pipeline.fetch import FetchConfig
+    from t12k.pipeline.run import RunConfig
+
+    p = _command(
+        sub,
+        "run",
+        "take a list of trailers through fetch, shots and extract at once, here or on a Ray cluster",
+        "Download, normalize, detect shots and extract features of every trailer of a list as staged "
+        "workers joined by bounded queues: trailers download while others are normalized and others go through "
+        "TransNet V2 and the backbones. OUT ends up with what `fetch`, `shots` and `extract` would write: "
+        "OUT/videos (manifest.csv), OUT/shots.zarr and OUT/features. With --engine ray the stages run as Ray tasks "
+        "and actors (OUT must then be a folder every node sees). Every stage skips what is done: run the same "
+        "command again to resume.",
+    )
+    _items_options(p)
+    p.add_argument("--out", default="t12k-run", help="folder for videos/, shots.zarr and features/")
+    add_settings(p, RunConfig)
+    add_settings(p, FetchConfig)
+    add_settings(p, ShotsConfig, skip=("device", "zarr_format"))  # extract's options set both stages'
+    add_settings(p, ExtractConfig, skip=("workers",))  # --workers is fetch's; --decode-workers is extract's
+    _quiet(p)
+
+
+def cmd_run(a) -> int:
+    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.extract import ExtractConfig
+    from t12k.pipeline.fetch import FetchConfig, collect_items
+    from t12k.pipeline.run import RunConfig, run_collection
+
+    items = collect_items(a.items, a.url, a.labels, a.id_field, a.url_field)
+    summary = run_collection(
+        items,
+        a.out,
+        RunConfig(**settings_from(a, RunConfig)),
+        fetch=FetchConfig(**settings_from(a, FetchConfig)),
+        shots=ShotsConfig(**settings_from(a, ShotsConfig)),
+        extract=ExtractConfig(**settings_from(a, ExtractConfig, skip=("workers",))),
+        progress=not a.quiet,
+        log=(lambda m: None) if a.quiet else print,
+    )
+    return _finish(summary)
 
 
 def _train_parser(sub) -> None:
@@ -200,6 +233,11 @@ def _train_parser(sub) -> None:
         help="continue the stopped training in the run folder (its last.pt) with the same settings; a larger "
         "--max-epochs extends it",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in the run folder (its checkpoint.pt, last.pt and CSV files) by a new training",
+    )
     _quiet(p)
 
 
@@ -217,14 +255,11 @@ def cmd_train(a) -> int:
     cfg = TrainConfig(**{"out_dir": "", **settings_from(a, TrainConfig)})
     if not a.out_dir:
         cfg = dataclasses.replace(cfg, out_dir=str(cfg.default_out_dir()))
-    res = train(cfg, progress=not a.quiet, resume=a.resume)
+    res = train(cfg, progress=not a.quiet, resume=a.resume, overwrite=a.overwrite)
     print(f"best epoch {res.best_epoch} of {res.epochs_run}; run folder {res.out_dir}")
     print(f"validation (split {cfg.split}): {format_metrics(res.val)}")
     print(f"test       (split {cfg.split}): {format_metrics(res.test)}")
     return 0
-
-
-# ---- predict ----------------------------------------------------------------------------------
 
 
 def _predict_parser(sub) -> None:
@@ -266,9 +301,6 @@ def cmd_predict(a) -> int:
     return 0
 
 
-# ---- demo -------------------------------------------------------------------------------------
-
-
 def _demo_parser(sub) -> None:
     from t12k.pipeline.demo import DemoConfig
 
@@ -289,9 +321,6 @@ def cmd_demo(a) -> int:
     from t12k.pipeline.demo import DemoConfig, run_demo
 
     return run_demo(a.out, DemoConfig(**settings_from(a, DemoConfig)), progress=not a.quiet)
-
-
-# ---- splits -----------------------------------------------------------------------------------
 
 
 def _splits_parser(sub) -> None:
@@ -342,8 +371,7 @@ def cmd_splits(a) -> int:
     return 0
 
 
-# ---- experiment -------------------------------------------------------------------------------
-
+# the training settings `experiment` may override for every configuration
 _EXPERIMENT_OVERRIDES = ("max_epochs", "lr", "seed", "feature_dtype", "num_threads", "device")
 
 
@@ -409,9 +437,6 @@ def cmd_experiment(a) -> int:
     return 0
 
 
-# ---- download-reps ----------------------------------------------------------------------------
-
-
 def _download_parser(sub) -> None:
     from t12k.pipeline.download import DownloadConfig
 
@@ -449,9 +474,6 @@ def cmd_download_reps(a) -> int:
     return _finish(summary)
 
 
-# ---- backbones --------------------------------------------------------------------------------
-
-
 def _backbones_parser(sub) -> None:
     p = _command(
         sub,
@@ -474,13 +496,45 @@ def cmd_backbones(a) -> int:
     return 0
 
 
-# ---- the command table ------------------------------------------------------------------------
+def _verify_parser(sub) -> None:
+    p = _command(
+        sub,
+        "verify",
+        "check stores for damage",
+        "Read every trailer of each feature or shots store, decode it and compare it with the checksum its "
+        "commit recorded (stores written before t12k recorded checksums, and the published ones, are only "
+        "decoded). Prints a summary per store and exits 1 if any trailer is damaged; `t12k extract` and "
+        "`t12k shots` redo damaged trailers.",
+    )
+    p.add_argument("stores", nargs="+", metavar="STORE", help="feature (trailers_*.zarr) or shots stores")
+    _quiet(p)
+
+
+def cmd_verify(a) -> int:
+    from tqdm import tqdm
+
+    from t12k.storage import verify_store
+
+    damaged = False
+    for path in a.stores:
+        try:
+            with tqdm(desc=f"verify {path}", unit="trailer", disable=a.quiet, leave=False) as bar:
+                report = verify_store(path, progress=bar.update)
+        except T12kError as exc:
+            print(f"{path}: cannot check: {exc}")
+            damaged = True
+            continue
+        print("\n".join(report.lines()))
+        damaged = damaged or not report.ok
+    return 1 if damaged else 0
+
 
 # command -> (builds its subparser, runs it); the order is the order of `t12k --help`.
 COMMANDS = {
     "fetch": (_fetch_parser, cmd_fetch),
     "shots": (_shots_parser, cmd_shots),
     "extract": (_extract_parser, cmd_extract),
+    "run": (_run_parser, cmd_run),
     "train": (_train_parser, cmd_train),
     "predict": (_predict_parser, cmd_predict),
     "experiment": (_experiment_parser, cmd_experiment),
@@ -488,6 +542,7 @@ COMMANDS = {
     "download-reps": (_download_parser, cmd_download_reps),
     "demo": (_demo_parser, cmd_demo),
     "backbones": (_backbones_parser, cmd_backbones),
+    "verify": (_verify_parser, cmd_verify),
 }
 
 

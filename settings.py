@@ -86,6 +86,8 @@ def add_settings(
             for key in ("choices", "metavar"):
                 if key in meta:
                     kw[key] = meta[key]
+        if "default" in kw["help"] and "%(default)" not in kw["help"]:
+            kw["help"] += "%(default).0s"  # the help says the default itself
         if not overrides and f.default is not dataclasses.MISSING:
             kw["default"] = f.default
         elif overrides:

@@ -19,6 +19,7 @@ import torch
 from t12k.backbones.device import resolve_device
 from t12k.divita.config import TrainConfig
 from t12k.divita.model import DIViTA
+from t12k.divita.runfiles import replace_atomic
 from t12k.errors import T12kError
 
 CHECKPOINT_FORMAT = "t12k-divita"
@@ -31,10 +32,8 @@ _INPUT_PATHS = ("image_store", "video_store", "labels")
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save through a temporary file, so `path` is always whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through a temporary file of its own, so `path` is always whole."""
+    replace_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def cpu_state(state: dict) -> dict:
@@ -119,12 +118,17 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
     """The trained model (eval mode, on `device`) and the checkpoint's other entries."""
     p = Path(checkpoint_path)
     fix = "pass the checkpoint.pt of a `t12k train` run folder"
+    if p.is_dir():
+        inside = f"; pass {p / 'checkpoint.pt'}" if (p / "checkpoint.pt").is_file() else f", not a checkpoint; {fix}"
+        raise T12kError(f"checkpoint {p} is a folder{inside}")
     if not p.is_file():
         raise T12kError(f"checkpoint {p} not found; {fix}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, truncated, or arbitrary pickles
         raise T12kError(f"{p} is not a t12k checkpoint ({type(exc).__name__}); {fix}") from None
+    if isinstance(ckpt, dict) and ckpt.get("format") == STATE_FORMAT:
+        raise T12kError(f"{p} is the state `t12k train --resume` continues from, not the best model; {fix}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
         raise T12kError(f"{p} is not a t12k checkpoint (no DIViTA model in it); {fix}")
     if int(ckpt.get("format_version", 0)) > CHECKPOINT_VERSION:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from t12k.errors import T12kError
 from t12k.storage import FeatureStore
-from t12k.storage.fastread import open_array, read_arrays
+from t12k.storage.fastread import Damaged, open_checked, read_arrays
 
 
 @dataclass
@@ -112,7 +112,9 @@ def load_table(
     Works on t12k stores and on the published (plain zarr format 2) ones. Shapes are read
     from the metadata first so the whole table is allocated once (no doubled peak memory);
     then the chunk files are decoded in a pool of threads straight into the table
-    (`t12k.storage.fastread`; layouts it does not decode itself are read with zarr).
+    (`t12k.storage.fastread`; layouts it does not decode itself are read with zarr). Every
+    array is checked against the checksum its commit recorded: a damaged trailer stops the
+    load with a T12kError naming the store and the trailer.
     """
     store = FeatureStore.open(path)
     nf = store.num_features
@@ -124,7 +126,11 @@ def load_table(
             "extract features for every id in the labels file (t12k extract) or "
             "remove the missing rows from the labels"
         )
-    arrays = [open_array(os.path.join(store.path, mid), store.zarr_format) for mid in ids]
+    need = store.checksummed  # then an array without a checksum lost its attributes
+    try:
+        arrays = [open_checked(os.path.join(store.path, mid), store.zarr_format, need) for mid in ids]
+    except Damaged as exc:
+        raise store.damaged(exc) from None
     lengths = np.zeros(len(ids), np.int64)
     for i, (mid, arr) in enumerate(zip(ids, arrays)):
         if len(arr.shape) != 2 or arr.shape[1] != nf:
@@ -138,7 +144,10 @@ def load_table(
     np_dtype = np.float16 if tdtype == torch.float16 else np.float32
     buf = np.zeros((int(lengths.sum()) + 1, nf), np_dtype)
     with tqdm(total=len(ids), desc=f"read {store.path.name}", disable=not progress, leave=False) as bar:
-        read_arrays(arrays, [buf[o : o + n] for o, n in zip(offsets, lengths)], progress=bar.update)
+        try:
+            read_arrays(arrays, [buf[o : o + n] for o, n in zip(offsets, lengths)], progress=bar.update)
+        except Damaged as exc:  # what was read is not what was committed: stop, naming the trailer
+            raise store.damaged(exc) from None
     return FeatureTable(
         store.path,
         list(ids),

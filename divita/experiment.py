@@ -25,7 +25,10 @@ reproduces the paper's 4.3 G for ShuffleNet-2D and 122.7 G for ResNet; torchvisi
 3D backbones on its own clip length, so their figures are lower than the paper's for 24-frame
 clips. A configuration may give ``params_m`` and ``gflops`` itself (e.g. for a backbone
 torchvision does not have). Finished runs are reused when their settings match, stopped ones
-resumed, so re-running an experiment only does what is missing.
+resumed, so re-running an experiment only does what is missing; a run folder holding a run
+with other settings is trained anew. Configurations whose names map to one run folder
+(``a b`` and ``a_b``), a store that is not a feature store or lacks a trailer of the labels
+are refused before any training, and one experiment at a time writes in a results folder.
 
 Every value of a configuration file is checked against the type of its setting (`TrainConfig`
 for the training settings): ``lr: 1e-4``, which YAML reads as a string, is the number 1e-4,
@@ -46,10 +49,10 @@ from typing import Any
 from t12k.divita.checkpoint import RESUMABLE_CHANGES, first_difference, saved_config
 from t12k.divita.config import SPLITS, TrainConfig, check_field, check_settings
 from t12k.divita.report import ConfigResult, write_summaries
-from t12k.divita.runfiles import read_metrics
+from t12k.divita.runfiles import FolderInUse, folder_lock, read_metrics
 from t12k.divita.train import train
 from t12k.errors import T12kError, first_line
-from t12k.storage import FeatureStore
+from t12k.storage import FeatureStore, read_mtgc
 
 DEFAULT_SPLITS = SPLITS
 _RUN_KEYS = ("image_store", "video_store", "labels", "split", "out_dir")  # set per run, not per config
@@ -59,6 +62,7 @@ _FILE_KEYS = ("configs", "data_dir", "labels", "defaults")
 # Settings a finished run may differ in and still be reused (max_epochs is not one: a larger
 # one resumes the run).
 _REUSABLE_CHANGES = tuple(k for k in RESUMABLE_CHANGES if k != "max_epochs")
+LOCK_NAME = ".t12k-experiment.lock"  # held in the results folder while an experiment runs
 
 _I = "trailers_i_{}_fpc24.zarr"
 _K = "trailers_k_{}_fps24_fpc24.zarr"
@@ -172,7 +176,10 @@ def _spec_from_dict(d: dict, where: str) -> RunSpec:
 def _read_document(p: Path) -> Any:
     """The parsed JSON or YAML of an experiment file."""
     is_yaml = p.suffix.lower() in (".yaml", ".yml")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is dropped
+    except UnicodeDecodeError as exc:
+        raise T12kError(f"{p} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     try:
         if is_yaml:
             import yaml
@@ -312,6 +319,34 @@ def _resolve(path: str | None, data_dir: Path) -> Path | None:
     return p if p.is_absolute() else data_dir / p
 
 
+def check_run_folders(specs: list[RunSpec]) -> None:
+    """Refuse configurations whose names map to one run folder (``a b`` and ``a_b``; ``A`` and
+    ``a``, one folder on a case-insensitive disk): their runs would replace each other."""
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        other = seen.setdefault(spec.slug.casefold(), spec)
+        if other is not spec:
+            raise T12kError(
+                f"configurations {other.name!r} and {spec.name!r} would share the run folder runs/{spec.slug}; "
+                "rename one of them"
+            )
+
+
+def _check_ids(specs: list[RunSpec], plan: _Plan) -> None:
+    """Every trailer of the labels file in every store of the configurations."""
+    ids = read_mtgc(plan.labels).ids
+    stores = (_resolve(p, plan.data_dir) for spec in specs for p in (spec.image_store, spec.video_store))
+    for path in dict.fromkeys(p for p in stores if p is not None):
+        have = set(FeatureStore.open(path).ids())
+        missing = [m for m in ids if m not in have]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise T12kError(
+                f"id {missing[0]!r}{more} of {plan.labels} is not in feature store {path}; extract features for "
+                "every id of the labels (t12k extract) or remove the missing rows from the labels"
+            )
+
+
 def _finished_with(run_dir: Path, cfg: TrainConfig) -> bool:
     """True when run_dir holds a finished run whose settings are `cfg`'s."""
     if not (run_dir / "metrics.csv").is_file() or not (run_dir / "checkpoint.pt").is_file():
@@ -321,7 +356,8 @@ def _finished_with(run_dir: Path, cfg: TrainConfig) -> bool:
 
 
 def _train_or_reuse(cfg: TrainConfig, progress: bool) -> str:
-    """Reuse a finished run with these settings, resume a stopped one, else train; says which."""
+    """Reuse a finished run with these settings, resume a stopped one, else train (replacing
+    a run with other settings: the experiment owns its run folders); says which."""
     run_dir = Path(cfg.out_dir)
     if _finished_with(run_dir, cfg):
         return "done before"
@@ -329,10 +365,13 @@ def _train_or_reuse(cfg: TrainConfig, progress: bool) -> str:
         try:
             train(cfg, progress=progress, resume=True)
             return "resumed"
+        except FolderInUse:  # another training writes there: leave it alone
+            raise
         except T12kError:  # other settings, or a damaged state: start again
             pass
-    train(cfg, progress=progress)
-    return "trained"
+    replaced = (run_dir / "checkpoint.pt").is_file() or (run_dir / "last.pt").is_file()
+    train(cfg, progress=progress, overwrite=True)
+    return "trained anew (the run there had other settings)" if replaced else "trained"
 
 
 @dataclass
@@ -397,21 +436,28 @@ def run_experiment(
     """
     if not specs:
         raise T12kError("no configurations to run; give a list with at least one")
+    check_run_folders(specs)
     plan = _plan(out_dir, data_dir, labels, splits, overrides)
-    # check every store first (as the reference's verify_data), so a typo fails before hours of training
+    # check every store and id first (as the reference's verify_data), so a typo fails before hours of training
     facts = {spec.name: _spec_facts(spec, plan.data_dir) for spec in specs}
-    plan.write(specs)
-    results: list[ConfigResult] = []
-    total = len(specs) * len(plan.splits)
-    for spec in specs:
-        res = ConfigResult(spec, {}, {}, {}, {})
-        for split in plan.splits:
-            done = len(results) * len(plan.splits) + len(res.run_dirs) + 1
-            log(f"[{done}/{total}] " + _run_split(res, split, plan, progress))
-        snippet = snippet_for_flops or int({**spec.settings, **plan.overrides}.get("snippet", 30))
-        _add_facts(res, facts[spec.name], snippet)
-        results.append(res)
-    files = write_summaries(results, plan.out)
+    _check_ids(specs, plan)
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise T12kError(f"cannot create results folder {plan.out} ({exc.strerror}); pass another --out") from None
+    with folder_lock(plan.out, LOCK_NAME, "results folder", "experiment"):
+        plan.write(specs)
+        results: list[ConfigResult] = []
+        total = len(specs) * len(plan.splits)
+        for spec in specs:
+            res = ConfigResult(spec, {}, {}, {}, {})
+            for split in plan.splits:
+                done = len(results) * len(plan.splits) + len(res.run_dirs) + 1
+                log(f"[{done}/{total}] " + _run_split(res, split, plan, progress))
+            snippet = snippet_for_flops or int({**spec.settings, **plan.overrides}.get("snippet", 30))
+            _add_facts(res, facts[spec.name], snippet)
+            results.append(res)
+        files = write_summaries(results, plan.out)
     return ExperimentResult(plan.out, results, files)
 
 

@@ -1,29 +1,108 @@
-"""The CSV files of a run folder, written by `train` and read back by `experiment`:
-``history.csv`` (one row per epoch), ``metrics.csv`` (val and test, x100, 2 decimals) and
-``predictions.csv`` (every val and test trailer's labels and probabilities)."""
+"""The files of a run folder besides the torch ones: the CSV files written by `train` and read
+back by `experiment`, ``history.csv`` (one row per epoch), ``metrics.csv`` (val and test, x100,
+2 decimals) and ``predictions.csv`` (every val and test trailer's labels and probabilities);
+the lock that keeps one training (or experiment) per folder; and the temporary files every
+whole-or-nothing write goes through."""
 
 from __future__ import annotations
 
 import csv
 import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from t12k import GENRES
 from t12k.divita.metrics import METRIC_NAMES
+from t12k.errors import T12kError
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_muAP", "lr")
+TMP_SUFFIX = ".tmp"  # temporary files are named .{name}.{random}.tmp beside their target
+
+
+# ---- whole files and one writer per folder ------------------------------------------------------
+
+
+def replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write` on a temporary file of a name of its own beside `path`, then move it to
+    `path`: readers see the old file or the new one, never a part, and two writers never
+    share a temporary file. The temporary file is removed if `write` fails."""
+    # pid and random bytes make the name unique; created by `write` as any file (umask applies)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_leftovers(folder: Path, names) -> None:
+    """Remove the temporary files of `names` a killed run left in `folder` (call with the
+    folder locked: then no other writer has a temporary file there)."""
+    for name in names:
+        for p in folder.glob(f".{name}.*{TMP_SUFFIX}"):
+            p.unlink(missing_ok=True)
+
+
+class FolderInUse(T12kError):
+    """Another process (or another open in this one) holds the folder's lock."""
+
+
+def _holder(fh: IO[str]) -> str:
+    """The pid written in a lock file ('?' before its holder has written it)."""
+    fh.seek(0)
+    return fh.read().strip() or "?"
+
+
+@contextmanager
+def folder_lock(folder: Path, name: str, what: str, user: str) -> Iterator[None]:
+    """Hold `folder` for this process while the block runs: an exclusive, non-blocking flock
+    on `folder`/`name`, which holds the holder's pid. Another process (or another open in
+    this one) gets T12kError at once naming the folder, the holder's pid and the fix.
+    The kernel drops the lock when its holder exits, however it ends. No-op without fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fh = open(folder / name, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise T12kError(f"cannot write in {what} {folder} ({exc.strerror}); pass another --out") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(
+                f"{what} {folder} is in use by another {user} (pid {_holder(fh)}); wait for it or pass another --out"
+            ) from None
+        except OSError as exc:  # a file system without locks
+            raise T12kError(f"cannot lock {what} {folder} ({exc.strerror}); pass another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+
+
+# ---- CSV files ----------------------------------------------------------------------------------
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
     """Write `header` and `rows` through a temporary file, so `path` is always whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(rows)
+
+    replace_atomic(path, write)
 
 
 # ---- history.csv -------------------------------------------------------------------------------

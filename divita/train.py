@@ -12,7 +12,9 @@ latest epoch, RNG states included, rewritten every epoch: ``train(..., resume=Tr
 ``t12k train --resume`` continues from it to the same result as an uninterrupted run with
 the same seed), ``history.csv`` (one row per epoch), ``metrics.csv`` (val and test, x100)
 and ``predictions.csv`` (every val and test trailer's labels and probabilities). The torch
-files are described in `divita.checkpoint`, the CSV files in `divita.runfiles`.
+files are described in `divita.checkpoint`, the CSV files in `divita.runfiles`. One training
+at a time writes in a run folder (it holds a lock there, `.t12k-train.lock`), and a folder
+holding a run is only replaced when asked (``overwrite=True``, ``t12k train --overwrite``).
 
 Validation loss as the reference computes it: trailers in batches of ``batch_size`` (in
 file order), the BCE of every snippet's logits against its trailer's labels averaged within
@@ -24,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +74,10 @@ __all__ = [
 
 EVAL_CHUNK = 1024  # snippets per forward pass at evaluation
 SUBSETS = ("train", "val", "test")
+# The files of a run folder (an --overwrite run removes them first, so no file of the old run
+# stays beside the new run's), and the lock held while a training writes them.
+RUN_FILES = ("checkpoint.pt", "last.pt", "history.csv", "metrics.csv", "predictions.csv")
+LOCK_NAME = ".t12k-train.lock"
 
 
 @dataclass
@@ -221,7 +228,6 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.feat_device = resolve_device(cfg.features_device) if cfg.features_device else self.device
         self.out_dir = Path(cfg.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -397,11 +403,38 @@ class Trainer:
         return TrainResult(results["val"], results["test"], best.best_epoch, self.epoch, self.out_dir, self.history)
 
 
+def _run_folder(out_dir: str | os.PathLike) -> Path:
+    """The run folder, created if needed; T12kError naming --out when it cannot be."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise T12kError(f"run folder {out} is a file; pass another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise T12kError(f"cannot create run folder {out} ({exc.strerror}); pass another --out") from None
+    return out
+
+
+def _start_fresh(out: Path, overwrite: bool) -> None:
+    """Before a training that does not resume: refuse a folder holding another run, unless
+    `overwrite`, and then remove that run's files (call with the folder locked)."""
+    held = [name for name in ("checkpoint.pt", "last.pt") if (out / name).is_file()]
+    if held and not overwrite:
+        raise T12kError(
+            f"run folder {out} already holds a training run ({held[0]}); pass --resume to continue it, "
+            "--overwrite to replace it, or another --out"
+        )
+    if overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+
+
 def train(
     config: TrainConfig | None = None,
     progress: bool = True,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
     **settings,
 ) -> TrainResult:
@@ -410,23 +443,32 @@ def train(
     `settings` override fields of `config`. `resume`: continue the stopped run in
     ``cfg.out_dir`` from its ``last.pt`` (same settings required, except those in
     RESUMABLE_CHANGES; a larger ``max_epochs`` extends a finished run unless early stopping
-    ended it). `on_epoch` is called with each epoch's history record after that epoch's
-    state is saved (progress reporting; an exception raised there stops the run, which
-    ``resume`` can then continue).
+    ended it). Without it, a run folder that holds a run (a checkpoint.pt or last.pt) is
+    refused unless `overwrite`, which removes that run's files first. The run folder is
+    locked for the whole training: a second training into it fails at once. `on_epoch` is
+    called with each epoch's history record after that epoch's state is saved (progress
+    reporting; an exception raised there stops the run, which ``resume`` can then continue).
     """
     cfg = dataclasses.replace(config, **settings) if config is not None else TrainConfig(**settings)
     cfg.validate()
+    if resume and overwrite:
+        raise T12kError("pass --resume to continue the run in the run folder or --overwrite to replace it, not both")
+    out = _run_folder(cfg.out_dir)
     threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
-        trainer = Trainer(cfg, progress)
-        if resume:
-            trainer.resume()
-        trainer.fit(progress, on_epoch)
-        return trainer.finish()
-    finally:
-        torch.set_num_threads(threads)
+    with runfiles.folder_lock(out, LOCK_NAME, "run folder", "training"):
+        runfiles.remove_leftovers(out, RUN_FILES)
+        if not resume:
+            _start_fresh(out, overwrite)
+        try:
+            if cfg.num_threads:
+                torch.set_num_threads(int(cfg.num_threads))
+            trainer = Trainer(cfg, progress)
+            if resume:
+                trainer.resume()
+            trainer.fit(progress, on_epoch)
+            return trainer.finish()
+        finally:
+            torch.set_num_threads(threads)
 
 
 # ---- prediction ----------------------------------------------------------------------------

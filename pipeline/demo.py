@@ -272,7 +272,7 @@ class _Demo:
             seed=self.cfg.seed,
             device=self.cfg.device,
         )
-        return train(cfg, progress=self.progress)
+        return train(cfg, progress=self.progress, overwrite=True)  # the demo owns its run folder
 
     def predict(self, url: str, held_out: str) -> dict:
         """Step 6: the held-out trailer by URL, through fetch, shots, extract and the head."""

@@ -7,10 +7,17 @@ md5 checksums below are the ones the reference trainer's ``files.py`` lists. For
   server that ignores the range gets the file from the start), retrying network errors
   from where the transfer stopped (the project's `RetryPolicy`);
 * verify the md5; a mismatch deletes the part and raises (nothing half-checked is kept);
-* extract a tarball into a staging folder with `tarfile`'s ``data`` filter, which refuses
-  absolute paths, paths that leave the target (``..``) and special files, and, beyond it,
-  any link (the published stores hold only files and folders); then move the store into
-  place; the archive is removed unless asked to keep it.
+* extract a tarball into a fresh staging folder (`tempfile.mkdtemp` in the data folder) with
+  `tarfile`'s ``data`` filter, which refuses absolute paths, paths that leave the target
+  (``..``) and special files, and, beyond it, any link (the published stores hold only files
+  and folders); only the members under the store's own folder are extracted (others are
+  skipped, and said so), and the expanded size is capped (a multiple of the archive's size,
+  and `max_expanded`), so a tar bomb fails before it fills the disk; then move the store
+  into place; the archive is removed unless asked to keep it.
+
+The data folder is not trusted to hold only what t12k put there: a part file is opened
+without following links (``O_NOFOLLOW``) and a link planted at its name is removed, not
+written through; a link at a store's name is replaced, never deleted through.
 
 A store folder or an ``mtgc.csv`` with the right md5 already present is skipped, so the
 command can be re-run after an interruption. `base_url` is overridable (mirrors, tests).
@@ -19,9 +26,14 @@ command can be re-run after an interruption. `base_url` is overridable (mirrors,
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import os
+import posixpath
 import shutil
+import stat
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +47,8 @@ from tqdm.auto import tqdm
 
 import t12k
 from t12k.errors import T12kError
+from t12k.pipeline.fetch.config import parse_size
+from t12k.pipeline.media.ffmpeg import TMP_MARK
 from t12k.pipeline.retry import RetryPolicy, Transient
 from t12k.pipeline.runner import RunSummary
 from t12k.storage.checksum import file_digest
@@ -42,6 +56,12 @@ from t12k.storage.checksum import file_digest
 ZENODO_RECORD = 5716410
 BASE_URL = f"https://zenodo.org/record/{ZENODO_RECORD}/files"
 CHUNK = 1 << 20
+# The most a store may expand to: EXPAND_RATIO times its archive (the published stores hold
+# compressed chunks, which gzip barely shrinks), at least EXPAND_FLOOR (tiny archives of
+# metadata compress well), and at most `max_expanded`.
+EXPAND_RATIO = 20
+EXPAND_FLOOR = 1 << 20
+MAX_EXPANDED = 64 << 30
 
 
 @dataclass
@@ -55,6 +75,15 @@ class DownloadConfig:
     keep_archives: bool = field(default=False, metadata={"help": "keep the .tar.gz files after extracting them"})
     retries: int = field(default=5, metadata={"help": "retries of a failed transfer (each resumes)"})
     timeout: float = field(default=60.0, metadata={"help": "network timeout in seconds"})
+    max_expanded: int = field(
+        default=MAX_EXPANDED,
+        metadata={
+            "help": "refuse an archive that expands to more than this (bytes, or with a k, M or G suffix; "
+            f"default 64G; an archive may also expand to at most {EXPAND_RATIO} times its own size)",
+            "metavar": "SIZE",
+            "parse": parse_size,
+        },
+    )
     # seconds before the first retry, doubled for each further one (tests set 0)
     backoff: float = field(default=2.0, metadata={"cli": False})
 
@@ -65,6 +94,8 @@ class DownloadConfig:
             raise T12kError(f"--timeout {self.timeout}: give a positive number of seconds")
         if self.backoff < 0:
             raise T12kError(f"backoff {self.backoff}: give 0 or more seconds")
+        if self.max_expanded < 1:
+            raise T12kError(f"--max-expanded {self.max_expanded}: give a positive size, e.g. 64G")
 
 
 @dataclass(frozen=True)
@@ -134,10 +165,45 @@ def _open(url: str, have: int, timeout: float):
         raise Transient(str(getattr(exc, "reason", exc))) from None
 
 
-def _fetch_once(url: str, part: Path, timeout: float, bar) -> None:
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _part_size(part: Path, log: Callable[[str], None]) -> int:
+    """The bytes of `part` to resume from (0: none). A link there was not made by t12k (it
+    never makes one): it is removed, not followed, and the download starts afresh."""
+    try:
+        st = os.lstat(part)
+    except FileNotFoundError:
+        return 0
+    if stat.S_ISLNK(st.st_mode):
+        part.unlink()
+        log(f"{part} was a symbolic link, which t12k never makes; removed the link (not what it points to)")
+        return 0
+    if not stat.S_ISREG(st.st_mode):
+        raise T12kError(f"{part} is not a regular file; remove it and run again")
+    return st.st_size
+
+
+def _open_nofollow(path: Path, flags: int, mode: str):
+    """An open file object of `path` that is a regular file reached without following a link
+    (one planted after `_part_size` looked makes open fail, not write through it)."""
+    # O_NONBLOCK: a FIFO planted there must not block the open; it does nothing to regular files.
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise T12kError(f"{path} is a symbolic link, which t12k never makes; remove it and run again") from None
+        raise T12kError(f"cannot open {path} ({exc.strerror}); check the folder's permissions") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise T12kError(f"{path} is not a regular file; remove it and run again")
+    return os.fdopen(fd, mode)
+
+
+def _fetch_once(url: str, part: Path, timeout: float, bar, log: Callable[[str], None]) -> None:
     """One attempt: append the rest of `url` to `part` (or rewrite it when the server sends
     the whole file). A transfer that stops early is Transient; what arrived is kept."""
-    have = part.stat().st_size if part.exists() else 0
+    have = _part_size(part, log)
     resp = _open(url, have, timeout)
     if resp is None:
         return
@@ -146,23 +212,31 @@ def _fetch_once(url: str, part: Path, timeout: float, bar) -> None:
             start = resp.headers.get("Content-Range", "")
             if not start.startswith(f"bytes {have}-"):
                 raise Transient(f"unexpected Content-Range {start!r}")
-            mode = "ab"
+            flags, mode = os.O_WRONLY | os.O_CREAT | os.O_APPEND, "ab"
         else:  # 200: the server sends the whole file (it ignored or did not get a range)
-            mode, have = "wb", 0
+            flags, mode, have = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb", 0
         length = resp.headers.get("Content-Length")
         if bar is not None:
             bar.reset(total=have + int(length) if length else None)
             bar.update(have)
-        try:
-            with open(part, mode) as fh:
+        with _open_nofollow(part, flags, mode) as fh:
+            try:
                 while block := resp.read(CHUNK):
                     fh.write(block)
                     if bar is not None:
                         bar.update(len(block))
-        except (OSError, HTTPException) as exc:  # connection dropped: keep what arrived
-            raise Transient(str(exc)) from None
-        if length is not None and part.stat().st_size < have + int(length):
+            except (OSError, HTTPException) as exc:  # connection dropped: keep what arrived
+                raise Transient(str(exc)) from None
+            fh.flush()
+            size = os.fstat(fh.fileno()).st_size
+        if length is not None and size < have + int(length):
             raise Transient("the connection closed early")
+
+
+def _md5(path: Path) -> tuple[str, int]:
+    """(md5, size) of the regular file at `path`, read without following a link."""
+    with _open_nofollow(path, os.O_RDONLY, "rb") as fh:
+        return hashlib.file_digest(fh, "md5").hexdigest(), os.fstat(fh.fileno()).st_size
 
 
 def download_file(
@@ -174,13 +248,14 @@ def download_file(
     timeout: float = 60.0,
     backoff: float = 2.0,
     progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> int:
     """Download `url` to `dest` through ``dest.part`` (resumed when present), check its md5.
     Returns the bytes the file has."""
     part = dest.with_name(dest.name + ".part")
     bar = tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, leave=False, disable=not progress)
     try:
-        RetryPolicy(retries=retries, backoff=backoff).call(lambda attempt: _fetch_once(url, part, timeout, bar))
+        RetryPolicy(retries=retries, backoff=backoff).call(lambda attempt: _fetch_once(url, part, timeout, bar, log))
     except Transient as exc:
         raise T12kError(
             f"downloading {url} failed {retries + 1} times ({exc}); check the network "
@@ -188,32 +263,46 @@ def download_file(
         ) from None
     finally:
         bar.close()
-    got = file_digest(part, "md5")
+    got, size = _md5(part)
     if got != md5:
-        size = part.stat().st_size
         part.unlink()
         raise T12kError(
             f"{dest.name} from {url} has md5 {got} ({size} bytes), expected {md5}; the download is "
             "corrupt or not the published file and was deleted; run again (check --base-url)"
         )
-    os.replace(part, dest)
-    return dest.stat().st_size
+    os.replace(part, dest)  # a rename: a link at `dest` is replaced, not written through
+    return size
 
 
 # ---- safe extraction -------------------------------------------------------------------------
 
 _NOT_PUBLISHED = "(the archive is not the published one)"
+_STAGING = f".extracting{TMP_MARK}"  # the name's end of a staging folder (its start: .{store}.)
 
 
 def _refusal(archive: Path, member: tarfile.TarInfo, what: str, why: str = _NOT_PUBLISHED) -> T12kError:
     return T12kError(f"{archive.name} holds {member.name!r}, {what}; refusing to extract it {why}")
 
 
-def _files_and_folders_only(archive: Path) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
-    """tarfile's ``data`` filter, refusing links too, with T12kErrors naming `archive` and the member."""
+def _size_text(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} bytes"
 
-    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-        name = member.name
+
+class _Members:
+    """tarfile's extraction filter: the ``data`` filter, refusing links too, with T12kErrors
+    naming the archive and the member; members outside `only` (a top-level name) skipped and
+    listed in `skipped`; the files' total size kept within `max_bytes`."""
+
+    def __init__(self, archive: Path, only: str | None, max_bytes: int | None):
+        self.archive, self.only, self.max_bytes = archive, only, max_bytes
+        self.skipped: list[str] = []
+        self.total = 0
+
+    def _safe(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        archive, name = self.archive, member.name
         if member.issym() or member.islnk():
             raise _refusal(archive, member, "a link", "(the published stores hold only files and folders)")
         if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):  # data_filter strips a leading /
@@ -229,45 +318,105 @@ def _files_and_folders_only(archive: Path) -> Callable[[tarfile.TarInfo, str], t
         except tarfile.FilterError as exc:
             raise _refusal(archive, member, f"which is not safe to extract ({exc})") from None
 
-    return keep
+    def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        kept = self._safe(member, dest)
+        top = posixpath.normpath(kept.name).split("/")[0]  # 'store/../x' is x, a sibling of the store
+        if top in (".", ""):  # the archive's own root folder
+            return None
+        if self.only is not None and top != self.only:
+            self.skipped.append(member.name)
+            return None
+        if kept.isreg():
+            self.total += kept.size
+            if self.max_bytes is not None and self.total > self.max_bytes:
+                raise T12kError(
+                    f"{self.archive.name} expands to more than {_size_text(self.max_bytes)}, the most an archive of "
+                    f"{_size_text(self.archive.stat().st_size)} may (--max-expanded, and {EXPAND_RATIO} times its "
+                    "size); refusing it as a tar bomb (not the published archive); nothing was kept"
+                )
+        return kept
 
 
-def safe_extract(archive: Path, dest: Path) -> list[str]:
+def expansion_cap(archive: Path, max_expanded: int = MAX_EXPANDED) -> int:
+    """The most bytes `archive` may expand to: EXPAND_RATIO times its size (at least
+    EXPAND_FLOOR), and at most `max_expanded`."""
+    return min(int(max_expanded), max(EXPAND_RATIO * archive.stat().st_size, EXPAND_FLOOR))
+
+
+def safe_extract(
+    archive: Path,
+    dest: Path,
+    *,
+    only: str | None = None,
+    max_bytes: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
     """Extract a tar(.gz) into `dest` (which must be empty or absent), refusing links, special
-    files and paths that are absolute or leave `dest`. On any refusal the partial extraction is
-    removed. Returns the top-level names."""
+    files and paths that are absolute or leave `dest`. With `only`, members outside that
+    top-level folder are skipped (and `log` says which); with `max_bytes`, an archive whose
+    files add up to more is refused. On any refusal the partial extraction is removed.
+    Returns the top-level names."""
     dest.mkdir(parents=True, exist_ok=True)
+    members = _Members(archive, only, max_bytes)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(dest, filter=_files_and_folders_only(archive))
+            tar.extractall(dest, filter=members)
     except (tarfile.TarError, EOFError, OSError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise T12kError(f"{archive.name} is not a readable tar.gz ({exc}); delete it and run again") from None
     except T12kError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    if members.skipped and log is not None:
+        n = len(members.skipped)
+        names = ", ".join(members.skipped[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        log(f"{archive.name}: skipped {n} member(s) outside {only}/ (not part of the store): {names}")
     return sorted(p.name for p in dest.iterdir())
 
 
-def _install_archive(archive: Path, f: PublishedFile, out: Path) -> None:
-    staging = out / f".{f.target}.extracting"
-    shutil.rmtree(staging, ignore_errors=True)  # what an interrupted extraction left
-    top = safe_extract(archive, staging)
-    if f.target not in top:
+def _remove(path: Path) -> None:
+    """Remove a file, a folder or a link (the link itself, never what it points to)."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
+
+
+def _remove_staging(f: PublishedFile, out: Path) -> None:
+    """Remove what interrupted extractions of `f` left: staging folders (links among them are
+    unlinked, never followed)."""
+    old = f".{f.target}.extracting"  # the fixed name earlier versions used
+    for p in out.iterdir():
+        if p.name == old or (p.name.startswith(f".{f.target}.") and p.name.endswith(_STAGING)):
+            _remove(p)
+
+
+def _install_archive(
+    archive: Path,
+    f: PublishedFile,
+    out: Path,
+    *,
+    max_expanded: int = MAX_EXPANDED,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Extract the store of `archive` into a fresh staging folder in `out` and move it into place."""
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_staging(f, out)
+    # A new folder with a name nobody could guess: nothing planted in `out` can stand in for it.
+    staging = Path(tempfile.mkdtemp(prefix=f".{f.target}.", suffix=_STAGING, dir=out))
+    try:
+        top = safe_extract(archive, staging, only=f.target, max_bytes=expansion_cap(archive, max_expanded), log=log)
+        if f.target not in top:
+            raise T12kError(
+                f"{archive.name} does not contain {f.target} (it holds nothing under that folder); "
+                "it is not the published archive"
+            )
+        dst = out / f.target
+        if dst.is_symlink() or dst.exists():
+            _remove(dst)
+        os.replace(staging / f.target, dst)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise T12kError(
-            f"{archive.name} does not contain {f.target} (it holds {', '.join(top) or 'nothing'}); "
-            "it is not the published archive"
-        )
-    for name in top:
-        dst = out / name
-        if dst.exists():
-            if dst.is_dir():
-                shutil.rmtree(dst)
-            else:
-                dst.unlink()
-        os.replace(staging / name, dst)
-    staging.rmdir()
 
 
 # ---- the command -------------------------------------------------------------------------------
@@ -294,11 +443,18 @@ def _fetch_and_install(
     if not (f.is_archive and dest.is_file() and file_digest(dest, "md5") == f.md5):  # a kept, verified archive
         log(f"fetching {url}")
         fetched = download_file(
-            url, dest, f.md5, retries=cfg.retries, timeout=cfg.timeout, backoff=cfg.backoff, progress=progress
+            url,
+            dest,
+            f.md5,
+            retries=cfg.retries,
+            timeout=cfg.timeout,
+            backoff=cfg.backoff,
+            progress=progress,
+            log=log,
         )
     if f.is_archive:
         log(f"extracting {dest.name}")
-        _install_archive(dest, f, out)
+        _install_archive(dest, f, out, max_expanded=cfg.max_expanded, log=log)
         if not cfg.keep_archives:
             dest.unlink()
     return fetched

@@ -104,12 +104,12 @@ def predict_trailer(
     log=print,
 ) -> dict:
     """Genre probabilities of one trailer (a video file or a URL)."""
+    device = resolve_device(device)  # a wrong --device fails before anything is loaded
     model, info = load_model(checkpoint, "cpu")
     stores = info.get("stores") or {}
     configs = _store_configs(stores, weights)
     if not configs:
         raise T12kError(f"checkpoint {checkpoint} records no feature stores; retrain it with this t12k")
-    device = resolve_device(device)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="t12k-predict-") as tmp:
         video = _local_video(source, Path(tmp))
         frames = read_frames(video, INPUT_SIZE)

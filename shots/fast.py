@@ -34,6 +34,7 @@ import threading
 import torch
 import torch.nn.functional as F
 
+from t12k.errors import Cancelled
 from t12k.shots.windows import KEPT, STRIDE
 
 REACH = 8  # frames the temporal convolutions of one block reach on each side
@@ -145,13 +146,20 @@ class _Block:
         return y.permute(0, 2, 3, 1).reshape(n, h, w, 4 * f).permute(0, 3, 1, 2)
 
 
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Cancelled("shot detection stopped")
+
+
 class _Stack:
     def __init__(self, stack, first_index: int, device: torch.device, nnpack: set[int]):
         self.b1 = _Block(stack.DDCNN[0], first_index, device, first_index in nnpack)
         self.b2 = _Block(stack.DDCNN[1], first_index + 1, device, first_index + 1 in nnpack)
 
-    def __call__(self, x: torch.Tensor, batch: int, state: dict | None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, batch: int, state: dict | None, stop: threading.Event | None) -> torch.Tensor:
+        _check(stop)
         x1 = self.b1(x, batch, state)
+        _check(stop)
         x2 = self.b2(x1, batch, state)
         return F.avg_pool2d(x2.relu_().add_(x1), 2)
 
@@ -190,17 +198,21 @@ class FastTransNet:
         self.hist_fc = model.color_hist_layer.fc
         self.fc1, self.cls = model.fc1, model.cls_layer1
 
-    def __call__(self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def __call__(
+        self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None, stop: threading.Event | None = None
+    ) -> torch.Tensor:
         """frames (B, 100, 27, 48, 3) uint8, hists (B, 100, 512) from `color_histograms`;
         `state`: a dict kept across consecutive windows (stride 50) of one video, B = 1,
-        to reuse their shared work. Returns logits (B, 50) of window frames 25..74."""
+        to reuse their shared work; `stop`: once set, the pass ends (Cancelled) at the next
+        of its six blocks, so that a thread running it stops within a fraction of a window.
+        Returns logits (B, 50) of window frames 25..74."""
         b, t = frames.shape[:2]
         if state is not None and b != 1:
             raise ValueError("reuse across windows needs one window per call")
         x = frames.reshape(b * t, *frames.shape[2:]).float().div_(255.0).permute(0, 3, 1, 2)
         means = []
         for stack in self.stacks:
-            x = stack(x, b, state)
+            x = stack(x, b, state, stop)
             means.append(x.mean(dim=(2, 3)).view(b, t, -1))
         feat = x.permute(0, 2, 3, 1).reshape(b, t, -1)  # (h, w, c) order, as the reference
         sim = _lookup(F.normalize(self.proj(torch.cat(means, 2)), p=2, dim=2), self.sim_fc)

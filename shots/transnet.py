@@ -8,15 +8,25 @@ and the end with copies of the last) and runs it through `t12k.shots.fast.FastTr
 faster forward pass of the same network: on CPU one window at a time with the work shared
 by overlapping windows done once; on GPU several windows per forward, filled with the next
 trailers' windows when a trailer's last batch is not full (`upcoming`).
+
+Frames stream through: a video is cut into segments of consecutive windows as its frames
+arrive (`t12k.shots.windows.Segments`), so that a few segments are held at once whatever
+the video's length, and only the per-frame probabilities are kept whole. On CPU the segments
+go to `streams` worker threads; the caller's thread only ever waits on them interruptibly,
+and when it stops (Ctrl-C) they stop at their next window.
 """
 
 from __future__ import annotations
 
+import ctypes
+import queue
 import random
-from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,10 +34,20 @@ import torch
 from t12k.backbones.device import resolve_device
 from t12k.errors import T12kError
 from t12k.shots.fast import FastTransNet, color_histograms
-from t12k.shots.windows import FRAME_SHAPE, WINDOW, window_starts
+from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, Segments, check_frames, window_starts
 
-# (key, frames) of the videos that come next, or a function returning them
-Upcoming = Sequence[tuple[Hashable, np.ndarray]] | Callable[[], Sequence[tuple[Hashable, np.ndarray]]]
+# A video that comes next: (key, frames) holding all its frames, or (key, frames, ended) where
+# ended False says the frames are only its first ones (more follow).
+UpcomingVideo = tuple[Hashable, np.ndarray] | tuple[Hashable, np.ndarray, bool]
+# The videos that come next, in order, or a function returning them
+Upcoming = Sequence[UpcomingVideo] | Callable[[], Sequence[UpcomingVideo]]
+# Frames: an (N, 27, 48, 3) uint8 array, or an iterable of (27, 48, 3) frames or (k, 27, 48, 3) blocks
+Frames = np.ndarray | Iterable[np.ndarray]
+Segment = tuple[int, np.ndarray, int]  # (first window, padded frames, windows), as `Segments` yields
+
+CPU_SEGMENT = 16  # windows per segment on CPU: 850 frames (3.3 MB) held per segment
+BATCHES_PER_SEGMENT = 4  # segments of this many batches of windows otherwise
+_POLL = 0.1  # seconds between a worker thread's checks for the end of the run
 
 
 def package_sample_video() -> Path:
@@ -57,17 +77,20 @@ def _load_transnet(device: torch.device):
 
 
 class _Video:
-    """One video's padded frames and colour histograms on the device, and its windows."""
+    """A whole video's padded frames and colour histograms on the device, and its windows; or,
+    with `ended` False, the windows that its first frames `frames` fill (no end padding)."""
 
-    def __init__(self, frames: np.ndarray, device: torch.device):
+    def __init__(self, frames: np.ndarray, device: torch.device, ended: bool = True):
         frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[1:] != FRAME_SHAPE or frames.dtype != np.uint8:
-            shape = ", ".join(map(str, FRAME_SHAPE))
-            raise ValueError(f"frames must be uint8 (N, {shape}), got {frames.dtype} {frames.shape}")
+        check_frames(frames)
         self.n = n = len(frames)
         if n == 0:
             raise T12kError("a video with zero frames has no shots; re-fetch it or remove it")
-        pad_start, pad_end, self.starts = window_starts(n)
+        if ended:
+            pad_start, pad_end, self.starts = window_starts(n)
+        else:
+            pad_start, pad_end = CONTEXT, 0
+            self.starts = list(range(0, n + CONTEXT - WINDOW + 1, STRIDE))
         x = torch.from_numpy(frames if frames.flags.writeable else frames.copy()).to(device)
         h = color_histograms(x)
         self.frames = torch.cat([x[:1].expand(pad_start, -1, -1, -1), x, x[-1:].expand(pad_end, -1, -1, -1)])
@@ -78,20 +101,33 @@ class _Video:
         return self.frames[s : s + WINDOW], self.hists[s : s + WINDOW]
 
 
+class _Carried(NamedTuple):
+    """Results of an upcoming video's windows computed in an earlier call's last batch."""
+
+    key: Hashable
+    windows: dict  # window -> (its frames, its probabilities)
+    call: int  # the call that computed them
+
+
 @dataclass
 class ShotDetector:
-    """Per-frame transition probabilities and shots of (N, 27, 48, 3) uint8 RGB frames.
+    """Per-frame transition probabilities and shots of 48x27 RGB frames: an (N, 27, 48, 3)
+    uint8 array, or an iterable of (27, 48, 3) frames or (k, 27, 48, 3) blocks streamed
+    through (`t12k.pipeline.media.iter_frames(path, INPUT_SIZE)`), never held whole.
 
     device: where the network runs, resolved by `t12k.backbones.device.resolve_device`
     ("auto", "cpu", "cuda", "cuda:N"; a torch.device afterwards). windows_per_batch:
     100-frame windows per forward pass; 0 picks 1 on CPU (where one window at a time lets
     overlapping windows share work, and larger batches are no faster) and 8 on GPU.
-    streams (CPU, one window per pass): the video's windows are cut into this many runs of
-    consecutive windows, each run in its own thread with one intra-op thread; 0 picks
-    torch.get_num_threads(). On a 2-core CPU two single-threaded streams beat one stream of
-    two intra-op threads, by far when other processes share the cores (no OpenMP barriers
-    to wait at). half: float16 autocast on CUDA; off by default, as the shots are only
-    checked identical to the package in float32.
+    streams (CPU, one window per pass): the segments of the video go to this many worker
+    threads with one intra-op thread each (the last segment cut in as many parts); 0 picks
+    torch.get_num_threads(), and 1 computes in the caller's thread with its intra-op threads.
+    On a 2-core CPU two single-threaded streams beat one stream of two intra-op threads, by
+    far when other processes share the cores (no OpenMP barriers to wait at). segment:
+    windows per segment (the frames held at once; work is shared between overlapping windows
+    within a segment); 0 picks 16 on CPU and 4 batches otherwise. The results are the same
+    whatever the streams and segments. half: float16 autocast on CUDA; off by default, as the
+    shots are only checked identical to the package in float32.
     """
 
     device: str | torch.device = "cpu"
@@ -99,18 +135,24 @@ class ShotDetector:
     threshold: float = 0.5
     half: bool = False
     streams: int = 0
-    # results of upcoming videos' windows that shared a batch: key -> (frames, {window: probabilities}, call)
-    _carry: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    segment: int = 0
+    # results of upcoming videos' windows that shared a batch, by key
+    _carry: dict[Hashable, _Carried] = field(default_factory=dict, init=False, repr=False, compare=False)
     _calls: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.device = resolve_device(self.device)
         if self.windows_per_batch <= 0:
             self.windows_per_batch = 1 if self.device.type == "cpu" else 8
+        if self.segment <= 0:
+            one_by_one = self.windows_per_batch == 1 and self.device.type == "cpu"
+            self.segment = CPU_SEGMENT if one_by_one else BATCHES_PER_SEGMENT * self.windows_per_batch
         self.model = _load_transnet(self.device)
         self.fast = FastTransNet(self.model, self.device)
 
-    def _forward(self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def _forward(
+        self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None, stop: threading.Event | None = None
+    ) -> torch.Tensor:
         if self.device.type == "cuda":
             # float32 convolutions (no TF32), as the package on CPU; fp16 only when asked for
             with (
@@ -119,107 +161,154 @@ class ShotDetector:
             ):
                 logits = self.fast(frames, hists, state)
         else:
-            logits = self.fast(frames, hists, state)
+            logits = self.fast(frames, hists, state, stop)
         return torch.sigmoid(logits.float())
 
     @torch.inference_mode()
-    def predict(self, frames: np.ndarray, *, key: Hashable | None = None, upcoming: Upcoming = ()) -> np.ndarray:
+    def predict(self, frames: Frames, *, key: Hashable | None = None, upcoming: Upcoming = ()) -> np.ndarray:
         """Single-frame transition probability of every frame, float32 (N,).
 
         With windows_per_batch > 1, room left in this video's last batch is filled with the
-        first windows of the `upcoming` videos ((key, frames) pairs in order, or a function
-        returning them, called only when that last batch is formed); their results are kept
-        and used when `predict` is next called with that `key` (and the same frames). Each
+        first windows of the `upcoming` videos (in order, or a function returning them, called
+        only when that last batch is formed); their results are kept and used when `predict`
+        is next called with that `key`, for the windows whose frames are the same. Each
         video's result is the same whether or not its windows shared a batch.
         """
-        video = _Video(frames, self.device)
-        done = self._take_carried(key, video.n)
-        out: list[torch.Tensor | None] = [done.get(i) for i in range(len(video.starts))]
-        todo = [i for i, o in enumerate(out) if o is None]
+        segments = Segments(frames, self.segment)
         if self.windows_per_batch == 1 and self.device.type == "cpu":
-            self._run_streams(video, todo, out, share=not done)
-        else:
-            self._run_batches(video, todo, out, upcoming)
-        return torch.cat(out).float().cpu()[: video.n].numpy()
+            return np.concatenate(self._run_streams(segments))[: segments.n]
+        out = self._run_batches(segments, self._take_carried(key), upcoming)
+        return torch.cat(out).float().cpu()[: segments.n].numpy()
 
-    def _take_carried(self, key: Hashable | None, num_frames: int) -> dict:
-        """The window results computed for `key` in earlier calls (when its frames count is
-        the same); results carried for other videos live one more call (for the video after next)."""
+    def _take_carried(self, key: Hashable | None) -> dict:
+        """The window results computed for `key` in earlier calls; results carried for other
+        videos live one more call (for the video after next)."""
         self._calls += 1
         carried, self._carry = self._carry, {}
         mine = carried.pop(key, None) if key is not None else None
-        self._carry = {k: v for k, v in carried.items() if v[2] >= self._calls - 1}
-        return mine[1] if mine is not None and mine[0] == num_frames else {}
+        self._carry = {k: v for k, v in carried.items() if v.call >= self._calls - 1}
+        return mine.windows if mine is not None else {}
 
-    def _run_batches(self, video: _Video, todo: list[int], out: list, upcoming: Upcoming) -> None:
-        """`windows_per_batch` windows per forward pass; the last, partial batch is filled up
-        with windows of the upcoming videos."""
-        wpb = self.windows_per_batch
-        whole = len(todo) - len(todo) % wpb
-        for b in range(0, whole, wpb):
-            idx = todo[b : b + wpb]
-            for i, p in zip(idx, self._run([video.window(i) for i in idx], None)):
-                out[i] = p
-        rest = todo[whole:]
-        if not rest:
-            return
-        jobs = [(None, i, video) for i in rest] + self._upcoming_jobs(upcoming, wpb - len(rest))
-        for (k, i, _), p in zip(jobs, self._run([v.window(i) for _, i, v in jobs], None)):
+    def _run_batches(self, segments: Segments, carried: dict, upcoming: Upcoming) -> list[torch.Tensor]:
+        """`windows_per_batch` windows per forward pass, in order (a carried result stands in
+        for a window with the same frames); the last, partial batch is filled up with windows
+        of the upcoming videos."""
+        out: list[torch.Tensor] = []
+        jobs: list[tuple[Hashable | None, int, torch.Tensor, torch.Tensor]] = []  # (key, window, frames, hists)
+        for first, frames, count in segments:
+            x = torch.from_numpy(frames).to(self.device)
+            h = color_histograms(x)
+            for j in range(count):
+                i, w = first + j, slice(STRIDE * j, STRIDE * j + WINDOW)
+                out.append(torch.empty(0))
+                kept = carried.get(i)
+                if kept is not None and torch.equal(kept[0], x[w]):
+                    out[i] = kept[1]
+                    continue
+                jobs.append((None, i, x[w], h[w]))
+                if len(jobs) == self.windows_per_batch:
+                    self._run_jobs(jobs, out)
+                    jobs = []
+        if jobs:
+            self._run_jobs(jobs + self._upcoming_jobs(upcoming, self.windows_per_batch - len(jobs)), out)
+        return out
+
+    def _run_jobs(self, jobs: list, out: list[torch.Tensor]) -> None:
+        """One forward pass over the jobs' windows: this video's results into `out`, upcoming
+        videos' into `_carry`."""
+        for (k, i, f, _), p in zip(jobs, self._run([(f, h) for _, _, f, h in jobs], None)):
             if k is None:
                 out[i] = p
             else:
-                self._carry[k][1][i] = p
+                self._carry[k].windows[i] = (f, p)
 
-    def _upcoming_jobs(self, upcoming: Upcoming, room: int) -> list[tuple[Hashable, int, _Video]]:
-        """Up to `room` (key, window, video) jobs: the first windows of the upcoming videos
-        not computed yet, each with its entry made ready in `_carry`."""
-        jobs: list[tuple[Hashable, int, _Video]] = []
-        for k, fr in upcoming() if callable(upcoming) else upcoming:
+    def _upcoming_jobs(self, upcoming: Upcoming, room: int) -> list:
+        """Up to `room` (key, window, frames, hists) jobs: the first windows of the upcoming
+        videos not computed yet, each with its entry made ready in `_carry`."""
+        jobs: list = []
+        for item in upcoming() if callable(upcoming) else upcoming:
             if len(jobs) == room:
                 break
+            k, frames, ended = item[0], np.asarray(item[1]), bool(item[2]) if len(item) > 2 else True
+            entry = self._carry.get(k) or _Carried(k, {}, self._calls)
+            # the frames of the first windows that could be wanted: window i needs 50 i + 75
+            wanted = STRIDE * (len(entry.windows) + room - len(jobs)) + CONTEXT
+            if len(frames) > wanted:
+                frames, ended = frames[:wanted], False
             try:
-                v = _Video(fr, self.device)
+                v = _Video(frames, self.device, ended)
             except (ValueError, T12kError):
                 continue  # that video's own call reports it
-            entry = self._carry.get(k)
-            if entry is None or entry[0] != v.n:
-                entry = self._carry[k] = (v.n, {}, self._calls)
-            new = [i for i in range(len(v.starts)) if i not in entry[1]][: room - len(jobs)]
-            jobs += [(k, i, v) for i in new]
+            new = [i for i in range(len(v.starts)) if i not in entry.windows][: room - len(jobs)]
+            if new:
+                self._carry[k] = entry
+                jobs += [(k, i, *v.window(i)) for i in new]
         return jobs
 
-    def _run_streams(self, video: _Video, todo: list[int], out: list, share: bool) -> None:
-        """One window per forward pass, consecutive windows sharing work (`share`), the
-        windows cut into `streams` runs computed in parallel threads of one intra-op thread."""
+    def _segment(self, segment: Segment, stop: threading.Event | None = None) -> np.ndarray:
+        """The probabilities of a segment's windows, one window per forward pass, consecutive
+        windows sharing work; stops (Cancelled) within a window once `stop` is set."""
+        _, frames, count = segment
+        x = torch.from_numpy(frames if frames.flags.writeable else frames.copy()).to(self.device)
+        h = color_histograms(x)
+        state: dict = {}
+        probs = []
+        for j in range(count):
+            w = slice(STRIDE * j, STRIDE * j + WINDOW)
+            probs.append(self._forward(x[None, w], h[None, w], state, stop)[0])
+        out = torch.cat(probs).numpy()
+        del x, h, state
+        _trim_heap()
+        return out
+
+    def _run_streams(self, segments: Segments) -> list[np.ndarray]:
+        """The segments' probabilities, in order, computed by `streams` worker threads (of one
+        intra-op thread each) as the segments come; the last segment is cut into `streams`
+        parts so that the threads finish together. The caller's thread reads the frames and
+        waits, interruptibly; when it stops, the workers stop at their next window."""
         threads = torch.get_num_threads()
-        streams = max(1, min(self.streams or threads, len(todo)))
-        runs = [list(r) for r in np.array_split(np.asarray(todo, dtype=int), streams)]
-
-        def run(idx: list[int], single: bool) -> None:
-            if single:
-                torch.set_num_threads(1)  # OpenMP threads are set per calling thread
-            with torch.inference_mode():
-                state: dict | None = {} if share else None
-                for i in idx:
-                    f, h = video.window(i)
-                    out[i] = self._forward(f[None], h[None], state)[0]
-
-        if streams == 1:  # the caller's intra-op threads
-            run(runs[0], False)
-            return
-        pool = ThreadPoolExecutor(max_workers=streams - 1, thread_name_prefix="t12k-shots")
+        streams = max(1, self.streams or threads)
+        if streams == 1:  # in the caller's thread, with its intra-op threads
+            return [self._segment(s) for s in segments]
+        todo: queue.Queue = queue.Queue(maxsize=streams)  # segments waiting for a worker
+        stop = threading.Event()
+        workers = [threading.Thread(target=self._worker, args=(todo, stop), name="t12k-shots") for _ in range(streams)]
+        for w in workers:
+            w.start()
+        results: list[Future] = []
         try:
-            futures = [pool.submit(run, r, True) for r in runs[1:]]
-            try:
-                run(runs[0], True)
-            finally:
-                for fut in futures:
-                    fut.exception()  # all finished before the thread count is restored
-            for fut in futures:
-                fut.result()
+            for seg in segments:
+                for part in _split(seg, streams) if segments.ended else [seg]:
+                    results.append(Future())
+                    todo.put((results[-1], part))
+            probs = [r.result() for r in results]
+            for _ in workers:
+                todo.put(None)  # the end, for each worker
+            return probs
         finally:
-            pool.shutdown()
-            torch.set_num_threads(threads)
+            # idle workers end; an interrupted run's workers end within a window (at the next
+            # block of the network): waited for, as torch must not be running when Python exits
+            stop.set()
+            for w in workers:
+                w.join()
+            torch.set_num_threads(threads)  # the workers' setting is global to torch
+
+    def _worker(self, todo: queue.Queue, stop: threading.Event) -> None:
+        """A worker thread of `_run_streams`: segments from `todo` until None comes or `stop` is set."""
+        torch.set_num_threads(1)  # OpenMP threads are set per calling thread
+        with torch.inference_mode():
+            while not stop.is_set():
+                try:
+                    job = todo.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if job is None:
+                    return
+                result, seg = job
+                try:
+                    result.set_result(self._segment(seg, stop))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    result.set_exception(exc)
 
     def _run(self, windows: list[tuple[torch.Tensor, torch.Tensor]], state: dict | None) -> torch.Tensor:
         return self._forward(torch.stack([w[0] for w in windows]), torch.stack([w[1] for w in windows]), state)
@@ -231,7 +320,36 @@ class ShotDetector:
 
         return TransNetV2.predictions_to_scenes(np.asarray(predictions), threshold=self.threshold).astype(np.int32)
 
-    def detect(self, frames: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frames: Frames, **kw) -> tuple[np.ndarray, np.ndarray]:
         """(shots, predictions); `key`/`upcoming` as in `predict`."""
         preds = self.predict(frames, **kw) if kw else self.predict(frames)
         return self.to_shots(preds), preds
+
+
+def _split(segment: Segment, parts: int) -> list[Segment]:
+    """A segment cut into up to `parts` segments of consecutive windows (sizes differing by one at most)."""
+    first, frames, count = segment
+    bounds = np.linspace(0, count, min(parts, count) + 1).round().astype(int)
+    return [
+        (first + a, frames[STRIDE * a : STRIDE * b + WINDOW - STRIDE], b - a) for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; elsewhere nothing).
+
+    glibc keeps the freed activations of a window (tens of MB, in every worker thread's arena)
+    resident for reuse, and their fragments add up: without this, peak memory creeps up with
+    the length of the video. Once per segment it costs little."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

@@ -4,9 +4,18 @@ The network looks at 48x27 RGB frames in windows of 100 frames. Windows start ev
 frames and each keeps the predictions of its middle 50 frames (25..74), so every frame of
 the video is kept exactly once. The video is padded with 25 copies of its first frame in
 front, and with copies of its last frame at the end up to a whole number of windows.
+
+`Segments` cuts a stream of frames (an ffmpeg pipe) into runs of consecutive windows as
+the frames arrive, so that a video is never held whole.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from t12k.errors import T12kError
 
 INPUT_SIZE = (48, 27)  # (W, H) of the frames TransNet V2 looks at
 FRAME_SHAPE = (INPUT_SIZE[1], INPUT_SIZE[0], 3)  # one frame as an (H, W, 3) array
@@ -24,3 +33,71 @@ def window_starts(num_frames: int) -> tuple[int, int, list[int]]:
     pad_end = CONTEXT + STRIDE - (rem if rem else STRIDE)
     total = num_frames + pad_start + pad_end
     return pad_start, pad_end, list(range(0, total - WINDOW + 1, STRIDE))
+
+
+def frame_blocks(frames, block: int) -> Iterator[np.ndarray]:
+    """(k, H, W, 3) blocks of `frames`: an (N, H, W, 3) array (cut into views of `block`
+    frames), or an iterable of (H, W, 3) frames or (k, H, W, 3) blocks, passed on as they come."""
+    if isinstance(frames, np.ndarray) or hasattr(frames, "__array__"):
+        arr = np.asarray(frames)
+        if arr.ndim != 4:
+            yield arr  # the check of `Segments` names the shape
+            return
+        for i in range(0, len(arr), block):
+            yield arr[i : i + block]
+        return
+    for item in frames:
+        arr = np.asarray(item)
+        yield arr[None] if arr.ndim == 3 else arr
+
+
+class Segments:
+    """The windows of a stream of frames, as segments of up to `windows` consecutive windows.
+
+    Iterating yields `(first, frames, count)`: `frames` are the padded frames of windows
+    `first` .. `first + count - 1`, (STRIDE * count + WINDOW - STRIDE, H, W, 3) uint8, window
+    `first + j` being `frames[STRIDE * j : STRIDE * j + WINDOW]`; consecutive segments overlap
+    by WINDOW - STRIDE frames. A segment comes as soon as its frames have arrived, and the last
+    one, padded with copies of the last frame, at the end of the stream: the frames held at
+    once are one segment's, whatever the length of the video. The windows are exactly those of
+    `window_starts` over the whole video. `n` is the number of frames seen so far (the video's
+    length once the last segment has come); `ended` turns True just before the last segment.
+    """
+
+    def __init__(self, frames, windows: int):
+        self.frames, self.windows, self.n, self.ended = frames, max(1, int(windows)), 0, False
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, int]]:
+        size = STRIDE * self.windows + WINDOW - STRIDE  # frames of a whole segment
+        held: list[np.ndarray] = []  # padded frames not yet in a segment (from window `first` on)
+        count, first, last = 0, 0, None
+        for block in frame_blocks(self.frames, STRIDE * self.windows):
+            check_frames(block)
+            if not len(block):
+                continue
+            if last is None:
+                held.append(np.repeat(block[:1], CONTEXT, axis=0))
+                count += CONTEXT
+            self.n += len(block)
+            last = block[-1:]
+            held.append(block)
+            count += len(block)
+            while count >= size:
+                frames = np.concatenate(held)
+                yield first, frames[:size], self.windows
+                rest = frames[size - (WINDOW - STRIDE) :].copy()  # not a view keeping `frames` alive
+                held, count, first = [rest], len(rest), first + self.windows
+        if last is None:
+            raise T12kError("a video with zero frames has no shots; re-fetch it or remove it")
+        # the last windows: ceil(n / STRIDE) in all, the end padded with copies of the last frame
+        remaining = -(-self.n // STRIDE) - first
+        pad = STRIDE * remaining + WINDOW - STRIDE - count
+        self.ended = True
+        yield first, np.concatenate([*held, np.repeat(last, pad, axis=0)]), remaining
+
+
+def check_frames(block: np.ndarray) -> None:
+    """Raise ValueError unless `block` is (N, 27, 48, 3) uint8: frames at the input size."""
+    if block.ndim != 4 or block.shape[1:] != FRAME_SHAPE or block.dtype != np.uint8:
+        shape = ", ".join(map(str, FRAME_SHAPE))
+        raise ValueError(f"frames must be uint8 (N, {shape}), got {block.dtype} {block.shape}")

@@ -11,27 +11,42 @@ Only the layouts that t12k and the published Trailers12k stores write are read t
 regular chunks, C or F order, plain numeric dtypes, no filters, and Blosc, Zstd, LZ4,
 GZip, Zlib, BZ2 or LZMA compression (format 2) or ``bytes`` followed by Blosc, Zstd or
 GZip (format 3). Anything else (an unknown codec, sharding, a filter, odd metadata) is read
-with the zarr API, so no store becomes unreadable. As in zarr, a missing chunk file reads
-as the array's fill value.
+with the zarr API, so no store becomes unreadable.
+
+What is read is checked: an array committed by t12k records a checksum and its number of
+chunk files in its attributes (`ArrayChecksum`); a missing chunk file, a chunk that does not
+decode or a checksum that does not match raises `Damaged`. Arrays without a checksum (older
+stores, the published ones) read a missing chunk file as the fill value, as zarr does. As
+another process may replace an array while it is read (rename the old one away, the new one
+in), a read that does not check out is tried again a few times before it counts as damage:
+a reader gets one commit's array whole, never a mix or a part.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import functools
 import itertools
 import json
 import math
 import os
+import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numcodecs
 import numpy as np
 import zarr
 
-from t12k.storage.zarrstore import ZarrFormat
+from t12k.errors import first_line
+from t12k.storage.checksum import ArrayChecksum, chunk_count, crc32c
+
+ZarrFormat = Literal[2, 3]
+T = TypeVar("T")
 
 # numcodecs codec ids read without the zarr API (format 2 compressors, format 3 codec names).
 V2_COMPRESSORS = frozenset({"blosc", "zstd", "lz4", "gzip", "zlib", "bz2", "lzma"})
@@ -41,17 +56,44 @@ V3_DTYPES = frozenset(
 )
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _BLOSC_HEADER = 16
+ATTEMPTS = 6  # reads of an array that does not check out before it counts as damaged
+RETRY_PAUSE = 0.005  # seconds before the second read, doubled before each further one
 
 
 class Unsupported(Exception):
     """The array's layout is not one this module reads itself (the zarr API reads it)."""
 
 
+class Damaged(Exception):
+    """An array whose files do not hold what was committed (`reason` says how).
+
+    `final`: trying again will not help (the array changed shape while it was being read)."""
+
+    def __init__(self, path: str, reason: str, final: bool = False):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.final = path, reason, final
+
+
 class StoredArray(Protocol):
-    """One array of a store that can be read whole into a caller's array of its shape."""
+    """One array of a store that can be read whole (and checked) into a caller's array of its shape."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def zarr_format(self) -> ZarrFormat | None: ...
+
+    @property
+    def checksum(self) -> ArrayChecksum | None: ...
+
+    @property
+    def require_checksum(self) -> bool: ...
 
     @property
     def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
 
     def read_into(self, out: np.ndarray) -> None: ...
 
@@ -62,7 +104,8 @@ class ChunkedArray:
 
     `codecs` are applied in order to decode a chunk file's bytes (the last one applied
     first on write); `key` gives a chunk's file name, relative to `path`, from its grid
-    position.
+    position. `checksum` is what its commit recorded (None: nothing to check against);
+    `require_checksum`: the store records one for every array, so its absence is damage.
     """
 
     path: str
@@ -73,26 +116,64 @@ class ChunkedArray:
     fill_value: float | int | bool
     codecs: tuple[Any, ...]
     key: Callable[[tuple[int, ...]], str]
+    zarr_format: ZarrFormat | None = None
+    checksum: ArrayChecksum | None = None
+    require_checksum: bool = False
 
     def read_into(self, out: np.ndarray) -> None:
-        """Decode every chunk into `out` (same shape; any dtype numpy can cast to)."""
+        """Decode every chunk into `out` (same shape; any dtype numpy can cast to) and check it."""
         if out.shape != self.shape:
             raise ValueError(f"{self.path}: array has shape {self.shape}, target has {out.shape}")
+        if self.checksum is None:
+            if self.require_checksum:
+                raise Damaged(self.path, "no checksum recorded (its attributes are lost)")
+            self._read(out)
+            return
+        grid = chunk_count(self.shape, self.chunks)
+        if grid != self.checksum.chunks:
+            raise Damaged(self.path, f"its metadata gives {grid} chunks, {self.checksum.chunks} were committed")
+        if self._read(out) != self.checksum.crc32c:
+            raise Damaged(self.path, "checksum mismatch: its chunk files are not those committed")
+
+    def _read(self, out: np.ndarray) -> int:
+        """Decode every chunk into `out`; the CRC-32C of the chunk files (when there is a checksum)."""
         in_place = self._blosc_in_place(out)
-        grid = [range(-(-s // c)) for s, c in zip(self.shape, self.chunks)]
-        for index in itertools.product(*grid):
-            region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape))
+        crc = 0
+        for index, region in self._grid():
+            name = self.key(index)
             try:
-                data = read_file(f"{self.path}/{self.key(index)}")
+                data = read_file(f"{self.path}/{name}")
             except FileNotFoundError:
+                if self.checksum is not None:  # every chunk of a checksummed array was written
+                    raise Damaged(self.path, f"chunk file {name} is missing") from None
                 out[region] = self.fill_value
                 continue
+            if self.checksum is not None:
+                crc = crc32c(data, crc)
             target = out[region]
-            if in_place and target.shape == self.chunks and _blosc_size(data) == target.nbytes:
-                self.codecs[0].decode(data, out=target)  # a whole chunk, no copy
-            else:
-                crop = tuple(slice(0, r.stop - r.start) for r in region)
-                out[region] = self._decode(data)[crop]
+            try:
+                if in_place and target.shape == self.chunks and _blosc_size(data) == target.nbytes:
+                    self.codecs[0].decode(data, out=target)  # a whole chunk, no copy
+                else:
+                    crop = tuple(slice(0, r.stop - r.start) for r in region)
+                    out[region] = self._decode(data)[crop]
+            except Exception as exc:  # codecs raise RuntimeError, ValueError, ... on corrupt bytes
+                raise Damaged(self.path, f"chunk file {name} does not decode ({_reason(exc)})") from None
+        return crc
+
+    def _grid(self) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+        """Every chunk's grid position and region of the array, in C order."""
+        grid = [range(-(-s // c)) for s, c in zip(self.shape, self.chunks)]
+        for index in itertools.product(*grid):
+            yield index, tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape))
+
+    def files_checksum(self, companions: tuple[str, ...] = ()) -> ArrayChecksum:
+        """The checksum of this array's chunk files as they are now (what a commit records)."""
+        crc, count = 0, 0
+        for index, _ in self._grid():
+            crc = crc32c(read_file(f"{self.path}/{self.key(index)}"), crc)
+            count += 1
+        return ArrayChecksum(crc, count, companions)
 
     def _decode(self, data: bytes) -> np.ndarray:
         buf: Any = data
@@ -119,35 +200,155 @@ def _blosc_size(data: bytes) -> int:
     return int.from_bytes(data[4:8], "little") if len(data) >= _BLOSC_HEADER else -1
 
 
+def _reason(exc: BaseException) -> str:
+    text = first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class ZarrArray:
     """An array read with the zarr API (layouts this module does not decode itself)."""
 
-    def __init__(self, path: str | os.PathLike[str], zarr_format: ZarrFormat | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str], zarr_format: ZarrFormat | None = None, require_checksum: bool = False
+    ):
         self.path = os.fspath(path)
-        self._array = zarr.open_array(self.path, mode="r", zarr_format=zarr_format)
+        self.zarr_format = zarr_format
+        self.require_checksum = require_checksum
+        try:
+            self._array = zarr.open_array(self.path, mode="r", zarr_format=zarr_format)
+            self.checksum = ArrayChecksum.from_attrs(self._array.attrs)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # metadata zarr cannot parse either
+            raise Damaged(self.path, f"its metadata is unreadable ({_reason(exc)})") from None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self._array.shape)
 
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._array.dtype)
+
     def read_into(self, out: np.ndarray) -> None:
+        if self.checksum is not None:  # t12k writes only layouts ChunkedArray reads
+            raise Damaged(self.path, "its metadata is not that of the array committed")
+        if self.require_checksum:
+            raise Damaged(self.path, "no checksum recorded (its attributes are lost)")
+        try:
+            data = np.asarray(self._array[...])
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise Damaged(self.path, f"it does not decode ({_reason(exc)})") from None
         if out.size:
-            out[...] = self._array[...]
+            out[...] = data
 
 
-def open_array(path: str | os.PathLike[str], zarr_format: ZarrFormat | None = None) -> StoredArray:
+def open_array(
+    path: str | os.PathLike[str], zarr_format: ZarrFormat | None = None, require_checksum: bool = False
+) -> StoredArray:
     """The array at `path`, decoded by this module when it can be, else by the zarr API.
 
     `zarr_format` (that of the group holding the array) says which metadata file to read,
     as zarr does for a group's members; None: ``zarr.json`` if there is one, else ``.zarray``.
+    FileNotFoundError when the array has no metadata file (it is not there, or another
+    process is replacing it); `Damaged` when its metadata cannot be read.
     """
     p = os.fspath(path)
     try:
         if zarr_format == 3 or (zarr_format is None and os.path.isfile(f"{p}/zarr.json")):
-            return _v3_array(p, _read_json(f"{p}/zarr.json"))
-        return _v2_array(p, _read_json(f"{p}/.zarray"))
+            meta = _read_json(f"{p}/zarr.json")
+            array, attrs = _v3_array(p, meta), meta.get("attributes") or {}
+        else:
+            array, attrs = _v2_array(p, _read_json(f"{p}/.zarray")), _v2_attrs(p)
+        checksum = ArrayChecksum.from_attrs(attrs)
+    except FileNotFoundError:
+        raise
     except (Unsupported, OSError, ValueError, TypeError, KeyError, AttributeError):
-        return ZarrArray(p, zarr_format)
+        return ZarrArray(p, zarr_format, require_checksum)
+    return dataclasses.replace(array, zarr_format=zarr_format, checksum=checksum, require_checksum=require_checksum)
+
+
+def _v2_attrs(path: str) -> dict[str, Any]:
+    try:
+        return _read_json(f"{path}/.zattrs")
+    except FileNotFoundError:
+        return {}
+
+
+# ---- reading again what does not check out --------------------------------------------------
+
+
+def _retrying(path: str, attempts: int, once: Callable[[], T]) -> T:
+    """`once()`, called again (after a short, growing pause) while it raises `Damaged` or the
+    files it reads vanish, at most `attempts` times; then the last `Damaged` is raised."""
+    last: BaseException | None = None
+    for attempt in range(max(1, attempts)):
+        if attempt:
+            time.sleep(RETRY_PAUSE * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+        try:
+            return once()
+        except Damaged as exc:
+            if exc.final:
+                raise
+            last = exc
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ESTALE):
+                raise
+            last = exc
+    if isinstance(last, Damaged):
+        raise last
+    raise Damaged(path, f"its files vanished while it was read ({_reason(last or OSError())})")
+
+
+def open_checked(
+    path: str | os.PathLike[str],
+    zarr_format: ZarrFormat | None = None,
+    require_checksum: bool = False,
+    attempts: int = ATTEMPTS,
+) -> StoredArray:
+    """`open_array`, tried again while the metadata is missing (a commit replacing the array)."""
+    p = os.fspath(path)
+    return _retrying(p, attempts, lambda: open_array(p, zarr_format, require_checksum))
+
+
+def read_checked(array: StoredArray, out: np.ndarray, attempts: int = ATTEMPTS) -> None:
+    """Read `array` into `out` and check it; when it does not check out, open it afresh and
+    read it again (another process may have replaced it meanwhile). `Damaged` if it never does."""
+    tries = 0
+
+    def once() -> None:
+        nonlocal tries
+        tries += 1
+        current = array if tries == 1 else open_array(array.path, array.zarr_format, array.require_checksum)
+        if current.shape != out.shape:
+            raise Damaged(
+                array.path,
+                f"was rewritten with shape {current.shape} while it was read (as {out.shape}); run again",
+                final=True,
+            )
+        current.read_into(out)
+
+    _retrying(array.path, attempts, once)
+
+
+def read_whole(
+    path: str | os.PathLike[str],
+    zarr_format: ZarrFormat | None = None,
+    require_checksum: bool = False,
+    attempts: int = ATTEMPTS,
+) -> tuple[np.ndarray, ArrayChecksum | None]:
+    """The whole array at `path`, checked, and the checksum its commit recorded (if any)."""
+    p = os.fspath(path)
+
+    def once() -> tuple[np.ndarray, ArrayChecksum | None]:
+        array = open_array(p, zarr_format, require_checksum)
+        out = np.empty(array.shape, array.dtype)
+        array.read_into(out)
+        return out, array.checksum
+
+    return _retrying(p, attempts, once)
 
 
 def read_file(path: str) -> bytes:
@@ -280,8 +481,9 @@ def read_arrays(
 ) -> None:
     """Read ``arrays[i]`` into ``outs[i]`` for every i, in `threads` threads.
 
-    `progress` is called (in the caller's thread) with the number of arrays just read. An
-    error is raised as the first failing array in order would raise it.
+    `progress` is called (in the caller's thread) with the number of arrays just read. Each
+    array is checked (`read_checked`); an error is raised as the first failing array in order
+    would raise it.
     """
     if len(arrays) != len(outs):
         raise ValueError(f"{len(arrays)} arrays but {len(outs)} targets")
@@ -290,7 +492,7 @@ def read_arrays(
 
     def run(batch: range) -> int:
         for i in batch:
-            arrays[i].read_into(outs[i])
+            read_checked(arrays[i], outs[i])
         return len(batch)
 
     if threads == 1:

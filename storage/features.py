@@ -18,6 +18,7 @@ from t12k.storage.zarrstore import ArrayStore
 class FeatureStore(ArrayStore):
     kind = "features"
     companions = ("clips",)
+    redo = "re-run `t12k extract` into it (it redoes damaged trailers)"
 
     def _validate(self) -> None:
         if "num_features" not in self._group.attrs:
@@ -25,6 +26,11 @@ class FeatureStore(ArrayStore):
                 f"{self.path} has no attrs['num_features']: it is not a feature store "
                 "(did you pass the shots store?); point to a trailers_*.zarr store"
             )
+
+    def _shape_problem(self, data: np.ndarray) -> str | None:
+        if data.ndim != 2 or data.shape[1] != self.num_features:
+            return f"shape {data.shape}, but the store's num_features is {self.num_features}"
+        return None
 
     @property
     def num_features(self) -> int:

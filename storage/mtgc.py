@@ -26,6 +26,9 @@ from t12k.errors import T12kError
 
 SPLIT_COLUMNS = ("split0", "split1", "split2")
 SUBSETS = {"train": 0, "val": 1, "test": 2}
+# How a user's CSV is read: UTF-8, with the byte-order mark some editors (Excel's "CSV UTF-8")
+# put first dropped, so the first column is named `mid`, not '\ufeffmid'.
+CSV_ENCODING = "utf-8-sig"
 # Shares of train, val, test (or any number of subsets), summing to 1.
 Proportions = Sequence[float] | np.ndarray
 
@@ -52,7 +55,7 @@ def read_mtgc(path: str | os.PathLike) -> MTGC:
     if not p.is_file():
         raise T12kError(f"labels file {p} not found; pass --labels with the path of an mtgc.csv")
     try:
-        with open(p, newline="", encoding="utf-8") as fh:
+        with open(p, newline="", encoding=CSV_ENCODING) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             rows = list(reader)
@@ -122,7 +125,7 @@ def read_labels(
     if not p.is_file():
         raise T12kError(f"labels file {p} not found; give a CSV with an id column and the genres")
     try:
-        with open(p, newline="", encoding="utf-8") as fh:
+        with open(p, newline="", encoding=CSV_ENCODING) as fh:
             rows = list(csv.DictReader(fh))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise T12kError(f"{p} is not a readable CSV ({exc}); give a UTF-8 CSV file") from exc

@@ -17,6 +17,7 @@ from t12k.storage.zarrstore import ArrayStore
 class ShotStore(ArrayStore):
     kind = "shots"
     companions = ("predictions",)
+    redo = "re-run `t12k shots` into it (it redoes damaged trailers)"
 
     def _validate(self) -> None:
         kind = self.settings.get("kind")

@@ -1,21 +1,33 @@
-"""Zarr groups of per-trailer arrays, written whole or not at all.
+"""Zarr groups of per-trailer arrays, written whole or not at all, checked when read.
 
 A store is a zarr group (format 2 by default, 3 on request). Each trailer's result is one
 array named by its id; companion arrays (clip boundaries, per-frame predictions) live in
 named sub-groups beside them and never change the per-id arrays' names or shapes, so the
 published layout (`z.attrs['num_features']`, `z[mid][start:end]`) holds.
 
-Atomicity: an array is first written to a staging folder next to the store, then moved in
-with one rename. The per-id array is moved last, so its presence means "this trailer is
-done"; companions of an unfinished trailer are overwritten on the next run.
+Atomicity: an array is first written to a staging folder of its writer beside the store
+(`.{store}.staging/{uuid}`), then moved in with renames. The per-id array is moved last, so
+its presence means "this trailer is written"; companions of an unfinished trailer are
+replaced on the next run.
+
+Integrity: each array records, in its own attributes (which move with it), the checksum of
+its data and its number of chunk files (`ArrayChecksum`); every read checks them (see
+`fastread`), `verify` checks a trailer and `is_done` means "present and sound". Stores
+written before checksums (and the published ones) still read; only decoding is checked.
+
+Many writers: commits to one store (and its creation) are serialized by a lock file in the
+staging root, on one machine or on several sharing a POSIX file system. A commit replacing
+an array renames the old one into the writer's staging folder, the new one in, and deletes
+the old one afterwards: the last commit wins whole, and a reader, which checks what it
+reads and reads again when it does not check out, never sees a mix or a part. Staging
+folders of killed runs are removed when the store is next opened for writing.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import uuid
+import time
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -25,8 +37,9 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from t12k.errors import T12kError
+from t12k.storage.fastread import ATTEMPTS, ChunkedArray, Damaged, ZarrFormat, open_array, read_whole
+from t12k.storage.locks import ROOT_LOCK, Staging, clean_stale, locked
 
-ZarrFormat = Literal[2, 3]
 ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)  # format 2 (the published stores) by default, 3 on request
 Mode = Literal["r", "w", "a"]
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -52,7 +65,12 @@ def _compressor(zarr_format: ZarrFormat) -> numcodecs.Blosc | BloscCodec:
     return BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 
-def _write_array(path: Path, data: np.ndarray, chunk_rows: int, zarr_format: ZarrFormat) -> None:
+def _write_array(
+    path: Path, data: np.ndarray, chunk_rows: int, zarr_format: ZarrFormat, companions: tuple[str, ...] = ()
+) -> None:
+    """Write `data` at `path`, then record in its attributes the checksum of its chunk files
+    (and the companions committed with it). Every chunk file is written, those of zeros too,
+    so that a missing one is damage."""
     chunks = (max(1, min(chunk_rows, data.shape[0] or 1)),) + tuple(data.shape[1:])
     arr = zarr.create_array(
         store=str(path),
@@ -61,10 +79,15 @@ def _write_array(path: Path, data: np.ndarray, chunk_rows: int, zarr_format: Zar
         chunks=chunks,
         compressors=_compressor(zarr_format),
         zarr_format=zarr_format,
+        config={"write_empty_chunks": True},
         overwrite=True,
     )
     if data.size:
         arr[...] = data
+    written = open_array(path, zarr_format)
+    if not isinstance(written, ChunkedArray):  # t12k's layout is always one fastread decodes
+        raise RuntimeError(f"{path}: written in a layout t12k cannot check")
+    arr.attrs.update(written.files_checksum(companions).attrs())
 
 
 def _open_group(path: Path, mode: Mode, zarr_format: ZarrFormat | None = None) -> zarr.Group:
@@ -105,11 +128,13 @@ class ArrayStore:
 
     `kind` names what the store holds (``features`` or ``shots``) and is kept in the attrs
     under ``t12k.kind``; `settings` (how the store was made) are kept under ``t12k`` and
-    must match when an existing store is opened for appending.
+    must match when an existing store is opened for appending. `redo` says how a damaged
+    trailer is made again.
     """
 
     companions: tuple[str, ...] = ()
     kind: str = ""
+    redo: str = "re-run the stage that wrote it"
 
     def __init__(self, path: str | os.PathLike[str], group: zarr.Group, zarr_format: ZarrFormat, writable: bool):
         self.path = Path(path)
@@ -132,6 +157,7 @@ class ArrayStore:
         except Exception as exc:  # corrupt metadata
             raise T12kError(f"cannot open store {p}: {exc}; re-create it") from exc
         store = cls(p, group, fmt, writable=False)
+        store._check_attrs()
         store._validate()
         return store
 
@@ -149,19 +175,33 @@ class ArrayStore:
         An existing store must have been made with the same `settings`; otherwise appending
         would mix incompatible results, and a T12kError names the differences. `info` (the
         t12k version, say) is recorded under attrs['t12k'] at creation and never compared.
+        Staging folders that killed runs left beside the store are removed.
         """
         p = Path(path)
         wanted = _checked_format(zarr_format)
-        fmt = _zarr_format_of(p)
-        if p.exists() and fmt is None and not (p.is_dir() and not any(p.iterdir())):
-            raise T12kError(f"{p} exists and is not a zarr store; choose another output path")
-        if fmt is None:
-            group = _open_group(p, "w", wanted)
-            group.attrs.update({**(attrs or {}), "t12k": {"kind": cls.kind, **settings, **(info or {})}})
-            return cls(p, group, wanted, writable=True)
-        group = _open_group(p, "a")
-        cls._check_append(p, group, settings, attrs or {})
-        return cls(p, group, fmt, writable=True)
+        root = _staging_root(p)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise T12kError(f"cannot write beside the store {p} ({exc.strerror}); choose another output path") from None
+        # Two runs creating one store: one creates it (whole, with its attributes, by one
+        # rename), the other appends to it.
+        with Staging(root) as staging, locked(root / ROOT_LOCK):
+            fmt = _zarr_format_of(p)
+            if p.exists() and fmt is None and not (p.is_dir() and not any(p.iterdir())):
+                raise T12kError(f"{p} exists and is not a zarr store; choose another output path")
+            if fmt is None:
+                made = {"kind": cls.kind, **settings, **(info or {}), "checksums": CHECKSUMS}
+                _open_group(staging.path / "store", "w", wanted).attrs.update({**(attrs or {}), "t12k": made})
+                os.rename(staging.path / "store", p)  # replaces an empty folder
+            group = _open_group(p, "a")
+            store = cls(p, group, fmt or wanted, writable=True)
+            if fmt is not None:
+                store._check_attrs()
+                cls._check_append(p, group, settings, attrs or {})
+                store._validate()
+        clean_stale(root)
+        return store
 
     @classmethod
     def _check_append(cls, p: Path, group: zarr.Group, settings: dict[str, Any], attrs: dict[str, Any]) -> None:
@@ -185,6 +225,15 @@ class ArrayStore:
                     f"store {p} has {key}={group.attrs[key]!r}, this run gives {value!r}; write to a new store path"
                 )
 
+    def _check_attrs(self) -> None:
+        """A store always has attributes; none means its attributes file was lost."""
+        if not dict(self._group.attrs):
+            where = ".zattrs" if self.zarr_format == 2 else "zarr.json's attributes"
+            raise T12kError(
+                f"store {self.path} has no attributes (its {where} is missing or empty): it is damaged or not "
+                "a t12k store; restore the file from a copy of the store or write to a new store path"
+            )
+
     def _validate(self) -> None:
         pass
 
@@ -196,6 +245,11 @@ class ArrayStore:
     @property
     def settings(self) -> dict[str, Any]:
         return _t12k_attrs(self._group)
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether every array of the store records a checksum (stores made since checksums)."""
+        return self.settings.get("checksums") == CHECKSUMS
 
     def ids(self) -> list[str]:
         """Ids whose per-id array is complete (present), sorted."""
@@ -214,45 +268,128 @@ class ArrayStore:
         return len(self.ids())
 
     def read(self, mid: str, companion: str | None = None) -> np.ndarray:
+        """One trailer's array (or its companion), checked; T12kError if it is not there or damaged."""
         name = f"{companion}/{mid}" if companion else str(mid)
-        if companion is None and mid not in self:
-            raise T12kError(f"id {mid!r} is not in store {self.path}; run the stage that makes it first")
+        path = self.path / name
+        if (companion is None and str(mid) in self.companions) or not _present_soon(path):
+            if companion is None:
+                raise T12kError(f"id {mid!r} is not in store {self.path}; run the stage that makes it first")
+            raise T12kError(f"{name!r} is not in store {self.path}")
         try:
-            node = self._group[name]
-            if not isinstance(node, zarr.Array):
-                raise KeyError(name)
-            return np.asarray(node[...])
-        except KeyError as exc:
-            raise T12kError(f"{name!r} is not in store {self.path}") from exc
+            data, _ = read_whole(path, self.zarr_format, self.checksummed)
+        except Damaged as exc:
+            raise self.damage_error(str(mid), exc.reason, companion) from None
+        return data
+
+    # ---- checking ------------------------------------------------------------------------
+    def verify(self, mid: str, attempts: int = ATTEMPTS) -> str | None:
+        """Why trailer `mid` is not sound (missing, or an array of it missing a file, not decoding
+        or not what was committed), None when it is."""
+        return self.check(mid, attempts)[0]
+
+    def check(self, mid: str, attempts: int = ATTEMPTS) -> tuple[str | None, bool]:
+        """`verify`'s reason and whether the trailer's array records a checksum (False: older or
+        published stores, where only decoding and the shape can be checked)."""
+        if mid not in self:
+            return "not in the store", False
+        try:
+            data, checksum = read_whole(self.path / mid, self.zarr_format, self.checksummed, attempts)
+        except Damaged as exc:
+            return exc.reason, self.checksummed or _records_checksum(self.path / mid, self.zarr_format)
+        problem = self._shape_problem(data)
+        if problem:
+            return problem, checksum is not None
+        if checksum is not None:
+            expected = checksum.companions
+        else:
+            expected = tuple(c for c in self.companions if _is_array_dir(self.path / c / mid))
+        for name in expected:
+            if not _is_array_dir(self.path / name / mid):
+                return f"{name}/{mid} is missing", True
+            try:
+                read_whole(self.path / name / mid, self.zarr_format, self.checksummed, attempts)
+            except Damaged as exc:
+                return f"{name}/{mid}: {exc.reason}", checksum is not None
+        return None, checksum is not None
+
+    def is_done(self, mid: str) -> bool:
+        """Whether trailer `mid` is in the store and sound (a stage redoes it otherwise)."""
+        return mid in self and self.verify(mid) is None
+
+    def _shape_problem(self, data: np.ndarray) -> str | None:
+        """Why an array of this store's kind cannot have `data`'s shape (None: it can)."""
+        return None
+
+    def damage_error(self, mid: str, reason: str, companion: str | None = None) -> T12kError:
+        """The one-line error for a damaged trailer: the store, the trailer, what and the fix."""
+        where = f"{companion}/{mid}: " if companion else ""
+        return T12kError(
+            f"store {self.path}, trailer {mid}: damaged ({where}{reason}); "
+            f"run `t12k verify {self.path}` and {self.redo}"
+        )
+
+    def damaged(self, exc: Damaged) -> T12kError:
+        """`damage_error` for a `Damaged` raised while reading an array of this store."""
+        parts = Path(os.path.relpath(exc.path, self.path)).parts
+        mid, companion = (parts[1], parts[0]) if len(parts) == 2 else (parts[-1], None)
+        return self.damage_error(mid, exc.reason, companion)
 
     # ---- writing -------------------------------------------------------------------------
     def write(
         self, mid: str, data: np.ndarray, companions: dict[str, np.ndarray] | None = None, chunk_rows: int = 256
     ) -> None:
-        """Write one trailer's array (and companions) so that it appears whole or not at all."""
+        """Write one trailer's array (and companions) so that it appears whole or not at all;
+        when several processes write one trailer, the last commit wins whole."""
         if not self.writable:
             raise T12kError(f"store {self.path} is open read-only")
         mid = check_id(mid, self.companions)
-        staging = self.path.parent / f".{self.path.name}.staging" / uuid.uuid4().hex
-        staging.mkdir(parents=True)
-        try:
-            for name, arr in (companions or {}).items():
-                if name not in self.companions:
-                    raise ValueError(f"unknown companion {name!r}")
-                _write_array(staging / name, np.ascontiguousarray(arr), 4096, self.zarr_format)
-                _ensure_subgroup(self.path / name, self.zarr_format)
-                _move_into(staging / name, self.path / name / mid)
-            _write_array(staging / mid, np.ascontiguousarray(data), chunk_rows, self.zarr_format)
-            _move_into(staging / mid, self.path / mid)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            try:
-                staging.parent.rmdir()
-            except OSError:
-                pass
+        companions = companions or {}
+        for name in companions:
+            if name not in self.companions:
+                raise ValueError(f"unknown companion {name!r}")
+        root = _staging_root(self.path)
+        with Staging(root) as staging:
+            for name, arr in companions.items():
+                _write_array(staging.path / name, np.ascontiguousarray(arr), 4096, self.zarr_format)
+            data = np.ascontiguousarray(data)
+            _write_array(staging.path / mid, data, chunk_rows, self.zarr_format, tuple(companions))
+            with locked(root / ROOT_LOCK):
+                for name in companions:
+                    _ensure_subgroup(self.path / name, self.zarr_format)
+                    _swap_in(staging.path / name, self.path / name / mid, staging.trash())
+                _swap_in(staging.path / mid, self.path / mid, staging.trash())
 
     def delete(self, mid: str) -> None:
-        shutil.rmtree(self.path / mid, ignore_errors=True)
+        """Remove a trailer (its per-id array first, then its companions)."""
+        mid = check_id(mid, self.companions)
+        root = _staging_root(self.path)
+        with Staging(root) as staging, locked(root / ROOT_LOCK):
+            for name in (mid, *(f"{c}/{mid}" for c in self.companions)):
+                if os.path.lexists(self.path / name):
+                    os.rename(self.path / name, staging.trash())
+
+
+CHECKSUMS = "crc32c"  # attrs['t12k']['checksums'] of a store whose every array records one
+
+
+def _staging_root(path: Path) -> Path:
+    return path.parent / f".{path.name}.staging"
+
+
+def _present_soon(path: Path) -> bool:
+    """Whether the array at `path` is there, looking twice (a commit may be replacing it)."""
+    for attempt in range(3):
+        if _is_array_dir(path):
+            return True
+        time.sleep(0.01 * attempt)
+    return False
+
+
+def _records_checksum(path: Path, zarr_format: ZarrFormat) -> bool:
+    try:
+        return open_array(path, zarr_format).checksum is not None
+    except (Damaged, OSError):
+        return False
 
 
 def _ensure_subgroup(path: Path, zarr_format: ZarrFormat) -> None:
@@ -260,10 +397,12 @@ def _ensure_subgroup(path: Path, zarr_format: ZarrFormat) -> None:
         _open_group(path, "w", zarr_format)
 
 
-def _move_into(src: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
+def _swap_in(src: Path, dst: Path, trash: Path) -> None:
+    """Move `src` to `dst`, first moving an existing `dst` to `trash` (never deleted in place,
+    so no reader or writer sees a half-deleted array). Call with the store's lock held."""
+    if os.path.lexists(dst):
+        os.rename(dst, trash)
+    os.rename(src, dst)
 
 
 def _norm(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -262,3 +263,117 @@ def test_catalog_and_cli(server, tmp_path, capsys):
     assert "expected d730579950345b2c0f9c4a9779bd9d44" in err
     assert main(["download-reps", "--only", "trailers_x", "--out", str(tmp_path)]) == 2
     assert "not a published file" in capsys.readouterr().err
+
+
+# ---- a data folder that holds what t12k did not put there --------------------------------------
+
+
+def _quiet_run(out, server, catalog, **settings):
+    said: list[str] = []
+    download_published(out, base_url=server.url, catalog=catalog, progress=False, log=said.append, **settings)
+    return said
+
+
+def test_a_link_planted_at_the_part_file_is_not_written_through(server, tmp_path):
+    payload = np.random.default_rng(4).bytes(300_000)
+    catalog = [server.add("mtgc.csv", payload)]
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone else's file\n")
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "mtgc.csv.part").symlink_to(victim)
+    said = _quiet_run(out, server, catalog)
+    assert victim.read_bytes() == b"someone else's file\n"
+    assert (out / "mtgc.csv").read_bytes() == payload and not (out / "mtgc.csv").is_symlink()
+    assert server.requests == [("mtgc.csv", None)]  # from the start, not from the victim's size
+    assert any("mtgc.csv.part was a symbolic link" in m and "removed the link" in m for m in said)
+
+
+def test_a_link_planted_after_the_look_makes_the_open_fail(tmp_path):
+    from t12k.pipeline.download import _open_nofollow
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep")
+    (tmp_path / "x.part").symlink_to(victim)
+    with pytest.raises(T12kError, match=r"x\.part is a symbolic link, which t12k never makes; remove it"):
+        _open_nofollow(tmp_path / "x.part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb")
+    assert victim.read_bytes() == b"keep"
+
+
+def test_a_link_planted_at_the_staging_folder_is_not_extracted_into(server, store_tarball, tmp_path):
+    data, arrays = store_tarball
+    catalog = [server.add(f"{STORE}.tar.gz", data)]
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("mine")
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / f".{STORE}.extracting").symlink_to(victim, target_is_directory=True)  # the name earlier versions used
+    _quiet_run(out, server, catalog)
+    assert [p.name for p in victim.iterdir()] == ["precious.txt"] and (victim / "precious.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [STORE]  # the link removed, nothing moved out of its target
+    assert load_table(out / STORE, list(arrays)).lengths.tolist() == [len(a) for a in arrays.values()]
+
+
+def test_a_link_at_the_store_name_is_replaced_not_emptied(server, store_tarball, tmp_path):
+    data, arrays = store_tarball
+    catalog = [server.add(f"{STORE}.tar.gz", data)]
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / STORE).symlink_to(victim)  # not a folder: the store is not in place
+    _quiet_run(out, server, catalog)
+    assert victim.read_text() == "mine" and (out / STORE).is_dir() and not (out / STORE).is_symlink()
+
+
+def test_members_outside_the_store_are_skipped_and_said(server, tmp_path):
+    entries = [
+        (f"./{STORE}/.zgroup", b"{}"),
+        ("mtgc.csv", b"not the labels\n"),
+        ("trailers_i_resnet_fpc24.zarr/.zgroup", b"{}"),
+        (f"{STORE}/../sibling.txt", b"x"),
+    ]
+    catalog = [server.add(f"{STORE}.tar.gz", _tar(entries))]
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "mtgc.csv").write_bytes(MTGC)
+    said = _quiet_run(out, server, catalog)
+    assert (out / "mtgc.csv").read_bytes() == MTGC  # a sibling in OUT is not replaced
+    assert sorted(p.name for p in out.iterdir()) == ["mtgc.csv", STORE]
+    assert [p.name for p in (out / STORE).iterdir()] == [".zgroup"]
+    [line] = [m for m in said if "skipped" in m]
+    assert line.startswith(f"{STORE}.tar.gz: skipped 3 member(s) outside {STORE}/")
+    assert "mtgc.csv" in line and "trailers_i_resnet_fpc24.zarr/.zgroup" in line and "sibling.txt" in line
+
+
+@pytest.mark.parametrize("kind", ["ratio", "absolute"])
+def test_a_tar_bomb_is_refused_and_leaves_nothing(server, tmp_path, kind):
+    settings = {}
+    if kind == "ratio":  # 4 MiB of zeros in a few KiB: more than 20 times the archive
+        data = _tar([(f"{STORE}/.zgroup", b"{}"), (f"{STORE}/0.0", bytes(4 << 20))])
+    else:  # incompressible, but more than --max-expanded
+        data = _tar([(f"{STORE}/0.0", np.random.default_rng(5).bytes(200_000))])
+        settings = {"max_expanded": 100 << 10}
+    catalog = [server.add(f"{STORE}.tar.gz", data)]
+    out = tmp_path / "data"
+    with pytest.raises(T12kError, match=r"expands to more than .* refusing it as a tar bomb") as err:
+        _quiet_run(out, server, catalog, **settings)
+    assert "\n" not in str(err.value)
+    assert [p.name for p in out.iterdir()] == [f"{STORE}.tar.gz"]  # nothing extracted, no staging folder left
+
+
+def test_max_expanded_option():
+    import argparse
+
+    from t12k.pipeline.download import MAX_EXPANDED, DownloadConfig
+    from t12k.settings import add_settings, settings_from
+
+    p = argparse.ArgumentParser()
+    add_settings(p, DownloadConfig)
+    assert DownloadConfig(**settings_from(p.parse_args(["--max-expanded", "100k"]), DownloadConfig)).max_expanded == (
+        100 << 10
+    )
+    assert DownloadConfig().max_expanded == MAX_EXPANDED == 64 << 30
+    with pytest.raises(T12kError, match="--max-expanded 0"):
+        DownloadConfig(max_expanded=0).validate()

@@ -286,3 +286,65 @@ def test_wrong_defaults_are_named_as_defaults(tmp_path):
     path.write_text(json.dumps({"defaults": {"lr": "1e-3", "fusion": "middle"}, "configs": [{"name": "A"}]}))
     with pytest.raises(T12kError, match=r"bad\.json defaults: fusion 'middle' is not valid; fusion must be one of"):
         load_configs(path)
+
+
+# ---- refusals before any training, and one experiment per results folder ----------------------
+
+
+def test_configurations_that_would_share_a_run_folder_are_refused(tmp_path, data_dir):
+    path = tmp_path / "clash.json"
+    path.write_text(json.dumps([{"name": "a b", "image_store": IMAGE}, {"name": "a_b", "image_store": IMAGE}]))
+    specs, _ = load_configs(path)
+    with pytest.raises(T12kError) as err:
+        run_experiment(specs, tmp_path / "out", data_dir=data_dir, progress=False)
+    assert str(err.value) == "configurations 'a b' and 'a_b' would share the run folder runs/a_b; rename one of them"
+    assert not (tmp_path / "out").exists()
+
+
+def test_labels_with_ids_missing_from_a_store_fail_before_any_training(tmp_path, data_dir):
+    labels = tmp_path / "mtgc.csv"
+    labels.write_bytes((data_dir / "mtgc.csv").read_bytes() + b"zz999," + b"1,0,0,0,0,0,0,0,0,0,0,1,2\n")
+    specs, _ = load_configs(_config_file(tmp_path, {"configs": [{"name": "A", "image_store": IMAGE}]}))
+    with pytest.raises(T12kError) as err:
+        run_experiment(specs, tmp_path / "out", data_dir=data_dir, labels=labels, progress=False)
+    assert str(err.value) == (
+        f"id 'zz999' of {labels} is not in feature store {data_dir / IMAGE}; extract features for every id of "
+        "the labels (t12k extract) or remove the missing rows from the labels"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def _config_file(folder: Path, doc: dict, bom: bool = False) -> Path:
+    path = folder / "configs.json"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + json.dumps(doc).encode())
+    return path
+
+
+def test_a_results_folder_in_use_is_refused_and_other_settings_train_anew(tmp_path, data_dir):
+    import os
+
+    from t12k.divita.experiment import LOCK_NAME
+    from t12k.divita.runfiles import folder_lock
+
+    # a byte-order mark (as Excel or Notepad write) before the JSON is fine
+    doc = {"defaults": {"max_epochs": 1, "device": "cpu"}, "configs": [{"name": "A", "image_store": IMAGE}]}
+    specs, _ = load_configs(_config_file(tmp_path, doc, bom=True))
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out, LOCK_NAME, "results folder", "experiment"), pytest.raises(T12kError) as err:
+        run_experiment(specs, out, data_dir=data_dir, splits=[0], progress=False)
+    assert str(err.value) == (
+        f"results folder {out} is in use by another experiment (pid {os.getpid()}); wait for it or pass another --out"
+    )
+    logs: list[str] = []
+    run_experiment(specs, out, data_dir=data_dir, splits=[0], progress=False, log=logs.append)
+    run_experiment(specs, out, data_dir=data_dir, splits=[0], overrides={"seed": 4}, progress=False, log=logs.append)
+    assert "; trained, " in logs[0] and "; trained anew (the run there had other settings" in logs[1]
+    # a run folder another training holds is left alone, whatever its settings
+    from t12k.divita.train import LOCK_NAME as TRAIN_LOCK
+
+    run = out / "runs" / "A" / "split0"
+    before = (run / "checkpoint.pt").read_bytes()
+    with folder_lock(run, TRAIN_LOCK, "run folder", "training"), pytest.raises(T12kError, match="another training"):
+        run_experiment(specs, out, data_dir=data_dir, splits=[0], overrides={"seed": 5}, progress=False)
+    assert (run / "checkpoint.pt").read_bytes() == before

@@ -179,7 +179,8 @@ def test_fetch_normalizes_records_and_resumes(server, tmp_path):
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         [f"{m}.mp4" for m in sources] + ["manifest.csv"]
     )
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".t12k-fetch.lock"]
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert ".t12k-fetch.lock" in hidden and all(n.endswith(".lock") for n in hidden)  # lock files, no leftovers
 
     # Second run: finished ids are skipped without a download; failed ones are tried again.
     before = server["hits"]["/pal.mp4"]
@@ -308,7 +309,7 @@ def test_leftovers_of_a_killed_run_are_removed(server, tmp_path):
     (out / ".keep-me").write_text("user file")
     s = fetch_collection([], out, progress=False)
     assert s.counts == {"ok": 0, "skipped": 0, "failed": 0}
-    assert sorted(p.name for p in out.iterdir()) == [".keep-me", ".t12k-fetch.lock"]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".manifest.csv.lock") == [".keep-me", ".t12k-fetch.lock"]
 
 
 def test_one_run_per_folder(tmp_path):
@@ -358,6 +359,8 @@ def test_transient_classification():
     assert not transient(DownloadError("ERROR: [youtube] abc: Video unavailable"))
     assert transient(DownloadError("ERROR: unable to download video data: HTTP Error 502: Bad Gateway"))
     assert not transient(DownloadError("ERROR: unable to download video data: HTTP Error 404: Not Found"))
+    # a connection dropped mid-file, as this yt-dlp words it (http.client's IncompleteRead, no cause kept)
+    assert transient(DownloadError("ERROR: \r[download] Got error: 87696 bytes read, 87697 more expected"))
 
 
 def test_browser_spec():

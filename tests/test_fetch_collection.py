@@ -161,7 +161,7 @@ _rows = manifest_rows
 
 
 def _only_results(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name != ".t12k-fetch.lock")
+    return sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock"))  # the run's and the manifest's
 
 
 # ---- bad input from the server ----------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from t12k import GENRES
 from t12k.errors import T12kError
-from t12k.pipeline.fetch import FetchItem, read_items, select_labelled
+from t12k.pipeline.fetch import FetchItem, collect_items, read_items, select_labelled
 
 YT = "https://www.youtube.com/watch?v="
 
@@ -109,6 +109,19 @@ def test_mtgc_plus_url_table(tmp_path):
     ]  # no URL: recorded as failed by fetch
     with pytest.raises(T12kError, match="labels file .* not found"):
         select_labelled(items, tmp_path / "nope.csv")
+
+
+def test_lists_and_labels_with_a_byte_order_mark(tmp_path):
+    # Excel's "CSV UTF-8" and Notepad write a byte-order mark first: `fetch ITEMS --labels` reads both files
+    bom = b"\xef\xbb\xbf"
+    labels = tmp_path / "mtgc.csv"
+    labels.write_bytes(bom + _mtgc(tmp_path / "plain.csv", ["tt0000003", "tt0347149"]).read_bytes())
+    table = tmp_path / "urls.csv"
+    table.write_bytes(bom + b"mid,youtube_id\ntt0347149,dQw4w9WgXcQ\ntt0000003,aaaaaaaaaaa\n")
+    assert collect_items(table, labels=labels) == [
+        FetchItem("tt0000003", YT + "aaaaaaaaaaa"),
+        FetchItem("tt0347149", YT + "dQw4w9WgXcQ"),
+    ]
 
 
 def test_mtgc_csv_given_as_the_list_is_explained(tmp_path):

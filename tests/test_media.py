@@ -388,3 +388,57 @@ def test_normalize_refuses_an_output_much_shorter_than_the_source(sources, tmp_p
     with pytest.raises(T12kError, match=r"gave 5 frames where its 2.00 s call for 48"):
         normalize(sources["h264_25"], tmp_path / "v.mp4", ffmpeg=str(short))
     assert list(tmp_path.glob("*.mp4")) == []
+
+
+# ---- rotated videos (phones) --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def landscape(tmp_path_factory) -> Path:
+    """A 160x90 clip whose picture has no symmetry (testsrc2), to be rotated by its display matrix."""
+    return _lavfi(tmp_path_factory.mktemp("rot") / "land.mp4", "160x90", "24", 24, X264)
+
+
+def _rotate(src: Path, degrees: int, dst: Path) -> Path:
+    """`src` with a display rotation of `degrees` (counterclockwise), its stream copied, as a phone writes it."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-display_rotation", str(degrees), "-i", str(src)]
+    subprocess.run([*cmd, "-c", "copy", str(dst)], check=True, capture_output=True)
+    return dst
+
+
+@pytest.mark.parametrize("degrees,turns", [(90, 1), (-90, 3), (180, 2)])
+def test_a_rotated_video_is_probed_and_normalized_upright(landscape, tmp_path, degrees, turns):
+    rot = _rotate(landscape, degrees, tmp_path / "rot.mp4")
+    with av.open(str(rot)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (160, 90)
+    shown = (90, 160) if turns % 2 else (160, 90)
+    for info in (probe(rot), probe(rot, verify=False)):
+        assert (info.width, info.height) == shown and info.rotation == (degrees % 360) and info.num_frames == 24
+    assert media.video_size(rot) == shown
+    # ffmpeg decodes it upright, at the size video_size tells
+    assert next(media.iter_frames(rot)).shape == (shown[1], shown[0], 3)
+
+    out = normalize(rot, tmp_path / "out.mp4", max_short_side=360)
+    assert (out.width, out.height) == shown and out.rotation == 0
+    upright = np.rot90(media.read_frames(landscape, (160, 90))[0], turns)
+    got = media.read_frames(tmp_path / "out.mp4", shown)[0]
+    assert got.shape == upright.shape
+    assert np.abs(got.astype(int) - upright).mean() < 6  # the picture, turned as players show it
+    if turns % 2:  # and not the mirror image or the other quarter turn
+        assert np.abs(got.astype(int) - np.rot90(upright, 2)).mean() > 30
+    small = normalize(rot, tmp_path / "small.mp4", max_short_side=46)
+    assert (small.width, small.height) == ((46, 80) if turns % 2 else (80, 46))  # short side bounded, upright
+
+
+def test_a_rotated_video_with_non_square_pixels(landscape, tmp_path):
+    # Pixels twice as wide as tall: 160x90 stored shows as 320x90; turned, as 90x320.
+    wide = tmp_path / "wide.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", str(landscape), "-c", "copy", "-aspect", "32:9", wide],
+        check=True,
+        capture_output=True,
+    )
+    info = probe(_rotate(wide, 90, tmp_path / "rot.mp4"))
+    assert (info.width, info.height, info.sar) == (90, 160, 0.5)
+    out = normalize(tmp_path / "rot.mp4", tmp_path / "out.mp4")
+    assert out.height > out.width and abs(out.width / out.height - 90 / 320) < 0.02 and out.sar == 1.0

@@ -1,5 +1,10 @@
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +14,7 @@ from conftest import write_h264
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
 from t12k.pipeline.detect import ShotsConfig, detect_shots
-from t12k.pipeline.media import read_frames
+from t12k.pipeline.media import ffmpeg_exe, read_frames
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.shots.fast import FastTransNet, color_histograms, nnpack_usable
 from t12k.shots.transnet import _Video
@@ -317,3 +322,234 @@ def test_detect_shots_takes_a_config_and_keyword_overrides(three_videos, tmp_pat
     # the store keeps its threshold: appending with another one is refused
     with pytest.raises(T12kError, match="threshold"):
         detect_shots(three_videos, store_path, config, device="cpu", threshold=0.5, progress=False)
+
+
+# ---- streaming: bounded memory, identical results, Ctrl-C --------------------------------
+
+EDGE_LENGTHS = [1, 24, 25, 26, 50, 74, 75, 76, 99, 100, 101, 149, 150, 151, 300, 851]
+
+
+def _stub_forward(frames, hists, state=None, stop=None):
+    """A cheap, exact stand-in for the network: every kept frame's output mixes all 100 frames
+    of its window (pixel sums and dominant colour bins) with position-dependent integer
+    weights, in float64 integers (no rounding), so any misplaced or mispadded frame shows."""
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.randint(1, 10, (100, 50), generator=gen).double()
+    per_frame = frames.double().sum(dim=(2, 3, 4)) + 1000 * hists.argmax(dim=2).double()
+    return torch.remainder(per_frame @ weights, 9973).float()
+
+
+@pytest.fixture(scope="module")
+def stub_detector():
+    det = ShotDetector(device="cpu")
+    det._forward = _stub_forward
+    return det
+
+
+def _whole_video_reference(det, frames):
+    """The whole-video path: the video padded at once (`_Video`), every window alone."""
+    video = _Video(frames, torch.device("cpu"))
+    with torch.inference_mode():
+        out = [det._forward(f[None], h[None])[0] for f, h in (video.window(i) for i in range(len(video.starts)))]
+    return torch.cat(out).numpy()[: len(frames)]
+
+
+def _odd_blocks(frames, seed):
+    """The frames as blocks of random sizes (0 to 70 frames), as a pipe might hand them out."""
+    rng = np.random.default_rng(seed)
+    i = 0
+    while i < len(frames):
+        k = int(rng.integers(0, 71))
+        yield frames[i : i + k]
+        i += k
+
+
+@pytest.fixture
+def one_thread():
+    """The stub's tiny tensors in the caller's thread: one intra-op thread is much faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("wpb, streams", [(1, 1), (1, 2), (1, 3), (3, 1)])
+def test_streamed_windows_are_the_whole_video_windows(stub_detector, one_thread, wpb, streams):
+    """Frames streamed one by one or in odd blocks, cut into segments of 1, 2, 3 or 16
+    windows, computed in 1 to 3 worker threads or in batches of 3: every window sees exactly
+    the frames (and padding) of the whole-video path, for lengths around the window edges."""
+    det = stub_detector
+    det.windows_per_batch, det.streams = wpb, streams
+    rng = np.random.default_rng(wpb * 10 + streams)
+    for n in EDGE_LENGTHS:
+        frames = rng.integers(0, 256, (n, 27, 48, 3), dtype=np.uint8)
+        expected = _whole_video_reference(det, frames)
+        for segment in (1, 2, 3, 16):
+            det.segment = segment
+            for source in (frames, iter(frames), _odd_blocks(frames, n + segment)):
+                got = det.predict(source)
+                assert got.dtype == np.float32 and got.shape == (n,)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{n} frames, segment {segment}")
+
+
+def test_streaming_holds_a_bounded_number_of_frames(stub_detector):
+    """The detector draws frames from a stream only a few segments ahead of the window it
+    computes, whatever the video's length (here 5,000 frames, segments of 2 windows)."""
+    det = stub_detector
+    det.windows_per_batch, det.streams, det.segment = 1, 2, 2
+    drawn, lead = [0], []
+
+    def source(n):
+        for frame in np.random.default_rng(3).integers(0, 256, (n, 27, 48, 3), dtype=np.uint8):
+            drawn[0] += 1
+            yield frame
+
+    def recording_forward(frames, hists, state=None, stop=None):
+        lead.append(drawn[0])
+        return _stub_forward(frames, hists, state)
+
+    det._forward = recording_forward
+    try:
+        preds = det.predict(source(5000))
+    finally:
+        det._forward = _stub_forward
+    assert len(preds) == 5000 and len(lead) == 100
+    # while window i is computed, frames up to about 50 i are needed; a segment is 150 frames,
+    # and at most 2 x streams + 1 segments are held (waiting, computing, being read)
+    ahead = [d - 50 * i for i, d in enumerate(sorted(lead))]
+    assert max(ahead) <= 5 * 150 + 75
+
+
+def test_upcoming_first_frames_lend_windows_to_the_last_batch(stub_detector, one_thread):
+    """A batch filled with the first windows of a trailer whose frames are still arriving
+    (`ended` False): only windows those frames fill are computed, and the next call uses them
+    exactly when its frames are the same."""
+    det = stub_detector
+    det.windows_per_batch, det.segment = 3, 6
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 256, (n, 27, 48, 3), dtype=np.uint8) for n in (230, 240))
+    calls = []
+    det._run = lambda windows, state: calls.append(len(windows)) or ShotDetector._run(det, windows, state)
+    try:
+        # a: 5 windows -> batches of 3, and 2 + window 0 of b (its 130 first frames fill windows 0 and 1)
+        got_a = det.predict(a, key="a", upcoming=lambda: [("b", b[:130], False)])
+        assert sorted(det._carry["b"].windows) == [0]
+        got_b = det.predict(iter(b), key="b")  # window 0 carried: 4 of 5 to compute (3 + 1)
+        det.predict(a, key="a", upcoming=[("b", b[:130], False)])
+        changed = b.copy()
+        changed[10] ^= 1  # the same key, other frames: nothing carried is used
+        got_changed = det.predict(changed, key="b")  # all 5 computed (3 + 2)
+    finally:
+        del det._run
+    assert calls == [3, 3, 3, 1, 3, 3, 3, 2]
+    np.testing.assert_array_equal(got_a, _whole_video_reference(det, a))
+    np.testing.assert_array_equal(got_b, _whole_video_reference(det, b))
+    np.testing.assert_array_equal(got_changed, _whole_video_reference(det, changed))
+
+
+def test_the_network_streamed_is_bit_identical_to_the_whole_video_path(three_videos):
+    """The real network: frames streamed one by one in segments of one window in two threads
+    (no work shared between windows), and the array in the caller's thread (work shared
+    between all its windows), both equal the whole-video path exactly (101 frames: 3 windows)."""
+    frames = read_frames(three_videos / "a1.mp4", INPUT_SIZE)[:101]
+    det = ShotDetector(device="cpu")
+    expected = _whole_video_reference(det, frames)
+    det.streams, det.segment = 2, 1
+    np.testing.assert_array_equal(det.predict(iter(frames)), expected)
+    det.streams, det.segment = 1, 16
+    np.testing.assert_array_equal(det.predict(frames), expected)
+
+
+def _testsrc(path, seconds: float, pattern: str = "testsrc"):
+    """A 64x36, 24 fps test-pattern video from ffmpeg's lavfi (cheap to make at any length)."""
+    src = f"{pattern}=size=64x36:rate=24:duration={seconds}"
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", src, "-c:v", "libx264", "-preset", "ultrafast"]
+    subprocess.run([*cmd, "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Ids of the running processes whose command line contains `text` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_ctrl_c_stops_a_long_trailer_at_once_and_the_next_run_resumes(tmp_path, capsys):
+    """`t12k shots` interrupted (SIGINT) during a 10-minute trailer, after a short one: it exits
+    with 130 within seconds (not after the trailer's minutes of work), its ffmpeg ended, the
+    short trailer kept and nothing of the long one written. The next run resumes, and gives
+    what a clean run gives."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _testsrc(videos / "a.mp4", 100 / 24)
+    long = _testsrc(videos / "b.mp4", 600)  # 14,400 frames: minutes of TransNet V2 on a CPU
+    store = tmp_path / "shots.zarr"
+    cmd = [sys.executable, "-m", "t12k.cli", "shots", "--videos", str(videos), "--store", str(store)]
+    proc = subprocess.Popen([*cmd, "--device", "cpu", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(1200):  # until trailer a is stored (b is then being decoded and detected)
+            if (store / "a").is_dir() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (store / "a").is_dir(), proc.communicate(timeout=5)
+        time.sleep(3.0)  # well into b's windows
+        assert proc.poll() is None, "the long trailer finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted" in err.decode()
+    assert _processes_naming(str(long)) == []  # its ffmpeg is gone
+    assert ShotStore.open(store).ids() == ["a"]
+    assert not (store / "b").exists() and not (store / "predictions" / "b").exists()
+    assert not [p for p in (tmp_path / ".shots.zarr.staging").glob("*") if p.is_dir()]  # no staged arrays
+
+    _testsrc(videos / "b.mp4", 60 / 24, "testsrc2")  # a short trailer b, so that resuming is quick
+    capsys.readouterr()
+    assert cli_main([*cmd[3:], "--device", "cpu", "--quiet"]) == 0
+    assert "1 done, 1 already done" in capsys.readouterr().out
+    assert detect_shots(videos, tmp_path / "clean.zarr", device="cpu", progress=False).ok
+    resumed, clean = ShotStore.open(store), ShotStore.open(tmp_path / "clean.zarr")
+    assert resumed.ids() == clean.ids() == ["a", "b"]
+    for m in ("a", "b"):
+        np.testing.assert_array_equal(resumed.shots(m), clean.shots(m))
+        np.testing.assert_array_equal(resumed.predictions(m), clean.predictions(m))
+
+
+def test_the_stage_reads_trailers_through_bounded_buffers(three_videos, monkeypatch):
+    """The shots stage's decoder: each trailer's frames wait in a buffer of at most LIMIT
+    frames (plus a block); the next trailer's first frames are there to lend, without being
+    taken; every frame comes through, in order; closing a reader ends its thread (and ffmpeg)."""
+    from t12k.pipeline import detect
+
+    monkeypatch.setattr(detect._Reader, "LIMIT", 60)
+    paths = {m: three_videos / f"{m}.mp4" for m in ("a1", "b2", "c3")}
+    with detect._Decoder(paths, ["a1", "b2", "c3"]) as decoder:
+        blocks = decoder.frames("a1")  # b2's decoding starts too
+        b2 = decoder.readers["b2"]
+        for _ in range(200):
+            if b2.buffered >= 60:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert 60 <= b2.buffered <= 60 + 50 and not b2.ended  # 130 frames, 100 read ahead
+        ((mid, first, ended),) = decoder.ready_after("a1")
+        assert mid == "b2" and not ended
+        np.testing.assert_array_equal(first, read_frames(paths["b2"], INPUT_SIZE)[: len(first)])
+        np.testing.assert_array_equal(np.concatenate(list(blocks)), read_frames(paths["a1"], INPUT_SIZE))
+        decoder.done("a1")
+        rest = decoder.frames("b2")  # c3's decoding starts too
+        np.testing.assert_array_equal(np.concatenate(list(rest)), read_frames(paths["b2"], INPUT_SIZE))
+        reader = decoder.readers["c3"]
+        decoder.done("c3")  # closed before its frames were taken
+        assert not reader.thread.is_alive() and decoder.ready_after("b2") == []

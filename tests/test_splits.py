@@ -203,6 +203,22 @@ def test_cli_splits(tmp_path, capsys):
     assert "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
 
 
+def test_csv_files_saved_with_a_byte_order_mark_are_read(tmp_path, capsys):
+    # Excel's "CSV UTF-8" and Notepad put a byte-order mark first; the first column is still `mid`
+    bom = b"\xef\xbb\xbf"
+    y = _correlated_labels(30, seed=2)
+    lines = ["mid,genres"] + [f"t{i},{'|'.join(GENRES[j] for j in np.flatnonzero(r))}" for i, r in enumerate(y)]
+    (tmp_path / "labels.csv").write_bytes(bom + ("\n".join(lines) + "\n").encode())
+    ids, labels = read_labels(tmp_path / "labels.csv")
+    assert ids == [f"t{i}" for i in range(30)] and labels.tolist() == y.tolist()
+    out = tmp_path / "mtgc.csv"
+    assert main(["splits", str(tmp_path / "labels.csv"), "--out", str(out)]) == 0
+    (tmp_path / "bom.csv").write_bytes(bom + out.read_bytes())
+    m = read_mtgc(tmp_path / "bom.csv")
+    assert m.ids == ids and m.labels.tolist() == y.tolist()
+    np.testing.assert_array_equal(m.splits, read_mtgc(out).splits)
+
+
 # ---- scikit-multilearn as the oracle ------------------------------------------------------------
 
 

@@ -26,7 +26,8 @@ def test_feature_store_round_trip_in_the_published_layout(tmp_path, fmt):
     again = FeatureStore.open(path)
     assert again.ids() == ["m1"] and again.num_features == 8
     np.testing.assert_array_equal(again.read("m1", "clips"), clips)
-    assert not list(tmp_path.glob(".*staging*")), "staging folders must be cleaned up"
+    staging = tmp_path / ".trailers_i_shufflenet_fpc24.zarr.staging"
+    assert [p.name for p in staging.iterdir()] == [".lock"], "staging folders must be cleaned up"
 
 
 def test_store_made_with_other_settings_is_refused(tmp_path):
@@ -53,8 +54,10 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 def test_rewriting_an_id_replaces_it_whole(tmp_path):
     store = FeatureStore.create_or_append(tmp_path / "s.zarr", SETTINGS, {"num_features": 4})
     store.write_features("m1", np.zeros((3, 4)))
-    store.write_features("m1", np.ones((5, 4)))
+    store.write_features("m1", np.ones((5, 4)), np.zeros((5, 3)))
     np.testing.assert_array_equal(store.read("m1"), np.ones((5, 4)))
+    store.delete("m1")
+    assert "m1" not in store and not (tmp_path / "s.zarr" / "clips" / "m1").exists()
 
 
 @pytest.mark.parametrize("bad", ["../x", "/abs", "a/b", "", ".hidden", "clips"])

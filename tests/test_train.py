@@ -4,6 +4,9 @@ every head, resuming, and `t12k train`; on the synthetic stores of test_divita.p
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +323,135 @@ def test_cli_train_resume(dataset, tmp_path, capsys):
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
     assert main(args + ["--max-epochs", "2", "--resume", "--seed", "9"]) == 2
     assert "seed=0" in capsys.readouterr().err
+
+
+# ---- one training per run folder, and no silent overwrite -----------------------------------
+
+
+def _train_args(dataset, out: Path, *more: str) -> list[str]:
+    return [
+        "train",
+        "--image-store",
+        str(dataset["image_store"]),
+        "--labels",
+        str(dataset["mtgc"]),
+        "--out",
+        str(out),
+        "--aggregation",
+        "savg",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--num-threads",
+        "1",
+        "--max-epochs",
+        "1",
+        *more,
+    ]
+
+
+def _busy(folder: Path, pid: int) -> str:
+    return f"run folder {folder} is in use by another training (pid {pid}); wait for it or pass another --out"
+
+
+def test_a_second_training_into_a_run_folder_in_use_is_refused_at_once(dataset, tmp_path):
+    cfg = _resume_cfg(dataset, tmp_path / "run", max_epochs=2)
+    refused = []
+
+    def second_run(rec):  # another training into the same folder while this one holds it
+        if rec["epoch"] == 1:
+            with pytest.raises(T12kError) as err:
+                train(cfg, progress=False)
+            refused.append(str(err.value))
+
+    result = train(cfg, progress=False, on_epoch=second_run)
+    assert refused == [_busy(tmp_path / "run", os.getpid())]
+    with open(tmp_path / "run" / "history.csv", newline="") as fh:  # the first run's history alone
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
+    assert result.epochs_run == 2 and not list((tmp_path / "run").glob("*tmp*"))
+
+
+def test_cli_train_refuses_a_run_folder_another_process_holds(dataset, tmp_path):
+    from t12k.divita.runfiles import folder_lock
+    from t12k.divita.train import LOCK_NAME
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with folder_lock(run, LOCK_NAME, "run folder", "training"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "t12k.cli", *_train_args(dataset, run)], capture_output=True, text=True, timeout=600
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"t12k train: error: {_busy(run, os.getpid())}"
+    assert [p.name for p in run.iterdir()] == [LOCK_NAME]  # nothing of a run written
+
+
+def test_two_writers_of_one_file_do_not_share_a_temporary_file(tmp_path, monkeypatch):
+    from t12k.divita.checkpoint import save_atomic
+
+    path, real_save, written = tmp_path / "checkpoint.pt", torch.save, []
+
+    def save(obj, f):
+        real_save(obj, f)
+        written.append(Path(f))
+        if len(written) == 1:  # another writer saves the same file before this one moves its own
+            save_atomic({"n": 2}, path)
+
+    monkeypatch.setattr(torch, "save", save)
+    save_atomic({"n": 1}, path)
+    assert written[0] != written[1] and written[0].parent == path.parent
+    assert torch.load(path, weights_only=True) == {"n": 1}
+
+    def fail(obj, f):  # a write that breaks half way (a full disk, say)
+        Path(f).write_text("half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(OSError, match="No space"):
+        save_atomic({"n": 3}, path)
+    assert torch.load(path, weights_only=True) == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
+
+
+def test_a_run_folder_holding_a_run_is_not_replaced_without_overwrite(dataset, tmp_path, capsys):
+    from t12k.cli import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(dataset, run)) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    assert main(_train_args(dataset, run, "--seed", "9")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"t12k train: error: run folder {run} already holds a training run (checkpoint.pt); pass --resume to "
+        "continue it, --overwrite to replace it, or another --out"
+    ]
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert main(_train_args(dataset, run, "--seed", "9", "--overwrite")) == 0
+    assert (run / "checkpoint.pt").read_bytes() != before
+    cfg = _resume_cfg(dataset, run, seed=9, max_epochs=3)
+    with pytest.raises(T12kError, match=r"^pass --resume .* or --overwrite to replace it, not both$"):
+        train(cfg, progress=False, resume=True, overwrite=True)
+
+    def stop(rec):
+        raise _Stop
+
+    # --overwrite starts again: the old run's files go first, so none stays beside the new run's
+    with pytest.raises(_Stop):
+        train(cfg, progress=False, overwrite=True, on_epoch=stop)
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        "checkpoint.pt",
+        "history.csv",
+        "last.pt",
+    ]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["config"]["seed"] == 9
+    # a stopped run (last.pt) is a run too
+    with pytest.raises(T12kError, match="already holds a training run"):
+        train(cfg, progress=False)
+    assert train(cfg, progress=False, resume=True).epochs_run == 3
+
+
+def test_a_run_folder_that_is_a_file_is_refused(dataset, tmp_path):
+    (tmp_path / "run").write_text("notes")
+    with pytest.raises(T12kError, match=r"run folder .*run is a file; pass another --out$"):
+        train(_resume_cfg(dataset, tmp_path / "run"), progress=False)

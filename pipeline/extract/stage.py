@@ -139,10 +139,11 @@ def _plan_jobs(
     manifest: Manifest,
 ) -> tuple[list[Job], dict[str, tuple[ClipPlan, int]]]:
     """The trailers still to extract with their clip plans (and frame counts); those already in
-    every store are skipped, those without shots or clips recorded failed."""
+    every store, sound, are skipped (a damaged one is redone), those without shots or clips
+    recorded failed."""
     jobs, plans = [], {}
     for mid, video in found.items():
-        if all(mid in s for s in stores.values()):
+        if all(s.is_done(mid) for s in stores.values()):
             summary.skipped.append(mid)
             continue
         try:
@@ -174,7 +175,7 @@ class _Recorder:
         plan, num_frames = self.plans[mid]
         for r in self.runners:
             store = self.stores[r.spec.key]
-            if mid not in store:
+            if not store.is_done(mid):  # present and sound (another run may have written it)
                 store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
         self.summary.done.append(mid)
         elapsed = time.perf_counter() - self.last

@@ -12,7 +12,9 @@ per id in `OUT/manifest.csv`, with the settings of a `FetchConfig`:
   between the requests of one extraction; transient network errors are retried with
   exponential backoff, permanent ones (removed, private, geo-blocked, age-restricted, 404,
   ...) are recorded at once with their reason; repeated "confirm you are not a bot" answers
-  stop the run before the site bans the address;
+  stop the run before the site bans the address; a download is stopped when its file passes
+  `max_filesize` (announced or not) or when it passes its deadline (`download_deadline`, by
+  default sized from the video's duration), and recorded as too-large or too-slow;
 - normalization (probe, ffmpeg, check, checksum) runs in worker processes, so several
   trailers re-encode at once on all cores while the next ones download;
 - files appear whole or not at all: downloads and re-encodes go to temporary names in OUT
@@ -31,6 +33,7 @@ The modules, in the order of the data:
 - `quality`: the paper's quality rules;
 - `pacing`: pauses between downloads and requests;
 - `classify`: what a yt-dlp error means (worth a retry or not, and why);
+- `bounds`: the size cap and the deadline of one download (a watchdog that cuts its sockets);
 - `download`: one trailer's download with yt-dlp, and its retries;
 - `procpool` and `normalizer`: the worker processes that re-encode downloads;
 - `records`: the manifest rows and the summary;

@@ -25,7 +25,8 @@ class Permanent(Exception):
 _TRANSIENT_TEXT = re.compile(
     r"HTTP Error (5\d\d|408|429)|timed out|Connection (reset|aborted|refused)|"
     r"Remote end closed|IncompleteRead|Temporary failure in name resolution|"
-    r"giving up after \d+ retries|ContentTooShort|Downloaded \d+ bytes, expected \d+ bytes|did not match the expected",
+    r"giving up after \d+ retries|ContentTooShort|Downloaded \d+ bytes, expected \d+ bytes|did not match the expected|"
+    r"\d+ bytes read, \d+ more expected",  # http.client's IncompleteRead, as yt-dlp words it without its cause
     re.I,
 )
 # A name that does not resolve will not resolve a minute later either.

@@ -11,6 +11,24 @@ from pathlib import Path
 from t12k.errors import T12kError
 from t12k.pipeline.fetch import quality
 
+# The default deadline of a download: a base for the requests around it, plus so many
+# seconds per second of video (a 720p trailer is about 2.5 Mbit per second of video, so 5 s
+# per second allows 0.5 Mbit/s), for the duration the site tells, else for UNKNOWN_DURATION.
+DEADLINE_BASE = 120.0
+DEADLINE_PER_SECOND = 5.0
+UNKNOWN_DURATION = 600.0
+MAX_FILESIZE = 2 << 30  # 2 GiB: a 3-minute trailer is tens of MB at 720p, a few hundred at 4K
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from '2G', '500M', '64k' or '1000000' (yt-dlp's notation, powers of 1024)."""
+    from yt_dlp.utils import parse_bytes
+
+    size = parse_bytes(str(text).strip().removesuffix("B").removesuffix("i"))
+    if size is None or size < 1:
+        raise T12kError(f"cannot read the size {text!r}; give bytes or a number with k, M or G, e.g. 500M or 2G")
+    return int(size)
+
 
 def default_normalize_workers() -> int:
     """Normalizing processes: one per two cores (each ffmpeg runs several threads), at least 2
@@ -68,6 +86,25 @@ class FetchConfig:
         },
     )
     overwrite: bool = field(default=False, metadata={"help": "fetch again ids whose video is already there"})
+    max_filesize: int = field(
+        default=MAX_FILESIZE,
+        metadata={
+            "help": "stop a download whose file passes this size, whether the server announces it or not "
+            "(bytes, or with a k, M or G suffix; default 2G, far above any trailer); recorded as too-large",
+            "metavar": "SIZE",
+            "parse": parse_size,
+        },
+    )
+    download_deadline: float | None = field(
+        default=None,
+        metadata={
+            "help": "stop a download that takes longer than this, in seconds from its first request; recorded "
+            f"as too-slow (default: {DEADLINE_BASE:.0f} s plus {DEADLINE_PER_SECOND:.0f} s per second of video, "
+            f"for the duration the site tells, else for {UNKNOWN_DURATION / 60:.0f} minutes: about 20 minutes "
+            "for a 3.5-minute trailer)",
+            "metavar": "SECONDS",
+        },
+    )
     # Not on the command line: the frame rate of the normalized videos, the ffmpeg binary
     # (None: the system's, else imageio-ffmpeg's) and the quality rules (the paper's).
     fps: int = field(default=24, metadata={"cli": False})
@@ -81,6 +118,14 @@ class FetchConfig:
     def processes(self) -> int:
         """Normalizing processes to run: `normalize_workers`, else `default_normalize_workers()`."""
         return default_normalize_workers() if self.normalize_workers is None else self.normalize_workers
+
+    def deadline(self, duration: float | None) -> float:
+        """Seconds a download of a video of `duration` seconds (None: unknown) may take:
+        `download_deadline`, else DEADLINE_BASE + DEADLINE_PER_SECOND x the duration."""
+        if self.download_deadline is not None:
+            return float(self.download_deadline)
+        known = isinstance(duration, (int, float)) and duration > 0
+        return DEADLINE_BASE + DEADLINE_PER_SECOND * (float(duration) if known else UNKNOWN_DURATION)
 
     @property
     def browser(self) -> tuple | None:
@@ -97,6 +142,10 @@ class FetchConfig:
             raise T12kError(f"retries must be 0 or more, not {self.retries}")
         if self.timeout <= 0:
             raise T12kError(f"timeout must be positive, not {self.timeout}")
+        if self.max_filesize < 1:
+            raise T12kError(f"max_filesize must be at least 1 byte, not {self.max_filesize}")
+        if self.download_deadline is not None and not self.download_deadline > 0:
+            raise T12kError(f"download_deadline must be a positive number of seconds, not {self.download_deadline}")
         for name, value in (("sleep", self.sleep), ("sleep_requests", self.sleep_requests)):
             if value is not None and value < 0:
                 raise T12kError(f"{name} must be 0 or more seconds, not {value}")

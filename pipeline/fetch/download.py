@@ -8,6 +8,7 @@ retry on its own (its retries, fragment, extractor and file-access retries are a
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from t12k.errors import Cancelled, T12kError, describe
 from t12k.pipeline import media
+from t12k.pipeline.fetch.bounds import Watch, too_large
 from t12k.pipeline.fetch.classify import Permanent, chain, failure
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.ids import FetchItem
@@ -29,12 +31,21 @@ _BACKOFF = 2.0  # seconds before the first retry; doubled for each further one (
 
 
 class QuietLogger:
-    """Swallows yt-dlp's messages; errors reach us as exceptions."""
+    """Swallows yt-dlp's messages (errors reach us as exceptions), but for the one that says
+    it refused a file larger than `max_filesize`, which it does without an error."""
+
+    def __init__(self):
+        self.too_large: int | None = None  # the size of a file yt-dlp refused, in bytes
 
     def debug(self, msg):
-        pass
+        m = _TOO_LARGE.search(str(msg))
+        if m:
+            self.too_large = int(m.group(1))
 
     info = warning = error = debug
+
+
+_TOO_LARGE = re.compile(r"larger than max-filesize \((\d+) bytes")
 
 
 def ytdlp_format(keep_audio: bool, max_short_side: int) -> str:
@@ -69,7 +80,9 @@ def precheck(raw: dict, config: FetchConfig) -> str:
     )
 
 
-def ydl_options(url: str, folder: Path, config: FetchConfig, hook: Callable[[dict], None]) -> dict:
+def ydl_options(
+    url: str, folder: Path, config: FetchConfig, hook: Callable[[dict], None], logger: QuietLogger | None = None
+) -> dict:
     """yt-dlp's options for downloading `url` into `folder`; `hook` sees its progress."""
     opts = {
         "outtmpl": {"default": str(folder / "source.%(ext)s")},
@@ -80,7 +93,7 @@ def ydl_options(url: str, folder: Path, config: FetchConfig, hook: Callable[[dic
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
-        "logger": QuietLogger(),
+        "logger": logger or QuietLogger(),
         "socket_timeout": float(config.timeout),
         # Our RetryPolicy, with its backoff and the pacer, is the only one that retries.
         "retries": 0,
@@ -88,6 +101,7 @@ def ydl_options(url: str, folder: Path, config: FetchConfig, hook: Callable[[dic
         "extractor_retries": 0,
         "file_access_retries": 0,
         "skip_unavailable_fragments": False,  # a lost fragment fails the attempt, never leaves a gap
+        "max_filesize": int(config.max_filesize),  # acts when the size is announced; `Watch` does the rest
         "ffmpeg_location": config.ffmpeg or media.ffmpeg_exe(),
         "overwrites": True,
         "continuedl": False,
@@ -121,10 +135,15 @@ def warm_up_yt_dlp() -> None:
         _WARM = True
 
 
-def _extract(ydl, url: str, config: FetchConfig, stop: threading.Event, turn: Callable[[], bool] | None) -> dict:
-    """Look at `url` (one video, and within the quality rules when they are enforced), then download it."""
+def _extract(
+    ydl, url: str, config: FetchConfig, stop: threading.Event, turn: Callable[[], bool] | None, watch: Watch
+) -> dict:
+    """Look at `url` (one video, and within the quality rules when they are enforced), then
+    download it; `watch`'s clock starts with the first request and its budget follows the
+    duration once known."""
     if turn is not None and not turn():
         raise Cancelled("stopped before the download")
+    watch.start()
     raw = ydl.extract_info(url, download=False, process=False)
     if raw and raw.get("_type") in ("playlist", "multi_video"):
         raise Permanent("playlist", f"{url} is a playlist, not one video; give the URL of a single video")
@@ -134,6 +153,7 @@ def _extract(ydl, url: str, config: FetchConfig, stop: threading.Event, turn: Ca
             raise Permanent("quality", report)
     if stop.is_set():
         raise Cancelled("stopped before the download")
+    watch.set_budget(config.deadline((raw or {}).get("duration")))
     return ydl.process_ie_result(raw, download=True)
 
 
@@ -157,25 +177,46 @@ def download(
 ) -> Path:
     """One attempt at downloading `url` into `folder` with yt-dlp; the path of the media file.
     `turn()`, called just before the first request, waits for this download's turn (False:
-    stop). Raises `Transient` (worth a retry), `Permanent` or `Cancelled`."""
+    stop). A file larger than `config.max_filesize` or an attempt past its deadline
+    (`config.deadline`) is stopped (`Watch`). Raises `Transient` (worth a retry), `Permanent`
+    or `Cancelled`."""
     import yt_dlp
 
-    def hook(_status):
-        if stop.is_set():
-            raise Cancelled("download stopped")
+    logger = QuietLogger()
+    with Watch(stop, config.deadline(None), config.max_filesize) as watch:
 
-    try:
-        with yt_dlp.YoutubeDL(ydl_options(url, folder, config, hook)) as ydl:
-            info = _extract(ydl, url, config, stop, turn)
-    except (Permanent, Cancelled):
-        raise
-    except Exception as exc:
-        if stop.is_set() or any(isinstance(e, Cancelled) for e in chain(exc)):
-            raise Cancelled("download stopped") from None
-        if isinstance(exc, (yt_dlp.utils.YoutubeDLError, OSError)):
-            raise failure(exc) from exc
-        raise
+        def hook(status):
+            if stop.is_set():
+                raise Cancelled("download stopped")
+            watch.check(status)
+
+        try:
+            with yt_dlp.YoutubeDL(ydl_options(url, folder, config, hook, logger)) as ydl:
+                info = _extract(ydl, url, config, stop, turn, watch)
+        except (Permanent, Cancelled):
+            raise
+        except Exception as exc:
+            _raise_stopped(exc, stop, watch)
+            if isinstance(exc, (yt_dlp.utils.YoutubeDLError, OSError)):
+                raise failure(exc) from exc
+            raise
+        # A download cut short by the watchdog can look complete to yt-dlp (no size announced).
+        _raise_stopped(None, stop, watch)
+    if logger.too_large is not None:
+        raise too_large(config.max_filesize, announced=logger.too_large)
     return _media_file(info, folder, url)
+
+
+def _raise_stopped(exc: BaseException | None, stop: threading.Event, watch: Watch) -> None:
+    """Raise Cancelled when the run is stopping, the watch's failure when the attempt passed
+    its deadline, and a `Permanent` raised in the progress hook (yt-dlp wraps it)."""
+    if stop.is_set() or (exc is not None and any(isinstance(e, Cancelled) for e in chain(exc))):
+        raise Cancelled("download stopped") from None
+    if watch.expired:
+        raise watch.failure() from None
+    for e in chain(exc) if exc is not None else ():
+        if isinstance(e, Permanent):
+            raise e from None
 
 
 @dataclass

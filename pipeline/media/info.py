@@ -18,9 +18,13 @@ from t12k.errors import T12kError, first_line
 class VideoInfo:
     """Facts about the first video stream of a file.
 
-    `num_frames` is the number of video packets actually present (for the formats t12k
-    handles, one packet per frame), so a truncated download cannot pass for a whole one.
-    `sar` is the sample (pixel) aspect ratio, 1.0 for square pixels.
+    `width` and `height` are those of the picture as shown: after the rotation of the
+    stream's display matrix (`rotation`, degrees counterclockwise: a phone's portrait video
+    is stored landscape with 90 or 270), which players and ffmpeg apply (ffmpeg rotates
+    while decoding, so its frames have this size). `num_frames` is the number of video
+    packets actually present (for the formats t12k handles, one packet per frame), so a
+    truncated download cannot pass for a whole one. `sar` is the sample (pixel) aspect ratio
+    of the shown picture, 1.0 for square pixels.
     """
 
     width: int
@@ -30,6 +34,7 @@ class VideoInfo:
     duration: float
     codec: str
     sar: float = 1.0
+    rotation: int = 0
 
 
 class _Unreadable(Exception):
@@ -65,6 +70,7 @@ class _Packets:
     count: int
     first: int | None = None  # earliest presentation time, in time_base units
     last: int | None = None  # latest presentation time plus that packet's duration
+    rotation: int = 0  # of the display matrix, read from the first decoded frame
 
     def seconds(self, time_base: Fraction | None) -> float | None:
         """Seconds from the first packet's start to the last one's end; None when unknown."""
@@ -123,11 +129,18 @@ def _read_stream(container) -> tuple[av.VideoStream, _Stream]:
     return stream, facts
 
 
+def _rotation(frames) -> int | None:
+    """The display matrix's rotation of the first of decoded `frames` (degrees counterclockwise,
+    0 to 359); None without frames. FFmpeg copies the stream's matrix onto every frame, and
+    PyAV reads it there (it has no reader of the stream's own side data)."""
+    return int(round(frames[0].rotation)) % 360 if frames else None
+
+
 def _count_packets(container, stream: av.VideoStream, codec: str) -> _Packets:
     """Count the packets that are really there and decode the first frame, so that a cut-off
     file, or one whose codec FFmpeg cannot decode, fails here."""
     cc = stream.codec_context
-    packets, decoded = _Packets(0), False
+    packets, rotation = _Packets(0), None
     stream.thread_type = "AUTO"
     for packet in container.demux(stream):
         if packet.size == 0:  # the flush packet at the end
@@ -137,15 +150,34 @@ def _count_packets(container, stream: av.VideoStream, codec: str) -> _Packets:
             end = packet.pts + (packet.duration or 0)
             packets.first = packet.pts if packets.first is None else min(packets.first, packet.pts)
             packets.last = end if packets.last is None else max(packets.last, end)
-        if not decoded:
-            decoded = bool(cc.decode(packet))
-    if packets.count and not decoded:
-        decoded = bool(cc.decode(None))
+        if rotation is None:
+            rotation = _rotation(cc.decode(packet))
+    if packets.count and rotation is None:
+        rotation = _rotation(cc.decode(None))
     if packets.count == 0:
         raise _Unreadable("it has no video frames")
-    if not decoded:
+    if rotation is None:
         raise _Unreadable(f"no frame of its {codec} video could be decoded")
+    packets.rotation = rotation
     return packets
+
+
+def _first_rotation(container, stream: av.VideoStream) -> int:
+    """The display rotation, from the first frame (decoded for it alone); 0 if none decodes."""
+    cc = stream.codec_context
+    for packet in container.demux(stream):
+        rotation = _rotation(cc.decode(packet) if packet.size else cc.decode(None))
+        if rotation is not None:
+            return rotation
+    return 0
+
+
+def _shown(facts: _Stream, rotation: int) -> tuple[int, int, float]:
+    """(width, height, sar) of the picture as shown: a quarter turn swaps the sides, and a
+    pixel sar wide and 1 tall turns into one 1 wide and sar tall."""
+    if rotation % 180 == 90:
+        return facts.height, facts.width, 1.0 / facts.sar
+    return facts.width, facts.height, facts.sar
 
 
 def _check_whole(facts: _Stream, packets: _Packets) -> None:
@@ -182,18 +214,22 @@ def _probe(path: Path, verify: bool = True) -> VideoInfo:
     with _as_unreadable(), av.open(str(path), metadata_errors="ignore") as container:
         stream, facts = _read_stream(container)
         if not verify and facts.declared > 0:
-            packets = _Packets(facts.declared)
+            packets = _Packets(facts.declared, rotation=_first_rotation(container, stream))
         else:
             packets = _count_packets(container, stream, facts.codec)
             _check_whole(facts, packets)
     fps, duration = _timing(facts, packets)
-    return VideoInfo(facts.width, facts.height, fps, packets.count, duration, facts.codec, facts.sar)
+    width, height, sar = _shown(facts, packets.rotation)
+    return VideoInfo(width, height, fps, packets.count, duration, facts.codec, sar, packets.rotation)
 
 
-def _header(path: Path) -> _Stream:
+def _header(path: Path) -> tuple[int, int]:
+    """(width, height) as shown, from the header and the first frame's display matrix."""
     _check_file(path)
     with _as_unreadable(), av.open(str(path), metadata_errors="ignore") as container:
-        return _read_stream(container)[1]
+        stream, facts = _read_stream(container)
+        width, height, _ = _shown(facts, _first_rotation(container, stream))
+        return width, height
 
 
 def probe(path: str | os.PathLike, *, verify: bool = True) -> VideoInfo:
@@ -211,16 +247,16 @@ def probe(path: str | os.PathLike, *, verify: bool = True) -> VideoInfo:
 
 
 def video_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of the first video stream, read from the header only.
+    """(width, height) of the first video stream as shown (after its display rotation, as
+    ffmpeg decodes it), read from the header and the first frame.
 
     A missing, empty or non-video file raises UnreadableVideo (a T12kError), as `probe` does.
     """
     p = Path(path)
     try:
-        facts = _header(p)
+        return _header(p)
     except _Unreadable as exc:
         raise _unreadable_video(p, exc) from exc
-    return facts.width, facts.height
 
 
 def _unreadable_video(path: Path, why: _Unreadable) -> UnreadableVideo:

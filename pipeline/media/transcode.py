@@ -102,6 +102,8 @@ def normalize_command(
     cmd += ["-sn", "-dn", "-map_metadata", "-1"]
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
+    # ffmpeg turns a rotated source upright (its display matrix) before these filters, and
+    # drops the matrix from the output: `size` is the size as shown (`VideoInfo`'s, `target_size`).
     cmd += ["-vf", f"fps={fps},scale={size[0]}:{size[1]},setsar=1"]
     cmd += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p"]
     cmd += ["-movflags", "+faststart", *threading, "-f", "mp4", str(dst)]

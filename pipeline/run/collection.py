@@ -1,0 +1,97 @@
+"""`run_collection`: a list of trailers through fetch, shots and features in one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from t12k.errors import T12kError
+from t12k.pipeline import media
+from t12k.pipeline.detect import ShotsConfig
+from t12k.pipeline.extract.config import ExtractConfig
+from t12k.pipeline.fetch.config import FetchConfig
+from t12k.pipeline.fetch.ids import FetchItem, check_id
+from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fetch
+from t12k.pipeline.run.config import Layout, RunConfig
+from t12k.pipeline.run.ledger import Ledger
+from t12k.pipeline.run.scheduler import Scheduler, Ticket
+from t12k.pipeline.runner import RunSummary
+
+
+def _check_items(items: list[FetchItem]) -> None:
+    """T12kError for an unsafe id or an id given twice (as `t12k fetch`)."""
+    seen: dict[str, str] = {}
+    for it in items:
+        check_id(it.id)
+        if it.id in seen:
+            raise T12kError(f"id {it.id!r} is given twice ({seen[it.id]} and {it.url}); give every trailer its own id")
+        seen[it.id] = it.url
+
+
+def _backend(cfg: RunConfig, layout: Layout, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log):
+    if cfg.engine == "ray":
+        from t12k.pipeline.run.ray_engine import RayBackend
+
+        return RayBackend(layout, cfg, fetch, shots, extract, log)
+    from t12k.pipeline.run.local import LocalBackend
+
+    return LocalBackend(layout, cfg, fetch, shots, extract, log)
+
+
+def run_collection(
+    items: Iterable[FetchItem],
+    out_dir: str | os.PathLike,
+    config: RunConfig | None = None,
+    *,
+    fetch: FetchConfig | None = None,
+    shots: ShotsConfig | None = None,
+    extract: ExtractConfig | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    **settings,
+) -> RunSummary:
+    """Take every item through download, normalization, shot detection and the backbones.
+
+    `out_dir` ends up holding what the three stage commands would write: `videos/` (with
+    `manifest.csv`), `shots.zarr` (with `shots.manifest.csv`) and `features/` (the feature
+    stores and `extract.manifest.csv`). `config` (with `settings` overriding its fields) says
+    where the stages run (`engine`: this machine or a Ray cluster) and how much may wait
+    between them; `fetch`, `shots` and `extract` are the stages' own settings. Each stage
+    skips what an earlier run finished, so running the same call again resumes. A trailer
+    that fails is recorded with its stage and reason and the others go on. On Ctrl-C the
+    workers stop, finished trailers are kept and nothing is left half-written.
+    """
+    cfg = dataclasses.replace(config or RunConfig(), **settings)
+    fetch = fetch or FetchConfig()
+    shots = shots or ShotsConfig()
+    extract = extract or ExtractConfig()
+    if cfg.decode_workers is not None:
+        extract = dataclasses.replace(extract, workers=cfg.decode_workers)
+    items = list(items)
+    _check_items(items)
+    fetch.validate()
+    fetch = dataclasses.replace(fetch, ffmpeg=fetch.ffmpeg or media.ffmpeg_exe())
+    layout = Layout(Path(out_dir))
+    layout.make()
+    with folder_lock(layout.videos):
+        clean_leftovers(layout.videos)
+        backend = _backend(cfg, layout, fetch, shots, extract, log)
+        ledger = Ledger(layout, len(items), progress, dict(backend.slots))
+        scheduler = Scheduler(backend, ledger, cfg.queue)
+        try:
+            still = still_to_fetch(items, layout.videos, fetch, ledger.recorder)
+            ledger.fetch_skipped(items, still)
+            todo, fetched = {it.id for it in still}, set(ledger.fetch.skipped)
+            entries = [
+                ("download", Ticket(it)) if it.id in todo else ("shots", Ticket(it, str(layout.video(it.id))))
+                for it in items
+                if it.id in todo or it.id in fetched
+            ]
+            scheduler.run(entries)
+        finally:
+            backend.close()
+            summary = ledger.close(items, scheduler.not_attempted)
+            clean_leftovers(layout.videos)
+    return summary

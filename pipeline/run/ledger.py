@@ -1,0 +1,190 @@
+"""What a run records: each stage's manifest rows (the rows the stage commands write), the one
+progress display with every stage's trailers in and done, and the summary with each stage's
+busy share. Only the driver writes here; the workers commit the stores."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from t12k.pipeline.fetch.download import Downloaded
+from t12k.pipeline.fetch.ids import FetchItem
+from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
+from t12k.pipeline.run.config import STAGES, Layout
+from t12k.pipeline.run.stages import Outcome
+from t12k.pipeline.runner import RunSummary
+from t12k.storage import Manifest
+
+_BLOCK_LIMIT = 3  # downloads in a row blocked by the site that stop the run (as `t12k fetch`)
+_BLOCKED = (
+    "{n} downloads in a row met a 'confirm you are not a bot' or rate-limit answer; pass --cookies or "
+    "--cookies-from-browser, raise --sleep or wait an hour, then run the same command to resume"
+)
+_SHORT = {"download": "dl", "normalize": "norm", "shots": "shots", "features": "feat"}
+
+
+class _NoBar:
+    """fetch's Recorder counts on a bar of its own; the run has one bar for every stage."""
+
+    def update(self, *_):
+        pass
+
+    def set_postfix(self, **_):
+        pass
+
+
+@dataclass
+class StageCount:
+    entered: int = 0
+    done: int = 0
+    busy: float = 0.0  # seconds of work, all workers together
+
+
+@dataclass
+class Ledger:
+    layout: Layout
+    total: int
+    progress: bool = True
+    slots: dict[str, int] = field(default_factory=dict)  # workers per stage, for the busy share
+    counts: dict[str, StageCount] = field(default_factory=lambda: {s: StageCount() for s in STAGES})
+    worked: set[str] = field(default_factory=set)  # trailers some stage did work on in this run
+    blocked: int = 0  # downloads in a row blocked by the site
+    rejected: dict[str, str] = field(default_factory=dict)  # kept out by the quality rules
+
+    def __post_init__(self):
+        lay = self.layout
+        self.fetch = FetchSummary(out_dir=lay.videos)
+        self.fetch_manifest = Manifest(lay.videos / "manifest.csv", MANIFEST_FIELDS)
+        self.recorder = Recorder(self.fetch_manifest, self.fetch, _NoBar())
+        self.shots_manifest = Manifest(lay.shots_manifest, ("frames", "shots"))
+        self.features_manifest = Manifest(lay.features_manifest, ("clips", "frames"))
+        self.summary = RunSummary("run")
+        self.t0 = time.perf_counter()
+        self.bar = tqdm(total=self.total, desc="run", unit="trailer", disable=not self.progress, leave=False)
+
+    # ---- progress -------------------------------------------------------------------------------
+
+    def entered(self, stage: str, n: int = 1) -> None:
+        self.counts[stage].entered += n
+        self._show()
+
+    def _show(self) -> None:
+        if self.progress:
+            self.bar.set_postfix_str(
+                " ".join(f"{_SHORT[s]} {c.done}/{c.entered}" for s, c in self.counts.items()), refresh=False
+            )
+
+    def _stage_done(self, stage: str, out: Outcome) -> None:
+        c = self.counts[stage]
+        c.done += 1
+        c.busy += out.seconds
+        if out.status == "ok":
+            self.worked.add(out.mid)
+        self._show()
+
+    def _leave(self, mid: str, failed: str | None = None, rejected: bool = False) -> None:
+        """A trailer is through: every stage done, or one failed (`failed`: 'stage: reason'), or
+        kept out by the quality rules (`rejected`, not a failure, as in `t12k fetch`)."""
+        if rejected:
+            self.rejected[mid] = failed or ""
+        elif failed is not None:
+            self.summary.failed[mid] = failed
+        elif mid in self.worked:
+            self.summary.done.append(mid)
+        else:
+            self.summary.skipped.append(mid)
+        self.bar.update(1)
+
+    # ---- what each stage did ----------------------------------------------------------------
+
+    def fetch_skipped(self, items: list[FetchItem], still: list[FetchItem]) -> None:
+        """fetch's own done check recorded the items not in `still` (skipped, rejected, no URL);
+        those that did not go on leave the run here."""
+        left, skipped = {it.id for it in still}, set(self.fetch.skipped)
+        for it in items:
+            if it.id in left or it.id in skipped:
+                continue
+            rejected = it.id in self.fetch.rejected
+            reason = self.fetch.rejected[it.id] if rejected else self.fetch.failed.get(it.id, "")
+            self._leave(it.id, f"download: {reason}", rejected)
+
+    def downloaded(self, d: Downloaded, out: Outcome) -> bool:
+        """Record a download that failed (its manifest row); whether the trailer goes on."""
+        self._stage_done("download", out)
+        if out.status == "ok":
+            self.blocked = 0
+            return True
+        if out.status == "cancelled":
+            return False
+        self.recorder.finished(d, out.status, out.reason, out.fields)
+        self._leave(out.mid, f"download: {out.reason}", out.status == "rejected")
+        if d.kind in ("bot-check", "rate-limited"):
+            self.blocked += 1
+            if self.blocked >= _BLOCK_LIMIT:
+                self.summary.stopped = _BLOCKED.format(n=self.blocked)
+        return False
+
+    def normalized(self, d: Downloaded, out: Outcome) -> bool:
+        """Record a normalization (the trailer's fetch row); whether the trailer goes on."""
+        self._stage_done("normalize", out)
+        if out.status == "cancelled":
+            return False
+        self.recorder.finished(d, out.status, out.reason, out.fields)
+        if out.status != "ok":
+            self._leave(out.mid, f"normalize: {out.reason}", out.status == "rejected")
+        return out.status == "ok"
+
+    def shot(self, out: Outcome) -> bool:
+        """Record a shot detection (as `t12k shots`: no row when skipped); whether the trailer goes on."""
+        self._stage_done("shots", out)
+        if out.status == "ok":
+            self.shots_manifest.record(out.mid, "ok", seconds=f"{out.seconds:.2f}", **out.fields)
+        elif out.status == "failed":
+            self.shots_manifest.record(out.mid, "failed", out.reason, seconds=f"{out.seconds:.2f}")
+            # `t12k extract` would find the video without shots and record it failed too
+            self.features_manifest.record(
+                out.mid, "failed", f"{out.mid} is not in the shots store: its shot detection failed ({out.reason})"
+            )
+            self._leave(out.mid, f"shots: {out.reason}")
+        return out.goes_on
+
+    def featured(self, out: Outcome) -> None:
+        """Record a feature extraction (as `t12k extract`: no row when skipped); the trailer is through."""
+        self._stage_done("features", out)
+        if out.status == "ok":
+            self.features_manifest.record(out.mid, "ok", seconds=f"{out.seconds:.2f}", **out.fields)
+            self._leave(out.mid)
+        elif out.status == "skipped":
+            self._leave(out.mid)
+        elif out.status == "failed":
+            self.features_manifest.record(out.mid, "failed", out.reason)
+            self._leave(out.mid, f"features: {out.reason}")
+
+    # ---- the end ----------------------------------------------------------------------------------
+
+    def close(self, items: list[FetchItem], not_attempted: int = 0) -> RunSummary:
+        """Compact the manifests (fetch's rows in list order) and finish the summary."""
+        self.bar.close()
+        order = [it.id for it in items if it.id in self.fetch_manifest.rows]
+        rows = self.fetch_manifest.rows
+        self.fetch_manifest.rows = {**{m: rows[m] for m in order}, **rows}
+        for m in (self.fetch_manifest, self.shots_manifest, self.features_manifest):
+            m.compact()
+        s = self.summary
+        s.seconds = time.perf_counter() - self.t0
+        s.not_attempted = not_attempted
+        s.totals = {"busy": ", ".join(f"{st} {share:.0%}" for st, share in self.busy_shares().items())}
+        s.notes.append("Trailers through each stage: " + ", ".join(f"{st} {c.done}" for st, c in self.counts.items()))
+        if self.rejected:
+            s.notes.append(f"{len(self.rejected)} kept out by the quality rules (see {self.fetch_manifest.path})")
+        s.notes.append(
+            f"Videos in {self.layout.videos}, shots in {self.layout.shots}, features in {self.layout.features}"
+        )
+        return s
+
+    def busy_shares(self) -> dict[str, float]:
+        """Each stage's busy time over the time its workers had (wall time x workers)."""
+        wall = max(1e-9, time.perf_counter() - self.t0)
+        return {st: min(1.0, c.busy / (wall * max(1, self.slots.get(st, 1)))) for st, c in self.counts.items()}

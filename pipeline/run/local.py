@@ -1,0 +1,95 @@
+"""The local engine of `t12k run`: every stage on this machine, each with workers of its own.
+
+Downloads run in `workers` threads paced by fetch's `Pacer`; normalizations in fetch's worker
+processes (a thread waits for each), `normalize_workers` at once; shot detection and the
+backbones each in one model thread on the model device. Ctrl-C stops the downloads and
+ffmpeg at once; a model thread finishes the trailer in hand (its commit is whole or absent).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from t12k.errors import describe
+from t12k.pipeline.detect import ShotsConfig
+from t12k.pipeline.extract.config import ExtractConfig
+from t12k.pipeline.fetch.config import FetchConfig
+from t12k.pipeline.fetch.normalizer import TARGET
+from t12k.pipeline.fetch.pacing import Pacer
+from t12k.pipeline.fetch.procpool import WorkerPool
+from t12k.pipeline.run import stages
+from t12k.pipeline.run.config import STAGES, Layout, RunConfig
+from t12k.pipeline.run.scheduler import Ticket
+from t12k.pipeline.run.stages import Outcome
+
+
+class LocalBackend:
+    """Threads and processes of this machine for the calls of each stage (see `Backend`)."""
+
+    def __init__(
+        self, layout: Layout, run: RunConfig, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log=print
+    ):
+        self.layout, self.fetch = layout, fetch
+        self.slots = {"download": fetch.workers, "normalize": fetch.processes, "shots": 1, "features": 1}
+        self.group = {"features": run.group}
+        self.attempts = 1  # a failed call here is a bug in a stage, not a lost worker
+        self.halt = threading.Event()
+        self.pacer = Pacer()
+        # the stores are opened (and the backbones loaded) here, so that a store made with
+        # other settings stops the run before any work; the detector loads on first use
+        self.shots = stages.Shots(layout.shots, shots, run.faults)
+        self.features = stages.Features(layout.features, layout.shots, extract, run.faults, log)
+        self.pool = WorkerPool(TARGET)
+        self.threads = {
+            s: ThreadPoolExecutor(max_workers=self.slots[s], thread_name_prefix=f"t12k-{s}") for s in STAGES
+        }
+
+    def submit(self, stage: str, tickets: list[Ticket]) -> Future:
+        call = {
+            "download": self._download,
+            "normalize": self._normalize,
+            "shots": self._shots,
+            "features": self._features,
+        }[stage]
+        return self.threads[stage].submit(call, tickets)
+
+    def _download(self, tickets: list[Ticket]) -> list[Outcome]:
+        (t,) = tickets
+        return [stages.download(t.item, self.layout.videos, self.fetch, self.pacer, self.halt)]
+
+    def _normalize(self, tickets: list[Ticket]) -> list[Outcome]:
+        (t,) = tickets
+        return [stages.normalize(t.download, self.layout.videos, self.fetch, self.pool)]
+
+    def _shots(self, tickets: list[Ticket]) -> list[Outcome]:
+        return [Outcome(t.mid, "cancelled") if self.halt.is_set() else self.shots(t.mid, t.video) for t in tickets]
+
+    def _features(self, tickets: list[Ticket]) -> list[Outcome]:
+        if self.halt.is_set():
+            return [Outcome(t.mid, "cancelled") for t in tickets]
+        return self.features([(t.mid, str(t.video)) for t in tickets])
+
+    def wait(self, handles: list[Future], timeout: float) -> list[Future]:
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Future) -> list[Outcome]:
+        return handle.result()
+
+    def lost(self, handle: Future, exc: BaseException) -> str | None:
+        return None
+
+    def failure(self, exc: BaseException) -> str:
+        return f"unexpected {describe(exc)}"
+
+    def stop(self) -> None:
+        """Stop downloads and ffmpeg now; the model threads stop after the trailer in hand."""
+        self.halt.set()
+        self.pool.stop()
+
+    def close(self) -> None:
+        self.halt.set()
+        for pool in self.threads.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.close()

@@ -1,0 +1,209 @@
+"""The scheduler of `t12k run`, the same for every engine: trailers move from stage to stage
+through bounded queues, and an engine (`Backend`) runs each stage's calls where it runs them
+(threads and processes here, tasks and actors on a Ray cluster).
+
+Backpressure: a stage starts a call only while the queue of the stage after it holds fewer
+than `bound` trailers, so a stage that falls behind holds back the ones before it, and new
+trailers enter the run only while their first stage's queue has room. Downloaded files
+waiting for a normalizer, decoded frames and features in memory stay bounded however long the
+list is. A call that fails as a whole (its worker or node died more times than the engine
+retries it) is tried again trailer by trailer when it held several, so that one poison trailer
+fails alone; a single trailer's failed call is recorded failed with its stage and reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from t12k.pipeline.fetch.download import Downloaded
+from t12k.pipeline.fetch.ids import FetchItem
+from t12k.pipeline.run.config import STAGES
+from t12k.pipeline.run.ledger import Ledger
+from t12k.pipeline.run.stages import Outcome
+
+NEXT = {"download": "normalize", "normalize": "shots", "shots": "features", "features": None}
+_WAIT = 0.5  # seconds the scheduler waits for a call to finish before looking around again
+_AGAIN = 1.0  # seconds before a call that found its actor unreachable is tried again
+_MOST_AGAIN = 120  # such retries of one trailer and stage before they count as an attempt
+
+
+@dataclass
+class Ticket:
+    """One trailer on its way through the stages."""
+
+    item: FetchItem
+    video: str | None = None  # its normalized video, once fetched
+    download: Downloaded | None = None  # its download, between download and normalize
+    t0: float = field(default_factory=time.perf_counter)
+    alone: bool = False  # run it in a call of its own (its group's call failed)
+    tries: dict[str, int] = field(default_factory=dict)  # calls of a stage lost with their worker
+    waits: int = 0  # calls that found their actor unreachable
+
+    @property
+    def mid(self) -> str:
+        return self.item.id
+
+
+class Backend(Protocol):
+    """Where the calls of each stage run."""
+
+    slots: dict[str, int]  # calls of a stage at once
+    group: dict[str, int]  # most trailers per call of a stage (1 when absent)
+    attempts: int  # calls of a stage a trailer gets when their worker dies
+
+    def lost(self, handle: Any, exc: BaseException) -> str | None:
+        """'attempt' when a call failed because its worker, actor or node died while it ran;
+        'again' when it never ran (its actor could not be reached for now); None when the call
+        itself failed."""
+        ...
+
+    def submit(self, stage: str, tickets: list[Ticket]) -> Any: ...
+
+    def wait(self, handles: list, timeout: float) -> list: ...
+
+    def result(self, handle: Any) -> list[Outcome]: ...
+
+    def failure(self, exc: BaseException) -> str: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Scheduler:
+    """Moves tickets through the stages with `backend`, recording each outcome in `ledger`."""
+
+    def __init__(self, backend: Backend, ledger: Ledger, bound: int):
+        self.backend, self.ledger, self.bound = backend, ledger, max(1, bound)
+        self.ready: dict[str, deque[Ticket]] = {s: deque() for s in STAGES}
+        self.inflight: dict[Any, tuple[str, list[Ticket]]] = {}
+        self.calls = dict.fromkeys(STAGES, 0)
+        self.source: deque[tuple[str, Ticket]] = deque()
+        self.later: list[tuple[float, str, Ticket]] = []  # (when, stage, ticket) to try again
+        self.stopping = False
+
+    def run(self, entries: list[tuple[str, Ticket]]) -> int:
+        """Take every (first stage, ticket) through its stages; the number not attempted (the
+        run stopped early). Ctrl-C (or any error) stops the engine, records what finished,
+        and re-raises."""
+        self.source = deque(entries)
+        try:
+            while self.source or any(self.ready.values()) or self.inflight or self.later:
+                self._admit()
+                self._launch()
+                if not self.inflight:
+                    if not self.later:  # nothing could start: the run was stopped (blocked by the site)
+                        break
+                    time.sleep(max(0.0, min(when for when, _, _ in self.later) - time.monotonic()))
+                    continue
+                for handle in self.backend.wait(list(self.inflight), _WAIT):
+                    self._finish(handle)
+        except BaseException:
+            self.stopping = True
+            self.backend.stop()
+            while self.inflight:
+                for handle in self.backend.wait(list(self.inflight), _WAIT):
+                    self._finish(handle)
+            raise
+        return self.not_attempted
+
+    @property
+    def not_attempted(self) -> int:
+        """Trailers that never started their next stage (the run stopped early)."""
+        return len(self.source) + sum(len(r) for r in self.ready.values()) + len(self.later)
+
+    def _admit(self) -> None:
+        """Trailers due to be tried again to the front of their queue; new trailers into their
+        first stage's queue, in list order, while it has room."""
+        now = time.monotonic()
+        for item in [x for x in self.later if x[0] <= now]:
+            self.later.remove(item)
+            self.ready[item[1]].appendleft(item[2])
+        if self.ledger.summary.stopped:
+            self.ready["download"].clear()  # blocked by the site: no more downloads
+            self.source = deque(e for e in self.source if e[0] != "download")
+        while self.source and len(self.ready[self.source[0][0]]) < self.bound:
+            stage, ticket = self.source.popleft()
+            self.ready[stage].append(ticket)
+
+    def _launch(self) -> None:
+        """Start calls, last stage first, while a stage has a free slot, trailers waiting and
+        room in the queue after it."""
+        for stage in reversed(STAGES):
+            nxt = NEXT[stage]
+            slots, most = self.backend.slots[stage], self.backend.group.get(stage, 1)
+            queue = self.ready[stage]
+            while queue and self.calls[stage] < slots and (nxt is None or len(self.ready[nxt]) < self.bound):
+                tickets = [queue.popleft()]
+                while queue and len(tickets) < most and not tickets[0].alone and not queue[0].alone:
+                    tickets.append(queue.popleft())
+                if stage == "download":
+                    tickets[0].t0 = time.perf_counter()
+                self.inflight[self.backend.submit(stage, tickets)] = (stage, tickets)
+                self.calls[stage] += 1
+                self.ledger.entered(stage, len(tickets))
+
+    def _finish(self, handle: Any) -> None:
+        stage, tickets = self.inflight.pop(handle)
+        self.calls[stage] -= 1
+        try:
+            outcomes = self.backend.result(handle)
+        except Exception as exc:
+            if self.stopping:
+                outcomes = [Outcome(t.mid, "cancelled") for t in tickets]
+            else:
+                outcomes = self._lost(stage, tickets, self.backend.lost(handle, exc), exc)
+                self.ledger.entered(stage, -outcomes.count(None))  # they enter again when tried again
+        for ticket, out in zip(tickets, outcomes):
+            if out is not None:
+                self._record(stage, ticket, out)
+
+    def _lost(self, stage: str, tickets: list[Ticket], kind: str | None, exc: Exception) -> list[Outcome | None]:
+        """What becomes of the trailers of a call that failed as a whole (`kind` as `Backend.lost`
+        says): tried again (None), or failed."""
+        if kind is not None and len(tickets) > 1:  # each on its own: a poison trailer then fails alone
+            for t in reversed(tickets):
+                t.alone = True
+                self.ready[stage].appendleft(t)
+            return [None] * len(tickets)
+        (t,) = tickets
+        if kind == "again" and t.waits < _MOST_AGAIN:
+            t.waits += 1
+            self.later.append((time.monotonic() + _AGAIN, stage, t))
+            return [None]
+        if kind is not None:
+            t.tries[stage] = t.tries.get(stage, 0) + 1
+            if t.tries[stage] < self.backend.attempts:
+                t.alone = True
+                self.ready[stage].appendleft(t)
+                return [None]
+        return [Outcome(t.mid, "failed", self.backend.failure(exc))]
+
+    def _record(self, stage: str, t: Ticket, out: Outcome) -> None:
+        """Record one trailer's outcome of `stage` and queue it for the next stage."""
+        ledger = self.ledger
+        if stage == "download":
+            d = out.data if isinstance(out.data, Downloaded) else _lost_download(t, out)
+            d.t0 = t.t0  # the driver's clock: the worker's may be another machine's
+            if ledger.downloaded(d, out) and not self.stopping:
+                t.download = d
+                self.ready["normalize"].append(t)
+        elif stage == "normalize":
+            assert t.download is not None
+            if ledger.normalized(t.download, out) and not self.stopping:
+                t.video = out.data
+                self.ready["shots"].append(t)
+        elif stage == "shots":
+            if ledger.shot(out) and not self.stopping:
+                self.ready["features"].append(t)
+        else:
+            ledger.featured(out)
+
+
+def _lost_download(t: Ticket, out: Outcome) -> Downloaded:
+    """The record of a download whose worker died (no `Downloaded` came back)."""
+    return Downloaded(t.item, Path(), t.t0, kind="error" if out.status == "failed" else out.status, reason=out.reason)

@@ -1,0 +1,269 @@
+"""The stages of `t12k run`, one trailer (or one group of trailers) per call, without global
+state: the local engine calls them in threads of this process, the Ray engine in tasks and
+actors on any node. They are built on the stage commands' own code (fetch's download and
+normalizer, the shots detector, extract's engine and stores), so a run writes what
+`fetch`, `shots` and `extract` would.
+
+Each call returns one `Outcome` per trailer (never raises for a trailer's failure): its
+status (ok, skipped, failed, rejected, cancelled), the one-line reason, the fields of its
+manifest row and the seconds the stage spent on it. The model stages commit each trailer
+with the stores' per-trailer commit, where the work is done; the manifests are the engine's.
+
+Frames: `Shots` decodes a video at TransNet V2's input size itself unless it is given the
+frames; a single decode for both model stages would hand it those (see `Shots.__call__`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from t12k import __version__
+from t12k.errors import T12kError, describe
+from t12k.pipeline.fetch.config import FetchConfig
+from t12k.pipeline.fetch.download import Downloaded, download_item
+from t12k.pipeline.fetch.ids import FetchItem
+from t12k.pipeline.fetch.normalizer import make_job, normalize_item, normalize_job
+from t12k.pipeline.run.faults import Fault, inject
+
+if TYPE_CHECKING:  # the download and normalize tasks of a Ray worker need no torch
+    import numpy as np
+
+    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.extract.config import ExtractConfig
+
+# What the stage commands catch per trailer (see `t12k.pipeline.runner.run_items`).
+TRAILER_ERRORS = (T12kError, OSError, ValueError, RuntimeError)
+
+
+@dataclass
+class Outcome:
+    """What one stage did with one trailer."""
+
+    mid: str
+    status: str  # ok, skipped (done by an earlier run), failed, rejected (quality rules), cancelled
+    reason: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)  # the manifest row's fields
+    seconds: float = 0.0  # busy time of the stage on this trailer
+    data: Any = None  # what the next stage takes: the download, the video's path
+
+    @property
+    def goes_on(self) -> bool:
+        return self.status in ("ok", "skipped")
+
+
+# ---- download and normalize (fetch) -----------------------------------------------------------
+
+
+def download(item: FetchItem, videos: Path, config: FetchConfig, pacer, stop: threading.Event | None = None) -> Outcome:
+    """Download one item into a temporary folder in `videos`, paced by `pacer` (an object
+    with fetch's `Pacer.wait(interval, stop)`); `data` is fetch's `Downloaded`."""
+    t0 = time.perf_counter()
+    d = download_item(item, Path(videos), config, pacer, stop or threading.Event())
+    if d.kind and d.kind != "cancelled":
+        shutil.rmtree(d.folder, ignore_errors=True)
+    status = "ok" if not d.kind else {"cancelled": "cancelled", "quality": "rejected"}.get(d.kind, "failed")
+    fields = {"quality": d.reason} if d.kind == "quality" else {}
+    return Outcome(item.id, status, d.reason, fields, time.perf_counter() - t0, d)
+
+
+def normalize(d: Downloaded, videos: Path, config: FetchConfig, pool=None, faults: tuple[Fault, ...] = ()) -> Outcome:
+    """Normalize a download into `videos/{id}.mp4`: in a process of fetch's `WorkerPool` when
+    `pool` is given, else in this process (a Ray task). The download's folder is removed once
+    the answer is in; `data` is the video's path."""
+    t0 = time.perf_counter()
+    mid = d.item.id
+    dst = Path(videos) / f"{mid}.mp4"
+    if pool is not None:
+        answer = normalize_item(d, dst, config, pool)
+    else:
+        answer = normalize_job(make_job(d, dst, config), None)
+        inject(faults, "normalize", mid)
+    if answer["status"] != "cancelled":
+        shutil.rmtree(d.folder, ignore_errors=True)
+    return Outcome(mid, answer["status"], answer["reason"], answer["fields"], time.perf_counter() - t0, str(dst))
+
+
+# ---- shots ------------------------------------------------------------------------------------
+
+
+def open_shots_store(path: Path, config: ShotsConfig):
+    """The shots store at `path`, created or appended to with `config`'s settings (as `t12k shots`)."""
+    from t12k.storage import ShotStore
+
+    return ShotStore.create_or_append(
+        path, config.store_settings(), zarr_format=config.zarr_format, info={"t12k_version": __version__}
+    )
+
+
+class Shots:
+    """The shots stage: TransNet V2 over one video into the shots store. The detector is
+    loaded once, on the first trailer that needs it."""
+
+    def __init__(self, store_path: Path, config: ShotsConfig, faults: tuple[Fault, ...] = ()):
+        self.config, self.faults = config, faults
+        self.store = open_shots_store(Path(store_path), config)
+        self.detector = None
+
+    def _detector(self):
+        if self.detector is None:
+            from t12k.backbones.device import resolve_device
+            from t12k.shots import ShotDetector
+
+            self.detector = ShotDetector(device=resolve_device(self.config.device), threshold=self.config.threshold)
+        return self.detector
+
+    def __call__(self, mid: str, video: str, frames: Iterable[np.ndarray] | None = None) -> Outcome:
+        """Detect and commit the shots of one video (skipped when the store has them, sound).
+
+        `frames`: the video's RGB frames at TransNet V2's input size (27x48), an array or an
+        iterable of frames or blocks, when the caller decodes them (a single decode shared
+        with the feature stage would pass them here); else they stream from ffmpeg here, as
+        in `t12k shots`, so memory stays flat whatever the trailer's length."""
+        if self.store.is_done(mid):
+            return Outcome(mid, "skipped", data=video)
+        t0 = time.perf_counter()
+        decoded = None
+        try:
+            if frames is None:
+                from t12k.pipeline.media import iter_frames
+                from t12k.shots import INPUT_SIZE
+
+                frames = decoded = iter_frames(video, INPUT_SIZE)
+            shots, preds = self._detector().detect(frames)
+            inject(self.faults, "shots", mid)
+            self.store.write_shots(mid, shots, preds)
+        except TRAILER_ERRORS as exc:
+            return Outcome(mid, "failed", describe(exc), seconds=time.perf_counter() - t0)
+        finally:
+            if decoded is not None:
+                decoded.close()  # ends ffmpeg when the detector stopped early
+        fields = {"frames": len(preds), "shots": len(shots)}
+        return Outcome(mid, "ok", fields=fields, seconds=time.perf_counter() - t0, data=video)
+
+
+# ---- features ---------------------------------------------------------------------------------
+
+
+def open_feature_stores(runners: list, config: ExtractConfig, shot_settings: dict, folder: Path, log=None) -> dict:
+    """One feature store per backbone in `folder`, new or made with the same settings (as `t12k extract`)."""
+    from t12k.pipeline.extract import store_settings
+    from t12k.storage import FeatureStore
+
+    stores = {}
+    for r in runners:
+        path = Path(folder) / r.spec.store_name(config.fpc, config.fps, config.strategy)
+        stores[r.spec.key] = FeatureStore.create_or_append(
+            path,
+            store_settings(r, config, shot_settings),
+            attrs={"num_features": r.spec.num_features},
+            zarr_format=config.zarr_format,
+            info={"t12k_version": __version__, "pretraining": r.spec.pretraining},
+        )
+        if log is not None:
+            log(f"{r.spec.key}: weights {r.weights_used} -> {path}")
+    return stores
+
+
+def load_runners(config: ExtractConfig, device=None) -> list:
+    """The backbones of `config` on `device` (default: the config's), weights loaded."""
+    from t12k.backbones import parse_backbones
+    from t12k.backbones.device import resolve_device
+    from t12k.pipeline.extract import BackboneRunner
+
+    dev = resolve_device(config.device if device is None else device)
+    return [
+        BackboneRunner(s, config.weights, dev, config.batch_size, config.precision)
+        for s in parse_backbones(config.backbones)
+    ]
+
+
+class Features:
+    """The feature stage: clips from the shots store, every backbone, one store per backbone.
+    The backbones are loaded once; a group of trailers shares model batches."""
+
+    def __init__(self, folder: Path, shots_path: Path, config: ExtractConfig, faults: tuple[Fault, ...] = (), log=None):
+        from t12k.pipeline.extract import Engine, worker_count
+        from t12k.pipeline.extract.device_io import is_cuda
+        from t12k.storage import ShotStore
+
+        self.config, self.faults, self.shots_path = config, faults, Path(shots_path)
+        self.runners = load_runners(config)
+        device = self.runners[0].device
+        self.stores = open_feature_stores(self.runners, config, ShotStore.open(shots_path).settings, folder, log)
+        resize_on = config.resize_on
+        if resize_on == "auto":  # as `t12k extract`: on a GPU the device resizes, on a CPU the workers
+            resize_on = "device" if is_cuda(device) else "workers"
+        self.engine = Engine(
+            self.runners,
+            config.batch_size,
+            workers=worker_count(config.workers, device),
+            prefetch=config.prefetch,
+            resize_on=resize_on,
+            reps_on=config.reps_on,
+        )
+
+    def _plan(self, mid: str, shots) -> tuple:
+        """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
+        from t12k.shots import plan_clips
+
+        if mid not in shots:
+            raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
+        num_frames = len(shots.predictions(mid))
+        plan = plan_clips(shots.shots(mid), num_frames, self.config.strategy, self.config.fpc, self.config.fps)
+        if len(plan) == 0:
+            raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
+        return plan, num_frames
+
+    def __call__(self, trailers: list[tuple[str, str]]) -> list[Outcome]:
+        """Extract and commit the features of (id, video) pairs; trailers in every store are skipped."""
+        from t12k.pipeline.extract import Job
+        from t12k.storage import ShotStore
+
+        out: dict[str, Outcome] = {}
+        jobs, plans = [], {}
+        shots = ShotStore.open(self.shots_path)  # opened per call: it grows while the run goes on
+        for mid, video in trailers:
+            if all(s.is_done(mid) for s in self.stores.values()):
+                out[mid] = Outcome(mid, "skipped")
+                continue
+            try:
+                plans[mid] = self._plan(mid, shots)
+            except T12kError as exc:
+                out[mid] = Outcome(mid, "failed", describe(exc))
+                continue
+            jobs.append(Job(mid, str(video), plans[mid][0]))
+        t0 = time.perf_counter()
+        self.engine.run(jobs, lambda m, f, r: self._commit(m, f, r, plans, out), self._failed(out))
+        share = (time.perf_counter() - t0) / max(1, len(jobs))
+        for job in jobs:
+            out.setdefault(job.mid, Outcome(job.mid, "failed", "the feature engine returned nothing for it"))
+            out[job.mid].seconds = share
+        return [out[mid] for mid, _ in trailers]
+
+    def _commit(self, mid: str, feats: dict, reps: np.ndarray, plans: dict, out: dict) -> None:
+        """Write one finished trailer to every store it is missing from."""
+        from t12k.pipeline.extract import clip_table
+
+        plan, num_frames = plans[mid]
+        for i, r in enumerate(self.runners):
+            if i == 1:
+                inject(self.faults, "features-between", mid)  # one store written, the others not yet
+            store = self.stores[r.spec.key]
+            if i == 0:
+                inject(self.faults, "features", mid)
+            if not store.is_done(mid):  # present and sound: an earlier attempt wrote it
+                store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
+        out[mid] = Outcome(mid, "ok", fields={"clips": len(plan), "frames": num_frames})
+
+    @staticmethod
+    def _failed(out: dict):
+        def failed(mid: str, reason: str) -> None:
+            out[mid] = Outcome(mid, "failed", reason)
+
+        return failed

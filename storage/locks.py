@@ -1,0 +1,134 @@
+"""Locks that let many processes write one store or manifest: on one machine, and on several
+machines sharing a POSIX file system (flock; Linux maps it to byte-range locks on NFS).
+
+`locked(path)` holds an exclusive lock on a lock file while a block runs: commits to a store
+and appends to (or rewrites of) a manifest go through it. Within one process a thread lock
+per path is held too (on NFS, two locks of one process do not exclude each other).
+
+A writer stages an array in a folder of its own (`Staging`) and holds a lock on the folder's
+lock file for as long as it lives, so that `clean_stale` can tell a killed run's folder (its
+lock is free) from one in use. Folders are made and cleaned under the staging root's lock,
+so a folder is never seen without its lock file held.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from t12k.errors import T12kError
+
+ROOT_LOCK = ".lock"  # in a staging root: held to commit, to make a staging folder and to clean
+FOLDER_LOCK = ".lock"  # in a staging folder: held by its writer while it lives
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+_live: set[str] = set()  # staging folders of this process (a cleaner in it must not take them)
+
+
+def _thread_lock(path: str) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(path, threading.Lock())
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise T12kError(f"cannot create the lock file {path} ({exc.strerror}); write where you may write") from None
+
+
+def _flock(fd: int, path: Path, flags: int) -> bool:
+    """flock `fd`; False when LOCK_NB was asked and another holds it."""
+    try:
+        fcntl.flock(fd, flags)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as exc:  # a file system without locks
+        raise T12kError(
+            f"cannot lock {path} ({exc.strerror}); this file system has no locks: write to a local "
+            "disk or an NFSv4 mount"
+        ) from None
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if needed) while the block runs."""
+    path = Path(path)
+    with _thread_lock(os.path.abspath(path)):
+        fd = _open_lock_file(path)
+        try:
+            _flock(fd, path, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
+
+
+class Staging:
+    """A writer's own folder in a staging root (beside the store, so renames stay on one file
+    system), locked while it lives and removed with everything in it when closed."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with locked(self.root / ROOT_LOCK):
+            self.path = self.root / uuid.uuid4().hex
+            self.path.mkdir()
+            lock = self.path / FOLDER_LOCK
+            self._fd = _open_lock_file(lock)
+            _flock(self._fd, lock, fcntl.LOCK_EX)
+        _live.add(str(self.path))
+        self._trash = 0
+
+    def trash(self) -> Path:
+        """A fresh name in this folder to move an old array to (removed on close)."""
+        self._trash += 1
+        return self.path / f"trash-{self._trash}"
+
+    def close(self) -> None:
+        os.close(self._fd)  # first: on NFS an open file in the folder would keep it from going
+        shutil.rmtree(self.path, ignore_errors=True)
+        _live.discard(str(self.path))
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def clean_stale(root: Path) -> int:
+    """Remove the staging folders in `root` whose writer is gone (killed runs); return how many."""
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    with locked(root / ROOT_LOCK):
+        for entry in os.scandir(root):
+            if entry.is_dir(follow_symlinks=False) and entry.path not in _live and _is_stale(Path(entry.path)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+def _is_stale(folder: Path) -> bool:
+    """Whether no live writer holds `folder`'s lock (a folder without one predates locks or
+    lost its writer before it was locked: both stale, as folders are made under the root lock)."""
+    try:
+        fd = os.open(folder / FOLDER_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        return _flock(fd, folder / FOLDER_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
