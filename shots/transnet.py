@@ -22,7 +22,7 @@ import ctypes
 import queue
 import random
 import threading
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +179,31 @@ class ShotDetector:
             return np.concatenate(self._run_streams(segments))[: segments.n]
         out = self._run_batches(segments, self._take_carried(key), upcoming)
         return torch.cat(out).float().cpu()[: segments.n].numpy()
+
+    @torch.inference_mode()
+    def stream(self, frames: Frames) -> Iterator[np.ndarray]:
+        """The probabilities of `predict`, yielded in order as they become known: a window's
+        50 frames as soon as its last frame has arrived (a batch of windows off the CPU), so a
+        caller can act on a frame about 100 frames after reading it (`t12k.shots.streaming`
+        turns them into shots and clips on the fly). The values are those of `predict`
+        (tested): on CPU the windows share work through one state kept along the video."""
+        one = self.windows_per_batch == 1 and self.device.type == "cpu"
+        segments = Segments(frames, 1 if one else self.windows_per_batch)
+        state: dict | None = {} if one else None
+        sent = 0
+        for _, block, count in segments:
+            x = torch.from_numpy(block if block.flags.writeable else block.copy()).to(self.device)
+            h = color_histograms(x)
+            wins = [slice(STRIDE * j, STRIDE * j + WINDOW) for j in range(count)]
+            if one:
+                probs = torch.cat([self._forward(x[None, w], h[None, w], state)[0] for w in wins])
+            else:
+                probs = self._run([(x[w], h[w]) for w in wins], None).reshape(-1)
+            out = probs.float().cpu().numpy()
+            if segments.ended:
+                out = out[: segments.n - sent]
+            sent += len(out)
+            yield out
 
     def _take_carried(self, key: Hashable | None) -> dict:
         """The window results computed for `key` in earlier calls; results carried for other

@@ -50,11 +50,13 @@ def _array_times(out: Path) -> dict[str, float]:
     return {f"{s.name}/{p.name}": p.stat().st_mtime_ns for s in stores for p in s.iterdir() if p.name in rc.GOOD}
 
 
-def test_run_leaves_what_the_three_stage_commands_leave_and_resumes(run_command, tmp_path, capsys):
+@pytest.mark.parametrize("decode", ["once", "per-stage"])
+def test_run_leaves_what_the_three_stage_commands_leave_and_resumes(run_command, tmp_path, capsys, decode):
     url, ref = rc.served(), rc.reference()
     out = tmp_path / "out"
     items = _items_csv(tmp_path / "items.csv", url)
-    assert run_command(str(items), "--out", str(out), "--workers", "2", *RUN_OPTIONS) == 1  # two bad trailers
+    options = [*RUN_OPTIONS, "--decode", decode]
+    assert run_command(str(items), "--out", str(out), "--workers", "2", *options) == 1  # two bad trailers
     text = capsys.readouterr().out
     assert "run: 5 done, 0 already done, 2 failed" in text
     assert (
@@ -66,7 +68,7 @@ def test_run_leaves_what_the_three_stage_commands_leave_and_resumes(run_command,
     assert not [p.name for p in (out / "videos").iterdir() if p.name.startswith(".") and "t12k-tmp" in p.name]
 
     before = _array_times(out)
-    assert run_command(str(items), "--out", str(out), *RUN_OPTIONS) == 1
+    assert run_command(str(items), "--out", str(out), *options) == 1
     again = capsys.readouterr().out
     assert "run: 0 done, 5 already done, 2 failed" in again  # only the failed ones are tried again
     assert _array_times(out) == before

@@ -80,14 +80,22 @@ class Trailers:
         self.open: dict[str, _Trailer] = {}
 
     def add(self, chunk: Chunk) -> None:
-        """Open the chunk's trailer at its first chunk; record the chunk's representative frames."""
-        if chunk.mid not in self.open:
-            self.open[chunk.mid] = _Trailer(
-                chunk.total,
-                {r.spec.key: np.zeros((chunk.total, r.spec.num_features), np.float32) for r in self.runners},
-                np.full(chunk.total, -1, np.int32),
-            )
-        self.open[chunk.mid].reps[chunk.first : chunk.first + len(chunk)] = chunk.reps.numpy()
+        """Open the chunk's trailer at its first chunk; record the chunk's representative frames.
+        A chunk whose `total` is negative leaves the trailer's count of clips to a later chunk
+        (its rows grow as its chunks come)."""
+        end = chunk.first + len(chunk)
+        tr = self.open.get(chunk.mid)
+        if tr is None:
+            rows = max(chunk.total, end)
+            feats = {r.spec.key: np.zeros((rows, r.spec.num_features), np.float32) for r in self.runners}
+            tr = self.open[chunk.mid] = _Trailer(chunk.total, feats, np.full(rows, -1, np.int32))
+        elif end > len(tr.reps):
+            rows = max(chunk.total, end, 2 * len(tr.reps))
+            tr.feats = {k: _grown(v, rows, 0) for k, v in tr.feats.items()}
+            tr.reps = _grown(tr.reps, rows, -1)
+        if chunk.total >= 0:
+            tr.total = chunk.total
+        tr.reps[chunk.first : end] = chunk.reps.numpy()
 
     def add_device_reps(self, mid: str, first: int, host: torch.Tensor) -> None:
         """Representative frames being copied back from the device, read when the trailer is done."""
@@ -121,11 +129,19 @@ class Trailers:
     def _complete(self, mid: str, tr: _Trailer) -> None:
         for first, host in tr.device_reps:  # copies queued before this batch: done
             tr.reps[first : first + len(host)] = host.numpy()
+        tr.feats, tr.reps = {k: v[: tr.total] for k, v in tr.feats.items()}, tr.reps[: tr.total]
         with self.stats.timing("write_s"):
             try:
                 self.on_done(mid, tr.feats, tr.reps)
             except Exception as exc:
                 self.on_failed(mid, describe(exc))
+
+
+def _grown(a: np.ndarray, rows: int, fill) -> np.ndarray:
+    """`a` with `rows` rows, the new ones `fill`."""
+    out = np.full((rows, *a.shape[1:]), fill, a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 class ModelQueue:

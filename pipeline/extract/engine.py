@@ -112,13 +112,23 @@ class Engine:
 
     def run(self, jobs: list[Job], on_done: Callable, on_failed: Callable) -> EngineStats:
         """Extract every job; the stats of this engine's runs so far."""
-        t_start = time.perf_counter()
         if not jobs:
             return self.stats
-        io = DeviceIO(self.device)
         self.reps_device = self._reps_on_device(jobs)
-        source = self._loader(jobs)
-        run = _Run(self, io, {j.mid: j.plan for j in jobs}, on_done, on_failed)
+        return self.consume(self._loader(jobs), on_done, on_failed, {j.mid: j.plan for j in jobs})
+
+    def consume(
+        self, source, on_done: Callable, on_failed: Callable, plans: dict | None = None, ready: bool = False
+    ) -> EngineStats:
+        """Run the chunks (and `Failed`s) of `source` through the backbones: the engine's own
+        decode workers, or another producer of chunks (`onepass.OnePass.items`), whose chunks
+        are `ready` (every geometry applied) and may leave a trailer's total of clips to its
+        last chunk."""
+        t_start = time.perf_counter()
+        io = DeviceIO(self.device)
+        if ready:
+            self.reps_device, self.ring = False, None
+        run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
         try:
             self._lock_ring(io)
@@ -147,7 +157,7 @@ class Engine:
 class _Run:
     """One run's moving parts: chunks -> device inputs -> batches -> models -> trailers."""
 
-    def __init__(self, engine: Engine, io: DeviceIO, plans: dict, on_done: Callable, on_failed: Callable):
+    def __init__(self, engine: Engine, io: DeviceIO, plans: dict, on_done: Callable, on_failed: Callable, ready: bool):
         self.stats = engine.stats
         self.batch_size = engine.batch_size
         self.groups = len(engine.geometries)
@@ -160,7 +170,7 @@ class _Run:
             io,
             engine.ring,
             self.stats,
-            resize_on_device=engine.resize_on == "device",
+            resize_on_device=engine.resize_on == "device" and not ready,
             plans=plans if engine.reps_device else None,
             pending_slots=engine.PENDING_SLOTS,
         )

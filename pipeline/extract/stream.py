@@ -38,7 +38,7 @@ class Chunk:
 
     mid: str
     first: int
-    total: int  # clips of the trailer
+    total: int  # clips of the trailer; negative: a later chunk of the trailer says (`onepass`)
     reps: torch.Tensor  # int32 (n,), -1 without 2D backbones
     inputs: list  # per geometry: uint8 (n, 3, h, w) or (n, T, 3, h, w); raw 3D frames may be a SlotRef
     decode_s: float = 0.0  # worker seconds spent producing this chunk

@@ -31,14 +31,17 @@ def _widen_pipe(pipe, frame_bytes: int) -> None:
         pass
 
 
+def _output(size: tuple[int, int] | None, target: str) -> list[str]:
+    """One raw RGB24 output of the first video stream, scaled to `size` = (W, H) if given."""
+    out = ["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    return out + (["-s", f"{size[0]}x{size[1]}"] if size is not None else []) + [target]
+
+
 def _decode_command(path: str | os.PathLike, size: tuple[int, int] | None, threads: int) -> list[str]:
     """ffmpeg writing the first video stream of `path` to its stdout as raw RGB24 frames,
     scaled to `size` = (W, H) if given."""
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path), "-map", "0:v:0"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24"]
-    if size is not None:
-        cmd += ["-s", f"{size[0]}x{size[1]}"]
-    return cmd + ["pipe:"]
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path)]
+    return cmd + _output(size, "pipe:")
 
 
 def _read_frame(pipe: BinaryIO, width: int, height: int) -> np.ndarray | None:
@@ -75,6 +78,47 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, th
             raise T12kError(f"cannot decode video {path}: {error_line(err, proc.returncode)}; re-fetch it or remove it")
     finally:
         end_process(proc)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def iter_frame_pairs(
+    path: str | os.PathLike, small: tuple[int, int], threads: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield every frame of `path` twice from one decode: scaled to `small` = (W, H) and at
+    its own size, as ((h, w, 3), (H, W, 3)) uint8 RGB pairs.
+
+    One ffmpeg process decodes the video once and writes two outputs, each with the very
+    options `iter_frames` gives a single one, so the small frames are byte for byte those of
+    `iter_frames(path, small)` (tested): the frames TransNet V2 needs and the ones the
+    backbones need, from one decode. The small frames come on a second pipe, read in step
+    with the first; both pipes are widened to hold frames ahead, so ffmpeg never waits on one
+    while the other is being read."""
+    native = video_size(path)
+    read_end, write_end = os.pipe()
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path)]
+    cmd += _output(None, "pipe:1") + _output(small, f"pipe:{write_end}")
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, pass_fds=(write_end,))
+    finally:
+        os.close(write_end)
+    side = os.fdopen(read_end, "rb", buffering=0)
+    _widen_pipe(proc.stdout, native[0] * native[1] * 3)
+    _widen_pipe(side, 1 << 20)
+    try:
+        assert proc.stdout is not None
+        while (big := _read_frame(proc.stdout, *native)) is not None:
+            little = _read_frame(side, *small)
+            if little is None:
+                break
+            yield little, big
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.wait() != 0:
+            raise T12kError(f"cannot decode video {path}: {error_line(err, proc.returncode)}; re-fetch it or remove it")
+    finally:
+        end_process(proc)
+        side.close()
         if proc.stderr:
             proc.stderr.close()
 

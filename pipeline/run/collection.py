@@ -79,13 +79,14 @@ def run_collection(
         clean_leftovers(layout.videos)
         backend = _backend(cfg, layout, fetch, shots, extract, log)
         ledger = Ledger(layout, len(items), progress, dict(backend.slots))
-        scheduler = Scheduler(backend, ledger, cfg.queue)
+        scheduler = Scheduler(backend, ledger, cfg.queue, one_decode=cfg.decode == "once")
+        model = "features" if cfg.decode == "once" else "shots"  # the first model stage
         try:
             still = still_to_fetch(items, layout.videos, fetch, ledger.recorder)
             ledger.fetch_skipped(items, still)
             todo, fetched = {it.id for it in still}, set(ledger.fetch.skipped)
             entries = [
-                ("download", Ticket(it)) if it.id in todo else ("shots", Ticket(it, str(layout.video(it.id))))
+                ("download", Ticket(it)) if it.id in todo else (model, Ticket(it, str(layout.video(it.id))))
                 for it in items
                 if it.id in todo or it.id in fetched
             ]

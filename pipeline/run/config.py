@@ -15,6 +15,7 @@ from t12k.errors import T12kError
 from t12k.settings import setting
 
 ENGINES = ("local", "ray")
+DECODES = ("once", "per-stage")
 STAGES = ("download", "normalize", "shots", "features")  # the order a trailer goes through them
 
 
@@ -41,6 +42,13 @@ class RunConfig:
         metavar="N",
     )
     group: int = setting(8, "most trailers per call of the feature stage (their clips share model batches)")
+    decode: str = setting(
+        "once",
+        "once: one decode per trailer feeds both TransNet V2 (48x27) and the backbones, the feature stage "
+        "finding the shots as it goes; per-stage: the shot and feature stages each decode, as `t12k shots` "
+        "and `t12k extract` do",
+        choices=DECODES,
+    )
     decode_workers: int | str | None = setting(
         None,
         "decode processes of the feature stage (`t12k extract --workers`; here --workers counts downloads): 0 "
@@ -69,6 +77,8 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise T12kError naming the option and the fix for a setting no run could use."""
+        if self.decode not in DECODES:
+            raise T12kError(f"--decode must be one of {', '.join(DECODES)}; got {self.decode!r}")
         if self.engine not in ENGINES:
             raise T12kError(f"--engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         for name in ("queue", "group", "attempts"):

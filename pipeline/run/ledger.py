@@ -139,6 +139,9 @@ class Ledger:
     def shot(self, out: Outcome) -> bool:
         """Record a shot detection (as `t12k shots`: no row when skipped); whether the trailer goes on."""
         self._stage_done("shots", out)
+        found = out.status == "skipped" and out.fields  # found in the store by one decode (`Features.one_decode`)
+        if found and self.shots_manifest.status(out.mid) != "ok":  # committed by a call that was lost
+            self.shots_manifest.record(out.mid, "ok", seconds="", **out.fields)
         if out.status == "ok":
             self.shots_manifest.record(out.mid, "ok", seconds=f"{out.seconds:.2f}", **out.fields)
         elif out.status == "failed":
@@ -149,6 +152,18 @@ class Ledger:
             )
             self._leave(out.mid, f"shots: {out.reason}")
         return out.goes_on
+
+    def found_shots(self, mid: str) -> Outcome | None:
+        """The shots of `mid` in the shots store (committed by a one-decode call that was then
+        lost), as a skipped shot outcome with its manifest fields; None when absent or unsound."""
+        from t12k.storage import ShotStore
+
+        if not self.layout.shots.is_dir():
+            return None
+        store = ShotStore.open(self.layout.shots)
+        if not store.is_done(mid):
+            return None
+        return Outcome(mid, "skipped", fields={"frames": len(store.predictions(mid)), "shots": len(store.shots(mid))})
 
     def featured(self, out: Outcome) -> None:
         """Record a feature extraction (as `t12k extract`: no row when skipped); the trailer is through."""

@@ -39,7 +39,8 @@ class LocalBackend:
         # the stores are opened (and the backbones loaded) here, so that a store made with
         # other settings stops the run before any work; the detector loads on first use
         self.shots = stages.Shots(layout.shots, shots, run.faults)
-        self.features = stages.Features(layout.features, layout.shots, extract, run.faults, log)
+        one = self.shots if run.decode == "once" else None  # the feature stage finds the shots too
+        self.features = stages.Features(layout.features, layout.shots, extract, run.faults, log, one)
         self.pool = WorkerPool(TARGET)
         self.threads = {
             s: ThreadPoolExecutor(max_workers=self.slots[s], thread_name_prefix=f"t12k-{s}") for s in STAGES

@@ -117,17 +117,22 @@ class Placement:
         gpu = gpus >= 1 and asked != "cpu"
         n = run.actors or (int(gpus) if gpu else 1)
         decode = worker_count(extract.workers, "cuda" if gpu else "cpu")
+        one = run.decode == "once"  # no shots actors: the feature actors find the shots
         if gpu:
-            share = min(1.0, gpus / (2 * n))  # a shots actor and a features actor per GPU
+            share = min(1.0, gpus / (n if one else 2 * n))  # a shots actor and a features actor per GPU
             shots, features = {"num_cpus": 1, "num_gpus": share}, {"num_cpus": max(1, decode), "num_gpus": share}
         else:  # the model's own core, plus its decode processes
             shots, features = {"num_cpus": 1}, {"num_cpus": 1 + decode}
-        place = cls("cuda" if gpu else "cpu", n, shots, features, max(1, int(cpus - n * (1 + features["num_cpus"]))))
+        if one:
+            shots = {"num_cpus": 0}
+        spare = int(cpus - n * (shots["num_cpus"] + features["num_cpus"]))
+        place = cls("cuda" if gpu else "cpu", n, shots, features, max(1, spare))
         if cpus < place.cpus_needed:
+            actors = "" if one else f"{n} shots actor(s) of {shots['num_cpus']} CPU, "
             raise T12kError(
-                f"the Ray cluster ({where}) has {cpus:g} CPUs and this run needs at least {place.cpus_needed}: {n} "
-                f"shots actor(s) of 1 CPU, {n} feature actor(s) of {features['num_cpus']} and one normalizing "
-                "task; add nodes, or lower --actors or --decode-workers"
+                f"the Ray cluster ({where}) has {cpus:g} CPUs and this run needs at least {place.cpus_needed}: "
+                f"{actors}{n} feature actor(s) of {features['num_cpus']} CPU(s) and one normalizing task; add nodes, "
+                "or lower --actors or --decode-workers"
             )
         return place
 
@@ -204,8 +209,10 @@ class _ShotsActor:
 
 
 class _FeaturesActor:
-    def __init__(self, desk: str, folder, shots, config: ExtractConfig, faults):
-        self.desk, self.stage = desk, stages.Features(folder, shots, config, faults)
+    def __init__(self, desk: str, folder, shots, config: ExtractConfig, faults, one: ShotsConfig | None = None):
+        # one: a single decode per trailer finds its shots here too, with these settings
+        finder = stages.Shots(shots, one, faults) if one is not None else None
+        self.desk, self.stage = desk, stages.Features(folder, shots, config, faults, shots=finder)
 
     def run(self, key: str, pairs: list[tuple[str, str]]) -> list[Outcome]:
         _started(self.desk, key)
@@ -269,14 +276,18 @@ class RayBackend:
         )
         shots_cfg = dataclasses.replace(shots, device=place.device)
         extract_cfg = dataclasses.replace(extract, device=place.device)
+        one = shots_cfg if run.decode == "once" else None
         for _ in range(place.actors):
-            self.actors["shots"].append(
-                ray.remote(_ShotsActor).options(**place.shots, **keep).remote(desk, lay.shots, shots_cfg, run.faults)
-            )
+            if one is None:
+                self.actors["shots"].append(
+                    ray.remote(_ShotsActor)
+                    .options(**place.shots, **keep)
+                    .remote(desk, lay.shots, shots_cfg, run.faults)
+                )
             self.actors["features"].append(
                 ray.remote(_FeaturesActor)
                 .options(**place.features, **keep)
-                .remote(desk, lay.features, lay.shots, extract_cfg, run.faults)
+                .remote(desk, lay.features, lay.shots, extract_cfg, run.faults, one)
             )
         self.load = {s: [0] * place.actors for s in self.actors}
         self.download_task = ray.remote(_download).options(num_cpus=0, max_retries=0)

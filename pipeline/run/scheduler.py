@@ -77,8 +77,11 @@ class Backend(Protocol):
 class Scheduler:
     """Moves tickets through the stages with `backend`, recording each outcome in `ledger`."""
 
-    def __init__(self, backend: Backend, ledger: Ledger, bound: int):
+    def __init__(self, backend: Backend, ledger: Ledger, bound: int, one_decode: bool = False):
         self.backend, self.ledger, self.bound = backend, ledger, max(1, bound)
+        # one_decode: the feature stage finds the shots too, from the same decode (`Features.one_decode`)
+        self.one_decode = one_decode
+        self.next = {**NEXT, "normalize": "features"} if one_decode else NEXT
         self.ready: dict[str, deque[Ticket]] = {s: deque() for s in STAGES}
         self.inflight: dict[Any, tuple[str, list[Ticket]]] = {}
         self.calls = dict.fromkeys(STAGES, 0)
@@ -134,7 +137,7 @@ class Scheduler:
         """Start calls, last stage first, while a stage has a free slot, trailers waiting and
         room in the queue after it."""
         for stage in reversed(STAGES):
-            nxt = NEXT[stage]
+            nxt = self.next[stage]
             slots, most = self.backend.slots[stage], self.backend.group.get(stage, 1)
             queue = self.ready[stage]
             while queue and self.calls[stage] < slots and (nxt is None or len(self.ready[nxt]) < self.bound):
@@ -146,6 +149,8 @@ class Scheduler:
                 self.inflight[self.backend.submit(stage, tickets)] = (stage, tickets)
                 self.calls[stage] += 1
                 self.ledger.entered(stage, len(tickets))
+                if stage == "features" and self.one_decode:
+                    self.ledger.entered("shots", len(tickets))
 
     def _finish(self, handle: Any) -> None:
         stage, tickets = self.inflight.pop(handle)
@@ -158,6 +163,8 @@ class Scheduler:
             else:
                 outcomes = self._lost(stage, tickets, self.backend.lost(handle, exc), exc)
                 self.ledger.entered(stage, -outcomes.count(None))  # they enter again when tried again
+                if stage == "features" and self.one_decode:
+                    self.ledger.entered("shots", -outcomes.count(None))
         for ticket, out in zip(tickets, outcomes):
             if out is not None:
                 self._record(stage, ticket, out)
@@ -196,12 +203,16 @@ class Scheduler:
             assert t.download is not None
             if ledger.normalized(t.download, out) and not self.stopping:
                 t.video = out.data
-                self.ready["shots"].append(t)
+                self.ready[self.next["normalize"]].append(t)
         elif stage == "shots":
             if ledger.shot(out) and not self.stopping:
                 self.ready["features"].append(t)
-        else:
+        elif not self.one_decode:
             ledger.featured(out)
+        else:  # the shot stage's outcome rides along; a lost call's shots may be in the store
+            shot = out.data if isinstance(out.data, Outcome) else ledger.found_shots(out.mid)
+            if ledger.shot(shot or Outcome(out.mid, out.status, out.reason)):
+                ledger.featured(out)
 
 
 def _lost_download(t: Ticket, out: Outcome) -> Downloaded:

@@ -187,12 +187,22 @@ class Features:
     """The feature stage: clips from the shots store, every backbone, one store per backbone.
     The backbones are loaded once; a group of trailers shares model batches."""
 
-    def __init__(self, folder: Path, shots_path: Path, config: ExtractConfig, faults: tuple[Fault, ...] = (), log=None):
+    def __init__(
+        self,
+        folder: Path,
+        shots_path: Path,
+        config: ExtractConfig,
+        faults: tuple[Fault, ...] = (),
+        log=None,
+        shots: Shots | None = None,
+    ):
         from t12k.pipeline.extract import Engine, worker_count
         from t12k.pipeline.extract.device_io import is_cuda
         from t12k.storage import ShotStore
 
         self.config, self.faults, self.shots_path = config, faults, Path(shots_path)
+        self.shots = shots  # given: one decode per trailer finds its shots too (`one_decode`)
+        self.decoders = worker_count(config.workers, config.device)
         self.runners = load_runners(config)
         device = self.runners[0].device
         self.stores = open_feature_stores(self.runners, config, ShotStore.open(shots_path).settings, folder, log)
@@ -210,12 +220,9 @@ class Features:
 
     def _plan(self, mid: str, shots) -> tuple:
         """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
-        from t12k.shots import plan_clips
-
         if mid not in shots:
             raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
-        num_frames = len(shots.predictions(mid))
-        plan = plan_clips(shots.shots(mid), num_frames, self.config.strategy, self.config.fpc, self.config.fps)
+        plan, num_frames = self._plan_of(shots.shots(mid), len(shots.predictions(mid)))
         if len(plan) == 0:
             raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
         return plan, num_frames
@@ -223,6 +230,9 @@ class Features:
     def __call__(self, trailers: list[tuple[str, str]]) -> list[Outcome]:
         """Extract and commit the features of (id, video) pairs; trailers in every store are skipped."""
         from t12k.pipeline.extract import Job
+
+        if self.shots is not None:
+            return self.one_decode(trailers)
         from t12k.storage import ShotStore
 
         out: dict[str, Outcome] = {}
@@ -245,6 +255,64 @@ class Features:
             out.setdefault(job.mid, Outcome(job.mid, "failed", "the feature engine returned nothing for it"))
             out[job.mid].seconds = share
         return [out[mid] for mid, _ in trailers]
+
+    def one_decode(self, trailers: list[tuple[str, str]]) -> list[Outcome]:
+        """Shots and features of (id, video) pairs from one decode each (`OnePass`). Each
+        outcome is the feature stage's, with the shot stage's outcome as its `data`."""
+        from t12k.pipeline.extract.onepass import OnePass, planning_of
+
+        assert self.shots is not None
+        shots, store = self.shots, self.shots.store
+        out: dict[str, Outcome] = {}
+        todo = []
+        for mid, video in trailers:
+            if store.is_done(mid) and all(s.is_done(mid) for s in self.stores.values()):
+                out[mid] = Outcome(mid, "skipped", data=Outcome(mid, "skipped"))
+            else:
+                todo.append((mid, str(video)))
+
+        def commit(shot) -> None:
+            inject(self.faults, "shots", shot.mid)
+            store.write_shots(shot.mid, shot.shots, shot.preds)
+
+        def known(mid: str):
+            return (store.shots(mid), store.predictions(mid)) if store.is_done(mid) else None
+
+        one = OnePass(
+            shots._detector(),
+            commit,
+            known,
+            self.engine.geometries,
+            planning_of(self.config, shots.config.threshold),
+            chunk=self.engine.chunk,
+            threads=self.decoders,
+        )
+        plans: dict = {}
+        t0 = time.perf_counter()
+
+        def done(mid: str, feats: dict, reps: np.ndarray) -> None:
+            shot = one.shots[mid]
+            plans[mid] = self._plan_of(shot.shots, len(shot.preds))
+            self._commit(mid, feats, reps, plans, out)
+
+        self.engine.consume(one.items(todo), done, self._failed(out), ready=True)
+        share = (time.perf_counter() - t0) / max(1, len(todo))
+        for mid, _ in todo:
+            o = out.setdefault(mid, Outcome(mid, "failed", "the feature engine returned nothing for it"))
+            o.seconds, shot = share, one.shots.get(mid)
+            if shot is None:  # failed before its shots were found: the shot stage failed
+                o.data = Outcome(mid, "failed", o.reason, seconds=share)
+            else:  # found: in the store already (the ledger records it when no run did)
+                fields = {"frames": len(shot.preds), "shots": len(shot.shots)}
+                o.data = Outcome(mid, "skipped" if shot.found else "ok", fields=fields, seconds=shot.seconds)
+        return [out[mid] for mid, _ in trailers]
+
+    def _plan_of(self, shots, num_frames: int) -> tuple:
+        """(clip plan, frames) of a trailer with these shots, as `t12k extract` plans it."""
+        from t12k.shots import plan_clips
+
+        c = self.config
+        return plan_clips(shots, num_frames, c.strategy, c.fpc, c.fps), num_frames
 
     def _commit(self, mid: str, feats: dict, reps: np.ndarray, plans: dict, out: dict) -> None:
         """Write one finished trailer to every store it is missing from."""
