@@ -8,7 +8,8 @@ starts from an empty folder and takes the whole corpus through download, normali
 TransNet V2 and a backbone (`--backbone`, random weights by default: no network):
 
 1. `fetch`, `shots`, `extract` in sequence (the stage functions of the three commands);
-2. `run --engine local`: the same stages as staged workers joined by bounded queues;
+2. `run --engine local`: the same stages as staged workers joined by bounded queues, with one
+   decode per trailer for both model stages (`--decode once`) and with each decoding (`per-stage`);
 3. `run --engine ray` on a local Ray cluster of 1 and 2 simulated nodes (`--nodes`), each of
    `--node-cpus` logical CPUs (on one machine the nodes share its cores: this measures the
    engine's overhead and the overlap, not a cluster's speed-up).
@@ -111,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             base = parts["total"]
             split = ", ".join(f"{k} {v:.1f} s" for k, v in parts.items() if k != "total")
             rows.append(("fetch -> shots -> extract", base, split))
-            wall, busy = _run(items, root / "local", RunConfig(), fetch, shots, extract)
-            _same(root / "local", ref)
-            rows.append(("run --engine local", wall, f"busy: {busy}"))
+            for decode in ("once", "per-stage"):
+                wall, busy = _run(items, root / f"local-{decode}", RunConfig(decode=decode), fetch, shots, extract)
+                _same(root / f"local-{decode}", ref)
+                rows.append((f"run --engine local --decode {decode}", wall, f"busy: {busy}"))
             for n in [int(x) for x in a.nodes.split(",") if x.strip()]:
                 cluster = _ray_cluster(n, a.node_cpus)
                 try:
@@ -129,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.work:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{'variant':<30} {'wall s':>7} {'speed-up':>8}  notes")
+    print(f"\n{'variant':<36} {'wall s':>7} {'speed-up':>8}  notes")
     for name, wall, note in rows:
-        print(f"{name:<30} {wall:>7.1f} {base / wall:>7.2f}x  {note}")
+        print(f"{name:<36} {wall:>7.1f} {base / wall:>7.2f}x  {note}")
     return 0
 
 

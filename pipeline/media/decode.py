@@ -57,6 +57,15 @@ def _read_frame(pipe: BinaryIO, width: int, height: int) -> np.ndarray | None:
     return frame
 
 
+def _check_end(proc: subprocess.Popen, path: str | os.PathLike) -> None:
+    """Once the frames have ended: T12kError with ffmpeg's own line unless it exited cleanly."""
+    assert proc.stdout is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        raise T12kError(f"cannot decode video {path}: {error_line(err, proc.returncode)}; re-fetch it or remove it")
+
+
 def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, threads: int = 0) -> Iterator[np.ndarray]:
     """Yield every frame of `path` as (H, W, 3) uint8 RGB, scaled to `size` = (W, H) if given.
 
@@ -72,10 +81,7 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, th
         assert proc.stdout is not None
         while (frame := _read_frame(proc.stdout, width, height)) is not None:
             yield frame
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.wait() != 0:
-            raise T12kError(f"cannot decode video {path}: {error_line(err, proc.returncode)}; re-fetch it or remove it")
+        _check_end(proc, path)
     finally:
         end_process(proc)
         if proc.stderr:
@@ -112,10 +118,7 @@ def iter_frame_pairs(
             if little is None:
                 break
             yield little, big
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.wait() != 0:
-            raise T12kError(f"cannot decode video {path}: {error_line(err, proc.returncode)}; re-fetch it or remove it")
+        _check_end(proc, path)
     finally:
         end_process(proc)
         side.close()
