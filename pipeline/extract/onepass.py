@@ -105,6 +105,9 @@ class OnePass:
         lock = threading.Lock()
 
         def work() -> None:
+            # TransNet V2 on one intra-op thread per trailer (OpenMP threads are set per calling
+            # thread): the backbones keep the process's threads, and no core is oversubscribed
+            torch.set_num_threads(1)
             with torch.inference_mode():
                 while not stop.is_set():
                     with lock:
@@ -115,6 +118,7 @@ class OnePass:
                         _put(out, item, stop)
             _put(out, None, stop)
 
+        threads = torch.get_num_threads()
         workers = [threading.Thread(target=work, name="t12k-onepass") for _ in range(min(self.threads, len(todo)))]
         for w in workers:
             w.start()
@@ -132,6 +136,7 @@ class OnePass:
                 while w.is_alive():
                     _drain(out)
                     w.join(0.05)
+            torch.set_num_threads(threads)  # parts of the workers' setting are global to torch
 
     # ---- one trailer --------------------------------------------------------------------------
 

@@ -123,7 +123,8 @@ class Placement:
             shots, features = {"num_cpus": 1, "num_gpus": share}, {"num_cpus": max(1, decode), "num_gpus": share}
         else:  # the model's own core, plus its decode processes
             shots, features = {"num_cpus": 1}, {"num_cpus": 1 + decode}
-        if one:
+        if one:  # the feature actor runs TransNet V2 too: it takes the shots actor's CPU (Ray sizes its threads)
+            features["num_cpus"] += shots["num_cpus"]
             shots = {"num_cpus": 0}
         spare = int(cpus - n * (shots["num_cpus"] + features["num_cpus"]))
         place = cls("cuda" if gpu else "cpu", n, shots, features, max(1, spare))
