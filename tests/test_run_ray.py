@@ -192,7 +192,8 @@ def test_an_unreachable_address_and_a_cluster_short_of_resources_say_so_in_one_l
         "t12k run: error: cannot reach a Ray cluster at 127.0.0.1:1 (Connection refused); start it with `ray start"
     )
     assert (
-        f"the Ray cluster ({cluster.address}) has {2 * NODE_CPUS} CPUs and this run needs at least 7: 3 feature actor(s) of 2"
+        f"the Ray cluster ({cluster.address}) has {2 * NODE_CPUS} CPUs and this run needs at least 7: "
+        "3 feature actor(s) of 2"
         in error("--address", cluster.address, "--actors", "3", "--decode-workers", "0", "--device", "cpu")
     )
     assert "at least 11: 5 shots actor(s) of 1 CPU, 5 feature actor(s) of 1 CPU(s)" in error(
