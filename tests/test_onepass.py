@@ -159,3 +159,20 @@ def test_a_bad_video_fails_alone(tmp_path):
     failed = [i for i in items if not hasattr(i, "inputs")]
     assert [f.mid for f in failed] == ["bad"] and "bad.mp4" in failed[0].reason
     assert sum(len(i) for i in items if hasattr(i, "inputs")) == 1
+
+
+def test_the_feature_stage_takes_the_default_device_and_decodes_a_trailer_per_core(tmp_path):
+    import os
+
+    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.extract.config import ExtractConfig
+    from t12k.pipeline.extract.onepass import onepass_threads
+    from t12k.pipeline.run import stages
+
+    config = ExtractConfig(backbones="shufflenet2d", weights="none")  # device: auto, the command line's default
+    shots = stages.Shots(tmp_path / "shots.zarr", ShotsConfig(device="cpu"))
+    feats = stages.Features(tmp_path / "features", tmp_path / "shots.zarr", config, shots=shots)
+    if feats.runners[0].device.type == "cpu":
+        assert feats.decoders == (os.cpu_count() or 1)
+    assert onepass_threads(None, "cpu") == onepass_threads("auto", "cpu") == (os.cpu_count() or 1)
+    assert onepass_threads(3, "cpu") == 3 and onepass_threads(0, "cpu") == 1

@@ -21,6 +21,7 @@ detector, OpenCV and torch release the GIL), feeding one bounded queue.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -234,6 +235,17 @@ def _drain(out: queue.Queue) -> None:
             out.get_nowait()
     except queue.Empty:
         pass
+
+
+def onepass_threads(workers, device) -> int:
+    """Trailers decoded at once by `OnePass`: `--workers` when given; auto: one per core on a
+    CPU (each runs TransNet V2 on one thread, the step that bounds a CPU run), else as many as
+    the decode workers of `t12k extract` (`worker_count`)."""
+    from t12k.pipeline.extract.config import worker_count
+
+    if (workers is None or workers == "auto") and torch.device(device).type == "cpu":
+        return max(1, os.cpu_count() or 1)
+    return max(1, worker_count(workers, device))
 
 
 def planning_of(config, threshold: float) -> dict:

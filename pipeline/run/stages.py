@@ -198,13 +198,14 @@ class Features:
     ):
         from t12k.pipeline.extract import Engine, worker_count
         from t12k.pipeline.extract.device_io import is_cuda
+        from t12k.pipeline.extract.onepass import onepass_threads
         from t12k.storage import ShotStore
 
         self.config, self.faults, self.shots_path = config, faults, Path(shots_path)
         self.shots = shots  # given: one decode per trailer finds its shots too (`one_decode`)
-        self.decoders = worker_count(config.workers, config.device)
         self.runners = load_runners(config)
         device = self.runners[0].device
+        self.decoders = onepass_threads(config.workers, device)
         self.stores = open_feature_stores(self.runners, config, ShotStore.open(shots_path).settings, folder, log)
         resize_on = config.resize_on
         if resize_on == "auto":  # as `t12k extract`: on a GPU the device resizes, on a CPU the workers
