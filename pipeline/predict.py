@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,9 @@ from t12k.backbones.device import resolve_device
 from t12k.divita.train import load_model, predict_features
 from t12k.errors import T12kError
 from t12k.pipeline.detect import ShotsConfig
-from t12k.pipeline.extract import BackboneRunner, ExtractConfig, clip_features
-from t12k.pipeline.media import read_frames
-from t12k.shots import INPUT_SIZE, ShotDetector, plan_clips
+from t12k.pipeline.extract import BackboneRunner, Engine, ExtractConfig, clip_features
+from t12k.pipeline.extract.onepass import OnePass, planning_of
+from t12k.shots import ShotDetector, plan_clips
 
 
 def _store_configs(stores: dict, weights: str | None) -> dict[str, ExtractConfig]:
@@ -94,6 +95,63 @@ def _local_video(source: str, tmp: Path) -> Path:
     return tmp / "trailer.mp4"
 
 
+def _runners(stores: dict, configs: dict[str, ExtractConfig], device) -> dict[str, BackboneRunner]:
+    """Per role, the backbone that remakes its store's features, its weights checked against the store's."""
+    runners = {}
+    for role, cfg in configs.items():
+        # fp32 whatever the store's precision: the reference's math (and a CPU's only fast one)
+        runner = BackboneRunner(get_spec(cfg.backbones), cfg.weights, device, cfg.batch_size)
+        recorded, _ = _recorded(stores, role)
+        if recorded is not None and runner.weights_used != recorded:
+            raise T12kError(
+                f"the checkpoint's {role} features were made with weights {recorded}, "
+                f"this run would use {runner.weights_used}; pass the matching --weights"
+            )
+        runners[role] = runner
+    return runners
+
+
+def _plan_key(cfg: ExtractConfig) -> tuple:
+    return cfg.strategy, int(cfg.fpc), int(cfg.fps)
+
+
+def _features(video: Path, configs: dict, runners: dict, detector, timing: dict) -> tuple[np.ndarray, int, dict]:
+    """(shots, frames, features per role) of the video. The roles whose clips are planned alike
+    as the first role's come from one decode that finds the shots too (`OnePass`); any other
+    role decodes once more with the clips of those shots."""
+    first = next(iter(configs.values()))
+    together = [r for r, c in configs.items() if _plan_key(c) == _plan_key(first)]
+    group = [runners[r] for r in together]
+    engine = Engine(group, batch_size=max(r.batch_size for r in group), workers=0)
+    one = OnePass(
+        detector,
+        lambda shot: None,
+        lambda mid: None,
+        engine.geometries,
+        planning_of(first, detector.threshold),
+        chunk=engine.chunk,
+        threads=1,
+    )
+    result: dict = {}
+    failures: dict[str, str] = {}
+    t0 = time.perf_counter()
+    source = one.items([("video", str(video))])
+    stats = engine.consume(source, lambda m, f, r: result.update(f), failures.__setitem__, ready=True)
+    if failures:
+        raise T12kError(failures["video"])
+    shot = one.shots["video"]
+    timing["shots and features, one decode"] = time.perf_counter() - t0
+    timing["of which the backbones"] = sum(stats.model_s.values())
+    feats = {role: result[runners[role].spec.key] for role in together}
+    for role, cfg in configs.items():
+        if role not in feats:
+            t0 = time.perf_counter()
+            plan = plan_clips(shot.shots, len(shot.preds), cfg.strategy, cfg.fpc, cfg.fps)
+            feats[role] = clip_features(video, plan, [runners[role]])[0][cfg.backbones]
+            timing[f"{role} features, another decode"] = time.perf_counter() - t0
+    return shot.shots, len(shot.preds), feats
+
+
 def predict_trailer(
     source: str,
     checkpoint: str | os.PathLike,
@@ -103,39 +161,36 @@ def predict_trailer(
     work_dir: str | os.PathLike | None = None,
     log=print,
 ) -> dict:
-    """Genre probabilities of one trailer (a video file or a URL)."""
+    """Genre probabilities of one trailer (a video file or a URL), with the seconds each step took."""
+    t_start = time.perf_counter()
     device = resolve_device(device)  # a wrong --device fails before anything is loaded
     model, info = load_model(checkpoint, "cpu")
     stores = info.get("stores") or {}
     configs = _store_configs(stores, weights)
     if not configs:
         raise T12kError(f"checkpoint {checkpoint} records no feature stores; retrain it with this t12k")
+    timing: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="t12k-predict-") as tmp:
-        video = _local_video(source, Path(tmp))
-        frames = read_frames(video, INPUT_SIZE)
+        t0 = time.perf_counter()
+        runners = _runners(stores, configs, device)
         detector = ShotDetector(device=str(device), threshold=_shots_config(stores, configs).threshold)
-        shots, _ = detector.detect(frames)
-        feats: dict[str, np.ndarray] = {}
-        for role, cfg in configs.items():
-            # fp32 whatever the store's precision: the reference's math (and a CPU's only fast one)
-            runner = BackboneRunner(get_spec(cfg.backbones), cfg.weights, device, cfg.batch_size)
-            recorded, _ = _recorded(stores, role)
-            if recorded is not None and runner.weights_used != recorded:
-                raise T12kError(
-                    f"the checkpoint's {role} features were made with weights {recorded}, "
-                    f"this run would use {runner.weights_used}; pass the matching --weights"
-                )
-            plan = plan_clips(shots, len(frames), cfg.strategy, cfg.fpc, cfg.fps)
-            feats[role] = clip_features(video, plan, [runner])[0][cfg.backbones]
-            log(
-                f"{role}: {cfg.backbones} ({runner.weights_used}), {cfg.strategy}-{cfg.fpc} at {cfg.fps} fps, "
-                f"{len(plan)} clips"
-            )
+        timing["load models"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        video = _local_video(source, Path(tmp))
+        timing["normalize"] = time.perf_counter() - t0
+        shots, frames, feats = _features(video, configs, runners, detector, timing)
+    for role, cfg in configs.items():
+        log(f"{role}: {cfg.backbones} ({runners[role].weights_used}), {cfg.strategy}-{cfg.fpc} at {cfg.fps} fps")
+    t0 = time.perf_counter()
     probs = predict_features(model, feats.get("image"), feats.get("video"), int(info.get("snippet", 30)))
+    timing["head"] = time.perf_counter() - t0
+    timing["total"] = time.perf_counter() - t_start
+    log("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
     return {
         "source": source,
         "shots": int(len(shots)),
-        "frames": int(len(frames)),
+        "frames": int(frames),
         "clips": int(len(next(iter(feats.values())))),
         "probabilities": {g: float(p) for g, p in zip(GENRES, probs)},
+        "seconds": {k: round(v, 3) for k, v in timing.items()},
     }

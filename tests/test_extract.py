@@ -195,6 +195,8 @@ def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_
         cli_main(["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--json", "--device", "cpu"]) == 0
     )
     res = json.loads(capsys.readouterr().out)
+    steps = {"load models", "normalize", "shots and features, one decode", "of which the backbones", "head", "total"}
+    assert steps <= set(res["seconds"]) and res["seconds"]["total"] >= res["seconds"]["normalize"]
     probs = np.array([res["probabilities"][g] for g in res["probabilities"]])
     assert len(probs) == 10 and ((probs > 0) & (probs < 1)).all()
     model, _ = load_model(ckpt)

@@ -106,9 +106,9 @@ class OnePass:
         lock = threading.Lock()
 
         def work() -> None:
-            # TransNet V2 on one intra-op thread per trailer (OpenMP threads are set per calling
-            # thread): the backbones keep the process's threads, and no core is oversubscribed
-            torch.set_num_threads(1)
+            # TransNet V2 shares the process's intra-op threads among the trailers in flight
+            # (OpenMP threads are set per calling thread)
+            torch.set_num_threads(share)
             with torch.inference_mode():
                 while not stop.is_set():
                     with lock:
@@ -120,7 +120,9 @@ class OnePass:
             _put(out, None, stop)
 
         threads = torch.get_num_threads()
-        workers = [threading.Thread(target=work, name="t12k-onepass") for _ in range(min(self.threads, len(todo)))]
+        count = min(self.threads, len(todo))
+        share = max(1, threads // max(1, count))
+        workers = [threading.Thread(target=work, name="t12k-onepass") for _ in range(count)]
         for w in workers:
             w.start()
         try:
