@@ -55,8 +55,21 @@ def make_checkpoint(cache: Path, backbone: str) -> Path:
             [*cmd, "-vf", "scale=-2:360", "-r", "24", "-c:v", "libx264", str(videos / f"{mid}.mp4")], check=True
         )
     shots, feats = cache / "shots.zarr", cache / "features"
-    subprocess.run([*T12K, "shots", str(videos), "--store", str(shots), "--device", "cpu", "--quiet"], check=True)
-    cmd = [*T12K, "extract", str(videos), "--shots", str(shots), "--out", str(feats), "--backbone", backbone]
+    subprocess.run(
+        [*T12K, "shots", "--videos", str(videos), "--store", str(shots), "--device", "cpu", "--quiet"], check=True
+    )
+    cmd = [
+        *T12K,
+        "extract",
+        "--videos",
+        str(videos),
+        "--shots",
+        str(shots),
+        "--out",
+        str(feats),
+        "--backbone",
+        backbone,
+    ]
     subprocess.run([*cmd, "--weights", "none", "--device", "cpu", "--quiet"], check=True)
     y = np.eye(10, dtype=np.int8)[[0, 4, 6]]
     write_mtgc(cache / "mtgc.csv", MTGC(["a1", "b2", "c3"], y, np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], np.int8)))

@@ -69,6 +69,9 @@ def test_streamed_probabilities_are_those_of_predict(real_video):
     blocks = list(det.stream(iter(frames)))
     assert [len(b) for b in blocks[:-1]] == [50] * (len(blocks) - 1)  # a window's frames as soon as it is read
     assert np.array_equal(np.concatenate(blocks), det.predict(frames))
+    for n in (1, 50, 51, 420):  # two single-threaded streams of two-window segments, the last trimmed
+        parallel = det.stream(frames[:n], streams=2, segment=2)
+        assert np.array_equal(np.concatenate(list(parallel)), det.predict(frames[:n]))
 
 
 class _Scripted:
@@ -77,7 +80,7 @@ class _Scripted:
     def __init__(self, transition):
         self.transition, self.seen = transition, 0
 
-    def stream(self, frames):
+    def stream(self, frames, streams=1):
         for i, f in enumerate(frames):
             assert f.shape == (27, 48, 3)
             self.seen = i + 1
@@ -127,7 +130,7 @@ def test_a_trailer_whose_shots_are_known_is_decoded_once_for_the_backbones(tmp_p
     shots, preds = np.array([[0, 29], [30, 59]], np.int32), np.zeros(60, np.float32)
 
     class NoDetector:
-        def stream(self, frames):
+        def stream(self, frames, streams=1):
             raise AssertionError("the shots are known: no detection")
 
     one = OnePass(

@@ -94,6 +94,7 @@ class OnePass:
         self.need_2d = any(g.kind == Kind.IMAGE for g in geometries)
         self.need_3d = any(g.kind == Kind.VIDEO for g in geometries)
         self.shots: dict[str, Shot] = {}  # what the shot side did, by trailer, for the caller
+        self.streams = 1  # TransNet V2's threads per trailer (set by `items`)
 
     # ---- many trailers, in threads ---------------------------------------------------------------
 
@@ -106,9 +107,7 @@ class OnePass:
         lock = threading.Lock()
 
         def work() -> None:
-            # TransNet V2 shares the process's intra-op threads among the trailers in flight
-            # (OpenMP threads are set per calling thread)
-            torch.set_num_threads(share)
+            torch.set_num_threads(1)  # OpenMP threads are set per calling thread
             with torch.inference_mode():
                 while not stop.is_set():
                     with lock:
@@ -121,7 +120,9 @@ class OnePass:
 
         threads = torch.get_num_threads()
         count = min(self.threads, len(todo))
-        share = max(1, threads // max(1, count))
+        # TransNet V2 shares the process's threads among the trailers in flight, as streams of
+        # one thread each (`ShotDetector.stream`)
+        self.streams = max(1, threads // max(1, count))
         workers = [threading.Thread(target=work, name="t12k-onepass") for _ in range(count)]
         for w in workers:
             w.start()
@@ -194,7 +195,7 @@ class OnePass:
                     base, dropped = planner.n, True
                 yield little
 
-        for p in self.detector.stream(small_frames()):
+        for p in self.detector.stream(small_frames(), streams=self.streams):
             probs.append(p)
             for clip in planner.feed(p):
                 yield self._take(index, clip, held, base)
