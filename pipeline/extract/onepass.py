@@ -95,6 +95,8 @@ class OnePass:
         self.need_3d = any(g.kind == Kind.VIDEO for g in geometries)
         self.shots: dict[str, Shot] = {}  # what the shot side did, by trailer, for the caller
         self.streams = 1  # TransNet V2's threads per trailer (set by `items`)
+        self.detecting = 0  # trailers whose shots are being found now
+        self._count = threading.Lock()
 
     # ---- many trailers, in threads ---------------------------------------------------------------
 
@@ -133,6 +135,9 @@ class OnePass:
                 if item is None:
                     ended += 1
                 else:
+                    # the backbones (in this thread) take one thread while TransNet V2 runs,
+                    # all of the process's once it is done: no core is oversubscribed
+                    torch.set_num_threads(1 if self.detecting else threads)
                     yield item
         finally:
             stop.set()
@@ -195,11 +200,17 @@ class OnePass:
                     base, dropped = planner.n, True
                 yield little
 
-        for p in self.detector.stream(small_frames(), streams=self.streams):
-            probs.append(p)
-            for clip in planner.feed(p):
-                yield self._take(index, clip, held, base)
-                base, index = clip.last + 1, index + 1
+        with self._count:
+            self.detecting += 1
+        try:
+            for p in self.detector.stream(small_frames(), streams=self.streams):
+                probs.append(p)
+                for clip in planner.feed(p):
+                    yield self._take(index, clip, held, base)
+                    base, index = clip.last + 1, index + 1
+        finally:
+            with self._count:
+                self.detecting -= 1
         clips = planner.finish()
         preds = np.concatenate(probs)
         shot = Shot(mid, planner.shot_array(), preds, seconds=time.perf_counter() - t0)
