@@ -12,6 +12,7 @@ import torch
 from t12k.backbones import REGISTRY, Kind, parse_backbones
 from t12k.backbones.device import PRECISIONS, device_setting
 from t12k.errors import T12kError
+from t12k.pipeline.extract.runner import RUNTIMES
 from t12k.shots.clips import STRATEGIES
 from t12k.storage.zarrstore import ZARR_FORMATS
 
@@ -79,6 +80,15 @@ class ExtractConfig:
             "autocast is faster still (recorded in the store; README has the measured differences)",
         },
     )
+    runtime: str = field(
+        default="auto",
+        metadata={
+            "choices": RUNTIMES,
+            "help": "what runs the models on a CPU: openvino (fp32; an optional package, pip install openvino), "
+            "torch, or auto: openvino for fp32 on a CPU when it is installed, else torch; features agree "
+            "within 1e-4",
+        },
+    )
     zarr_format: int = field(default=2, metadata={"choices": ZARR_FORMATS, "help": "zarr format of new stores"})
     device: str = device_setting()
 
@@ -87,7 +97,7 @@ class ExtractConfig:
 
     def validate(self) -> None:
         """Raise T12kError naming the option and the fix for a setting no run could use."""
-        for name in ("strategy", "resize_on", "reps_on", "precision", "zarr_format"):
+        for name in ("strategy", "resize_on", "reps_on", "precision", "runtime", "zarr_format"):
             choices = _choices(name)
             if getattr(self, name) not in choices:
                 raise T12kError(

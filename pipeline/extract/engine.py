@@ -13,6 +13,7 @@ mode and scatters the features back to their trailers (`batches.py`); each trail
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import time
@@ -45,6 +46,12 @@ class Engine:
     SLOT_BYTES = 72 << 20
     PENDING_SLOTS = 4
     RING_SLOTS: int | None = None  # None: enough that no worker waits for one
+    # With the resize in the workers, a worker holds a chunk's decoded frames until the chunk
+    # is complete: chunks of 3D clips are cut to about CHUNK_BYTES of frames at 360p (4 clips
+    # of 24 frames), not a whole batch (32 clips: 530 MB), which the main process assembles
+    # from several chunks anyway.
+    CHUNK_BYTES = 64 << 20
+    FRAME_BYTES = 640 * 360 * 3  # a frame of a video as `t12k fetch` leaves it (short side 360)
 
     def __init__(
         self,
@@ -71,6 +78,7 @@ class Engine:
         self.resize_on = resize_on
         # decoded 360p clips are large (24 frames: 16 MB): ship fewer per chunk
         self.chunk = chunk or (self.batch_size if resize_on == "workers" else max(1, self.batch_size // 4))
+        self.chunk_given = chunk is not None
         self.geometries, self.which = group_geometries([r.geometry for r in runners])
         self.kinds = [k for k in Kind if any(g.kind == k for g in self.geometries)]
         self.device = runners[0].device if runners else "cpu"
@@ -86,6 +94,14 @@ class Engine:
             return False  # a CPU counts histograms faster with OpenCV in the workers
         return all(covers_every_frame(j.plan) for j in jobs)
 
+    def _chunk(self, jobs: list[Job]) -> int:
+        """Clips per chunk: as given, else a batch, or fewer where a worker would hold more than
+        CHUNK_BYTES of decoded 3D frames before the resize (the frames per clip come from the plans)."""
+        if self.chunk_given or self.resize_on != "workers" or Kind.VIDEO not in self.kinds:
+            return self.chunk
+        frames = max(j.plan.frames.shape[1] for j in jobs)
+        return max(1, min(self.chunk, self.CHUNK_BYTES // (frames * self.FRAME_BYTES)))
+
     def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
         cores = os.cpu_count() or 1
         threads = max(1, cores // max(1, self.workers)) if self.workers > 1 else 0
@@ -96,7 +112,7 @@ class Engine:
             slots = self.RING_SLOTS or min(self.workers, len(jobs)) * (self.prefetch + 1) + 1 + self.PENDING_SLOTS
             self.ring = FrameRing(slots, self.SLOT_BYTES)
         stream = ClipStream(
-            jobs, self.geometries, self.chunk, threads, raw=raw, ring=self.ring, reps_on_device=self.reps_device
+            jobs, self.geometries, self._chunk(jobs), threads, raw=raw, ring=self.ring, reps_on_device=self.reps_device
         )
         if self.workers == 0:
             return stream
@@ -108,6 +124,7 @@ class Engine:
             pin_memory=is_cuda(self.device),
             in_order=False,
             multiprocessing_context="fork" if os.name == "posix" else "spawn",
+            worker_init_fn=_fixed_malloc_threshold,
         )
 
     def run(self, jobs: list[Job], on_done: Callable, on_failed: Callable) -> EngineStats:
@@ -152,6 +169,29 @@ class Engine:
                 "will not overlap the model",
                 file=sys.stderr,
             )
+
+
+def _fixed_malloc_threshold(_worker: int) -> None:
+    """A decode worker's memory stays at its working set (glibc only).
+
+    A worker allocates and frees frames and resize buffers of a few to 22 MB at a high rate.
+    glibc's default raises its mmap threshold (to at most 32 MB) and its trim threshold (to
+    twice that) each time such a buffer is freed, after which freed memory mostly stays in the
+    heap: over 20 trailers a worker grew to 1.2 GB of private memory. A fixed threshold of 32
+    MB keeps these buffers in the heap, where the next one reuses them, and the default trim
+    threshold (128 KB) gives the rest back: 350 MB, at no CPU cost (`bench_extract_cpu.py
+    --trailers 20`). A threshold small enough to map every frame would cost 3x the worker's CPU
+    in page faults."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 class _Run:

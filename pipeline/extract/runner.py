@@ -1,19 +1,126 @@
-"""One frozen backbone ready to run: weights, split transforms and device-side settings."""
+"""One frozen backbone ready to run: weights, split transforms and device-side settings.
+
+On a CPU the network runs in one of two runtimes, float32 both: PyTorch (convolutional nets in
+channels-last memory format, which oneDNN runs several times faster than PyTorch's default
+layout for ShuffleNet's depthwise and grouped convolutions) or OpenVINO, a runtime made for
+CPUs (optional: `pip install openvino`), which fuses the whole graph and runs the Swin
+transformers and ResNet about twice as fast again (`bench/bench_extract_cpu.py`). The OpenVINO
+form of a network is converted once and kept in a cache folder, keyed by its weights, so a
+later run (or the next trailer of `predict`) only loads it.
+
+Batches are cut on a CPU into micro-batches sized from the network's input (`micro_batch`):
+a CPU gains nothing from a large batch, and a 3D network's activations grow with it (32 clips
+of R(2+1)D need gigabytes).
+"""
 
 from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import uuid
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from t12k.backbones import BackboneSpec, Kind, load_backbone
 from t12k.backbones.device import PRECISIONS, check_precision, device_math
-from t12k.pipeline.extract.device_io import is_cuda
+from t12k.errors import T12kError
 from t12k.pipeline.extract.transforms import apply_geometry, split_transforms
+
+RUNTIMES = ("auto", "torch", "openvino")
+# Clips per forward pass on a CPU: at most CPU_MICRO_CLIPS, and no more than CPU_MICRO_BYTES of
+# float32 input (R(2+1)D and ShuffleNet 3D: 4 clips of 24x112x112, Swin 3D: 1 of 24x224x224).
+# A CPU runs these as fast as larger batches (`bench/bench_extract_cpu.py`), and activations
+# grow with the batch: Swin 2D in OpenVINO takes 650 MB more at 32 clips than at 8.
+CPU_MICRO_CLIPS = 8
+CPU_MICRO_BYTES = 16 << 20
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_runtime(runtime: str, device: str | torch.device, precision: str) -> str:
+    """`torch` or `openvino`. `auto`: OpenVINO for fp32 on a CPU when it is installed."""
+    if runtime not in RUNTIMES:
+        raise T12kError(f"--runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    cpu = torch.device(device).type == "cpu"
+    if runtime == "auto":
+        return "openvino" if cpu and precision == "fp32" and openvino_installed() else "torch"
+    if runtime == "openvino":
+        if not cpu:
+            raise T12kError(f"--runtime openvino runs on the CPU, not {device}; use --device cpu or --runtime torch")
+        if precision != "fp32":
+            raise T12kError(f"--runtime openvino computes in fp32, not {precision}; use --precision fp32")
+        if not openvino_installed():
+            raise T12kError("--runtime openvino needs the openvino package: pip install openvino; or --runtime torch")
+    return runtime
+
+
+def micro_batch(clip_shape: tuple[int, ...], batch_size: int) -> int:
+    """Clips per forward pass on a CPU for clips of `clip_shape` (see CPU_MICRO_CLIPS)."""
+    per_clip = 4 * int(np.prod(clip_shape))
+    return max(1, min(batch_size, CPU_MICRO_CLIPS, CPU_MICRO_BYTES // per_clip))
+
+
+def cache_dir() -> Path:
+    """Where converted networks are kept: $T12K_CACHE, else $XDG_CACHE_HOME/t12k (~/.cache/t12k)."""
+    root = os.environ.get("T12K_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "t12k"
+    return Path(root)
+
+
+def _digest(model: torch.nn.Module, shape: tuple[int, ...], version: str) -> str:
+    """What the converted network depends on: its code (its printed structure), its weights,
+    the input shape and the converter's and PyTorch's versions."""
+    h = hashlib.sha256(f"{model}|{shape}|{version}|{torch.__version__}".encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+class OpenVINONet:
+    """A network compiled by OpenVINO for this CPU, float32 throughout, for inputs of one clip
+    shape and any batch size."""
+
+    def __init__(self, key: str, model: torch.nn.Module, clip_shape: tuple[int, ...]):
+        import openvino as ov
+
+        folder = cache_dir() / "openvino"
+        folder.mkdir(parents=True, exist_ok=True)
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(folder / "compiled")})  # OpenVINO's own cache of compiled blobs
+        xml = folder / f"{key}-{_digest(model, clip_shape, ov.__version__)}.xml"
+        if not xml.is_file():
+            with warnings.catch_warnings():  # the converter traces with TorchScript, which PyTorch deprecates
+                warnings.simplefilter("ignore")
+                net = ov.convert_model(model, example_input=torch.zeros(1, *clip_shape))
+            net.reshape([-1, *clip_shape])
+            tmp = folder / f".{xml.stem}.{uuid.uuid4().hex}.xml"
+            ov.save_model(net, tmp, compress_to_fp16=False)
+            os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))  # the .xml last: present means whole
+            os.replace(tmp, xml)
+            del net
+        # compiled from the saved form, which holds its own weights: the PyTorch network can go
+        net = core.read_model(xml)
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",  # else bf16 on CPUs that have it
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        }
+        self.request = core.compile_model(net, "CPU", config).create_infer_request()
+        self.clip_shape = clip_shape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.request.infer([x.contiguous().numpy()])[0])
 
 
 class BackboneRunner:
     """One frozen backbone: its weights, its transforms split in geometry + normalization,
-    and the device-side settings (precision, channels-last)."""
+    and the device-side settings (precision, channels-last, runtime, micro-batches)."""
 
     def __init__(
         self,
@@ -23,31 +130,51 @@ class BackboneRunner:
         batch_size: int = 32,
         precision: str = "fp32",
         channels_last: bool | None = None,
+        runtime: str = "auto",
     ):
         self.spec = spec
         self.device = device
         self.batch_size = batch_size
         self.precision = check_precision(precision)
+        self.runtime = resolve_runtime(runtime, device, self.precision)
+        self.weights = weights
+        self.model: torch.nn.Module | None
         self.model, self.weights_used = load_backbone(spec.key, weights, device)
         self.geometry, self.normalize = split_transforms(spec)
-        if channels_last is None:  # convolutional nets on a GPU
-            channels_last = is_cuda(device) and not spec.model_name.startswith("swin")
+        if channels_last is None:  # convolutional nets (oneDNN on a CPU, cuDNN on a GPU)
+            channels_last = self.runtime == "torch" and not spec.model_name.startswith("swin")
         self.channels_last = channels_last
         if channels_last:
             fmt = torch.channels_last if spec.kind == Kind.IMAGE else torch.channels_last_3d
             self.model = self.model.to(memory_format=fmt)
+        self.cpu = torch.device(device).type == "cpu"
+        self.nets: dict[tuple[int, ...], OpenVINONet] = {}  # per clip shape, made at the first batch
 
-    @torch.inference_mode()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features float32 (N, F), left on the device, of geometry-transformed uint8 inputs
-        (2D (N, 3, h, w), 3D (N, T, 3, h, w)). On a GPU this only queues the work."""
-        x = self.normalize(x.to(self.device, non_blocking=True))
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on normalized float inputs."""
+        if self.runtime == "openvino":
+            shape = tuple(x.shape[1:])
+            if shape not in self.nets:
+                model = self.model if self.model is not None else load_backbone(self.spec.key, self.weights)[0]
+                self.nets[shape] = OpenVINONet(self.spec.key, model, shape)
+                self.model = None  # its weights live on in OpenVINO's form (reloaded if a new shape comes)
+            return self.nets[shape](x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
         dtype = PRECISIONS[self.precision]
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
-            y = self.model(x)
-        return y.float()
+            return self.model(x).float()
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features float32 (N, F), left on the device, of geometry-transformed uint8 inputs
+        (2D (N, 3, h, w), 3D (N, T, 3, h, w)). On a GPU this only queues the work; on a CPU
+        the batch runs in micro-batches, each normalized only when its turn comes."""
+        x = x.to(self.device, non_blocking=True)
+        if not self.cpu or len(x) == 0:
+            return self._run(self.normalize(x))
+        step = micro_batch(tuple(x.shape[1:]), len(x))
+        return torch.cat([self._run(self.normalize(x[i : i + step])) for i in range(0, len(x), step)])
 
     def __call__(self, inputs: list[np.ndarray]) -> np.ndarray:
         """Features float32 (len(inputs), F) of raw 2D frames (H, W, 3) or 3D clips (T, H, W, 3)."""

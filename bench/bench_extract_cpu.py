@@ -1,0 +1,368 @@
+"""Extraction on a CPU: t12k's engine against the plain loop a user writes without t12k (issue 14).
+
+For each backbone, on the same clips (a Shot-24 plan of the trailer, shots from TransNet V2),
+two sides run, each as a whole fresh process, alternated, best of `--rounds`:
+
+  t12k   the real engine (`Engine` + `BackboneRunner`, decode workers as `--workers auto`
+         picks them on a CPU, the engine's default batch of 32 clips), random weights;
+  plain  OpenCV decode; 2D: the middle frame of each clip through the weights' own
+         `transforms()` and the model, batches of 32; 3D: every frame of each clip (black
+         padding as t12k pads) through `transforms()`, batches of 4.
+
+Both sides build the network with `load_backbone(key, "none")` (the same random weights: the
+hubs are unreachable here and the compute is the same as with pretrained ones) and keep
+torch's thread count (`torch.get_num_threads()`, the number of cores). Printed per backbone:
+clips/s over the whole process (start-up, imports and model building included, as a user
+waits for it) and over the extraction loop alone, the ratio t12k/plain, the peak memory of each
+side (ru_maxrss of the main process, and the peak PSS of its whole process tree, decode
+workers and ffmpeg included, sampled every 0.2 s) and its ratio. For 3D backbones the two
+sides see the very same inputs, so the largest difference of their features is printed too.
+
+`--trailers N` also runs t12k over 1 and N copies of the trailer (memory flat in the number of
+trailers). The video defaults to Big Buck Bunny's trailer from shared/media, normalized as
+`t12k fetch` leaves videos (H.264, 24 fps, short side 360); work files are cached in `--work`.
+
+`--runtime` and `--workers` set t12k's own options (to measure each step: `--runtime torch` is
+PyTorch in channels-last, `openvino` needs the package). Converted OpenVINO networks are kept
+in $T12K_CACHE (~/.cache/t12k): the first t12k run of a backbone also converts it (5-60 s).
+
+    .venv/bin/python bench/bench_extract_cpu.py [--backbones all] [--rounds 3] [--seconds-3d 20]
+        [--trailers 20] [--runtime auto] [--video PATH] [--work /tmp/t12k-bench-cpu] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+BBB = HERE.parent.parent.parent / "shared" / "media" / "bbb-trailer.mp4"
+if not BBB.is_file():
+    BBB = Path("/work/shared/media/bbb-trailer.mp4")
+BATCH_2D, BATCH_3D = 32, 4  # the plain loop's batches (the issue's)
+
+
+# ---------------------------------------------------------------- preparation (parent process)
+
+
+def prepare(video: Path, work: Path, seconds: float | None) -> tuple[Path, Path]:
+    """The normalized video and the clip plan both sides use (an .npz of frames and spans)."""
+    from t12k.pipeline.detect import detect_shots
+    from t12k.pipeline.media import normalize
+    from t12k.shots import plan_clips
+    from t12k.storage import ShotStore
+
+    folder = work / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    norm = folder / "trailer.mp4"
+    stamp = work / "source.txt"
+    if not norm.is_file() or not stamp.is_file() or stamp.read_text() != str(video.resolve()):
+        normalize(video, norm)
+        stamp.write_text(str(video.resolve()))
+        for old in work.glob("shots*.zarr"):
+            shutil.rmtree(old)
+    shots_path = work / "shots.zarr"
+    store = ShotStore.open(shots_path) if shots_path.exists() else None
+    if store is None or "trailer" not in store:
+        detect_shots(folder, shots_path, device="cpu", progress=False)
+        store = ShotStore.open(shots_path)
+    frames = len(store.predictions("trailer"))
+    plan = plan_clips(store.shots("trailer"), frames, "shot", 24, 24)
+    keep = np.ones(len(plan), bool) if not seconds else plan.spans[:, 1] < int(seconds * 24)
+    if not keep.any():
+        raise SystemExit(f"--seconds {seconds}: no clip of the trailer ends that early; give more seconds")
+    out = work / f"plan_{seconds or 0:g}.npz"
+    np.savez(out, frames=plan.frames[keep], spans=plan.spans[keep])
+    return norm, out
+
+
+def load_plan(path: Path):
+    from t12k.shots import ClipPlan
+
+    z = np.load(path)
+    return ClipPlan(z["frames"].astype(np.int32), z["spans"].astype(np.int32), 24, 24, "shot")
+
+
+# ---------------------------------------------------------------- the two sides (child processes)
+
+
+def side_t12k(key: str, video: str, plan_path: Path, trailers: int, runtime: str, workers: str) -> dict:
+    """t12k's engine over `trailers` copies of the trailer, as `t12k extract` runs it on a CPU."""
+    from t12k.backbones import get_spec
+    from t12k.pipeline import extract as ex
+
+    plan = load_plan(plan_path)
+    cfg = ex.ExtractConfig(backbones=key, weights="none", device="cpu", runtime=runtime, workers=workers)
+    runner = ex.BackboneRunner(get_spec(key), cfg.weights, "cpu", cfg.batch_size, cfg.precision, runtime=cfg.runtime)
+    workers = ex.worker_count(cfg.workers, "cpu")
+    engine = ex.Engine([runner], cfg.batch_size, workers=workers, prefetch=cfg.prefetch, resize_on="workers")
+    got: dict = {}
+    failed: dict = {}
+    t0 = time.perf_counter()
+    engine.run(
+        [ex.Job(f"t{i}", video, plan) for i in range(trailers)],
+        lambda mid, feats, reps: got.setdefault("feats", feats[key]),
+        failed.__setitem__,
+    )
+    loop_s = time.perf_counter() - t0
+    if failed:
+        raise SystemExit(f"t12k failed: {failed}")
+    return {"clips": len(plan) * trailers, "loop_s": loop_s, "feats": got["feats"]}
+
+
+def _plain_batches(key: str, video: str, plan) -> object:
+    """The plain loop's inputs: OpenCV decode, clip by clip, in batches."""
+    import cv2
+    import torch
+
+    from t12k.backbones import Kind, get_spec
+
+    two_d = get_spec(key).kind == Kind.IMAGE
+    batch = BATCH_2D if two_d else BATCH_3D
+    cap = cv2.VideoCapture(video)
+    pending: list = []
+    held: dict[int, np.ndarray] = {}
+    needed = [
+        {(s + e) // 2} if two_d else {int(i) for i in row if i >= 0} for (s, e), row in zip(plan.spans, plan.frames)
+    ]
+    i, c = 0, 0
+    while c < len(plan):
+        ok, bgr = cap.read()
+        if not ok:
+            raise SystemExit(f"{video}: ran out of frames at {i}")
+        if i in needed[c]:
+            held[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if i == plan.spans[c, 1]:
+            if two_d:
+                pending.append(torch.from_numpy(held[(plan.spans[c, 0] + i) // 2]).permute(2, 0, 1))
+            else:
+                black = np.zeros_like(bgr)
+                clip = np.stack([held[int(j)] if j >= 0 else black for j in plan.frames[c]])
+                pending.append(torch.from_numpy(clip).permute(0, 3, 1, 2))
+            held = {}
+            c += 1
+            if len(pending) == batch or c == len(plan):
+                yield torch.stack(pending)
+                pending = []
+        i += 1
+    cap.release()
+
+
+def side_plain(key: str, video: str, plan_path: Path) -> dict:
+    """What a user writes without t12k: OpenCV frames, the weights' transforms, the model."""
+    import torch
+
+    from t12k.backbones import get_spec, load_backbone
+
+    plan = load_plan(plan_path)
+    model, _ = load_backbone(key, "none")
+    transform = get_spec(key).transforms()
+    out = []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for x in _plain_batches(key, video, plan):
+            out.append(model(transform(x)))
+    loop_s = time.perf_counter() - t0
+    return {"clips": len(plan), "loop_s": loop_s, "feats": torch.cat(out).numpy()}
+
+
+def child(args) -> None:
+    import torch
+
+    if args.child == "t12k":
+        r = side_t12k(args.backbones, args.video, Path(args.plan), args.trailers, args.runtime, args.workers)
+    else:
+        r = side_plain(args.backbones, args.video, Path(args.plan))
+    np.save(args.feats_out, r.pop("feats"))
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    r |= {"rss_main": me.ru_maxrss * 1024, "rss_children": kids.ru_maxrss * 1024, "threads": torch.get_num_threads()}
+    if args.child == "t12k":
+        from t12k.pipeline.extract.runner import resolve_runtime
+
+        r["runtime"] = resolve_runtime(args.runtime, "cpu", "fp32")
+    print("RESULT " + json.dumps(r), flush=True)
+
+
+# ---------------------------------------------------------------- measuring (parent process)
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_side(args, side: str, key: str, video: Path, plan: Path, trailers: int = 1) -> dict:
+    """One side as a fresh process: its result, whole wall time and peak tree PSS."""
+    feats = Path(args.work) / f"feats_{side}_{key}.npy"
+    cmd = [sys.executable, str(HERE), "--child", side, "--backbones", key, "--video", str(video), "--plan", str(plan)]
+    cmd += ["--trailers", str(trailers), "--feats-out", str(feats), "--work", str(args.work), "--runtime", args.runtime]
+    cmd += ["--workers", args.workers]
+    peak = {"pss": 0}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak["pss"] = max(peak["pss"], sum(_pss(p) for p in _tree(proc.pid)))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - t0
+    th.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{side} {key} failed (exit {proc.returncode})")
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    r = json.loads(line[len("RESULT ") :])
+    return r | {"wall_s": wall, "tree_pss": peak["pss"], "feats_path": str(feats)}
+
+
+def _best(runs: list[dict]) -> dict:
+    best = min(runs, key=lambda r: r["wall_s"])
+    return best | {
+        "loop_s": min(r["loop_s"] for r in runs),
+        "rss_main": max(r["rss_main"] for r in runs),
+        "tree_pss": max(r["tree_pss"] for r in runs),
+    }
+
+
+def bench_backbone(args, key: str, kind: str, video: Path, plan: Path) -> dict:
+    runs: dict[str, list[dict]] = {"t12k": [], "plain": []}
+    for r in range(args.rounds):
+        for side in ("t12k", "plain") if r % 2 == 0 else ("plain", "t12k"):
+            runs[side].append(run_side(args, side, key, video, plan))
+    t, p = _best(runs["t12k"]), _best(runs["plain"])
+    res = {"clips": t["clips"], "t12k": t, "plain": p}
+    if kind == "3d":
+        a, b = np.load(t["feats_path"]), np.load(p["feats_path"])
+        res["max_feature_diff"] = float(np.abs(a - b).max())
+    mib = 2**20
+    diff = f"  3D features differ by {res['max_feature_diff']:.1e}" if "max_feature_diff" in res else ""
+    print(
+        f"{key:<13} {t['clips']:>5} {t['clips'] / t['wall_s']:>7.2f} {p['clips'] / p['wall_s']:>7.2f} "
+        f"{p['wall_s'] / t['wall_s']:>5.2f}x  {t['clips'] / t['loop_s']:>7.2f} {p['clips'] / p['loop_s']:>7.2f} "
+        f"{p['loop_s'] / t['loop_s']:>5.2f}x  {t['rss_main'] / mib:>6.0f} {p['rss_main'] / mib:>6.0f} "
+        f"{t['tree_pss'] / mib:>6.0f} {p['tree_pss'] / mib:>6.0f} {t['tree_pss'] / max(1, p['tree_pss']):>5.2f}x"
+        + diff,
+        flush=True,
+    )
+    return res
+
+
+def bench_trailers(args, key: str, video: Path, plan: Path) -> dict:
+    """t12k over 1 and N copies of the trailer: clips/s and peak memory."""
+    res = {}
+    for n in (1, args.trailers):
+        r = run_side(args, "t12k", key, video, plan, trailers=n)
+        res[n] = r
+        print(
+            f"{key:<13} {n:>3} trailer(s): {r['clips']:>6} clips, {r['clips'] / r['loop_s']:>7.2f} clips/s (loop), "
+            f"peak RSS main {r['rss_main'] / 2**20:>6.0f} MiB, peak tree PSS {r['tree_pss'] / 2**20:>6.0f} MiB",
+            flush=True,
+        )
+    return res
+
+
+def prepare_all(args) -> None:
+    """The children's shared facts, in a process of its own (the parent stays small: a child's
+    ru_maxrss starts from the memory of the process it was forked from)."""
+    import torch
+
+    from t12k.backbones import REGISTRY, Kind, parse_backbones
+
+    keys = [s.key for s in parse_backbones(args.backbones)] if args.backbones != "all" else list(REGISTRY)
+    info: dict = {"threads": torch.get_num_threads(), "keys": keys, "plans": {}}
+    for key in keys:
+        secs = args.seconds_3d if REGISTRY[key].kind == Kind.VIDEO and args.seconds_3d else args.seconds
+        if str(secs) not in info["plans"]:
+            info["plans"][str(secs)] = [str(p) for p in prepare(args.video, args.work, secs)]
+        info[key] = {"kind": str(REGISTRY[key].kind), "plan": info["plans"][str(secs)]}
+    print("RESULT " + json.dumps(info), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbones", default="all", help="comma-separated backbone keys, or all")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each side per backbone (best of)")
+    ap.add_argument("--video", type=Path, default=BBB, help="the trailer (normalized here as t12k fetch does)")
+    ap.add_argument("--seconds", type=float, default=None, help="only the clips in the first N seconds")
+    ap.add_argument("--seconds-3d", type=float, default=None, help="--seconds for 3D backbones (default: --seconds)")
+    ap.add_argument("--trailers", type=int, default=0, help="also run t12k over 1 and N copies of the trailer")
+    ap.add_argument("--runtime", default="auto", help="t12k's --runtime (auto, torch, openvino)")
+    ap.add_argument("--workers", default="auto", help="t12k's --workers (auto: 1 on a CPU)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/t12k-bench-cpu"))
+    ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    ap.add_argument("--child", choices=("t12k", "plain", "prepare"), help=argparse.SUPPRESS)
+    ap.add_argument("--plan", help=argparse.SUPPRESS)
+    ap.add_argument("--feats-out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "prepare":
+        prepare_all(args)
+        return
+    if args.child:
+        child(args)
+        return
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(HERE), "--child", "prepare", "--backbones", args.backbones, "--video", str(args.video)]
+    cmd += ["--work", str(args.work)] + (["--seconds", str(args.seconds)] if args.seconds else [])
+    cmd += ["--seconds-3d", str(args.seconds_3d)] if args.seconds_3d else []
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout
+    info = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[len("RESULT ") :])
+    print(
+        f"{args.video.name}, Shot-24 clips; torch threads {info['threads']}, {os.cpu_count()} cores; "
+        f"best of {args.rounds}, sides alternated, each a fresh process"
+    )
+    print(
+        f"{'backbone':<13} {'clips':>5} {'-- clips/s, whole process --':>28}  {'-- clips/s, loop --':>23}  "
+        f"{'RSS main MiB':>13} {'-- tree PSS MiB --':>20}"
+    )
+    print(
+        f"{'':<13} {'':>5} {'t12k':>7} {'plain':>7} {'ratio':>6}  {'t12k':>7} {'plain':>7} {'ratio':>6}  "
+        f"{'t12k':>6} {'plain':>6} {'t12k':>6} {'plain':>6} {'ratio':>6}"
+    )
+    results: dict = {"threads": info["threads"], "backbones": {}, "trailers": {}}
+    for key in info["keys"]:
+        video, plan = map(Path, info[key]["plan"])
+        results["backbones"][key] = bench_backbone(args, key, info[key]["kind"], video, plan)
+    if args.trailers > 1:
+        print(f"\nmemory in the number of trailers: t12k over 1 and {args.trailers} copies")
+        for key in info["keys"]:
+            video, plan = map(Path, info[key]["plan"])
+            results["trailers"][key] = bench_trailers(args, key, video, plan)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The CPU path of extraction: both runtimes (PyTorch in channels-last, OpenVINO) give every
+backbone's features within 1e-4 of the weights' own transforms and the eager network, the
+OpenVINO form is converted once and reused, batches run in micro-batches and resizes in
+slices without changing a value, chunks of 3D clips are sized from the clip, and a runtime
+that cannot run says so in one line."""
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import MeanRunner, mean_features, shot_frames, write_h264
+
+from t12k.backbones import REGISTRY, Kind, get_spec, load_backbone
+from t12k.errors import T12kError
+from t12k.pipeline import extract as ex
+from t12k.pipeline.extract import engine as engine_module
+from t12k.pipeline.extract import runner as runner_module
+from t12k.pipeline.extract import transforms
+from t12k.pipeline.media import iter_frames
+from t12k.shots import plan_clips
+
+needs_openvino = pytest.mark.skipif(not runner_module.openvino_installed(), reason="openvino is not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One 24 fps trailer of two shots (20 and 10 frames) and its Shot-24 plan: two clips, one
+    black-padded (the 3D networks on a CPU take seconds a clip)."""
+    video = write_h264(tmp_path_factory.mktemp("cpu") / "t1.mp4", shot_frames([20, 10], size=(96, 64), seed=5))
+    return video, plan_clips(np.array([[0, 19], [20, 29]]), 30, "shot", 24, 24)
+
+
+@pytest.fixture(scope="module")
+def ov_cache(tmp_path_factory):
+    """A cache folder of converted networks for this module (T12K_CACHE)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T12K_CACHE", str(tmp_path_factory.mktemp("t12k-cache")))
+    yield
+    mp.undo()
+
+
+@functools.cache
+def _by_hand(key: str, video: Path, reps: tuple[int, ...]) -> np.ndarray:
+    """The eager network on the clips' frames through the weights' own transforms (once per
+    backbone: both runtimes are compared with it)."""
+    frames = list(iter_frames(video))
+    plan = plan_clips(np.array([[0, 19], [20, 29]]), 30, "shot", 24, 24)
+    spec = get_spec(key)
+    model, _ = load_backbone(key, "none")
+    if spec.kind == Kind.IMAGE:
+        x = torch.stack([torch.from_numpy(frames[r].copy()).permute(2, 0, 1) for r in reps])
+    else:
+        black = np.zeros_like(frames[0])
+        x = torch.stack(
+            [
+                torch.from_numpy(np.stack([frames[i] if i >= 0 else black for i in row])).permute(0, 3, 1, 2)
+                for row in plan.frames
+            ]
+        )
+    with torch.no_grad():
+        return model(spec.transforms()(x)).numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["torch", pytest.param("openvino", marks=needs_openvino)])
+@pytest.mark.parametrize("key", list(REGISTRY))
+def test_each_runtime_gives_the_backbone_by_hand(tiny, ov_cache, key, runtime):
+    video, plan = tiny
+    runner = ex.BackboneRunner(get_spec(key), "none", "cpu", runtime=runtime)
+    assert runner.runtime == runtime
+    assert runner.channels_last == (runtime == "torch" and not key.startswith("swin"))
+    feats, table = ex.clip_features(video, plan, [runner])
+    expected = _by_hand(key, video, tuple(table[:, 2].tolist()))
+    assert feats[key].shape == (2, get_spec(key).num_features)
+    np.testing.assert_allclose(feats[key], expected, atol=1e-4, rtol=1e-4)
+
+
+@needs_openvino
+def test_the_openvino_form_is_converted_once_and_reused(tiny, tmp_path, monkeypatch):
+    import openvino
+
+    monkeypatch.setenv("T12K_CACHE", str(tmp_path))
+    video, plan = tiny
+    spec = get_spec("shufflenet2d")
+    first = ex.BackboneRunner(spec, "none", "cpu", runtime="openvino")
+    feats, _ = ex.clip_features(video, plan, [first])
+    saved = sorted((tmp_path / "openvino").glob("shufflenet2d-*.xml"))
+    assert len(saved) == 1 and saved[0].with_suffix(".bin").stat().st_size > 4_000_000  # 2.3 M float32 weights
+    assert first.model is None  # the PyTorch network is let go once OpenVINO has its own form
+
+    def no_conversion(*a, **k):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(openvino, "convert_model", no_conversion)
+    again = ex.BackboneRunner(spec, "none", "cpu", runtime="openvino")
+    feats_again, _ = ex.clip_features(video, plan, [again])
+    np.testing.assert_array_equal(feats_again["shufflenet2d"], feats["shufflenet2d"])
+    # other weights are another network: converted anew, never confused with the cached one
+    monkeypatch.undo()
+    monkeypatch.setenv("T12K_CACHE", str(tmp_path))
+    other = ex.BackboneRunner(spec, "none", "cpu", runtime="openvino")
+    torch.nn.init.zeros_(other.model.conv1[0].weight)
+    feats_other, _ = ex.clip_features(video, plan, [other])
+    assert len(list((tmp_path / "openvino").glob("shufflenet2d-*.xml"))) == 2
+    assert not np.allclose(feats_other["shufflenet2d"], feats["shufflenet2d"])
+
+
+@pytest.mark.parametrize("runtime", ["torch", pytest.param("openvino", marks=needs_openvino)])
+def test_micro_batches_give_the_features_of_whole_batches(ov_cache, monkeypatch, runtime):
+    runner = ex.BackboneRunner(get_spec("shufflenet3d"), "none", "cpu", runtime=runtime)
+    x = torch.randint(0, 256, (5, 8, 3, 112, 112), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(runner_module, "CPU_MICRO_CLIPS", 2)
+    assert runner_module.micro_batch(tuple(x.shape[1:]), 32) == 2
+    small = runner.forward(x)
+    monkeypatch.setattr(runner_module, "CPU_MICRO_CLIPS", 64)
+    monkeypatch.setattr(runner_module, "CPU_MICRO_BYTES", 1 << 30)
+    whole = runner.forward(x)
+    assert small.shape == whole.shape == (5, 1024)
+    torch.testing.assert_close(small, whole, atol=1e-4, rtol=1e-5)
+
+
+def test_micro_batches_are_sized_from_the_clip():
+    assert runner_module.micro_batch((3, 224, 224), 32) == 8  # 2D: 8 clips
+    assert runner_module.micro_batch((24, 3, 112, 112), 32) == 4  # R(2+1)D, ShuffleNet 3D: 4 clips
+    assert runner_module.micro_batch((24, 3, 224, 224), 32) == 1  # Swin 3D: 1 clip
+    assert runner_module.micro_batch((3, 224, 224), 3) == 3  # never more than the batch
+
+
+@pytest.mark.parametrize("key", ["resnet", "r2plus1d"])
+def test_resizing_in_slices_gives_the_same_frames(monkeypatch, key):
+    geometry, _ = ex.split_transforms(get_spec(key))
+    x = torch.randint(0, 256, (19, 3, 90, 161), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    sliced = geometry(x)
+    monkeypatch.setattr(transforms, "CPU_SLICE", 1000)
+    assert torch.equal(sliced, geometry(x))
+
+
+def test_chunks_of_3d_clips_hold_a_bounded_number_of_frames(three_videos, monkeypatch):
+    seen = []
+
+    class Recording(ex.ClipStream):
+        def __init__(self, jobs, geometries, chunk=32, *a, **k):
+            seen.append(chunk)
+            super().__init__(jobs, geometries, chunk, *a, **k)
+
+    monkeypatch.setattr(engine_module, "ClipStream", Recording)
+    shots = np.array([[0, 59], [60, 109], [110, 179]])
+    for fps, chunk in ((24, 4), (8, 12)):  # clips of 24 and of 8 frames of 360p in 64 MiB: 4 and 12
+        plan = plan_clips(shots, 180, "shot", 24, fps)
+        runner = MeanRunner("vid", "3d")
+        done: dict = {}
+        engine = ex.Engine([runner], batch_size=32, workers=0)
+        engine.run([ex.Job("a1", str(three_videos / "a1.mp4"), plan)], lambda m, f, r, d=done: d.update(f), print)
+        assert seen[-1] == chunk
+        np.testing.assert_allclose(done["vid"], mean_features(three_videos / "a1.mp4", plan, runner.geometry))
+    ex.Engine([MeanRunner("vid", "3d")], batch_size=32, workers=0, chunk=7).run(
+        [ex.Job("a1", str(three_videos / "a1.mp4"), plan)], lambda m, f, r: None, print
+    )
+    assert seen[-1] == 7  # a chunk size given is kept
+
+
+def test_runtimes_that_cannot_run_are_one_line_errors(monkeypatch):
+    assert runner_module.resolve_runtime("torch", "cpu", "fp32") == "torch"
+    assert runner_module.resolve_runtime("auto", "cpu", "bf16") == "torch"  # OpenVINO is fp32 here
+    cases = [
+        (("banana", "cpu", "fp32"), "--runtime must be one of auto, torch, openvino"),
+        (("openvino", "cuda", "fp32"), "--runtime openvino runs on the CPU"),
+        (("openvino", "cpu", "bf16"), "--runtime openvino computes in fp32"),
+    ]
+    monkeypatch.setattr(runner_module, "openvino_installed", lambda: True)
+    assert runner_module.resolve_runtime("auto", "cpu", "fp32") == "openvino"
+    for args, message in cases:
+        with pytest.raises(T12kError, match=message):
+            runner_module.resolve_runtime(*args)
+    monkeypatch.setattr(runner_module, "openvino_installed", lambda: False)
+    assert runner_module.resolve_runtime("auto", "cpu", "fp32") == "torch"
+    with pytest.raises(T12kError, match="pip install openvino"):
+        runner_module.resolve_runtime("openvino", "cpu", "fp32")
+    with pytest.raises(T12kError, match="--runtime must be one of"):
+        ex.ExtractConfig(runtime="onnx")
