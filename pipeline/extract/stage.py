@@ -89,7 +89,9 @@ def extract_features(
     resize_on = cfg.resize_on
     if resize_on == "auto":  # a GPU resizes faster than 15 cores; on a CPU run the workers do it
         resize_on = "device" if is_cuda(device) else "workers"
-    runners = [BackboneRunner(s, cfg.weights, device, cfg.batch_size, cfg.precision) for s in specs]
+    runners = [
+        BackboneRunner(s, cfg.weights, device, cfg.batch_size, cfg.precision, runtime=cfg.runtime) for s in specs
+    ]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stores = _open_stores(runners, cfg, shots, out, log)

@@ -178,7 +178,7 @@ def load_runners(config: ExtractConfig, device=None) -> list:
 
     dev = resolve_device(config.device if device is None else device)
     return [
-        BackboneRunner(s, config.weights, dev, config.batch_size, config.precision)
+        BackboneRunner(s, config.weights, dev, config.batch_size, config.precision, runtime=config.runtime)
         for s in parse_backbones(config.backbones)
     ]
 
