@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlparse
 
+from t12k.errors import T12kError
+
 YT_HOSTS = ("youtube.com", "youtube-nocookie.com", "youtu.be")
 YT_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
@@ -73,3 +75,13 @@ def imdb_mid(value) -> str | None:
         return None
     m = _IMDB_ID.match(str(value).strip())
     return f"tt{int(m.group(1)):07d}" if m else None
+
+
+def check_items(items: list[FetchItem]) -> None:
+    """T12kError for an unsafe id or an id given twice (what `t12k fetch` and `t12k run` refuse)."""
+    seen: dict[str, str] = {}
+    for it in items:
+        check_id(it.id)
+        if it.id in seen:
+            raise T12kError(f"id {it.id!r} is given twice ({seen[it.id]} and {it.url}); give every trailer its own id")
+        seen[it.id] = it.url

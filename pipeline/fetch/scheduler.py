@@ -19,11 +19,10 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from t12k.errors import T12kError
 from t12k.pipeline import media
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.download import Downloaded, download_item, warm_up_yt_dlp
-from t12k.pipeline.fetch.ids import FetchItem, check_id
+from t12k.pipeline.fetch.ids import FetchItem, check_items
 from t12k.pipeline.fetch.normalizer import TARGET, normalize_item
 from t12k.pipeline.fetch.pacing import Pacer
 from t12k.pipeline.fetch.procpool import WorkerPool
@@ -137,16 +136,6 @@ class Run:
             self.summary.not_attempted = self.left
 
 
-def _check_items(items: list[FetchItem]) -> None:
-    """T12kError for an unsafe id or an id given twice."""
-    seen: dict[str, str] = {}
-    for it in items:
-        check_id(it.id)
-        if it.id in seen:
-            raise T12kError(f"id {it.id!r} is given twice ({seen[it.id]} and {it.url}); give every trailer its own id")
-        seen[it.id] = it.url
-
-
 def _in_list_order(manifest, items: list[FetchItem]) -> None:
     """Manifest rows in the order of the list (ids of earlier runs that it no longer names last)."""
     order = [it.id for it in items if it.id in manifest.rows]
@@ -178,7 +167,7 @@ def fetch_collection(
     """
     cfg = dataclasses.replace(config or FetchConfig(), **settings)
     items = list(items)
-    _check_items(items)
+    check_items(items)
     cfg.validate()
     cfg = dataclasses.replace(cfg, ffmpeg=cfg.ffmpeg or media.ffmpeg_exe())
     out = Path(out_dir)

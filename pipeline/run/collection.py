@@ -7,27 +7,16 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from t12k.errors import T12kError
 from t12k.pipeline import media
 from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch.config import FetchConfig
-from t12k.pipeline.fetch.ids import FetchItem, check_id
+from t12k.pipeline.fetch.ids import FetchItem, check_items
 from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fetch
 from t12k.pipeline.run.config import Layout, RunConfig
 from t12k.pipeline.run.ledger import Ledger
 from t12k.pipeline.run.scheduler import Scheduler, Ticket
 from t12k.pipeline.runner import RunSummary
-
-
-def _check_items(items: list[FetchItem]) -> None:
-    """T12kError for an unsafe id or an id given twice (as `t12k fetch`)."""
-    seen: dict[str, str] = {}
-    for it in items:
-        check_id(it.id)
-        if it.id in seen:
-            raise T12kError(f"id {it.id!r} is given twice ({seen[it.id]} and {it.url}); give every trailer its own id")
-        seen[it.id] = it.url
 
 
 def _backend(cfg: RunConfig, layout: Layout, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log):
@@ -70,7 +59,7 @@ def run_collection(
     if cfg.decode_workers is not None:
         extract = dataclasses.replace(extract, workers=cfg.decode_workers)
     items = list(items)
-    _check_items(items)
+    check_items(items)
     fetch.validate()
     fetch = dataclasses.replace(fetch, ffmpeg=fetch.ffmpeg or media.ffmpeg_exe())
     layout = Layout(Path(out_dir))
