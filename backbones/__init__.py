@@ -198,6 +198,21 @@ def _he_init_convs(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def weights_identity(key: str, weights: str = "default") -> str:
+    """What fixes the parameters `load_backbone(key, weights)` gives, without building the
+    network: the seed, the named weight set, or the file's sha256 (the key of converted forms
+    of the network, `pipeline.extract.openvino`)."""
+    spec = get_spec(key)
+    if weights == "none":
+        return f"none:seed{WEIGHTS_SEED}"
+    if weights == "default":
+        return f"default:{spec.weights_class or spec.model_name}.{spec.weights_name}"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise T12kError(f"weights file {path} not found; pass --weights default, none or an existing .pth file")
+    return f"file:{path.name}:sha256:{file_digest(path)}"
+
+
 def load_backbone(key: str, weights: str = "default", device: str = "cpu") -> tuple[nn.Module, str]:
     """The spec's network without classifier, in eval mode with frozen parameters, and a
     string that says which weights it carries (stored in the store's attrs)."""
@@ -273,4 +288,13 @@ def registry_table(details: bool = False) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Kind", "BackboneSpec", "REGISTRY", "get_spec", "parse_backbones", "load_backbone", "registry_table"]
+__all__ = [
+    "Kind",
+    "BackboneSpec",
+    "REGISTRY",
+    "get_spec",
+    "parse_backbones",
+    "load_backbone",
+    "weights_identity",
+    "registry_table",
+]

@@ -2,6 +2,7 @@
 batches across trailers, failures, precision, and a killed run resumed."""
 
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -27,22 +28,41 @@ SHOTS = THREE_SHOTS
 QUIET = {"device": "cpu", "progress": False, "log": lambda m: None}
 
 
+@pytest.mark.parametrize("size", [(90, 161), (360, 640), (480, 270), (224, 224)])
 @pytest.mark.parametrize("key", list(REGISTRY))
-def test_split_transforms_give_the_weights_transforms_bit_for_bit(key):
+def test_split_transforms_give_the_weights_transforms_bit_for_bit(key, size):
     spec = get_spec(key)
     geometry, normalize = ex.split_transforms(spec)
     g = torch.Generator().manual_seed(1)
     if spec.kind == "2d":
-        x = torch.randint(0, 256, (2, 3, 90, 161), dtype=torch.uint8, generator=g)
+        x = torch.randint(0, 256, (2, 3, *size), dtype=torch.uint8, generator=g)
         y = normalize(geometry(x))
     else:
-        x = torch.randint(0, 256, (2, 5, 3, 90, 161), dtype=torch.uint8, generator=g)
-        z = geometry(x.reshape(10, 3, 90, 161))
+        x = torch.randint(0, 256, (2, 5, 3, *size), dtype=torch.uint8, generator=g)
+        z = geometry(x.reshape(10, 3, *size))
         assert z.dtype == torch.uint8
         y = normalize(z.reshape(2, 5, *z.shape[1:]))
     ref = spec.transforms()(x)
     assert y.shape == ref.shape
     assert torch.equal(y, ref)
+
+
+def test_the_split_transforms_run_without_importing_torchvision(tmp_path):
+    """A decode worker resizes, and a run whose network OpenVINO holds normalizes, without
+    torchvision's import (1.3 s: it pulls in torch._dynamo)."""
+    geometries = [ex.split_transforms(get_spec(k)) for k in ("resnet", "r2plus1d")]
+    (tmp_path / "parts.pkl").write_bytes(pickle.dumps(geometries))
+    code = (
+        "import pickle, sys, torch\n"
+        f"parts = pickle.loads(open({str(tmp_path / 'parts.pkl')!r}, 'rb').read())\n"
+        "(g2, n2), (g3, n3) = parts\n"
+        "print(tuple(n2(g2(torch.zeros(1, 3, 90, 161, dtype=torch.uint8))).shape), end=' ')\n"
+        "y = g3(torch.zeros(5, 3, 90, 161, dtype=torch.uint8)).reshape(1, 5, 3, 112, 112)\n"
+        "print(tuple(n3(y).shape), end=' ')\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(1,", "3,", "224,", "224)", "(1,", "3,", "5,", "112,", "112)", "False"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -285,7 +305,7 @@ def test_device_math_sets_the_float32_mode_on_cuda_and_restores_it(precision, mo
 
 
 def test_tf32_is_recorded_and_not_mixed_with_fp32(three_videos, shots_store, tmp_path):
-    common = dict(backbones="shufflenet2d", weights="none", ids=["c3"], workers=0, **QUIET)
+    common = dict(backbones="shufflenet2d", weights="none", runtime="torch", ids=["c3"], workers=0, **QUIET)
     ex.extract_features(three_videos, shots_store, tmp_path / "fp32", **common)
     ex.extract_features(three_videos, shots_store, tmp_path / "tf32", precision="tf32", **common)
     name = get_spec("shufflenet2d").store_name()

@@ -5,8 +5,9 @@ channels-last memory format, which oneDNN runs several times faster than PyTorch
 layout for ShuffleNet's depthwise and grouped convolutions) or OpenVINO, a runtime made for
 CPUs (optional: `pip install openvino`), which fuses the whole graph and runs the Swin
 transformers and ResNet about twice as fast again (`bench/bench_extract_cpu.py`). The OpenVINO
-form of a network is converted once and kept in a cache folder, keyed by its weights, so a
-later run (or the next trailer of `predict`) only loads it.
+form of a network is converted once and kept in a cache folder, keyed by its weights
+(`openvino.py`), so a later run only loads it: without building the PyTorch network or
+importing torchvision.
 
 Batches are cut on a CPU into micro-batches sized from the network's input (`micro_batch`):
 a CPU gains nothing from a large batch, and a 3D network's activations grow with it (32 clips
@@ -15,12 +16,7 @@ of R(2+1)D need gigabytes).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
-import uuid
-import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +24,7 @@ import torch
 from t12k.backbones import BackboneSpec, Kind, load_backbone
 from t12k.backbones.device import PRECISIONS, check_precision, device_math
 from t12k.errors import T12kError
+from t12k.pipeline.extract.openvino import OpenVINOForms, OpenVINONet
 from t12k.pipeline.extract.transforms import apply_geometry, split_transforms
 
 RUNTIMES = ("auto", "torch", "openvino")
@@ -66,58 +63,6 @@ def micro_batch(clip_shape: tuple[int, ...], batch_size: int) -> int:
     return max(1, min(batch_size, CPU_MICRO_CLIPS, CPU_MICRO_BYTES // per_clip))
 
 
-def cache_dir() -> Path:
-    """Where converted networks are kept: $T12K_CACHE, else $XDG_CACHE_HOME/t12k (~/.cache/t12k)."""
-    root = os.environ.get("T12K_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "t12k"
-    return Path(root)
-
-
-def _digest(model: torch.nn.Module, shape: tuple[int, ...], version: str) -> str:
-    """What the converted network depends on: its code (its printed structure), its weights,
-    the input shape and the converter's and PyTorch's versions."""
-    h = hashlib.sha256(f"{model}|{shape}|{version}|{torch.__version__}".encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:24]
-
-
-class OpenVINONet:
-    """A network compiled by OpenVINO for this CPU, float32 throughout, for inputs of one clip
-    shape and any batch size."""
-
-    def __init__(self, key: str, model: torch.nn.Module, clip_shape: tuple[int, ...]):
-        import openvino as ov
-
-        folder = cache_dir() / "openvino"
-        folder.mkdir(parents=True, exist_ok=True)
-        core = ov.Core()
-        core.set_property({"CACHE_DIR": str(folder / "compiled")})  # OpenVINO's own cache of compiled blobs
-        xml = folder / f"{key}-{_digest(model, clip_shape, ov.__version__)}.xml"
-        if not xml.is_file():
-            with warnings.catch_warnings():  # the converter traces with TorchScript, which PyTorch deprecates
-                warnings.simplefilter("ignore")
-                net = ov.convert_model(model, example_input=torch.zeros(1, *clip_shape))
-            net.reshape([-1, *clip_shape])
-            tmp = folder / f".{xml.stem}.{uuid.uuid4().hex}.xml"
-            ov.save_model(net, tmp, compress_to_fp16=False)
-            os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))  # the .xml last: present means whole
-            os.replace(tmp, xml)
-            del net
-        # compiled from the saved form, which holds its own weights: the PyTorch network can go
-        net = core.read_model(xml)
-        config = {
-            "INFERENCE_PRECISION_HINT": "f32",  # else bf16 on CPUs that have it
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        }
-        self.request = core.compile_model(net, "CPU", config).create_infer_request()
-        self.clip_shape = clip_shape
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.request.infer([x.contiguous().numpy()])[0])
-
-
 class BackboneRunner:
     """One frozen backbone: its weights, its transforms split in geometry + normalization,
     and the device-side settings (precision, channels-last, runtime, micro-batches)."""
@@ -138,13 +83,18 @@ class BackboneRunner:
         self.precision = check_precision(precision)
         self.runtime = resolve_runtime(runtime, device, self.precision)
         self.weights = weights
-        self.model: torch.nn.Module | None
-        self.model, self.weights_used = load_backbone(spec.key, weights, device)
-        self.geometry, self.normalize = split_transforms(spec)
+        self.openvino = OpenVINOForms(spec, weights) if self.runtime == "openvino" else None
+        known = self.openvino.known() if self.openvino is not None else None
+        self.model: torch.nn.Module | None = None
+        if known is not None:  # converted before: neither the PyTorch network nor torchvision
+            self.weights_used, self.geometry, self.normalize = known
+        else:
+            self.model, self.weights_used = load_backbone(spec.key, weights, device)
+            self.geometry, self.normalize = split_transforms(spec)
         if channels_last is None:  # convolutional nets (oneDNN on a CPU, cuDNN on a GPU)
             channels_last = self.runtime == "torch" and not spec.model_name.startswith("swin")
         self.channels_last = channels_last
-        if channels_last:
+        if channels_last and self.model is not None:
             fmt = torch.channels_last if spec.kind == Kind.IMAGE else torch.channels_last_3d
             self.model = self.model.to(memory_format=fmt)
         self.cpu = torch.device(device).type == "cpu"
@@ -152,11 +102,11 @@ class BackboneRunner:
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """The network on normalized float inputs."""
-        if self.runtime == "openvino":
+        if self.openvino is not None:
             shape = tuple(x.shape[1:])
             if shape not in self.nets:
-                model = self.model if self.model is not None else load_backbone(self.spec.key, self.weights)[0]
-                self.nets[shape] = OpenVINONet(self.spec.key, model, shape)
+                facts = (self.weights_used, self.geometry, self.normalize)
+                self.nets[shape] = self.openvino.net(shape, self._network, facts)
                 self.model = None  # its weights live on in OpenVINO's form (reloaded if a new shape comes)
             return self.nets[shape](x)
         if self.channels_last:
@@ -164,6 +114,10 @@ class BackboneRunner:
         dtype = PRECISIONS[self.precision]
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
             return self.model(x).float()
+
+    def _network(self) -> torch.nn.Module:
+        """The PyTorch network, built again if it was let go."""
+        return self.model if self.model is not None else load_backbone(self.spec.key, self.weights)[0]
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

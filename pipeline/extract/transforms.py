@@ -1,5 +1,11 @@
 """A weight set's transforms split in two: the geometry (resize, centre crop) on uint8 frames,
-wherever it runs, and the normalization on the model's device."""
+wherever it runs, and the normalization on the model's device.
+
+Both parts run torchvision's tensor arithmetic step for step in plain PyTorch (the same
+`interpolate` call, rounding and division), so their composition gives the preset's tensor bit
+for bit (tested) without importing torchvision: a decode worker, or a run whose network
+OpenVINO already holds, does not pay torchvision's 1.3 s import (it pulls in torch._dynamo).
+"""
 
 from __future__ import annotations
 
@@ -34,13 +40,39 @@ class Geometry:
         return self._resize_crop(x)
 
     def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as F
+        x = resize(x, self.resize_size, self.interpolation, self.antialias)
+        h, w = self.crop_size if len(self.crop_size) == 2 else self.crop_size * 2
+        top, left = int(round((x.shape[-2] - h) / 2.0)), int(round((x.shape[-1] - w) / 2.0))
+        return x[..., top : top + h, left : left + w]
 
-        x = F.resize(
-            x, list(self.resize_size), interpolation=InterpolationMode(self.interpolation), antialias=self.antialias
-        )
-        return F.center_crop(x, list(self.crop_size))
+
+def resized_size(height: int, width: int, size: tuple[int, ...]) -> tuple[int, int]:
+    """(h, w) after torchvision's `resize(size)`: one number is the short side (the long one
+    scaled and truncated), two are (h, w)."""
+    if len(size) == 2:
+        return int(size[0]), int(size[1])
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size[0] * long / short)
+    return (new_long, int(size[0])) if width <= height else (int(size[0]), new_long)
+
+
+def resize(x: torch.Tensor, size: tuple[int, ...], interpolation: str, antialias: bool) -> torch.Tensor:
+    """torchvision's `functional.resize` of uint8 (N, C, H, W) tensors: float32, `interpolate`,
+    round (bicubic clamped first), back to uint8."""
+    out = resized_size(x.shape[-2], x.shape[-1], size)
+    if tuple(x.shape[-2:]) == out:
+        return x
+    smooth = interpolation in ("bilinear", "bicubic")
+    y = torch.nn.functional.interpolate(
+        x.to(torch.float32),
+        size=list(out),
+        mode=interpolation,
+        align_corners=False if smooth else None,
+        antialias=antialias and smooth,
+    )
+    if interpolation == "bicubic":
+        y = y.clamp(min=0, max=255)
+    return torch.round(y).to(torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -53,15 +85,16 @@ class Normalize:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 2D (N, 3, h, w) or 3D (N, T, 3, h, w) -> float (N, 3, h, w) or (N, 3, T, h, w)."""
-        from torchvision.transforms import functional as F
-
         if self.kind == Kind.IMAGE:
-            return F.normalize(F.convert_image_dtype(x, torch.float), mean=list(self.mean), std=list(self.std))
+            return self._scale(x)
         n, t, c, h, w = x.shape
-        x = F.normalize(
-            F.convert_image_dtype(x.reshape(n * t, c, h, w), torch.float), mean=list(self.mean), std=list(self.std)
-        )
-        return x.view(n, t, c, h, w).permute(0, 2, 1, 3, 4)
+        return self._scale(x.reshape(n * t, c, h, w)).view(n, t, c, h, w).permute(0, 2, 1, 3, 4)
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        """torchvision's `convert_image_dtype` to float then `normalize`, step for step."""
+        mean = torch.as_tensor(self.mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+        return (x.to(torch.float32) / 255.0).sub_(mean).div_(std)
 
 
 def split_transforms(spec: BackboneSpec) -> tuple[Geometry, Normalize]:
@@ -81,6 +114,8 @@ def split_transforms(spec: BackboneSpec) -> tuple[Geometry, Normalize]:
             "give the spec torchvision ImageClassification or VideoClassification transforms"
         )
     geometry = Geometry(spec.kind, tuple(t.resize_size), tuple(t.crop_size), t.interpolation.value, antialias)
+    if min(t.resize_size) < max(t.crop_size):  # torchvision would pad; no preset does
+        raise T12kError(f"backbone {spec.key}: its crop {t.crop_size} is larger than its resize {t.resize_size}")
     return geometry, Normalize(spec.kind, tuple(t.mean), tuple(t.std))
 
 
