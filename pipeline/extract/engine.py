@@ -145,6 +145,8 @@ class Engine:
         io = DeviceIO(self.device)
         if ready:
             self.reps_device, self.ring = False, None
+        if any(getattr(r, "openvino", None) is not None for r in self.runners):
+            fixed_malloc_threshold(OPENVINO_MMAP_THRESHOLD)
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
         try:
@@ -182,16 +184,28 @@ def _fixed_malloc_threshold(_worker: int) -> None:
     threshold (128 KB) gives the rest back: 350 MB, at no CPU cost (`bench_extract_cpu.py
     --trailers 20`). A threshold small enough to map every frame would cost 3x the worker's CPU
     in page faults."""
+    fixed_malloc_threshold(32 << 20)
+
+
+def fixed_malloc_threshold(size: int) -> None:
+    """Blocks of `size` bytes and more are mapped on their own and given back when freed, and
+    glibc no longer raises that threshold (glibc only; elsewhere nothing)."""
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_MMAP_THRESHOLD, int(size))
     except (OSError, AttributeError):  # not glibc
         pass
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+# The main process of a run with OpenVINO: with glibc's moving threshold it grew by 13 MB a
+# trailer (700 to 960 MB over 20 copies of a trailer, shufflenet2d), the model's and the
+# chunks' buffers left in the heaps of OpenVINO's threads; with a fixed 1 MB it stays flat
+# (`bench_extract_cpu.py --trailers 20`). OpenVINO keeps the network's own buffers, so the
+# blocks mapped anew are only t12k's inputs (a few MB a micro-batch).
+OPENVINO_MMAP_THRESHOLD = 1 << 20
 
 
 class _Run:
