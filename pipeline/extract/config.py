@@ -56,7 +56,7 @@ class ExtractConfig:
         default="auto",
         metadata={
             "help": "decode worker processes (decode, representative frames, resize and crop); 0 decodes "
-            "in this process; auto: 1 on CPU, one per core but one (at most 16) on a GPU"
+            "in a thread of this process; auto: 0 on a CPU, one per core but one (at most 16) on a GPU"
         },
     )
     prefetch: int = field(default=2, metadata={"help": "chunks of clips each worker prepares ahead (bounds memory)"})
@@ -161,11 +161,11 @@ def _weights_argument(recorded: str) -> str:
 
 
 def worker_count(workers: int | str | None, device: str | torch.device) -> int:
-    """Decode workers of a run. `auto`: one on a CPU run (the model needs the cores), otherwise
-    one per core but one, at most 16."""
+    """Decode workers of a run. `auto`: none on a CPU run (a thread of this process decodes while
+    the model takes the cores: `background.py`), otherwise one per core but one, at most 16."""
     if workers == "auto" or workers is None:
         cores = os.cpu_count() or 1
-        return 1 if torch.device(device).type == "cpu" else max(1, min(cores - 1, 16))
+        return 0 if torch.device(device).type == "cpu" else max(1, min(cores - 1, 16))
     try:
         n = int(workers)
     except ValueError:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from t12k.backbones import Kind
 from t12k.backbones.device import device_math
 from t12k.errors import T12kError
+from t12k.pipeline.extract.background import in_thread
 from t12k.pipeline.extract.batches import Batcher, ModelQueue, Trailers, join
 from t12k.pipeline.extract.device_io import DeviceIO, is_cuda
 from t12k.pipeline.extract.inputs import ChunkInputs
@@ -114,8 +115,8 @@ class Engine:
         stream = ClipStream(
             jobs, self.geometries, self._chunk(jobs), threads, raw=raw, ring=self.ring, reps_on_device=self.reps_device
         )
-        if self.workers == 0:
-            return stream
+        if self.workers == 0:  # in this process, in a background thread
+            return in_thread(stream, self.prefetch)
         return DataLoader(
             stream,
             batch_size=None,

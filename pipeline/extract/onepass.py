@@ -34,6 +34,7 @@ import torch
 
 from t12k.backbones import Kind
 from t12k.errors import Cancelled, T12kError, describe
+from t12k.pipeline.extract.background import drain, put
 from t12k.pipeline.extract.decode import ClipInput, apply_geometries, iter_clip_inputs
 from t12k.pipeline.extract.stream import Chunk, Failed
 from t12k.pipeline.extract.transforms import Geometry
@@ -117,8 +118,8 @@ class OnePass:
                             break
                         mid, video = todo.popleft()
                     for item in self.trailer(mid, video, stop):
-                        _put(out, item, stop)
-            _put(out, None, stop)
+                        put(out, item, stop)
+            put(out, None, stop)
 
         threads = torch.get_num_threads()
         count = min(self.threads, len(todo))
@@ -143,7 +144,7 @@ class OnePass:
             stop.set()
             for w in workers:
                 while w.is_alive():
-                    _drain(out)
+                    drain(out)
                     w.join(0.05)
             torch.set_num_threads(threads)  # parts of the workers' setting are global to torch
 
@@ -231,24 +232,6 @@ class OnePass:
             held.popleft()
         frames = [held.popleft() for _ in range(clip.last - clip.first + 1)]
         return clip_input(index, clip, frames, self.need_2d, self.need_3d)
-
-
-def _put(out: queue.Queue, item, stop: threading.Event) -> None:
-    while True:
-        try:
-            out.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            if stop.is_set() and item is not None:
-                return
-
-
-def _drain(out: queue.Queue) -> None:
-    try:
-        while True:
-            out.get_nowait()
-    except queue.Empty:
-        pass
 
 
 def onepass_threads(workers, device) -> int:
