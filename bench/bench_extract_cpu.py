@@ -3,8 +3,9 @@
 For each backbone, on the same clips (a Shot-24 plan of the trailer, shots from TransNet V2),
 two sides run, each as a whole fresh process, alternated, best of `--rounds`:
 
-  t12k   the real engine (`Engine` + `BackboneRunner`, decode workers as `--workers auto`
-         picks them on a CPU, the engine's default batch of 32 clips), random weights;
+  t12k   the real engine (`Engine` + `BackboneRunner`, decoding as `--workers auto` does on a
+         CPU, in a background thread of the main process; the engine's default batch of 32
+         clips), random weights;
   plain  OpenCV decode; 2D: the middle frame of each clip through the weights' own
          `transforms()` and the model, batches of 32; 3D: every frame of each clip (black
          padding as t12k pads) through `transforms()`, batches of 4.
@@ -329,7 +330,7 @@ def main() -> None:
     ap.add_argument("--seconds-3d", type=float, default=None, help="--seconds for 3D backbones (default: --seconds)")
     ap.add_argument("--trailers", type=int, default=0, help="also run t12k over 1 and N copies of the trailer")
     ap.add_argument("--runtime", default="auto", help="t12k's --runtime (auto, torch, openvino)")
-    ap.add_argument("--workers", default="auto", help="t12k's --workers (auto: 1 on a CPU)")
+    ap.add_argument("--workers", default="auto", help="t12k's --workers (auto: 0 on a CPU, a decode thread)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/t12k-bench-cpu"))
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     ap.add_argument("--child", choices=("t12k", "plain", "prepare"), help=argparse.SUPPRESS)

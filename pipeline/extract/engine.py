@@ -146,7 +146,7 @@ class Engine:
         io = DeviceIO(self.device)
         if ready:
             self.reps_device, self.ring = False, None
-        if not ready and any(getattr(r, "openvino", None) is not None for r in self.runners):
+        if not ready and self.workers > 0 and any(getattr(r, "openvino", None) is not None for r in self.runners):
             fixed_malloc_threshold(OPENVINO_MMAP_THRESHOLD)
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
@@ -205,9 +205,11 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 # trailer (700 to 960 MB over 20 copies of a trailer, shufflenet2d), the model's and the
 # chunks' buffers left in the heaps of OpenVINO's threads; with a fixed 1 MB it stays flat
 # (`bench_extract_cpu.py --trailers 20`). OpenVINO keeps the network's own buffers, so the
-# blocks mapped anew are only t12k's inputs (a few MB a micro-batch). Not set where another
-# producer feeds the engine (`predict`'s one decode): TransNet V2 runs in that process, and
-# mapping its activations anew each window made `predict` 8 s slower (`bench_predict.py`).
+# blocks mapped anew are only t12k's inputs (a few MB a micro-batch). Only with decode worker
+# processes: where this process decodes too (`--workers 0`, `predict`'s one decode), frames,
+# resize buffers and TransNet V2's activations would be mapped anew each time (`predict` was
+# 8 s slower, a CPU run of shufflenet3d 20% slower), and without chunks coming from other
+# processes its memory stays flat anyway.
 OPENVINO_MMAP_THRESHOLD = 1 << 20
 
 
