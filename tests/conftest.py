@@ -56,6 +56,16 @@ def manifest_rows(folder: Path) -> dict[str, dict[str, str]]:
         return {r["id"]: r for r in csv.DictReader(fh)}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_network_cache(tmp_path_factory):
+    """Networks converted during the tests (OpenVINO, where it is installed) go to a folder of
+    this session ($T12K_CACHE), never to the user's ~/.cache/t12k."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T12K_CACHE", str(tmp_path_factory.mktemp("t12k-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def fast_backoff(monkeypatch):
     """Retry backoff of fetch shortened so that retry tests take milliseconds."""
