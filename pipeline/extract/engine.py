@@ -117,6 +117,8 @@ class Engine:
         )
         if self.workers == 0:  # in this process, in a background thread
             return in_thread(stream, self.prefetch)
+        if any(getattr(r, "openvino", None) is not None for r in self.runners):
+            fixed_malloc_threshold(OPENVINO_MMAP_THRESHOLD)  # chunks come from decode processes
         return DataLoader(
             stream,
             batch_size=None,
@@ -146,8 +148,6 @@ class Engine:
         io = DeviceIO(self.device)
         if ready:
             self.reps_device, self.ring = False, None
-        if not ready and self.workers > 0 and any(getattr(r, "openvino", None) is not None for r in self.runners):
-            fixed_malloc_threshold(OPENVINO_MMAP_THRESHOLD)
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
         try:

@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -30,6 +29,7 @@ import torch
 import t12k.backbones as backbones_package
 from t12k.backbones import BackboneSpec, Kind, weights_identity
 from t12k.pipeline.extract.transforms import Geometry, Normalize
+from t12k.pipeline.media.ffmpeg import tmp_name
 
 FORMAT = 2  # of the cached files; a change here makes every cached network be converted anew
 
@@ -51,12 +51,6 @@ def _source_digest() -> str:
     for path in sorted(Path(backbones_package.__file__).parent.glob("*.py")):
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
-
-
-def _write_whole(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 class OpenVINOForms:
@@ -98,7 +92,9 @@ class OpenVINOForms:
         if not sidecar.is_file():
             used, geometry, normalize = facts
             text = json.dumps({"weights_used": used, "geometry": asdict(geometry), "normalize": asdict(normalize)})
-            _write_whole(sidecar, lambda p: p.write_text(text))
+            tmp = tmp_name(sidecar)
+            tmp.write_text(text)
+            os.replace(tmp, sidecar)
         return OpenVINONet(xml, self.folder / "compiled")
 
     def _convert(self, model: torch.nn.Module, shape: tuple[int, ...], xml: Path) -> None:
@@ -108,7 +104,7 @@ class OpenVINOForms:
             warnings.simplefilter("ignore")
             net = ov.convert_model(model, example_input=torch.zeros(1, *shape))
         net.reshape([-1, *shape])
-        tmp = xml.with_name(f".{xml.stem}.{uuid.uuid4().hex}.xml")
+        tmp = tmp_name(xml)
         ov.save_model(net, tmp, compress_to_fp16=False)
         os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))  # the .xml last: present means whole
         os.replace(tmp, xml)
