@@ -565,11 +565,21 @@ def _terminate(signum, frame):  # `kill` (SIGTERM) stops a command as cleanly as
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def program() -> int:
+    """The `t12k` program: `main` with the modules of every command imported (building the
+    parser does) with the collector paused and then frozen (`t12k.startup`)."""
+    from t12k.startup import settled_imports
+
+    with settled_imports():
+        parser = build_parser()
+    return main(parser=parser)
+
+
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     import signal
     import threading
 
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
@@ -589,4 +599,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())

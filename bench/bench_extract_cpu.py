@@ -5,7 +5,8 @@ two sides run, each as a whole fresh process, alternated, best of `--rounds`:
 
   t12k   the real engine (`Engine` + `BackboneRunner`, decoding as `--workers auto` does on a
          CPU, in a background thread of the main process; the engine's default batch of 32
-         clips), random weights;
+         clips), random weights, its modules imported as the `t12k` program imports them
+         (`t12k.startup`: the garbage collector paused during the imports, then frozen);
   plain  OpenCV decode; 2D: the middle frame of each clip through the weights' own
          `transforms()` and the model, batches of 32; 3D: every frame of each clip (black
          padding as t12k pads) through `transforms()`, batches of 4.
@@ -181,6 +182,11 @@ def side_plain(key: str, video: str, plan_path: Path) -> dict:
 
 
 def child(args) -> None:
+    if args.child == "t12k":
+        from t12k.startup import settled_imports
+
+        with settled_imports():  # as the `t12k` program imports its modules
+            import t12k.pipeline.extract  # noqa: F401
     import torch
 
     if args.child == "t12k":

@@ -47,6 +47,35 @@ def test_console_script_and_python_cli_py_are_the_same():
     assert a == b and "extract" in a
 
 
+def test_the_program_imports_its_modules_with_the_collector_paused_then_frozen():
+    """`t12k` (cli.program) builds its parser, which imports every command's modules, inside
+    `settled_imports`: the collector is back on afterwards and those objects are frozen."""
+    code = (
+        "import gc, sys; from t12k.cli import program; sys.argv = ['t12k', 'backbones']; code = program(); "
+        "print(code, gc.isenabled(), gc.get_freeze_count(), 'torch' in sys.modules, file=sys.stderr)"
+    )
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    code, enabled, frozen, torch_loaded = err.split()
+    assert (code, enabled, torch_loaded) == ("0", "True", "True")
+    assert int(frozen) > 100_000  # PyTorch's and the pipeline's objects, never scanned again
+
+
+def test_settled_imports_pause_the_collector_and_freeze_what_the_block_made():
+    import gc
+
+    from t12k.startup import settled_imports
+
+    before = gc.get_freeze_count()
+    try:
+        with settled_imports():
+            paused = not gc.isenabled()
+            made = [[i] for i in range(1000)]  # lists are tracked by the collector
+        assert paused and gc.isenabled() and len(made) == 1000
+        assert gc.get_freeze_count() >= before + 1000
+    finally:
+        gc.unfreeze()  # this test process's objects go back to the collector
+
+
 def _published_store(path: Path, ids, rng, num_features=24, labels=None):
     """A store written by hand with the plain zarr format-2 API, as the published ones."""
     g = zarr.open_group(str(path), mode="w", zarr_format=2)

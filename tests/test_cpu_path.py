@@ -81,7 +81,9 @@ def test_each_runtime_gives_the_backbone_by_hand(tiny, ov_cache, key, runtime):
 
 
 LEAN_RUN = """
-import sys, numpy as np
+import os, sys, numpy as np
+forks = []
+os.register_at_fork(before=lambda: forks.append(1))  # os.fork, as OpenVINO's telemetry sender forks
 from t12k.backbones import get_spec
 from t12k.pipeline import extract as ex
 from t12k.shots import plan_clips
@@ -89,7 +91,8 @@ plan = plan_clips(np.array([[0, 19], [20, 29]]), 30, "shot", 24, 24)
 runner = ex.BackboneRunner(get_spec("shufflenet2d"), "none", "cpu", runtime="openvino")
 feats, _ = ex.clip_features(sys.argv[1], plan, [runner])
 np.save(sys.argv[2], feats["shufflenet2d"])
-print(runner.weights_used, "|", runner.model is None, "torchvision" in sys.modules)
+import openvino.tools.ovc.telemetry_utils as telemetry
+print(runner.weights_used, "|", runner.model is None, "torchvision" in sys.modules, telemetry.tm.__name__, len(forks))
 """
 
 
@@ -106,11 +109,12 @@ def test_the_openvino_form_is_converted_once_and_reused(tiny, tmp_path, monkeypa
     assert saved[0].stem.endswith("-3x224x224")
     assert first.model is None  # the PyTorch network is let go once OpenVINO has its own form
 
-    # a later run starts from the converted form: no conversion, no PyTorch network, no torchvision
+    # a later run starts from the converted form: no conversion, no PyTorch network, no torchvision;
+    # and OpenVINO's usage telemetry is its stub: nothing sent, no fork of the process
     env = {**os.environ, "T12K_CACHE": str(cache)}
     cmd = [sys.executable, "-c", LEAN_RUN, str(video), str(tmp_path / "again.npy")]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == f"{first.weights_used} | True False"
+    assert out == f"{first.weights_used} | True False openvino.tools.ovc.telemetry_stub 0"
     np.testing.assert_array_equal(np.load(tmp_path / "again.npy"), feats["shufflenet2d"])
     assert sorted((cache / "openvino").glob("shufflenet2d-*.xml")) == saved
 

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -98,8 +99,7 @@ class OpenVINOForms:
         return OpenVINONet(xml, self.folder / "compiled")
 
     def _convert(self, model: torch.nn.Module, shape: tuple[int, ...], xml: Path) -> None:
-        import openvino as ov
-
+        ov = _openvino()
         with warnings.catch_warnings():  # the converter traces with TorchScript, which PyTorch deprecates
             warnings.simplefilter("ignore")
             net = ov.convert_model(model, example_input=torch.zeros(1, *shape))
@@ -110,14 +110,26 @@ class OpenVINOForms:
         os.replace(tmp, xml)
 
 
+def _openvino():
+    """The `openvino` module, imported without its usage telemetry. On import, OpenVINO's
+    converter sends an event to Google Analytics unless the user opted out, from a fork of the
+    whole process (`openvino_telemetry`'s GA4 backend): a copy of a process holding gigabytes
+    and threads, a network call from the user's machine, and page faults on every page the
+    process writes next (about 70,000 on a 2D extraction, 0.1 s). With `openvino_telemetry`
+    marked absent, OpenVINO uses its own stub, which sends nothing."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # an import of it fails
+    import openvino
+
+    return openvino
+
+
 @functools.cache
 def _core():
     """The process's one OpenVINO Core, never let go. Its CPU plugin gives the main thread an
     alternate signal stack and frees it when the last Core goes; a signal that arrives later (a
     decode worker's SIGCHLD) would then crash the process (SIGSEGV from the kernel)."""
-    import openvino as ov
-
-    return ov.Core()
+    return _openvino().Core()
 
 
 class OpenVINONet:
