@@ -170,7 +170,8 @@ def test_chunks_of_3d_clips_hold_a_bounded_number_of_frames(three_videos, monkey
 
     monkeypatch.setattr(engine_module, "ClipStream", Recording)
     shots = np.array([[0, 59], [60, 109], [110, 179]])
-    for fps, chunk in ((24, 4), (8, 12)):  # clips of 24 and of 8 frames of 360p in 64 MiB: 4 and 12
+    # clips of 24 frames of 360p: 4 in 64 MiB; of 8 frames: 12 would fit, but a CPU launches 8
+    for fps, chunk in ((24, 4), (8, runner_module.CPU_MICRO_CLIPS)):
         plan = plan_clips(shots, 180, "shot", 24, fps)
         runner = MeanRunner("vid", "3d")
         done: dict = {}
@@ -182,6 +183,27 @@ def test_chunks_of_3d_clips_hold_a_bounded_number_of_frames(three_videos, monkey
         [ex.Job("a1", str(three_videos / "a1.mp4"), plan)], lambda m, f, r: None, print
     )
     assert seen[-1] == 7  # a chunk size given is kept
+
+
+def test_a_cpu_launches_the_model_a_micro_batch_at_a_time(three_videos):
+    """A CPU runs a batch in micro-batches anyway: the engine launches the model as soon as a
+    micro-batch of clips is decoded (the largest of its runners'), not after a whole batch, so
+    decoding the next clips overlaps the model. A GPU keeps whole batches."""
+    shots = np.array([[0, 59], [60, 109], [110, 179]])
+    plan = plan_clips(shots, 180, "shot", 24, 24)  # 9 clips: launched as 8 and 1, not as one batch of 9
+    runner = MeanRunner("img", "2d")
+    engine = ex.Engine([runner], batch_size=32, workers=0)
+    done: dict = {}
+    engine.run([ex.Job("a1", str(three_videos / "a1.mp4"), plan)], lambda m, f, r: done.update(f), print)
+    step = runner_module.CPU_MICRO_CLIPS
+    assert runner.batches == [step] * (len(plan) // step) + ([len(plan) % step] if len(plan) % step else [])
+    np.testing.assert_allclose(done["img"], mean_features(three_videos / "a1.mp4", plan, runner.geometry))
+
+    r2plus1d = ex.BackboneRunner(get_spec("r2plus1d"), "none", "cpu", runtime="torch")
+    plans = {"a1": plan}
+    assert ex.Engine([r2plus1d], batch_size=32).launch_size(plans) == 4  # 4 clips of 24x112x112
+    assert ex.Engine([r2plus1d, runner], batch_size=32).launch_size(plans) == step  # each gets whole ones
+    assert ex.Engine([MeanRunner("img", "2d", device="cuda")], batch_size=32).launch_size(plans) == 32
 
 
 def test_runtimes_that_cannot_run_are_one_line_errors(monkeypatch):

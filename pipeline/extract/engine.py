@@ -31,9 +31,10 @@ from t12k.pipeline.extract.device_io import DeviceIO, is_cuda
 from t12k.pipeline.extract.inputs import ChunkInputs
 from t12k.pipeline.extract.reps import covers_every_frame
 from t12k.pipeline.extract.ring import FrameRing
+from t12k.pipeline.extract.runner import micro_batch
 from t12k.pipeline.extract.stats import EngineStats
 from t12k.pipeline.extract.stream import Chunk, ClipStream, Failed, Job
-from t12k.pipeline.extract.transforms import group_geometries
+from t12k.pipeline.extract.transforms import clip_shape, group_geometries
 
 WHERE = ("workers", "device")
 
@@ -53,6 +54,7 @@ class Engine:
     # from several chunks anyway.
     CHUNK_BYTES = 64 << 20
     FRAME_BYTES = 640 * 360 * 3  # a frame of a video as `t12k fetch` leaves it (short side 360)
+    FRAMES_PER_CLIP = 24  # of 3D clips when no plan says (Shot-24)
 
     def __init__(
         self,
@@ -95,13 +97,28 @@ class Engine:
             return False  # a CPU counts histograms faster with OpenCV in the workers
         return all(covers_every_frame(j.plan) for j in jobs)
 
+    def launch_size(self, plans: dict) -> int:
+        """Clips per model launch: the batch on a GPU. A CPU runs a batch in micro-batches anyway
+        (`runner.micro_batch`), so there a launch is the largest of the runners' micro-batches
+        (each runner gets whole ones): the model starts once a few clips are decoded, not a
+        whole batch, and the next clips are decoded beside it."""
+        if is_cuda(self.device) or not self.runners:
+            return self.batch_size
+        frames = max((p.frames.shape[1] for p in plans.values()), default=self.FRAMES_PER_CLIP)
+        shapes = [clip_shape(r.geometry, frames) for r in self.runners]
+        return max(micro_batch(shape, self.batch_size) for shape in shapes)
+
     def _chunk(self, jobs: list[Job]) -> int:
-        """Clips per chunk: as given, else a batch, or fewer where a worker would hold more than
-        CHUNK_BYTES of decoded 3D frames before the resize (the frames per clip come from the plans)."""
-        if self.chunk_given or self.resize_on != "workers" or Kind.VIDEO not in self.kinds:
+        """Clips per chunk: as given, else a model launch, or fewer where a worker would hold
+        more than CHUNK_BYTES of decoded 3D frames before the resize (the frames per clip come
+        from the plans)."""
+        if self.chunk_given:
             return self.chunk
+        chunk = min(self.chunk, self.launch_size({j.mid: j.plan for j in jobs}))
+        if self.resize_on != "workers" or Kind.VIDEO not in self.kinds:
+            return chunk
         frames = max(j.plan.frames.shape[1] for j in jobs)
-        return max(1, min(self.chunk, self.CHUNK_BYTES // (frames * self.FRAME_BYTES)))
+        return max(1, min(chunk, self.CHUNK_BYTES // (frames * self.FRAME_BYTES)))
 
     def _loader(self, jobs: list[Job]) -> DataLoader | ClipStream:
         cores = os.cpu_count() or 1
@@ -218,7 +235,7 @@ class _Run:
 
     def __init__(self, engine: Engine, io: DeviceIO, plans: dict, on_done: Callable, on_failed: Callable, ready: bool):
         self.stats = engine.stats
-        self.batch_size = engine.batch_size
+        self.batch_size = engine.launch_size(plans)
         self.groups = len(engine.geometries)
         self.trailers = Trailers(engine.runners, on_done, on_failed, self.stats)
         self.batcher = Batcher()

@@ -46,6 +46,12 @@ class Geometry:
         return x[..., top : top + h, left : left + w]
 
 
+def clip_shape(geometry: Geometry, frames: int) -> tuple[int, ...]:
+    """A clip's model input after `geometry`: 2D (3, h, w), 3D (frames, 3, h, w)."""
+    h, w = geometry.crop_size if len(geometry.crop_size) == 2 else geometry.crop_size * 2
+    return (3, h, w) if geometry.kind == Kind.IMAGE else (frames, 3, h, w)
+
+
 def resized_size(height: int, width: int, size: tuple[int, ...]) -> tuple[int, int]:
     """(h, w) after torchvision's `resize(size)`: one number is the short side (the long one
     scaled and truncated), two are (h, w)."""
