@@ -8,6 +8,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,39 @@ def test_a_cpu_launches_the_model_a_micro_batch_at_a_time(three_videos):
     assert ex.Engine([r2plus1d], batch_size=32).launch_size(plans) == 4  # 4 clips of 24x112x112
     assert ex.Engine([r2plus1d, runner], batch_size=32).launch_size(plans) == step  # each gets whole ones
     assert ex.Engine([MeanRunner("img", "2d", device="cuda")], batch_size=32).launch_size(plans) == 32
+
+
+def test_the_engine_prepares_the_networks_while_the_first_clips_are_decoded(three_videos):
+    """Each runner's `prepare` gets the plan's frames per clip from a thread of the engine (an
+    OpenVINO network is read and compiled meanwhile, not after the first chunk)."""
+    asked = []
+
+    class Preparing(MeanRunner):
+        def prepare(self, frames):
+            asked.append((frames, threading.current_thread().name))
+
+    shots = np.array([[0, 59], [60, 109], [110, 179]])
+    for fps in (24, 8):
+        plan = plan_clips(shots, 180, "shot", 24, fps)
+        runner = Preparing("vid", "3d")
+        done: dict = {}
+        ex.Engine([runner], batch_size=32, workers=0).run(
+            [ex.Job("a1", str(three_videos / "a1.mp4"), plan)], lambda m, f, r, d=done: d.update(f), print
+        )
+        assert asked[-1] == (fps, "t12k-prepare")
+        np.testing.assert_allclose(done["vid"], mean_features(three_videos / "a1.mp4", plan, runner.geometry))
+
+
+@needs_openvino
+@pytest.mark.parametrize("key", ["shufflenet2d", "shufflenet3d"])
+def test_a_prepared_openvino_network_is_the_one_the_batches_use(tiny, ov_cache, key):
+    video, plan = tiny
+    runner = ex.BackboneRunner(get_spec(key), "none", "cpu", runtime="openvino")
+    runner.prepare(plan.frames.shape[1])
+    (made,) = runner.nets.values()
+    feats, _ = ex.clip_features(video, plan, [runner])
+    assert list(runner.nets.values()) == [made]  # no second network for another shape
+    assert feats[key].shape == (len(plan), runner.spec.num_features)
 
 
 def test_runtimes_that_cannot_run_are_one_line_errors(monkeypatch):

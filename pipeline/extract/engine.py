@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -104,9 +105,27 @@ class Engine:
         whole batch, and the next clips are decoded beside it."""
         if is_cuda(self.device) or not self.runners:
             return self.batch_size
-        frames = max((p.frames.shape[1] for p in plans.values()), default=self.FRAMES_PER_CLIP)
-        shapes = [clip_shape(r.geometry, frames) for r in self.runners]
+        shapes = [clip_shape(r.geometry, self._frames_per_clip(plans)) for r in self.runners]
         return max(micro_batch(shape, self.batch_size) for shape in shapes)
+
+    def _frames_per_clip(self, plans: dict) -> int:
+        return max((p.frames.shape[1] for p in plans.values()), default=self.FRAMES_PER_CLIP)
+
+    def _prepare(self, plans: dict) -> threading.Thread:
+        """Make the runners' networks ready (OpenVINO: read and compile, 0.2 s for R(2+1)D; or
+        convert, 5-60 s) in a thread while the first clips are decoded, rather than after. A
+        failure here is left to the first batch, which makes the network again and reports it."""
+
+        def work() -> None:
+            for r in self.runners:
+                try:
+                    getattr(r, "prepare", lambda frames: None)(self._frames_per_clip(plans))
+                except Exception:  # noqa: BLE001 - the first batch raises it where it is reported
+                    pass
+
+        thread = threading.Thread(target=work, name="t12k-prepare", daemon=True)
+        thread.start()
+        return thread
 
     def _chunk(self, jobs: list[Job]) -> int:
         """Clips per chunk: as given, else a model launch, or fewer where a worker would hold
@@ -167,12 +186,14 @@ class Engine:
             self.reps_device, self.ring = False, None
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
+        preparing = self._prepare(plans or {})
         try:
             self._lock_ring(io)
             with device_math(self.device, self.precision):
                 run.consume(items)
         finally:
             del items
+            preparing.join()
             if self.ring is not None and self.ring.registered:
                 torch.cuda.synchronize(self.device)
                 self.ring.unregister()

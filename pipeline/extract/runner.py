@@ -17,6 +17,7 @@ of R(2+1)D need gigabytes).
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from t12k.backbones import BackboneSpec, Kind, load_backbone
 from t12k.backbones.device import PRECISIONS, check_precision, device_math
 from t12k.errors import T12kError
 from t12k.pipeline.extract.openvino import OpenVINOForms, OpenVINONet
-from t12k.pipeline.extract.transforms import apply_geometry, split_transforms
+from t12k.pipeline.extract.transforms import apply_geometry, clip_shape, split_transforms
 
 RUNTIMES = ("auto", "torch", "openvino")
 # Clips per forward pass on a CPU: at most CPU_MICRO_CLIPS, and no more than CPU_MICRO_BYTES of
@@ -98,17 +99,30 @@ class BackboneRunner:
             fmt = torch.channels_last if spec.kind == Kind.IMAGE else torch.channels_last_3d
             self.model = self.model.to(memory_format=fmt)
         self.cpu = torch.device(device).type == "cpu"
-        self.nets: dict[tuple[int, ...], OpenVINONet] = {}  # per clip shape, made at the first batch
+        self.nets: dict[tuple[int, ...], OpenVINONet] = {}  # per clip shape, made by `prepare` or the first batch
+        self._making = threading.Lock()
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on normalized float inputs."""
+    def prepare(self, frames: int) -> None:
+        """Make the network for clips of `frames` frames ready before the first batch comes
+        (OpenVINO: find or convert it, read and compile it); nothing for PyTorch."""
         if self.openvino is not None:
-            shape = tuple(x.shape[1:])
+            shape = clip_shape(self.geometry, frames)
+            self._net(shape if self.spec.kind == Kind.IMAGE else (shape[1], shape[0], *shape[2:]))
+
+    def _net(self, shape: tuple[int, ...]) -> OpenVINONet:
+        """The OpenVINO network for normalized inputs of `shape` (one per shape, made once)."""
+        assert self.openvino is not None
+        with self._making:
             if shape not in self.nets:
                 facts = (self.weights_used, self.geometry, self.normalize)
                 self.nets[shape] = self.openvino.net(shape, self._network, facts)
                 self.model = None  # its weights live on in OpenVINO's form (reloaded if a new shape comes)
-            return self.nets[shape](x)
+            return self.nets[shape]
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on normalized float inputs."""
+        if self.openvino is not None:
+            return self._net(tuple(x.shape[1:]))(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
         dtype = PRECISIONS[self.precision]
