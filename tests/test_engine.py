@@ -47,6 +47,21 @@ def test_split_transforms_give_the_weights_transforms_bit_for_bit(key, size):
     assert torch.equal(y, ref)
 
 
+@pytest.mark.parametrize("size", [(128, 171), (360, 640)])  # R(2+1)D's resize size: no resize, only the crop
+@pytest.mark.parametrize("key", [k for k in REGISTRY if REGISTRY[k].kind == "3d"])
+def test_the_3d_geometry_never_returns_the_memory_it_was_given(key, size):
+    """A producer decodes every chunk's 3D frames into one reused buffer and resizes from it
+    (`apply_geometries(..., frames_3d)`): what comes out must be new memory, also when a
+    video already has the resize size and only the crop is left."""
+    geometry, _ = ex.split_transforms(get_spec(key))
+    raw = torch.randint(0, 256, (2, 3, *size, 3), dtype=torch.uint8)
+    (y,) = ex.apply_geometries([geometry], [], frames_3d=raw)
+    expected = y.clone()
+    assert y.untyped_storage().data_ptr() != raw.untyped_storage().data_ptr()
+    raw.zero_()  # the next chunk decoded into the buffer
+    assert torch.equal(y, expected)
+
+
 def test_the_split_transforms_run_without_importing_torchvision(tmp_path):
     """A decode worker resizes, and a run whose network OpenVINO holds normalizes, without
     torchvision's import (1.3 s: it pulls in torch._dynamo)."""

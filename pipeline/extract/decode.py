@@ -103,6 +103,13 @@ def stack_raw(kind: Kind, clips: list[ClipInput]) -> torch.Tensor:
     return torch.from_numpy(np.stack([c.frame if kind == Kind.IMAGE else c.frames for c in clips]))
 
 
-def apply_geometries(geometries: list[Geometry], clips: list[ClipInput]) -> list[torch.Tensor]:
-    """Every geometry applied to the clips' decoded inputs, in this process."""
-    return [apply_geometry(g, stack_raw(g.kind, clips)) for g in geometries]
+def apply_geometries(
+    geometries: list[Geometry], clips: list[ClipInput], frames_3d: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Every geometry applied to the clips' decoded inputs, in this process. `frames_3d`: the
+    clips' 3D frames already in one (n, T, H, W, 3) tensor (they were decoded into it), which
+    may be written over afterwards: `apply_geometry` always returns new memory (tested)."""
+    return [
+        apply_geometry(g, frames_3d if g.kind == Kind.VIDEO and frames_3d is not None else stack_raw(g.kind, clips))
+        for g in geometries
+    ]

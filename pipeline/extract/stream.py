@@ -63,14 +63,17 @@ class Failed:
 
 class _ChunkFrames:
     """Where the raw 3D frames of a trailer's current chunk are written as they are decoded:
-    a FrameRing slot when one is given and holds a clip, else (shared) ordinary memory."""
+    a FrameRing slot when one is given and holds a clip, else (shared) ordinary memory. With
+    `reuse` (the chunk is resized where it was decoded, and its frames never leave), one
+    buffer serves every chunk of its size."""
 
-    def __init__(self, ring: FrameRing | None, chunk: int, total: int, shared: bool):
-        self.ring, self.total, self.shared = ring, total, shared
+    def __init__(self, ring: FrameRing | None, chunk: int, total: int, shared: bool, reuse: bool = False):
+        self.ring, self.total, self.shared, self.reuse = ring, total, shared, reuse
         self.cap = chunk  # clips per chunk: fewer when a ring slot holds fewer
         self.first = 0  # first clip of the current chunk
         self.filled = 0  # its clips written so far
         self.buf: tuple[SlotRef | None, torch.Tensor] | None = None
+        self.spare: torch.Tensor | None = None  # the last chunk's buffer, with `reuse`
 
     def dest(self, shape: tuple[int, ...]) -> np.ndarray:
         """The array the next clip's frames (of `shape`) go into: one copy, straight to memory
@@ -83,6 +86,8 @@ class _ChunkFrames:
             if fit:
                 slot = self.ring.acquire()
                 self.buf = (SlotRef(slot, (n, *shape)), self.ring.view(slot, (n, *shape)))
+            elif self.reuse and self.spare is not None and self.spare.shape == (n, *shape):
+                self.buf = (None, self.spare)
             else:
                 t = torch.empty((n, *shape), dtype=torch.uint8)
                 self.buf = (None, t.share_memory_() if self.shared else t)
@@ -93,6 +98,8 @@ class _ChunkFrames:
         """The chunk's frames (a slot reference or a tensor); the next chunk starts at `next_first`."""
         ref, tensor = self.buf
         self.buf, self.filled, self.first = None, 0, next_first
+        if self.reuse:
+            self.spare = tensor
         return ref if ref is not None else tensor
 
     def release(self) -> None:
@@ -149,12 +156,20 @@ class ClipStream(IterableDataset):
 
     def _trailer(self, job: Job) -> Iterator[Chunk]:
         total = len(job.plan)
-        frames = _ChunkFrames(self.ring, self.chunk, total, shared=get_worker_info() is not None)
+        shipped = self.raw  # raw frames leave this producer: shared memory in a worker, never reused
+        frames = _ChunkFrames(
+            self.ring, self.chunk, total, shared=shipped and get_worker_info() is not None, reuse=not shipped
+        )
         pending: list[ClipInput] = []
         t0 = time.perf_counter()
         try:
             clips = iter_clip_inputs(
-                job.video, job.plan, self.need_2d, self.need_3d, self.decode_threads, frames.dest if self.raw else None
+                job.video,
+                job.plan,
+                self.need_2d,
+                self.need_3d,
+                self.decode_threads,
+                frames.dest if self.need_3d else None,
             )
             for clip in clips:
                 pending.append(clip)
@@ -169,8 +184,8 @@ class ClipStream(IterableDataset):
 
     def _inputs(self, clips: list[ClipInput], frames: _ChunkFrames, next_first: int) -> list:
         """A chunk's inputs: every geometry applied here, or the raw frames per kind."""
-        if not self.raw:
-            return apply_geometries(self.geometries, clips)
+        if not self.raw:  # the 3D frames were decoded into the chunk's buffer: resized from there
+            return apply_geometries(self.geometries, clips, frames.take(next_first) if self.need_3d else None)
         inputs: list = [stack_raw(Kind.IMAGE, clips)] if self.need_2d else []
         if self.need_3d:
             inputs.append(frames.take(next_first))
