@@ -186,14 +186,13 @@ class Engine:
             self.reps_device, self.ring = False, None
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
-        preparing = self._prepare(plans or {})
+        self._prepare(plans or {})  # not waited for: the first batch waits for its network, Ctrl-C does not
         try:
             self._lock_ring(io)
             with device_math(self.device, self.precision):
                 run.consume(items)
         finally:
             del items
-            preparing.join()
             if self.ring is not None and self.ring.registered:
                 torch.cuda.synchronize(self.device)
                 self.ring.unregister()
