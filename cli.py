@@ -565,16 +565,6 @@ def _terminate(signum, frame):  # `kill` (SIGTERM) stops a command as cleanly as
     raise KeyboardInterrupt
 
 
-def program() -> int:
-    """The `t12k` program: `main` with the modules of every command imported (building the
-    parser does) with the collector paused and then frozen (`t12k.startup`)."""
-    from t12k.startup import settled_imports
-
-    with settled_imports():
-        parser = build_parser()
-    return main(parser=parser)
-
-
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     import signal
     import threading
@@ -599,4 +589,6 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
 
 
 if __name__ == "__main__":
+    from t12k.startup import program
+
     sys.exit(program())

@@ -8,6 +8,7 @@ process ends (0.2-0.4 s). `gc.freeze()` moves them to the collector's permanent 
 they are still freed by reference counting, never scanned again. Later collections (a training
 loop's, an extraction's) see only the objects made after start-up. Measured on `t12k extract`'s
 start and exit: 1.8 s down to 1.4 s (`bench/bench_extract_cpu.py` runs its t12k side so).
+`program` is the `t12k` console script.
 """
 
 from __future__ import annotations
@@ -29,3 +30,13 @@ def settled_imports() -> Iterator[None]:
         if was_enabled:
             gc.enable()
         gc.freeze()
+
+
+def program() -> int:
+    """The `t12k` program: `cli.main` with the modules of every command imported (building
+    the parser does) inside `settled_imports`."""
+    from t12k.cli import build_parser, main
+
+    with settled_imports():
+        parser = build_parser()
+    return main(parser=parser)

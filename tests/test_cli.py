@@ -48,10 +48,10 @@ def test_console_script_and_python_cli_py_are_the_same():
 
 
 def test_the_program_imports_its_modules_with_the_collector_paused_then_frozen():
-    """`t12k` (cli.program) builds its parser, which imports every command's modules, inside
+    """`t12k` (startup.program) builds its parser, which imports every command's modules, inside
     `settled_imports`: the collector is back on afterwards and those objects are frozen."""
     code = (
-        "import gc, sys; from t12k.cli import program; sys.argv = ['t12k', 'backbones']; code = program(); "
+        "import gc, sys; from t12k.startup import program; sys.argv = ['t12k', 'backbones']; code = program(); "
         "print(code, gc.isenabled(), gc.get_freeze_count(), 'torch' in sys.modules, file=sys.stderr)"
     )
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr

@@ -111,7 +111,7 @@ class Engine:
     def _frames_per_clip(self, plans: dict) -> int:
         return max((p.frames.shape[1] for p in plans.values()), default=self.FRAMES_PER_CLIP)
 
-    def _prepare(self, plans: dict) -> threading.Thread:
+    def _prepare(self, plans: dict) -> None:
         """Make the runners' networks ready (OpenVINO: read and compile, 0.2 s for R(2+1)D; or
         convert, 5-60 s) in a thread while the first clips are decoded, rather than after. A
         failure here is left to the first batch, which makes the network again and reports it."""
@@ -123,9 +123,7 @@ class Engine:
                 except Exception:  # noqa: BLE001 - the first batch raises it where it is reported
                     pass
 
-        thread = threading.Thread(target=work, name="t12k-prepare", daemon=True)
-        thread.start()
-        return thread
+        threading.Thread(target=work, name="t12k-prepare", daemon=True).start()
 
     def _chunk(self, jobs: list[Job]) -> int:
         """Clips per chunk: as given, else a model launch, or fewer where a worker would hold
