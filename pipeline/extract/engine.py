@@ -114,10 +114,14 @@ class Engine:
     def _prepare(self, plans: dict) -> None:
         """Make the runners' networks ready (OpenVINO: read and compile, 0.2 s for R(2+1)D; or
         convert, 5-60 s) in a thread while the first clips are decoded, rather than after. A
-        failure here is left to the first batch, which makes the network again and reports it."""
+        failure here is left to the first batch, which makes the network again and reports it.
+        Without plans (another producer's chunks) a 3D network's frames per clip are unknown:
+        it is left to the first batch rather than guessed."""
 
         def work() -> None:
             for r in self.runners:
+                if not plans and r.geometry.kind == Kind.VIDEO:
+                    continue
                 try:
                     getattr(r, "prepare", lambda frames: None)(self._frames_per_clip(plans))
                 except Exception:  # noqa: BLE001 - the first batch raises it where it is reported
