@@ -28,6 +28,7 @@ from t12k.backbones.device import device_math
 from t12k.errors import T12kError
 from t12k.pipeline.extract.background import in_thread
 from t12k.pipeline.extract.batches import Batcher, ModelQueue, Trailers, join
+from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.extract.device_io import DeviceIO, is_cuda
 from t12k.pipeline.extract.inputs import ChunkInputs
 from t12k.pipeline.extract.reps import covers_every_frame
@@ -55,7 +56,6 @@ class Engine:
     # from several chunks anyway.
     CHUNK_BYTES = 64 << 20
     FRAME_BYTES = 640 * 360 * 3  # a frame of a video as `t12k fetch` leaves it (short side 360)
-    FRAMES_PER_CLIP = 24  # of 3D clips when no plan says (Shot-24)
 
     def __init__(
         self,
@@ -109,7 +109,8 @@ class Engine:
         return max(micro_batch(shape, self.batch_size) for shape in shapes)
 
     def _frames_per_clip(self, plans: dict) -> int:
-        return max((p.frames.shape[1] for p in plans.values()), default=self.FRAMES_PER_CLIP)
+        """Of the plans' clips; where no plan says, of extract's default clip."""
+        return max((p.frames.shape[1] for p in plans.values()), default=ExtractConfig.fpc)
 
     def _prepare(self, plans: dict) -> None:
         """Make the runners' networks ready (OpenVINO: read and compile, 0.2 s for R(2+1)D; or
