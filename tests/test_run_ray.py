@@ -135,6 +135,12 @@ run_collection(
 """
 
 
+def _in_store(out: Path, ids: list[str]) -> set[str]:
+    """The trailers among `ids` whose features are in the run's store (each appears whole)."""
+    store = next((out / "features").glob("*.zarr"), None)
+    return set() if store is None else {p.name for p in store.iterdir() if p.name in ids}
+
+
 @pytest.mark.slow
 def test_the_driver_killed_then_the_same_command_resumes(cluster, tmp_path):
     url, ref = rc.served(), rc.reference()
@@ -149,9 +155,13 @@ def test_the_driver_killed_then_the_same_command_resumes(cluster, tmp_path):
     }
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "-c", _DRIVER, json.dumps(args)], env=env)
+
+    def killed_point() -> bool:  # r4 held in its features, and another trailer done (on the other actor)
+        return bool(_marks(marks, "features", "r4")) and bool(_in_store(out, ids))
+
     try:
         deadline = time.monotonic() + 240
-        while not _marks(marks, "features", "r4") and proc.poll() is None and time.monotonic() < deadline:
+        while not killed_point() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, "the driver ended before it was killed"
         os.kill(proc.pid, signal.SIGKILL)  # while r4 is in the middle of its features
