@@ -241,13 +241,10 @@ def _train_parser(sub) -> None:
     _quiet(p)
 
 
-def format_metrics(metrics: dict) -> str:
-    return " ".join(f"{k} {100 * metrics[k]:.2f}" for k in ("muAP", "mAP", "wAP", "sAP"))
-
-
 def cmd_train(a) -> int:
     import dataclasses
 
+    from t12k.divita.metrics import format_metrics
     from t12k.divita.train import TrainConfig, train
 
     if not a.image_store and not a.video_store:

@@ -4,24 +4,25 @@
 (trapezoidal rule), the reference's ``pre_rec_auc``. The summaries are:
 
 * ``muAP``: one curve over all (trailer, genre) labels flattened;
-* ``mAP``: the mean of the ten per-genre areas; a genre without positives has no defined
-  area (NaN) and counts 0, as in the reference;
-* ``wAP``: the per-genre areas (NaN counted as 0) weighted by each genre's number of
-  positives over the total number of positives;
+* ``mAP``: the mean of the ten per-genre areas;
+* ``wAP``: the per-genre areas weighted by each genre's number of positives over the total
+  number of positives;
 * ``sAP``: the mean over trailers of each trailer's own curve over its ten genres.
 
 All are fractions in [0, 1]; reports multiply them by 100.
 
-A label vector without positives has no precision-recall curve. Old scikit-learn versions
-(the reference's) returned NaN for it, newer ones a warning and 0.5; ``pr_auc`` returns NaN
-in every version so the summaries do not depend on the installed scikit-learn. In ``sAP`` a
-trailer without any genre counts 0, the same rule as a genre without positives (every
-Trailers12k trailer has at least one genre, so published numbers are unaffected).
+A label vector without positives has no precision-recall curve. The scikit-learn t12k needs
+(>= 1.3; the change came in 1.1) warns and sets its recall to one, so its area is 0.5 whatever
+the scores: the reference trainer on a current scikit-learn scores such a genre 0.5, and so
+does ``pr_auc`` (older scikit-learn gave NaN, which the reference counted 0 in mAP). In wAP
+such a genre weighs 0 either way. ``compute_metrics`` lists these genres under
+``no_positives`` and ``no_positives_note`` says so in one line.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.metrics import auc, precision_recall_curve
@@ -32,43 +33,62 @@ METRIC_NAMES = ("muAP", "mAP", "wAP", "sAP")
 
 
 def pr_auc(y_true, y_score) -> float:
-    """Area under the precision-recall curve (trapezoidal), NaN when `y_true` has no positive."""
+    """Area under the precision-recall curve (trapezoidal), the reference's ``pre_rec_auc``: 0.5
+    when `y_true` has no positive (scikit-learn's curve then has recall one; its warning is kept
+    quiet, `compute_metrics` names such genres), NaN when it is empty."""
     y_true = np.asarray(y_true).reshape(-1).astype(int)
     y_score = np.asarray(y_score, dtype=np.float64).reshape(-1)
     if y_true.shape != y_score.shape:
         raise ValueError(f"y_true has {y_true.size} values, y_score {y_score.size}")
-    if not (y_true == 1).any():
+    if not y_true.size:
         return math.nan
-    precision, recall, _ = precision_recall_curve(y_true, y_score)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "No positive class found in y_true", UserWarning)
+        precision, recall, _ = precision_recall_curve(y_true, y_score)
     return float(auc(recall, precision))
 
 
-def _nan_to_zero(values: list[float]) -> np.ndarray:
-    return np.asarray([0.0 if math.isnan(v) else v for v in values], dtype=np.float64)
-
-
 def compute_metrics(y_true, y_prob, genres: tuple[str, ...] | list[str] = GENRES) -> dict:
-    """muAP, mAP, wAP, sAP (fractions) and ``per_genre`` {genre: AUC or NaN} for (n, L) arrays."""
+    """muAP, mAP, wAP, sAP (fractions), ``per_genre`` {genre: AUC} for (n, L) arrays and
+    ``no_positives``, the genres without a positive trailer (scored 0.5, as the reference)."""
     y_true = np.asarray(y_true).astype(int)
     y_prob = np.asarray(y_prob, dtype=np.float64)
     if y_true.ndim != 2 or y_true.shape != y_prob.shape:
         raise ValueError(f"y_true {y_true.shape} and y_prob {y_prob.shape} must be equal (n, L) arrays")
     if y_true.shape[1] != len(genres):
         raise ValueError(f"{y_true.shape[1]} label columns but {len(genres)} genres")
-    per_genre = [pr_auc(t, p) for t, p in zip(y_true.T, y_prob.T)]
-    genre_auc = _nan_to_zero(per_genre)
+    per_genre = np.asarray([pr_auc(t, p) for t, p in zip(y_true.T, y_prob.T)], dtype=np.float64)
     positives = y_true.sum(0).astype(np.float64)
     total = positives.sum()
-    per_trailer = _nan_to_zero([pr_auc(t, p) for t, p in zip(y_true, y_prob)])
+    per_trailer = [pr_auc(t, p) for t, p in zip(y_true, y_prob)]
     return {
         "muAP": pr_auc(y_true, y_prob),
-        "mAP": float(genre_auc.mean()),
-        "wAP": float((genre_auc * positives).sum() / total) if total else math.nan,
-        "sAP": float(per_trailer.mean()) if len(per_trailer) else math.nan,
-        "per_genre": {g: v for g, v in zip(genres, per_genre)},
+        "mAP": float(per_genre.mean()),
+        "wAP": float((per_genre * positives).sum() / total) if total else math.nan,
+        "sAP": float(np.mean(per_trailer)) if per_trailer else math.nan,
+        "per_genre": {g: float(v) for g, v in zip(genres, per_genre)},
+        "no_positives": [g for g, n in zip(genres, positives) if n == 0],
     }
+
+
+def no_positives_note(metrics: dict) -> str:
+    """One line naming the genres without a positive trailer ('' when every genre has one)."""
+    missing = metrics.get("no_positives") or []
+    if not missing:
+        return ""
+    return (
+        f"no positive trailer for {', '.join(missing)}: "
+        f"{'its' if len(missing) == 1 else 'their'} area is 0.5 whatever the scores (as the reference's)"
+    )
 
 
 def muap(y_true, y_prob) -> float:
     """The reference's tracking metric: muAP only (cheap enough to log every epoch)."""
     return pr_auc(np.asarray(y_true).reshape(-1), np.asarray(y_prob).reshape(-1))
+
+
+def format_metrics(metrics: dict) -> str:
+    """The summaries x100 on one line, with the genres without a positive trailer named."""
+    text = " ".join(f"{k} {100 * metrics[k]:.2f}" for k in METRIC_NAMES)
+    note = no_positives_note(metrics)
+    return f"{text} ({note})" if note else text

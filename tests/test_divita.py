@@ -265,7 +265,7 @@ def test_pr_auc_by_hand():
     # points (recall, precision): (0, 1) (.5, 1) (.5, .5) (1, 2/3): trapezoids .5*1 + .5*(2/3+.5)/2
     assert pr_auc([1, 0, 1], [0.9, 0.5, 0.2]) == pytest.approx(19 / 24)
     assert pr_auc([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == pytest.approx(1.0)
-    assert math.isnan(pr_auc([0, 0, 0], [0.1, 0.5, 0.3]))
+    assert pr_auc([0, 0, 0], [0.1, 0.5, 0.3]) == pytest.approx(0.5)  # no positive: as the reference's
 
 
 def test_metrics_by_hand():
@@ -278,8 +278,9 @@ def test_metrics_by_hand():
     m = compute_metrics(y, p)
     assert m["per_genre"]["action"] == pytest.approx(1.0)
     assert m["per_genre"]["adventure"] == pytest.approx(0.25)
-    assert all(math.isnan(m["per_genre"][g]) for g in GENRES[2:])
-    assert m["mAP"] == pytest.approx((1 + 0.25) / 10)  # genres without positives count 0
+    assert all(m["per_genre"][g] == pytest.approx(0.5) for g in GENRES[2:])
+    assert m["no_positives"] == list(GENRES[2:])
+    assert m["mAP"] == pytest.approx((1 + 0.25 + 8 * 0.5) / 10)  # genres without positives count 0.5
     assert m["wAP"] == pytest.approx((1 * 1 + 0.25 * 1) / 2)
     assert m["sAP"] == pytest.approx(1.0)  # each trailer's own genre is its top score
     # flattened: .8 P, .6 N, .4 P, .3 N, 16 x .1 N -> same curve as the pr_auc hand case
