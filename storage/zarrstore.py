@@ -38,6 +38,7 @@ from zarr.codecs import BloscCodec
 
 from t12k.errors import T12kError
 from t12k.storage.fastread import ATTEMPTS, ChunkedArray, Damaged, ZarrFormat, open_array, read_whole
+from t12k.storage.folders import unwritable, writable_folder
 from t12k.storage.locks import ROOT_LOCK, Staging, clean_stale, locked
 
 ZARR_FORMATS: tuple[ZarrFormat, ...] = (2, 3)  # format 2 (the published stores) by default, 3 on request
@@ -181,11 +182,15 @@ class ArrayStore:
         """
         p = Path(path)
         wanted = _checked_format(zarr_format)
+        fix = "choose another output path"
+        if p.is_dir():
+            writable_folder(p, "store", fix)
+        writable_folder(p.parent, "the folder of store", fix)
         root = _staging_root(p)
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(exist_ok=True)
         except OSError as exc:
-            raise T12kError(f"cannot write beside the store {p} ({exc.strerror}); choose another output path") from None
+            raise unwritable(p.parent, exc, "the folder of store", fix) from None
         # Two runs creating one store: one creates it (whole, with its attributes, by one
         # rename), the other appends to it.
         with Staging(root) as staging, locked(root / ROOT_LOCK):

@@ -26,6 +26,7 @@ from t12k.pipeline.runner import RunSummary
 from t12k.pipeline.videos import find_videos
 from t12k.shots import ClipPlan, plan_clips
 from t12k.storage import FeatureStore, Manifest, ShotStore
+from t12k.storage.folders import writable_folder
 
 
 def clip_table(plan: ClipPlan, reps: np.ndarray, kind: Kind) -> np.ndarray:
@@ -84,6 +85,7 @@ def extract_features(
     specs = parse_backbones(cfg.backbones)
     found = find_videos(videos, ids)
     shots = ShotStore.open(shots_store)
+    out = writable_folder(out_dir)  # before the models load
     device = resolve_device(cfg.device)
     workers = worker_count(cfg.workers, device)
     resize_on = cfg.resize_on
@@ -92,8 +94,6 @@ def extract_features(
     runners = [
         BackboneRunner(s, cfg.weights, device, cfg.batch_size, cfg.precision, runtime=cfg.runtime) for s in specs
     ]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stores = _open_stores(runners, cfg, shots, out, log)
     manifest = Manifest(out / "extract.manifest.csv", ("clips", "frames"))
     summary = RunSummary("extract")

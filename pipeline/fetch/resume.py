@@ -28,7 +28,12 @@ def folder_lock(out: Path):
     except ImportError:  # Windows
         yield
         return
-    fh = open(out / LOCK_NAME, "a")
+    try:
+        fh = open(out / LOCK_NAME, "a")
+    except OSError as exc:
+        from t12k.storage.folders import unwritable
+
+        raise unwritable(out, exc) from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

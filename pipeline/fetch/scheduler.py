@@ -170,13 +170,14 @@ def fetch_collection(
     check_items(items)
     cfg.validate()
     cfg = dataclasses.replace(cfg, ffmpeg=cfg.ffmpeg or media.ffmpeg_exe())
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = FetchSummary(out_dir=out)
-    t0 = time.perf_counter()
     from tqdm import tqdm
 
     from t12k.storage import Manifest
+    from t12k.storage.folders import writable_folder
+
+    out = writable_folder(out_dir)
+    summary = FetchSummary(out_dir=out)
+    t0 = time.perf_counter()
 
     with folder_lock(out):
         clean_leftovers(out)
