@@ -504,6 +504,7 @@ def _verify_parser(sub) -> None:
         "`t12k shots` redo damaged trailers.",
     )
     p.add_argument("stores", nargs="+", metavar="STORE", help="feature (trailers_*.zarr) or shots stores")
+    p.add_argument("--repair", action="store_true", help="first rebuild damaged store attributes from the arrays")
     _quiet(p)
 
 
@@ -511,10 +512,15 @@ def cmd_verify(a) -> int:
     from tqdm import tqdm
 
     from t12k.storage import verify_store
+    from t12k.storage.repair import repair_store
 
     damaged = False
     for path in a.stores:
         try:
+            if a.repair:
+                from t12k.pipeline.extract.stage import settings_from_name
+
+                print("\n".join(repair_store(path, settings_from_name).lines()))
             with tqdm(desc=f"verify {path}", unit="trailer", disable=a.quiet, leave=False) as bar:
                 report = verify_store(path, progress=bar.update)
         except T12kError as exc:

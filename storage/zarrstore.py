@@ -36,7 +36,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from t12k.errors import T12kError
+from t12k.errors import T12kError, describe
 from t12k.storage.fastread import ATTEMPTS, ChunkedArray, Damaged, ZarrFormat, open_array, read_whole
 from t12k.storage.folders import unwritable, writable_folder
 from t12k.storage.locks import ROOT_LOCK, Staging, clean_stale, locked
@@ -158,7 +158,7 @@ class ArrayStore:
         try:
             group = _open_group(p, "r")
         except Exception as exc:  # corrupt metadata
-            raise T12kError(f"cannot open store {p}: {exc}; re-create it") from exc
+            raise _unopenable(p, exc) from None
         store = cls(p, group, fmt, writable=False)
         store._check_attrs()
         store._validate()
@@ -201,7 +201,10 @@ class ArrayStore:
                 made = {"kind": cls.kind, **settings, **(info or {}), "checksums": CHECKSUMS}
                 _open_group(staging.path / "store", "w", wanted).attrs.update({**(attrs or {}), "t12k": made})
                 os.rename(staging.path / "store", p)  # replaces an empty folder
-            group = _open_group(p, "a")
+            try:
+                group = _open_group(p, "a")
+            except Exception as exc:  # corrupt metadata
+                raise _unopenable(p, exc) from None
             store = cls(p, group, fmt or wanted, writable=True)
             if fmt is not None:
                 store._check_attrs()
@@ -235,11 +238,7 @@ class ArrayStore:
     def _check_attrs(self) -> None:
         """A store always has attributes; none means its attributes file was lost."""
         if not dict(self._group.attrs):
-            where = ".zattrs" if self.zarr_format == 2 else "zarr.json's attributes"
-            raise T12kError(
-                f"store {self.path} has no attributes (its {where} is missing or empty): it is damaged or not "
-                "a t12k store; restore the file from a copy of the store or write to a new store path"
-            )
+            raise _unopenable(self.path, None)
 
     def _validate(self) -> None:
         pass
@@ -377,6 +376,23 @@ class ArrayStore:
 
 
 CHECKSUMS = "crc32c"  # attrs['t12k']['checksums'] of a store whose every array records one
+
+
+def _unopenable(p: Path, exc: BaseException | None) -> T12kError:
+    """The error for a store whose group does not open or has no attributes: what is wrong
+    with its group metadata and the repair that keeps every trailer, or else why not."""
+    from t12k.storage.repair import attrs_problem  # the repair builds on this module
+
+    try:
+        problem = attrs_problem(p)
+    except T12kError as not_a_store:
+        return not_a_store
+    if problem:
+        return T12kError(
+            f"store {p}: {problem}; run `t12k verify --repair {p}` to rebuild its attributes from its "
+            "arrays (its trailers stay as they are)"
+        )
+    return T12kError(f"cannot open store {p}: {describe(exc) if exc else 'no attributes'}; check its files")
 
 
 def _staging_root(path: Path) -> Path:

@@ -161,7 +161,8 @@ def test_a_store_without_attributes_is_refused_when_opened(tmp_path, fmt):
         meta = (path / "zarr.json").read_text()
         zarr.open_group(str(path), mode="r+").attrs.clear()
         assert meta != (path / "zarr.json").read_text()
-    message = rf"^store {path} has no attributes \(.*\): it is damaged or not a t12k store; restore"
+    message = rf"^store {path}: its (\.zattrs is missing|zarr\.json holds no num_features and no t12k settings); "
+    message += rf"run `t12k verify --repair {path}` to rebuild its attributes from its arrays"
     with pytest.raises(T12kError, match=message):
         FeatureStore.create_or_append(path, SETTINGS, {"num_features": NF}, zarr_format=fmt)
     with pytest.raises(T12kError, match=message):

@@ -5,15 +5,18 @@ recorded in the manifest with its reason and the others go on."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
 
 from t12k import __version__
-from t12k.backbones import Kind, parse_backbones
+from t12k.backbones import REGISTRY, Kind, parse_backbones
 from t12k.backbones.device import resolve_device
 from t12k.errors import T12kError, describe
 from t12k.pipeline.extract.config import VIDEO_FPS, ExtractConfig, worker_count
@@ -25,6 +28,7 @@ from t12k.pipeline.extract.stream import Job
 from t12k.pipeline.runner import RunSummary
 from t12k.pipeline.videos import find_videos
 from t12k.shots import ClipPlan, plan_clips
+from t12k.shots.clips import STRATEGIES
 from t12k.storage import FeatureStore, Manifest, ShotStore
 from t12k.storage.folders import writable_folder
 
@@ -65,6 +69,27 @@ def store_settings(runner: BackboneRunner, config: ExtractConfig, shot_settings:
         "shots": {k: shot_settings.get(k) for k in ("detector", "threshold")} if config.strategy == "shot" else None,
         "precision": runner.precision,  # older stores carry no key (fp32); then it is not compared
     }
+
+
+def settings_from_name(kind: str, name: str) -> tuple[dict, list[str]] | None:
+    """What a store's name tells of the settings it records (`store_settings`; the shots
+    detector's constants for a shots store) and the keys it cannot tell, for `t12k verify
+    --repair`; None for a name no registered backbone gives."""
+    if kind == "shots":
+        from t12k.pipeline.detect import ShotsConfig
+
+        made = ShotsConfig().store_settings()
+        return {k: v for k, v in made.items() if k != "threshold"}, ["threshold", "t12k_version"]
+    numbers = {key: int(value) for key, value in re.findall(r"_(fps|fpc)(\d+)", name)}
+    fpc, fps = numbers.get("fpc", ExtractConfig.fpc), numbers.get("fps", VIDEO_FPS)
+    for spec, strategy in itertools.product(REGISTRY.values(), STRATEGIES):
+        if spec.store_name(fpc, fps, strategy) == name:
+            runner = SimpleNamespace(spec=spec, weights_used=None, precision=None)  # what a name cannot say
+            made = store_settings(runner, ExtractConfig(strategy=strategy, fpc=fpc, fps=fps), {})
+            untold = ["weights", *(["shots"] if strategy == "shot" else []), "precision", "t12k_version"]
+            known = {k: v for k, v in made.items() if k not in untold}
+            return {**known, "pretraining": spec.pretraining, "num_features": spec.num_features}, untold
+    return None
 
 
 def extract_features(
