@@ -85,8 +85,11 @@ def _write_array(
         config={"write_empty_chunks": True},
         overwrite=True,
     )
-    if data.size:
-        arr[...] = data
+    rows = chunks[0]
+    for start in range(0, data.shape[0] if data.size else 0, rows):
+        # a chunk at a time: a failed write (a full disk) leaves no write of another chunk
+        # pending in zarr's event loop, which would print "Task was destroyed but it is pending!"
+        arr[start : start + rows] = data[start : start + rows]
     written = open_array(path, zarr_format)
     if not isinstance(written, ChunkedArray):  # t12k's layout is always one fastread decodes
         raise RuntimeError(f"{path}: written in a layout t12k cannot check")
