@@ -113,8 +113,10 @@ def load_table(
     from the metadata first so the whole table is allocated once (no doubled peak memory);
     then the chunk files are decoded in a pool of threads straight into the table
     (`t12k.storage.fastread`; layouts it does not decode itself are read with zarr). Every
-    array is checked against the checksum its commit recorded: a damaged trailer stops the
-    load with a T12kError naming the store and the trailer.
+    array is checked against the checksum its commit recorded and the store's contract (float32
+    `(clips, num_features)`, every chunk file there, checksum or not): a damaged trailer stops
+    the load with a T12kError naming the store and the trailer. Features holding NaN or Inf
+    are refused in one T12kError naming the store and those trailers.
     """
     store = FeatureStore.open(path)
     nf = store.num_features
@@ -128,26 +130,34 @@ def load_table(
         )
     need = store.checksummed  # then an array without a checksum lost its attributes
     try:
-        arrays = [open_checked(os.path.join(store.path, mid), store.zarr_format, need) for mid in ids]
+        arrays = [
+            open_checked(os.path.join(store.path, mid), store.zarr_format, need, require_chunks=True) for mid in ids
+        ]
     except Damaged as exc:
         raise store.damaged(exc) from None
     lengths = np.zeros(len(ids), np.int64)
     for i, (mid, arr) in enumerate(zip(ids, arrays)):
-        if len(arr.shape) != 2 or arr.shape[1] != nf:
-            raise T12kError(
-                f"array {mid!r} in {store.path} has shape {arr.shape}, but the store's "
-                f"num_features is {nf}; re-extract {mid} into this store"
-            )
+        problem = store.layout_problem(arr.shape, arr.dtype)
+        if problem:
+            raise store.damage_error(mid, problem)
         lengths[i] = arr.shape[0]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(ids) else lengths
     tdtype = _torch_dtype(dtype)
     np_dtype = np.float16 if tdtype == torch.float16 else np.float32
     buf = np.zeros((int(lengths.sum()) + 1, nf), np_dtype)
+    nonfinite: list[int] = []  # trailers holding NaN or Inf, found by the reading threads
+
+    def check(i: int, out: np.ndarray) -> None:
+        if not np.isfinite(out).all():
+            nonfinite.append(i)
+
     with tqdm(total=len(ids), desc=f"read {store.path.name}", disable=not progress, leave=False) as bar:
         try:
-            read_arrays(arrays, [buf[o : o + n] for o, n in zip(offsets, lengths)], progress=bar.update)
+            read_arrays(arrays, [buf[o : o + n] for o, n in zip(offsets, lengths)], progress=bar.update, check=check)
         except Damaged as exc:  # what was read is not what was committed: stop, naming the trailer
             raise store.damaged(exc) from None
+    if nonfinite:
+        raise _nonfinite_error(store, [ids[i] for i in sorted(nonfinite)], np_dtype == np.float16)
     return FeatureTable(
         store.path,
         list(ids),
@@ -156,6 +166,17 @@ def load_table(
         _from_numpy(buf, tdtype, device),
         torch.from_numpy(offsets).to(device),
         torch.from_numpy(lengths).to(device),
+    )
+
+
+def _nonfinite_error(store: FeatureStore, bad: list[str], half: bool, shown: int = 5) -> T12kError:
+    """The one line refusing a store whose trailers `bad` hold NaN or Inf (the first few named);
+    `half`: the table is float16, where a float32 beyond its range becomes Inf."""
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    what = "NaN or Inf (or values float16 cannot hold: try --feature-dtype float32)" if half else "NaN or Inf"
+    return T12kError(
+        f"store {store.path}: features of {len(bad)} trailer(s) hold {what} ({', '.join(bad[:shown])}{more}); "
+        f"run `t12k verify {store.path}`, then re-extract them or remove them from the labels"
     )
 
 

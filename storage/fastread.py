@@ -16,7 +16,8 @@ with the zarr API, so no store becomes unreadable.
 What is read is checked: an array committed by t12k records a checksum and its number of
 chunk files in its attributes (`ArrayChecksum`); a missing chunk file, a chunk that does not
 decode or a checksum that does not match raises `Damaged`. Arrays without a checksum (older
-stores, the published ones) read a missing chunk file as the fill value, as zarr does. As
+stores, the published ones) read a missing chunk file as the fill value, as zarr does, unless
+the reader requires every chunk file (`require_chunks`: the array's shape says which exist). As
 another process may replace an array while it is read (rename the old one away, the new one
 in), a read that does not check out is tried again a few times before it counts as damage:
 a reader gets one commit's array whole, never a mix or a part.
@@ -90,6 +91,9 @@ class StoredArray(Protocol):
     def require_checksum(self) -> bool: ...
 
     @property
+    def require_chunks(self) -> bool: ...
+
+    @property
     def shape(self) -> tuple[int, ...]: ...
 
     @property
@@ -105,7 +109,8 @@ class ChunkedArray:
     `codecs` are applied in order to decode a chunk file's bytes (the last one applied
     first on write); `key` gives a chunk's file name, relative to `path`, from its grid
     position. `checksum` is what its commit recorded (None: nothing to check against);
-    `require_checksum`: the store records one for every array, so its absence is damage.
+    `require_checksum`: the store records one for every array, so its absence is damage;
+    `require_chunks`: every chunk file the grid gives must exist, checksum or not.
     """
 
     path: str
@@ -119,6 +124,7 @@ class ChunkedArray:
     zarr_format: ZarrFormat | None = None
     checksum: ArrayChecksum | None = None
     require_checksum: bool = False
+    require_chunks: bool = False
 
     def read_into(self, out: np.ndarray) -> None:
         """Decode every chunk into `out` (same shape; any dtype numpy can cast to) and check it."""
@@ -144,7 +150,7 @@ class ChunkedArray:
             try:
                 data = read_file(f"{self.path}/{name}")
             except FileNotFoundError:
-                if self.checksum is not None:  # every chunk of a checksummed array was written
+                if self.checksum is not None or self.require_chunks:  # every chunk was written
                     raise Damaged(self.path, f"chunk file {name} is missing") from None
                 out[region] = self.fill_value
                 continue
@@ -209,11 +215,16 @@ class ZarrArray:
     """An array read with the zarr API (layouts this module does not decode itself)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], zarr_format: ZarrFormat | None = None, require_checksum: bool = False
+        self,
+        path: str | os.PathLike[str],
+        zarr_format: ZarrFormat | None = None,
+        require_checksum: bool = False,
+        require_chunks: bool = False,
     ):
         self.path = os.fspath(path)
         self.zarr_format = zarr_format
         self.require_checksum = require_checksum
+        self.require_chunks = require_chunks
         try:
             self._array = zarr.open_array(self.path, mode="r", zarr_format=zarr_format)
             self.checksum = ArrayChecksum.from_attrs(self._array.attrs)
@@ -236,8 +247,10 @@ class ZarrArray:
         if self.require_checksum:
             raise Damaged(self.path, "no checksum recorded (its attributes are lost)")
         try:
+            if self.require_chunks and (missing := self._array.nchunks - self._array.nchunks_initialized):
+                raise Damaged(self.path, f"{missing} of its {self._array.nchunks} chunk files are missing")
             data = np.asarray(self._array[...])
-        except FileNotFoundError:
+        except (FileNotFoundError, Damaged):
             raise
         except Exception as exc:
             raise Damaged(self.path, f"it does not decode ({_reason(exc)})") from None
@@ -246,7 +259,10 @@ class ZarrArray:
 
 
 def open_array(
-    path: str | os.PathLike[str], zarr_format: ZarrFormat | None = None, require_checksum: bool = False
+    path: str | os.PathLike[str],
+    zarr_format: ZarrFormat | None = None,
+    require_checksum: bool = False,
+    require_chunks: bool = False,
 ) -> StoredArray:
     """The array at `path`, decoded by this module when it can be, else by the zarr API.
 
@@ -266,8 +282,14 @@ def open_array(
     except FileNotFoundError:
         raise
     except (Unsupported, OSError, ValueError, TypeError, KeyError, AttributeError):
-        return ZarrArray(p, zarr_format, require_checksum)
-    return dataclasses.replace(array, zarr_format=zarr_format, checksum=checksum, require_checksum=require_checksum)
+        return ZarrArray(p, zarr_format, require_checksum, require_chunks)
+    return dataclasses.replace(
+        array,
+        zarr_format=zarr_format,
+        checksum=checksum,
+        require_checksum=require_checksum,
+        require_chunks=require_chunks,
+    )
 
 
 def _v2_attrs(path: str) -> dict[str, Any]:
@@ -307,10 +329,11 @@ def open_checked(
     zarr_format: ZarrFormat | None = None,
     require_checksum: bool = False,
     attempts: int = ATTEMPTS,
+    require_chunks: bool = False,
 ) -> StoredArray:
     """`open_array`, tried again while the metadata is missing (a commit replacing the array)."""
     p = os.fspath(path)
-    return _retrying(p, attempts, lambda: open_array(p, zarr_format, require_checksum))
+    return _retrying(p, attempts, lambda: open_array(p, zarr_format, require_checksum, require_chunks))
 
 
 def read_checked(array: StoredArray, out: np.ndarray, attempts: int = ATTEMPTS) -> None:
@@ -321,7 +344,11 @@ def read_checked(array: StoredArray, out: np.ndarray, attempts: int = ATTEMPTS) 
     def once() -> None:
         nonlocal tries
         tries += 1
-        current = array if tries == 1 else open_array(array.path, array.zarr_format, array.require_checksum)
+        current = (
+            array
+            if tries == 1
+            else open_array(array.path, array.zarr_format, array.require_checksum, array.require_chunks)
+        )
         if current.shape != out.shape:
             raise Damaged(
                 array.path,
@@ -338,12 +365,13 @@ def read_whole(
     zarr_format: ZarrFormat | None = None,
     require_checksum: bool = False,
     attempts: int = ATTEMPTS,
+    require_chunks: bool = False,
 ) -> tuple[np.ndarray, ArrayChecksum | None]:
     """The whole array at `path`, checked, and the checksum its commit recorded (if any)."""
     p = os.fspath(path)
 
     def once() -> tuple[np.ndarray, ArrayChecksum | None]:
-        array = open_array(p, zarr_format, require_checksum)
+        array = open_array(p, zarr_format, require_checksum, require_chunks)
         out = np.empty(array.shape, array.dtype)
         array.read_into(out)
         return out, array.checksum
@@ -478,11 +506,13 @@ def read_arrays(
     outs: Sequence[np.ndarray],
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    check: Callable[[int, np.ndarray], None] | None = None,
 ) -> None:
     """Read ``arrays[i]`` into ``outs[i]`` for every i, in `threads` threads.
 
     `progress` is called (in the caller's thread) with the number of arrays just read. Each
-    array is checked (`read_checked`); an error is raised as the first failing array in order
+    array is checked (`read_checked`), then given to `check(i, outs[i])` in the thread that
+    read it (while it is in the cache); an error is raised as the first failing array in order
     would raise it.
     """
     if len(arrays) != len(outs):
@@ -493,6 +523,8 @@ def read_arrays(
     def run(batch: range) -> int:
         for i in batch:
             read_checked(arrays[i], outs[i])
+            if check is not None:
+                check(i, outs[i])
         return len(batch)
 
     if threads == 1:

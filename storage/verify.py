@@ -1,5 +1,7 @@
 """Checking whole stores (`t12k verify STORE...`): every trailer's arrays read, decoded and
-compared with the checksums their commits recorded."""
+compared with the checksums their commits recorded, and held to their kind's contract (dtype,
+shape, every chunk file, values: finite features, ordered shots within their frames), checksums
+or not."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ class VerifyReport:
         if self.checksummed < self.trailers:
             head += (
                 f" ({self.trailers - self.checksummed} record no checksum: written before t12k recorded them, "
-                "only decoding and shapes checked)"
+                "only decoding, chunk files and contracts checked)"
             )
         out = [head]
         out += [f"  {mid}: {reason}" for mid, reason in list(self.damaged.items())[:shown]]

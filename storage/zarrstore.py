@@ -13,7 +13,10 @@ replaced on the next run.
 Integrity: each array records, in its own attributes (which move with it), the checksum of
 its data and its number of chunk files (`ArrayChecksum`); every read checks them (see
 `fastread`), `verify` checks a trailer and `is_done` means "present and sound". Stores
-written before checksums (and the published ones) still read; only decoding is checked.
+written before checksums (and the published ones) still read; there decoding, the presence of
+every chunk file of a per-id array (its shape says which exist) and the contract are checked.
+The contract of a kind's per-id arrays (dtype, shape, values: `_contract_problem`) is checked
+by every read of one, with checksums or without.
 
 Many writers: commits to one store (and its creation) are serialized by a lock file in the
 staging root, on one machine or on several sharing a POSIX file system. A commit replacing
@@ -277,7 +280,8 @@ class ArrayStore:
         return len(self.ids())
 
     def read(self, mid: str, companion: str | None = None) -> np.ndarray:
-        """One trailer's array (or its companion), checked; T12kError if it is not there or damaged."""
+        """One trailer's array (or its companion), checked (a per-id array against the store's
+        contract too); T12kError if it is not there or damaged."""
         name = f"{companion}/{mid}" if companion else str(mid)
         path = self.path / name
         if (companion is None and str(mid) in self.companions) or not _present_soon(path):
@@ -285,9 +289,12 @@ class ArrayStore:
                 raise T12kError(f"id {mid!r} is not in store {self.path}; run the stage that makes it first")
             raise T12kError(f"{name!r} is not in store {self.path}")
         try:
-            data, _ = read_whole(path, self.zarr_format, self.checksummed)
+            data, _ = read_whole(path, self.zarr_format, self.checksummed, require_chunks=companion is None)
         except Damaged as exc:
             raise self.damage_error(str(mid), exc.reason, companion) from None
+        problem = None if companion else self._contract_problem(data, {})
+        if problem:
+            raise self.damage_error(str(mid), problem)
         return data
 
     # ---- checking ------------------------------------------------------------------------
@@ -298,35 +305,34 @@ class ArrayStore:
 
     def check(self, mid: str, attempts: int = ATTEMPTS) -> tuple[str | None, bool]:
         """`verify`'s reason and whether the trailer's array records a checksum (False: older or
-        published stores, where only decoding and the shape can be checked)."""
+        published stores, where decoding, chunk files and the contract are checked, not the bytes)."""
         if mid not in self:
             return "not in the store", False
         try:
-            data, checksum = read_whole(self.path / mid, self.zarr_format, self.checksummed, attempts)
+            data, checksum = read_whole(self.path / mid, self.zarr_format, self.checksummed, attempts, True)
         except Damaged as exc:
             return exc.reason, self.checksummed or _records_checksum(self.path / mid, self.zarr_format)
-        problem = self._shape_problem(data)
-        if problem:
-            return problem, checksum is not None
         if checksum is not None:
             expected = checksum.companions
         else:
             expected = tuple(c for c in self.companions if _is_array_dir(self.path / c / mid))
+        companions = {}
         for name in expected:
             if not _is_array_dir(self.path / name / mid):
                 return f"{name}/{mid} is missing", True
             try:
-                read_whole(self.path / name / mid, self.zarr_format, self.checksummed, attempts)
+                companions[name], _ = read_whole(self.path / name / mid, self.zarr_format, self.checksummed, attempts)
             except Damaged as exc:
                 return f"{name}/{mid}: {exc.reason}", checksum is not None
-        return None, checksum is not None
+        return self._contract_problem(data, companions), checksum is not None
 
     def is_done(self, mid: str) -> bool:
         """Whether trailer `mid` is in the store and sound (a stage redoes it otherwise)."""
         return mid in self and self.verify(mid) is None
 
-    def _shape_problem(self, data: np.ndarray) -> str | None:
-        """Why an array of this store's kind cannot have `data`'s shape (None: it can)."""
+    def _contract_problem(self, data: np.ndarray, companions: dict[str, np.ndarray]) -> str | None:
+        """Why a per-id array of this store's kind cannot hold `data` (its dtype, shape or values),
+        given its `companions` that were read (some or none); None when it can."""
         return None
 
     def damage_error(self, mid: str, reason: str, companion: str | None = None) -> T12kError:

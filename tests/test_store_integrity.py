@@ -122,16 +122,17 @@ def test_verify_reports_every_damaged_trailer_and_exits_1(tmp_path, capsys):
 
 
 def test_stores_without_checksums_still_load_and_verify(tmp_path):
-    """A published store (plain zarr, no checksums, absent chunks of the fill value) loads as before;
-    verify decodes it and says it records no checksums; a corrupt chunk is still named."""
+    """A published store (plain zarr, no checksums; zarr 2 wrote every chunk, zeros too) loads as
+    before; verify decodes it and says it records no checksums; a corrupt chunk is still named."""
     path = tmp_path / "trailers_i_pub_fpc24.zarr"
     g = zarr.open_group(str(path), mode="w", zarr_format=2)
     g.attrs["num_features"] = NF
     data = np.random.default_rng(2).random((40, NF)).astype(np.float32)
-    data[10:20] = 0  # a chunk of zeros: no file
+    data[10:20] = 0  # a chunk of zeros: a file all the same
     for mid in ("p1", "p2"):
-        g.create_array(mid, shape=data.shape, dtype="float32", chunks=(10, NF))[...] = data
-    assert not (path / "p1" / "1.0").exists()
+        kw = {"config": {"write_empty_chunks": True}}
+        g.create_array(mid, shape=data.shape, dtype="float32", chunks=(10, NF), **kw)[...] = data
+    assert (path / "p1" / "1.0").exists()
     np.testing.assert_array_equal(load_table(path, ["p1", "p2"]).feats[:40].numpy(), data)
     report = verify_store(path)
     assert report.ok and report.checksummed == 0 and "2 record no checksum" in report.lines()[0]

@@ -157,7 +157,9 @@ def test_format3_codecs_zarr_writes_by_default(tmp_path):
     (path / "int16" / "c" / "2" / "1").unlink()  # a missing chunk: the fill value -1
     ids = list(cases)
     assert all(isinstance(open_array(path / mid), ChunkedArray) for mid in ids)
-    _assert_same(path, ids)
+    _assert_same(path, ids[:-1])
+    # int16 is no feature store's dtype (load_table refuses it), yet fastread reads it as zarr does
+    np.testing.assert_array_equal(_fast_arrays(path, ["int16"])[0], _zarr_arrays(path, ["int16"])[0])
 
 
 def test_unusual_codecs_fall_back_to_zarr(tmp_path):

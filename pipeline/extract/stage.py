@@ -176,8 +176,9 @@ def _plan_jobs(
         try:
             if mid not in shots:
                 raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
-            num_frames = len(shots.predictions(mid))
-            plan = plan_clips(shots.shots(mid), num_frames, cfg.strategy, cfg.fpc, cfg.fps)
+            trailer_shots, predictions = shots.trailer(mid)  # checked: damaged shots fail the trailer
+            num_frames = len(predictions)
+            plan = plan_clips(trailer_shots, num_frames, cfg.strategy, cfg.fpc, cfg.fps)
             if len(plan) == 0:
                 raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
         except T12kError as exc:
@@ -199,7 +200,11 @@ class _Recorder:
         self.last = t_start  # a trailer's seconds count from the previous one's end
 
     def done(self, mid: str, feats: dict[str, np.ndarray], reps: np.ndarray) -> None:
+        """Write a finished trailer to every store; features holding NaN or Inf go to none of
+        them (T12kError: the engine records the trailer failed with that reason)."""
         plan, num_frames = self.plans[mid]
+        for r in self.runners:
+            self.stores[r.spec.key].check_features(mid, feats[r.spec.key])
         for r in self.runners:
             store = self.stores[r.spec.key]
             if not store.is_done(mid):  # present and sound (another run may have written it)
