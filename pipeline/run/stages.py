@@ -223,7 +223,8 @@ class Features:
         """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
         if mid not in shots:
             raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
-        plan, num_frames = self._plan_of(shots.shots(mid), len(shots.predictions(mid)))
+        trailer_shots, predictions = shots.trailer(mid)  # checked: damaged shots fail the trailer
+        plan, num_frames = self._plan_of(trailer_shots, len(predictions))
         if len(plan) == 0:
             raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
         return plan, num_frames
@@ -277,7 +278,7 @@ class Features:
             store.write_shots(shot.mid, shot.shots, shot.preds)
 
         def known(mid: str):
-            return (store.shots(mid), store.predictions(mid)) if store.is_done(mid) else None
+            return store.trailer(mid) if store.is_done(mid) else None
 
         one = OnePass(
             shots._detector(),
@@ -320,6 +321,8 @@ class Features:
         from t12k.pipeline.extract import clip_table
 
         plan, num_frames = plans[mid]
+        for r in self.runners:  # features holding NaN or Inf go to no store: the trailer fails
+            self.stores[r.spec.key].check_features(mid, feats[r.spec.key])
         for i, r in enumerate(self.runners):
             if i == 1:
                 inject(self.faults, "features-between", mid)  # one store written, the others not yet
