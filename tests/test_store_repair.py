@@ -13,6 +13,7 @@ import pytest
 
 from t12k.backbones import REGISTRY
 from t12k.cli import main
+from t12k.divita.data import load_table
 from t12k.errors import T12kError
 from t12k.pipeline.extract import ExtractConfig
 from t12k.pipeline.extract.stage import settings_from_name, store_settings
@@ -66,7 +67,9 @@ def test_every_way_in_names_the_damage_and_the_repair(store_path, capsys):
     _garble(store_path, 150)
     expected = rf"store {store_path}: its .zattrs is not valid JSON .*run `t12k verify --repair {store_path}`"
     with pytest.raises(T12kError, match=expected):
-        FeatureStore.open(store_path)  # train and predict open stores so
+        FeatureStore.open(store_path)  # predict opens stores so
+    with pytest.raises(T12kError, match=expected):
+        load_table(store_path, ["m1", "m2"])  # train and experiment load them so
     with pytest.raises(T12kError, match=expected):
         FeatureStore.create_or_append(store_path, **made)  # extract appends so
     assert main(["verify", str(store_path), "--quiet"]) == 1
