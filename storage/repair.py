@@ -29,6 +29,7 @@ from typing import Any
 
 from t12k.errors import T12kError
 from t12k.storage.fastread import Damaged, ZarrFormat, open_array
+from t12k.storage.folders import writable_folder
 from t12k.storage.locks import ROOT_LOCK, Staging, locked
 from t12k.storage.zarrstore import CHECKSUMS, _is_array_dir, _open_group, _staging_root
 
@@ -264,6 +265,9 @@ def _num_features(p: Path, arrays: dict[str, dict[str, Any]], named: dict[str, A
 
 def _write_attrs(p: Path, fmt: ZarrFormat, attrs: dict[str, Any]) -> None:
     """Write the group metadata with `attrs` as zarr writes it, each file renamed into place."""
+    fix = "make it writable and repair it again"
+    writable_folder(p, "store", fix)
+    writable_folder(p.parent, "the folder of store", fix)  # the staging folder goes there
     root = _staging_root(p)
     root.mkdir(exist_ok=True)
     with Staging(root) as staging, locked(root / ROOT_LOCK):

@@ -49,10 +49,7 @@ def read_only(tmp_path):
             if ok:
                 undo.append(lambda: subprocess.run(["umount", str(folder)], capture_output=True))
                 ok = (
-                    subprocess.run(
-                        ["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True
-                    ).returncode
-                    == 0
+                    subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode == 0
                 )
             if not ok:
                 pytest.skip("running as root where mounts are not allowed: no read-only folder can be made")
@@ -132,3 +129,17 @@ def test_a_file_in_the_way_is_named(tmp_path):
     (tmp_path / "videos").write_text("not a folder")
     with pytest.raises(T12kError, match=f"cannot write in output folder {tmp_path / 'videos'} \\(it is a file\\)"):
         fetch_collection([ITEM], tmp_path / "videos", progress=False)
+
+
+def test_repairing_a_read_only_store_is_one_line(read_only, tmp_path):
+    from t12k.storage.repair import repair_store
+
+    path = tmp_path / "features" / "s.zarr"
+    FeatureStore.create_or_append(path, {"backbone": "x"}, {"num_features": 2}).write_features(
+        "a1", np.ones((1, 2)), np.zeros((1, 3))
+    )
+    (path / ".zattrs").write_text("{")
+    read_only(path)
+    with pytest.raises(T12kError, match=f"cannot write in store {path} .*; make it writable and repair it again"):
+        repair_store(path)
+    assert (path / ".zattrs").read_text() == "{"
