@@ -133,7 +133,7 @@ def _read_group(p: Path, fmt: ZarrFormat) -> tuple[str | None, dict[str, Any]]:
     """(what is wrong with the group's metadata or attributes or None, the attributes or what
     could be read of them)."""
     if fmt == 3:
-        meta, problem = _load(p / "zarr.json")
+        meta, problem = _load(p / "zarr.json", 3)  # {"attributes": {"t12k": {...}}}
         if problem is None and (meta.get("zarr_format") != 3 or meta.get("node_type") != "group"):
             problem = "its zarr.json is not that of a group"
         attrs = _dict(meta.get("attributes"))
@@ -142,7 +142,7 @@ def _read_group(p: Path, fmt: ZarrFormat) -> tuple[str | None, dict[str, Any]]:
         group, problem = _load(p / ".zgroup")
         if problem is None and group.get("zarr_format") != 2:
             problem = "its .zgroup is not that of a format 2 group"
-        attrs, attrs_problem = _load(p / ".zattrs")
+        attrs, attrs_problem = _load(p / ".zattrs", 2)  # {"t12k": {...}}
         problem = problem or attrs_problem
         where = ".zattrs"
     if problem is None and not ({"num_features", "t12k"} & attrs.keys()):
@@ -150,8 +150,9 @@ def _read_group(p: Path, fmt: ZarrFormat) -> tuple[str | None, dict[str, Any]]:
     return problem, attrs
 
 
-def _load(path: Path) -> tuple[dict[str, Any], str | None]:
-    """(the JSON object in `path`, or what could be read of a damaged one; what is wrong or None)."""
+def _load(path: Path, depth: int = 1) -> tuple[dict[str, Any], str | None]:
+    """(the JSON object in `path`, or what could be read of a damaged one (`_salvage`, with
+    the objects that hold settings `depth` deep); what is wrong or None)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -161,7 +162,7 @@ def _load(path: Path) -> tuple[dict[str, Any], str | None]:
     try:
         value = json.loads(text)
     except ValueError:
-        return _salvage(text), f"its {path.name} is not valid JSON ({len(text)} bytes: truncated or garbage)"
+        return _salvage(text, depth), f"its {path.name} is not valid JSON ({len(text)} bytes: truncated or garbage)"
     if not isinstance(value, dict):
         return {}, f"its {path.name} is not a JSON object"
     return value, None
@@ -171,9 +172,11 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _salvage(text: str) -> dict[str, Any]:
+def _salvage(text: str, depth: int) -> dict[str, Any]:
     """What a truncated JSON object still says: the longest beginning of `text` that, cut after
-    a complete member and closed, parses ({} when none does)."""
+    a complete member of one of its `depth` outermost objects and closed, parses ({} when none
+    does). Members of deeper objects or of lists are kept whole or not at all, so that no value
+    is a cut one."""
     closers: list[str] = []
     cuts: list[tuple[int, str]] = []  # (end of a complete member, the brackets then open)
     in_string = escaped = False
@@ -192,8 +195,9 @@ def _salvage(text: str) -> dict[str, Any]:
             closers.append("}" if ch == "{" else "]")
         elif ch in "}]" and closers:
             closers.pop()
-            cuts.append((i + 1, "".join(reversed(closers))))
-        elif ch == ",":
+            if len(closers) <= depth and "]" not in closers:
+                cuts.append((i + 1, "".join(reversed(closers))))
+        elif ch == "," and len(closers) <= depth and "]" not in closers:
             cuts.append((i, "".join(reversed(closers))))
     for end, close in reversed(cuts):
         try:

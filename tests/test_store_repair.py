@@ -174,3 +174,24 @@ def test_trailers_of_two_widths_are_not_guessed(store_path):
     with pytest.raises(T12kError, match=r"have \[7, 1024\] features"):
         repair_store(store_path, settings_from_name)
     assert (store_path / ".zattrs").read_text() == ""  # nothing written
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_no_cut_of_the_file_gives_a_cut_value(tmp_path, zarr_format):
+    """Whatever length the file is cut to, every setting read back is the whole original one
+    (a list or an object cut in the middle is left out, never kept short)."""
+    path = tmp_path / "trailers_i_shufflenet_fpc24.zarr"
+    _make(path, zarr_format)
+    target = _attrs_file(path)
+    text = target.read_text()
+    original = json.loads(text)
+    original = original.get("attributes", original)
+    seen = set()
+    for cut in range(0, len(text), 7):
+        target.write_text(text[:cut])
+        attrs = repair_store(path).attrs  # no name reading: only the arrays and the file
+        assert attrs["num_features"] == 1024
+        read_back = {k: v for k, v in attrs["t12k"].items() if k not in ("checksums", "lost_in_repair")}
+        assert read_back == {k: original["t12k"][k] for k in read_back}
+        seen |= read_back.keys()
+    assert seen == original["t12k"].keys() - {"checksums"}  # each one came back from some cut
