@@ -297,6 +297,8 @@ class _Demo:
         n_clips = sum(len(fstore.read(m)) for m in fstore.ids())
         truth = [g for g, on in zip(GENRES, self.labels[held_out]) if on]
         top = sorted(pred["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+        from t12k.divita.metrics import format_metrics
+
         m, log = result.test, self.log
         log("")
         log("Demo summary (demo corpus, not Trailers12k):")
@@ -306,10 +308,7 @@ class _Demo:
             f"  stores    {shot_store.path.name} {_mb(_size(shot_store.path))}, {self.store_path.name} "
             f"{_mb(_size(self.store_path))} ({fstore.num_features} features, weights {fstore.settings.get('weights')})"
         )
-        log(
-            f"  test      muAP {100 * m['muAP']:.2f}  mAP {100 * m['mAP']:.2f}  wAP {100 * m['wAP']:.2f}  "
-            f"sAP {100 * m['sAP']:.2f}  ({n_test} test trailers, best epoch {result.best_epoch})"
-        )
+        log(f"  test      {format_metrics(m)}  ({n_test} test trailers, best epoch {result.best_epoch})")
         log(f"  predict   {held_out}: " + ", ".join(f"{g} {p:.2f}" for g, p in top) + f"  (true: {', '.join(truth)})")
         log(f"  time      {seconds:.0f} s; checkpoint {self.root / 'run' / 'checkpoint.pt'}")
 
