@@ -157,8 +157,8 @@ def _load(path: Path, depth: int = 1) -> tuple[dict[str, Any], str | None]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return {}, f"its {path.name} is missing"
-    except OSError as exc:
-        return {}, f"its {path.name} cannot be read ({exc.strerror})"
+    except OSError as exc:  # not damage: never rewritten
+        raise T12kError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
     try:
         value = json.loads(text)
     except ValueError:

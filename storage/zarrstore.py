@@ -160,6 +160,8 @@ class ArrayStore:
             raise T12kError(f"store {p} does not exist; create it first (see `t12k --help`) or fix the path")
         fmt = _zarr_format_of(p)
         if fmt is None:
+            if _holds_arrays(p):  # a store that lost its group metadata
+                raise _unopenable(p, None)
             raise T12kError(f"{p} is not a zarr group (no .zgroup or zarr.json); point to a {cls.kind} store")
         try:
             group = _open_group(p, "r")
@@ -202,6 +204,8 @@ class ArrayStore:
         with Staging(root) as staging, locked(root / ROOT_LOCK):
             fmt = _zarr_format_of(p)
             if p.exists() and fmt is None and not (p.is_dir() and not any(p.iterdir())):
+                if _holds_arrays(p):  # a store that lost its group metadata
+                    raise _unopenable(p, None)
                 raise T12kError(f"{p} exists and is not a zarr store; choose another output path")
             if fmt is None:
                 made = {"kind": cls.kind, **settings, **(info or {}), "checksums": CHECKSUMS}
@@ -385,6 +389,10 @@ class ArrayStore:
 
 
 CHECKSUMS = "crc32c"  # attrs['t12k']['checksums'] of a store whose every array records one
+
+
+def _holds_arrays(p: Path) -> bool:
+    return p.is_dir() and any(e.is_dir() and _is_array_dir(e.path) for e in os.scandir(p))
 
 
 def _unopenable(p: Path, exc: BaseException | None) -> T12kError:

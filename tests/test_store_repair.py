@@ -195,3 +195,22 @@ def test_no_cut_of_the_file_gives_a_cut_value(tmp_path, zarr_format):
         assert read_back == {k: original["t12k"][k] for k in read_back}
         seen |= read_back.keys()
     assert seen == original["t12k"].keys() - {"checksums"}  # each one came back from some cut
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_store_that_lost_its_group_file_is_repaired(store_path, zarr_format):
+    """Without .zgroup (format 2) or zarr.json (format 3) it read as no zarr store at all."""
+    _, made = _make(store_path, zarr_format)
+    before = FeatureStore.open(store_path).attrs
+    (store_path / (".zgroup" if zarr_format == 2 else "zarr.json")).unlink()
+    with pytest.raises(T12kError, match=rf"is missing; run `t12k verify --repair {store_path}`"):
+        FeatureStore.open(store_path)
+    with pytest.raises(T12kError, match=rf"is missing; run `t12k verify --repair {store_path}`"):
+        FeatureStore.create_or_append(store_path, **made)
+    repair_store(store_path, settings_from_name)
+    after = FeatureStore.open(store_path).attrs
+    if zarr_format == 2:  # its .zattrs was whole
+        assert after == before
+    else:
+        assert after["t12k"]["backbone"] == "shufflenet2d" and after["num_features"] == 1024
+    assert verify_store(store_path).ok
