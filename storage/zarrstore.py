@@ -303,8 +303,8 @@ class ArrayStore:
 
     # ---- checking ------------------------------------------------------------------------
     def verify(self, mid: str, attempts: int = ATTEMPTS) -> str | None:
-        """Why trailer `mid` is not sound (missing, or an array of it missing a file, not decoding
-        or not what was committed), None when it is."""
+        """Why trailer `mid` is not sound (missing, or an array of it missing a file, not decoding,
+        not what was committed or breaking the store's contract), None when it is."""
         return self.check(mid, attempts)[0]
 
     def check(self, mid: str, attempts: int = ATTEMPTS) -> tuple[str | None, bool]:
@@ -313,7 +313,9 @@ class ArrayStore:
         if mid not in self:
             return "not in the store", False
         try:
-            data, checksum = read_whole(self.path / mid, self.zarr_format, self.checksummed, attempts, True)
+            data, checksum = read_whole(
+                self.path / mid, self.zarr_format, self.checksummed, attempts, require_chunks=True
+            )
         except Damaged as exc:
             return exc.reason, self.checksummed or _records_checksum(self.path / mid, self.zarr_format)
         if checksum is not None:
