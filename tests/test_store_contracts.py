@@ -44,7 +44,7 @@ def _plain_shots_store(path: Path, arrays: dict[str, tuple[np.ndarray, int]]) ->
         preds.create_array(mid, data=np.zeros(frames, np.float16), chunks=(4096,))
 
 
-def test_shots_that_break_the_contract_are_damage_without_checksums(tmp_path):
+def test_shots_that_break_the_contract_are_damage_without_checksums(tmp_path, capsys):
     """verify said "all sound"; `shots` gave them to the planner (the (4,) array as two shots)."""
     path = tmp_path / "shots.zarr"
     _plain_shots_store(
@@ -66,6 +66,9 @@ def test_shots_that_break_the_contract_are_damage_without_checksums(tmp_path):
     with pytest.raises(T12kError, match=r"trailer flat: damaged \(dtype int32 shape \(4,\)"):
         store.trailer("flat")
     assert store.is_done("ok") and not any(store.is_done(m) for m in BAD_SHOTS)
+    assert cli_main(["verify", str(path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "shots store, 7 trailers, 6 damaged" in out and "  inverted: shot 0 [10, 5] ends before it starts" in out
 
 
 def test_a_missing_predictions_chunk_of_an_old_store_is_still_read_as_zeros(tmp_path):
