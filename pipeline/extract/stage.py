@@ -110,8 +110,8 @@ def extract_features(
     specs = parse_backbones(cfg.backbones)
     found = find_videos(videos, ids)
     shots = ShotStore.open(shots_store)
+    device = resolve_device(cfg.device)  # every setting is checked before the disk is touched
     out = writable_folder(out_dir)  # before the models load
-    device = resolve_device(cfg.device)
     workers = worker_count(cfg.workers, device)
     resize_on = cfg.resize_on
     if resize_on == "auto":  # a GPU resizes faster than 15 cores; on a CPU run the workers do it
