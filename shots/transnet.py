@@ -166,23 +166,33 @@ class ShotDetector:
         return torch.sigmoid(logits.float())
 
     @torch.inference_mode()
-    def predict(self, frames: Frames, *, key: Hashable | None = None, upcoming: Upcoming = ()) -> np.ndarray:
+    def predict(
+        self,
+        frames: Frames,
+        *,
+        key: Hashable | None = None,
+        upcoming: Upcoming = (),
+        stop: threading.Event | None = None,
+    ) -> np.ndarray:
         """Single-frame transition probability of every frame, float32 (N,).
 
         With windows_per_batch > 1, room left in this video's last batch is filled with the
         first windows of the `upcoming` videos (in order, or a function returning them, called
         only when that last batch is formed); their results are kept and used when `predict`
         is next called with that `key`, for the windows whose frames are the same. Each
-        video's result is the same whether or not its windows shared a batch.
+        video's result is the same whether or not its windows shared a batch. Once `stop` is
+        set, Cancelled within a window (on the CPU).
         """
         segments = Segments(frames, self.segment)
         if self.windows_per_batch == 1 and self.device.type == "cpu":
-            return np.concatenate(self._run_streams(segments))[: segments.n]
+            return np.concatenate(self._run_streams(segments, stop))[: segments.n]
         out = self._run_batches(segments, self._take_carried(key), upcoming)
         return torch.cat(out).float().cpu()[: segments.n].numpy()
 
     @torch.inference_mode()
-    def stream(self, frames: Frames, streams: int = 1, segment: int = 4) -> Iterator[np.ndarray]:
+    def stream(
+        self, frames: Frames, streams: int = 1, segment: int = 4, stop: threading.Event | None = None
+    ) -> Iterator[np.ndarray]:
         """The probabilities of `predict`, yielded in order as they become known: a window's
         50 frames as soon as its last frame has arrived (a batch of windows off the CPU), so a
         caller can act on a frame about 100 frames after reading it (`t12k.shots.streaming`
@@ -191,10 +201,11 @@ class ShotDetector:
 
         streams > 1 (CPU): segments of `segment` windows go to that many threads of one
         intra-op thread each, as in `predict` (much faster than one stream of several threads
-        on few cores); a result then comes up to streams x segment windows after its frames."""
+        on few cores); a result then comes up to streams x segment windows after its frames.
+        Once `stop` is set, Cancelled within a window (on the CPU; a batch elsewhere)."""
         one = self.windows_per_batch == 1 and self.device.type == "cpu"
         if one and streams > 1:
-            yield from self._stream_parallel(frames, streams, segment)
+            yield from self._stream_parallel(frames, streams, segment, stop)
             return
         segments = Segments(frames, 1 if one else self.windows_per_batch)
         state: dict | None = {} if one else None
@@ -204,7 +215,7 @@ class ShotDetector:
             h = color_histograms(x)
             wins = [slice(STRIDE * j, STRIDE * j + WINDOW) for j in range(count)]
             if one:
-                probs = torch.cat([self._forward(x[None, w], h[None, w], state)[0] for w in wins])
+                probs = torch.cat([self._forward(x[None, w], h[None, w], state, stop)[0] for w in wins])
             else:
                 probs = self._run([(x[w], h[w]) for w in wins], None).reshape(-1)
             out = probs.float().cpu().numpy()
@@ -213,7 +224,9 @@ class ShotDetector:
             sent += len(out)
             yield out
 
-    def _stream_parallel(self, frames: Frames, streams: int, segment: int) -> Iterator[np.ndarray]:
+    def _stream_parallel(
+        self, frames: Frames, streams: int, segment: int, stop: threading.Event | None = None
+    ) -> Iterator[np.ndarray]:
         """`stream` with segments computed by `streams` single-threaded workers, in order."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -225,7 +238,7 @@ class ShotDetector:
         def one_segment(seg: Segment) -> np.ndarray:
             torch.set_num_threads(1)  # OpenMP threads are set per calling thread
             with torch.inference_mode():
-                return self._segment(seg)
+                return self._segment(seg, stop)
 
         pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="t12k-shots")
         try:
@@ -329,18 +342,21 @@ class ShotDetector:
         _trim_heap()
         return out
 
-    def _run_streams(self, segments: Segments) -> list[np.ndarray]:
+    def _run_streams(self, segments: Segments, cancel: threading.Event | None = None) -> list[np.ndarray]:
         """The segments' probabilities, in order, computed by `streams` worker threads (of one
         intra-op thread each) as the segments come; the last segment is cut into `streams`
         parts so that the threads finish together. The caller's thread reads the frames and
-        waits, interruptibly; when it stops, the workers stop at their next window."""
+        waits, interruptibly; when it stops, or `cancel` is set, the workers stop at their next window."""
         threads = torch.get_num_threads()
         streams = max(1, self.streams or threads)
         if streams == 1:  # in the caller's thread, with its intra-op threads
-            return [self._segment(s) for s in segments]
+            return [self._segment(s, cancel) for s in segments]
         todo: queue.Queue = queue.Queue(maxsize=streams)  # segments waiting for a worker
         stop = threading.Event()
-        workers = [threading.Thread(target=self._worker, args=(todo, stop), name="t12k-shots") for _ in range(streams)]
+        either = _Either(stop, cancel)
+        workers = [
+            threading.Thread(target=self._worker, args=(todo, stop, either), name="t12k-shots") for _ in range(streams)
+        ]
         for w in workers:
             w.start()
         results: list[Future] = []
@@ -361,8 +377,9 @@ class ShotDetector:
                 w.join()
             torch.set_num_threads(threads)  # the workers' setting is global to torch
 
-    def _worker(self, todo: queue.Queue, stop: threading.Event) -> None:
-        """A worker thread of `_run_streams`: segments from `todo` until None comes or `stop` is set."""
+    def _worker(self, todo: queue.Queue, stop: threading.Event, cancel=None) -> None:
+        """A worker thread of `_run_streams`: segments from `todo` until None comes or `stop` is
+        set; a segment stops (Cancelled) once `cancel` (default: `stop`) is set."""
         torch.set_num_threads(1)  # OpenMP threads are set per calling thread
         with torch.inference_mode():
             while not stop.is_set():
@@ -374,7 +391,7 @@ class ShotDetector:
                     return
                 result, seg = job
                 try:
-                    result.set_result(self._segment(seg, stop))
+                    result.set_result(self._segment(seg, cancel or stop))
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                     result.set_exception(exc)
 
@@ -392,6 +409,16 @@ class ShotDetector:
         """(shots, predictions); `key`/`upcoming` as in `predict`."""
         preds = self.predict(frames, **kw) if kw else self.predict(frames)
         return self.to_shots(preds), preds
+
+
+class _Either:
+    """Set when either of two events is (the second may be None): what a segment checks."""
+
+    def __init__(self, first: threading.Event, second: threading.Event | None):
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or (self.second is not None and self.second.is_set())
 
 
 def _split(segment: Segment, parts: int) -> list[Segment]:

@@ -80,7 +80,7 @@ class _Scripted:
     def __init__(self, transition):
         self.transition, self.seen = transition, 0
 
-    def stream(self, frames, streams=1):
+    def stream(self, frames, streams=1, stop=None):
         for i, f in enumerate(frames):
             assert f.shape == (27, 48, 3)
             self.seen = i + 1
@@ -130,7 +130,7 @@ def test_a_trailer_whose_shots_are_known_is_decoded_once_for_the_backbones(tmp_p
     shots, preds = np.array([[0, 29], [30, 59]], np.int32), np.zeros(60, np.float32)
 
     class NoDetector:
-        def stream(self, frames, streams=1):
+        def stream(self, frames, streams=1, stop=None):
             raise AssertionError("the shots are known: no detection")
 
     one = OnePass(

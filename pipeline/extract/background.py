@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+from t12k.errors import Cancelled
+
 
 def put(out: queue.Queue, item, stop: threading.Event) -> None:
     """Put `item`, waiting for room; once `stop` is set, items other than None are dropped."""
@@ -33,6 +35,23 @@ def drain(out: queue.Queue) -> None:
             out.get_nowait()
     except queue.Empty:
         pass
+
+
+def until(stop: threading.Event, items: Iterator) -> Iterator:
+    """The items of `items` while `stop` is not set; once it is, Cancelled: checked before each
+    item is handed on and when `items` ends (a producer that stopped early is not taken for
+    one that finished). `items` is closed (its threads and processes ended) however this ends."""
+    try:
+        for item in items:
+            if stop.is_set():
+                raise Cancelled("stopped")
+            yield item
+        if stop.is_set():
+            raise Cancelled("stopped")
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def in_thread(source: Iterable, ahead: int) -> Iterator:

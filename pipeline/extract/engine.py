@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from t12k.backbones import Kind
 from t12k.backbones.device import device_math
 from t12k.errors import T12kError
-from t12k.pipeline.extract.background import in_thread
+from t12k.pipeline.extract.background import in_thread, until
 from t12k.pipeline.extract.batches import Batcher, ModelQueue, Trailers, join
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.extract.device_io import DeviceIO, is_cuda
@@ -169,26 +169,37 @@ class Engine:
             worker_init_fn=_fixed_malloc_threshold,
         )
 
-    def run(self, jobs: list[Job], on_done: Callable, on_failed: Callable) -> EngineStats:
-        """Extract every job; the stats of this engine's runs so far."""
+    def run(
+        self, jobs: list[Job], on_done: Callable, on_failed: Callable, stop: threading.Event | None = None
+    ) -> EngineStats:
+        """Extract every job; the stats of this engine's runs so far. Once `stop` is set, Cancelled
+        between chunks: the trailers not yet done are not passed on."""
         if not jobs:
             return self.stats
         self.reps_device = self._reps_on_device(jobs)
-        return self.consume(self._loader(jobs), on_done, on_failed, {j.mid: j.plan for j in jobs})
+        return self.consume(self._loader(jobs), on_done, on_failed, {j.mid: j.plan for j in jobs}, stop=stop)
 
     def consume(
-        self, source, on_done: Callable, on_failed: Callable, plans: dict | None = None, ready: bool = False
+        self,
+        source,
+        on_done: Callable,
+        on_failed: Callable,
+        plans: dict | None = None,
+        ready: bool = False,
+        stop: threading.Event | None = None,
     ) -> EngineStats:
         """Run the chunks (and `Failed`s) of `source` through the backbones: the engine's own
         decode workers, or another producer of chunks (`onepass.OnePass.items`), whose chunks
         are `ready` (every geometry applied) and may leave a trailer's total of clips to its
-        last chunk."""
+        last chunk. Once `stop` is set, Cancelled at the next chunk (see `Engine.run`)."""
         t_start = time.perf_counter()
         io = DeviceIO(self.device)
         if ready:
             self.reps_device, self.ring = False, None
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
+        if stop is not None:
+            items = until(stop, items)
         self._prepare(plans or {})  # not waited for: the first batch waits for its network, Ctrl-C does not
         try:
             self._lock_ring(io)

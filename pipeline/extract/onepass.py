@@ -204,7 +204,7 @@ class OnePass:
         with self._count:
             self.detecting += 1
         try:
-            for p in self.detector.stream(small_frames(), streams=self.streams):
+            for p in self.detector.stream(small_frames(), streams=self.streams, stop=stop):
                 probs.append(p)
                 for clip in planner.feed(p):
                     yield self._take(index, clip, held, base)

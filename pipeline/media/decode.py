@@ -74,7 +74,11 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, th
     native = video_size(path)  # a clear error for missing or unreadable files before ffmpeg starts
     width, height = size if size is not None else native
     proc = subprocess.Popen(
-        _decode_command(path, size, threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        _decode_command(path, size, threads),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        start_new_session=True,  # a Ctrl-C in the terminal stops t12k, which ends ffmpeg (see `run_ffmpeg`)
     )
     _widen_pipe(proc.stdout, width * height * 3)
     try:
@@ -105,7 +109,14 @@ def iter_frame_pairs(
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path)]
     cmd += _output(None, "pipe:1") + _output(small, f"pipe:{write_end}")
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, pass_fds=(write_end,))
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            pass_fds=(write_end,),
+            start_new_session=True,  # as in `iter_frames`
+        )
     finally:
         os.close(write_end)
     side = os.fdopen(read_end, "rb", buffering=0)

@@ -19,14 +19,38 @@ from t12k.pipeline.run.scheduler import Scheduler, Ticket
 from t12k.pipeline.runner import RunSummary
 
 
-def _backend(cfg: RunConfig, layout: Layout, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log):
+def _backend(
+    cfg: RunConfig, layout: Layout, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log, runners: list
+):
     if cfg.engine == "ray":
         from t12k.pipeline.run.ray_engine import RayBackend
 
-        return RayBackend(layout, cfg, fetch, shots, extract, log)
+        return RayBackend(layout, cfg, fetch, shots, extract, log, runners)
     from t12k.pipeline.run.local import LocalBackend
 
-    return LocalBackend(layout, cfg, fetch, shots, extract, log)
+    return LocalBackend(layout, cfg, fetch, shots, extract, log, runners)
+
+
+def _check(cfg: RunConfig, shots: ShotsConfig, extract: ExtractConfig) -> list:
+    """The backbones, loaded: every setting is checked (device, runtime, weights) before the
+    run touches the disk. A Ray run's device is the cluster's: here they load on the CPU."""
+    from t12k.backbones.device import resolve_device
+    from t12k.pipeline.run.stages import load_runners
+
+    if cfg.engine == "local":
+        resolve_device(shots.device)
+        return load_runners(extract)
+    return load_runners(extract, device="cpu")
+
+
+def _feature_stores(layout: Layout, extract: ExtractConfig) -> list[Path]:
+    """Where the run's feature stores are (one per backbone, as `t12k extract` names them)."""
+    from t12k.backbones import parse_backbones
+
+    return [
+        layout.features / s.store_name(extract.fpc, extract.fps, extract.strategy)
+        for s in parse_backbones(extract.backbones)
+    ]
 
 
 def run_collection(
@@ -50,7 +74,9 @@ def run_collection(
     between them; `fetch`, `shots` and `extract` are the stages' own settings. Each stage
     skips what an earlier run finished, so running the same call again resumes. A trailer
     that fails is recorded with its stage and reason and the others go on. On Ctrl-C the
-    workers stop, finished trailers are kept and nothing is left half-written.
+    workers stop, finished trailers are kept and nothing is left half-written. Every setting
+    is checked before anything is written; each trailer in a store has its manifest row,
+    also when an earlier run was killed between the commit and the row.
     """
     cfg = dataclasses.replace(config or RunConfig(), **settings)
     fetch = fetch or FetchConfig()
@@ -62,12 +88,15 @@ def run_collection(
     check_items(items)
     fetch.validate()
     fetch = dataclasses.replace(fetch, ffmpeg=fetch.ffmpeg or media.ffmpeg_exe())
+    runners = _check(cfg, shots, extract)
     layout = Layout(Path(out_dir))
     layout.make()
     with folder_lock(layout.videos):
         clean_leftovers(layout.videos)
-        backend = _backend(cfg, layout, fetch, shots, extract, log)
+        backend = _backend(cfg, layout, fetch, shots, extract, log, runners)
+        del runners  # the backend's now (a Ray run's go once their stores are opened)
         ledger = Ledger(layout, len(items), progress, dict(backend.slots))
+        ledger.restore(_feature_stores(layout, extract))
         scheduler = Scheduler(backend, ledger, cfg.queue, one_decode=cfg.decode == "once")
         model = "features" if cfg.decode == "once" else "shots"  # the first model stage
         try:

@@ -123,5 +123,9 @@ class Layout:
         return self.videos / f"{mid}.mp4"  # where fetch normalizes a trailer to
 
     def make(self) -> None:
+        """The run's folders, made if need be; T12kError naming the one that cannot be written
+        in (a read-only file system, no permission) before any work starts."""
+        from t12k.storage.folders import writable_folder
+
         for folder in (self.root, self.videos, self.features):
-            folder.mkdir(parents=True, exist_ok=True)
+            writable_folder(folder)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -63,6 +64,26 @@ class Ledger:
         self.summary = RunSummary("run")
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=self.total, desc="run", unit="trailer", disable=not self.progress, leave=False)
+
+    def restore(self, feature_stores: list[Path]) -> None:
+        """Rows for the trailers the stores hold, sound, and the manifests lack (a run killed
+        between a commit and its row, however and whenever it ended): every trailer in the
+        shots store has its shots row, every trailer in each of `feature_stores` its features
+        row. Only rows that say ok are added, from what is in the stores."""
+        from t12k.storage import FeatureStore, ShotStore
+
+        shots = ShotStore.open(self.layout.shots) if self.layout.shots.is_dir() else None
+        for mid in shots.ids() if shots is not None else []:
+            if self.shots_manifest.status(mid) != "ok" and shots.is_done(mid):
+                preds, found = shots.predictions(mid), shots.shots(mid)
+                self.shots_manifest.record(mid, "ok", seconds="", frames=len(preds), shots=len(found))
+        if not feature_stores or not all(p.is_dir() for p in feature_stores):
+            return
+        stores = [FeatureStore.open(p) for p in feature_stores]
+        for mid in sorted(set.intersection(*(set(s.ids()) for s in stores))):
+            if self.features_manifest.status(mid) != "ok" and all(s.is_done(mid) for s in stores):
+                frames = len(shots.predictions(mid)) if shots is not None and mid in shots else ""
+                self.features_manifest.record(mid, "ok", seconds="", clips=len(stores[0].read(mid)), frames=frames)
 
     # ---- progress -------------------------------------------------------------------------------
 

@@ -227,7 +227,14 @@ class RayBackend:
     """Ray tasks and actors for the calls of each stage (see `scheduler.Backend`)."""
 
     def __init__(
-        self, layout: Layout, run: RunConfig, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log=print
+        self,
+        layout: Layout,
+        run: RunConfig,
+        fetch: FetchConfig,
+        shots: ShotsConfig,
+        extract: ExtractConfig,
+        log=print,
+        runners: list | None = None,  # the backbones on the CPU, for the stores' settings (loaded when None)
     ):
         self.ray = import_ray()
         self.layout, self.run, self.fetch = layout, run, fetch
@@ -246,12 +253,12 @@ class RayBackend:
             cpus = max(cpus, Placement.plan(here, run, extract, "this machine").cpus_needed)
         self.started = connect(self.ray, run, cpus)
         try:
-            self._start(shots, extract, log)
+            self._start(shots, extract, log, runners)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, shots: ShotsConfig, extract: ExtractConfig, log) -> None:
+    def _start(self, shots: ShotsConfig, extract: ExtractConfig, log, runners: list | None = None) -> None:
         ray, run, lay = self.ray, self.run, self.layout
         where = run.address or "started here"
         place = Placement.plan(ray.cluster_resources(), run, extract, where)
@@ -260,7 +267,7 @@ class RayBackend:
         from t12k.storage import ShotStore
 
         stages.open_shots_store(lay.shots, shots)
-        runners = stages.load_runners(extract, device="cpu")
+        runners = runners or stages.load_runners(extract, device="cpu")
         stages.open_feature_stores(runners, extract, ShotStore.open(lay.shots).settings, lay.features, log)
         del runners
         keep = {"max_restarts": -1, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}

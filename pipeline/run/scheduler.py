@@ -9,10 +9,13 @@ waiting for a normalizer, decoded frames and features in memory stay bounded how
 list is. A call that fails as a whole (its worker or node died more times than the engine
 retries it) is tried again trailer by trailer when it held several, so that one poison trailer
 fails alone; a single trailer's failed call is recorded failed with its stage and reason.
+Once the run is stopping, a failure is not recorded: the stop may have caused it (a decoder
+or worker it ended reads like a broken video), and the next run tries the trailer again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -167,7 +170,7 @@ class Scheduler:
                     self.ledger.entered("shots", -outcomes.count(None))
         for ticket, out in zip(tickets, outcomes):
             if out is not None:
-                self._record(stage, ticket, out)
+                self._record(stage, ticket, _unfailed(out) if self.stopping else out)
 
     def _lost(self, stage: str, tickets: list[Ticket], kind: str | None, exc: Exception) -> list[Outcome | None]:
         """What becomes of the trailers of a call that failed as a whole (`kind` as `Backend.lost`
@@ -213,6 +216,15 @@ class Scheduler:
             shot = out.data if isinstance(out.data, Outcome) else ledger.found_shots(out.mid)
             if ledger.shot(shot or Outcome(out.mid, out.status, out.reason)):
                 ledger.featured(out)
+
+
+def _unfailed(out: Outcome) -> Outcome:
+    """A failure that came back while the run was stopping, as cancelled (see the module's
+    note); the shot stage's outcome riding along with a feature outcome too."""
+    data = _unfailed(out.data) if isinstance(out.data, Outcome) else out.data
+    if out.status != "failed":
+        return dataclasses.replace(out, data=data)
+    return dataclasses.replace(out, status="cancelled", reason="", data=data)
 
 
 def _lost_download(t: Ticket, out: Outcome) -> Downloaded:

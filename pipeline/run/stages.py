@@ -8,6 +8,8 @@ Each call returns one `Outcome` per trailer (never raises for a trailer's failur
 status (ok, skipped, failed, rejected, cancelled), the one-line reason, the fields of its
 manifest row and the seconds the stage spent on it. The model stages commit each trailer
 with the stores' per-trailer commit, where the work is done; the manifests are the engine's.
+Given a `stop` event, a model stage stops within a batch or so once it is set: its trailers
+not yet committed come back cancelled (the next run redoes them), never half-written.
 
 Frames: `Shots` decodes a video at TransNet V2's input size itself unless it is given the
 frames; a single decode for both model stages would hand it those (see `Shots.__call__`).
@@ -18,13 +20,14 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t12k import __version__
-from t12k.errors import T12kError, describe
+from t12k.errors import Cancelled, T12kError, describe
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.download import Downloaded, download_item
 from t12k.pipeline.fetch.ids import FetchItem
@@ -118,8 +121,11 @@ class Shots:
             self.detector = ShotDetector(device=resolve_device(self.config.device), threshold=self.config.threshold)
         return self.detector
 
-    def __call__(self, mid: str, video: str, frames: Iterable[np.ndarray] | None = None) -> Outcome:
-        """Detect and commit the shots of one video (skipped when the store has them, sound).
+    def __call__(
+        self, mid: str, video: str, frames: Iterable[np.ndarray] | None = None, stop: threading.Event | None = None
+    ) -> Outcome:
+        """Detect and commit the shots of one video (skipped when the store has them, sound);
+        cancelled, nothing committed, once `stop` is set.
 
         `frames`: the video's RGB frames at TransNet V2's input size (27x48), an array or an
         iterable of frames or blocks, when the caller decodes them (a single decode shared
@@ -135,11 +141,17 @@ class Shots:
                 from t12k.shots import INPUT_SIZE
 
                 frames = decoded = iter_frames(video, INPUT_SIZE)
-            shots, preds = self._detector().detect(frames)
+            if stop is not None:  # no more frames read, and TransNet V2 stops within a window
+                from t12k.pipeline.extract.background import until
+
+                frames = until(stop, iter(frames))
+            shots, preds = self._detector().detect(frames, **({} if stop is None else {"stop": stop}))
             inject(self.faults, "shots", mid)
             self.store.write_shots(mid, shots, preds)
         except TRAILER_ERRORS as exc:
             return Outcome(mid, "failed", describe(exc), seconds=time.perf_counter() - t0)
+        except Cancelled:
+            return Outcome(mid, "cancelled", seconds=time.perf_counter() - t0)
         finally:
             if decoded is not None:
                 decoded.close()  # ends ffmpeg when the detector stopped early
@@ -195,6 +207,7 @@ class Features:
         faults: tuple[Fault, ...] = (),
         log=None,
         shots: Shots | None = None,
+        runners: list | None = None,
     ):
         from t12k.pipeline.extract import Engine, worker_count
         from t12k.pipeline.extract.device_io import is_cuda
@@ -203,7 +216,7 @@ class Features:
 
         self.config, self.faults, self.shots_path = config, faults, Path(shots_path)
         self.shots = shots  # given: one decode per trailer finds its shots too (`one_decode`)
-        self.runners = load_runners(config)
+        self.runners = runners or load_runners(config)  # given: loaded by the caller, on the config's device
         device = self.runners[0].device
         self.decoders = onepass_threads(config.workers, device)
         self.stores = open_feature_stores(self.runners, config, ShotStore.open(shots_path).settings, folder, log)
@@ -229,12 +242,13 @@ class Features:
             raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
         return plan, num_frames
 
-    def __call__(self, trailers: list[tuple[str, str]]) -> list[Outcome]:
-        """Extract and commit the features of (id, video) pairs; trailers in every store are skipped."""
+    def __call__(self, trailers: list[tuple[str, str]], stop: threading.Event | None = None) -> list[Outcome]:
+        """Extract and commit the features of (id, video) pairs; trailers in every store are
+        skipped. Once `stop` is set, the trailers not yet committed come back cancelled."""
         from t12k.pipeline.extract import Job
 
         if self.shots is not None:
-            return self.one_decode(trailers)
+            return self.one_decode(trailers, stop)
         from t12k.storage import ShotStore
 
         out: dict[str, Outcome] = {}
@@ -251,16 +265,18 @@ class Features:
                 continue
             jobs.append(Job(mid, str(video), plans[mid][0]))
         t0 = time.perf_counter()
-        self.engine.run(jobs, lambda m, f, r: self._commit(m, f, r, plans, out), self._failed(out))
+        with _stoppable(stop, [j.mid for j in jobs], out):
+            self.engine.run(jobs, lambda m, f, r: self._commit(m, f, r, plans, out), self._failed(out), stop)
         share = (time.perf_counter() - t0) / max(1, len(jobs))
         for job in jobs:
             out.setdefault(job.mid, Outcome(job.mid, "failed", "the feature engine returned nothing for it"))
             out[job.mid].seconds = share
         return [out[mid] for mid, _ in trailers]
 
-    def one_decode(self, trailers: list[tuple[str, str]]) -> list[Outcome]:
+    def one_decode(self, trailers: list[tuple[str, str]], stop: threading.Event | None = None) -> list[Outcome]:
         """Shots and features of (id, video) pairs from one decode each (`OnePass`). Each
-        outcome is the feature stage's, with the shot stage's outcome as its `data`."""
+        outcome is the feature stage's, with the shot stage's outcome as its `data` (a trailer
+        cancelled by `stop` may have its shots committed: then they are its `data`)."""
         from t12k.pipeline.extract.onepass import OnePass, planning_of
 
         assert self.shots is not None
@@ -297,13 +313,15 @@ class Features:
             plans[mid] = self._plan_of(shot.shots, len(shot.preds))
             self._commit(mid, feats, reps, plans, out)
 
-        self.engine.consume(one.items(todo), done, self._failed(out), ready=True)
+        with _stoppable(stop, [mid for mid, _ in todo], out):
+            items = one.items(todo, None if stop is None else _Within(stop))
+            self.engine.consume(items, done, self._failed(out), ready=True, stop=stop)
         share = (time.perf_counter() - t0) / max(1, len(todo))
         for mid, _ in todo:
             o = out.setdefault(mid, Outcome(mid, "failed", "the feature engine returned nothing for it"))
             o.seconds, shot = share, one.shots.get(mid)
-            if shot is None:  # failed before its shots were found: the shot stage failed
-                o.data = Outcome(mid, "failed", o.reason, seconds=share)
+            if shot is None:  # failed (or cancelled) before its shots were found: so did the shot stage
+                o.data = Outcome(mid, o.status, o.reason, seconds=share)
             else:  # found: in the store already (the ledger records it when no run did)
                 fields = {"frames": len(shot.preds), "shots": len(shot.shots)}
                 o.data = Outcome(mid, "skipped" if shot.found else "ok", fields=fields, seconds=shot.seconds)
@@ -339,3 +357,31 @@ class Features:
             out[mid] = Outcome(mid, "failed", reason)
 
         return failed
+
+
+@contextmanager
+def _stoppable(stop: threading.Event | None, mids: list[str], out: dict[str, Outcome]) -> Iterator[None]:
+    """Around a feature engine's run: when `stop` ends it (Cancelled), or is set by the time
+    it ends, the trailers of `mids` without a committed outcome are cancelled, not failed (a
+    decoder the stop ended reads like a broken video)."""
+    try:
+        yield
+    except Cancelled:
+        if stop is None:
+            raise
+    if stop is not None and stop.is_set():
+        for mid in mids:
+            if mid not in out or out[mid].status != "ok":
+                out[mid] = Outcome(mid, "cancelled")
+
+
+class _Within(threading.Event):
+    """An event also set while `outer` is: `OnePass.items` stops its decoders on it, and sets
+    it when it ends, which must not stop the run (`outer`)."""
+
+    def __init__(self, outer: threading.Event):
+        super().__init__()
+        self.outer = outer
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.outer.is_set()
