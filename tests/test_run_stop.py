@@ -93,6 +93,24 @@ def _wait_for(path: Path, proc: subprocess.Popen, deadline: float) -> None:
         time.sleep(0.05)
 
 
+def _outliving(out: Path, deadline: float = 5.0) -> list[str]:
+    """Command lines of processes still working on `out` (ffmpeg, decode workers) once
+    `deadline` s have passed (Linux: /proc; elsewhere none are seen)."""
+    t0 = time.monotonic()
+    while True:
+        left = []
+        for d in Path("/proc").glob("[0-9]*"):
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(out) in cmd and d.name != str(os.getpid()):
+                left.append(cmd)
+        if not left or time.monotonic() - t0 > deadline:
+            return left
+        time.sleep(0.1)
+
+
 def _rows_match_the_stores(out: Path) -> None:
     """Every trailer in the shots store has an ok shots row, every trailer in the feature
     stores an ok features row (and no row says ok for one that is not there)."""
@@ -134,6 +152,7 @@ def test_a_stop_signal_ends_the_run_within_seconds_and_fails_no_trailer(tmp_path
             proc.wait(10)
     err = proc.stderr.read()
     assert proc.returncode == 130, err
+    assert not _outliving(out), "processes of the run (ffmpeg, decode workers) outlived it"
     assert "interrupted; finished trailers are kept" in err and "Traceback" not in err, err
     print(f"{how} ({decode}): exited {seconds:.1f} s after the signal")
     for name in rc.MANIFESTS:  # a healthy video whose decoder the signal ended is not failed
