@@ -10,12 +10,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from t12k import cli
+from t12k.pipeline.fetch import FetchItem
 from t12k.pipeline.run import RunConfig, run_collection
+from t12k.pipeline.run.config import Layout
+from t12k.pipeline.run.ledger import Ledger
+from t12k.pipeline.run.scheduler import Scheduler, Ticket
+from t12k.pipeline.run.stages import Outcome
 from t12k.storage import FeatureStore, ShotStore
 
 pytest.register_assert_rewrite("run_corpus")
@@ -165,6 +171,85 @@ def test_a_stop_signal_ends_the_run_within_seconds_and_fails_no_trailer(tmp_path
     rc.assert_same_stores(out, rc.reference(), ids=list(rc.GOOD))
     for name in ("shots.manifest.csv", "features/extract.manifest.csv"):
         assert rc.statuses(out / name) == dict.fromkeys(rc.GOOD, "ok"), name
+
+
+def _children() -> set[int]:
+    return {int(c) for t in Path(f"/proc/{os.getpid()}/task").iterdir() for c in (t / "children").read_text().split()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc (Linux)")
+@pytest.mark.parametrize("decode", ["iter_frames", "iter_frame_pairs"])
+def test_a_decoder_is_out_of_the_terminals_ctrl_c(tmp_path, decode):
+    """ffmpeg decoding for t12k is in a process group of its own: a Ctrl-C sent to the
+    terminal's group reaches t12k, which ends it, and never kills it mid-video."""
+    from conftest import shot_frames, write_h264
+
+    from t12k.pipeline.media import decode as media
+
+    video = write_h264(tmp_path / "v.mp4", shot_frames([30, 30], size=(64, 36)))
+    before = _children()
+    frames = getattr(media, decode)(video, (48, 27))
+    next(frames)
+    (ffmpeg,) = _children() - before
+    try:
+        assert os.getpgid(ffmpeg) != os.getpgid(0)
+    finally:
+        frames.close()
+    assert ffmpeg not in _children()  # ended and reaped with the decode
+
+
+class _DecoderEndedByTheStop:
+    """A backend whose model call in flight when the run is stopped comes back failed, as a
+    decoder the user's signal killed reads (ffmpeg exits 255, like a broken video)."""
+
+    slots = {"download": 1, "normalize": 1, "shots": 1, "features": 1}
+    group: dict = {}
+    attempts = 1
+
+    def __init__(self):
+        self.calls: dict[Future, list[Ticket]] = {}
+        self.stopped = False
+
+    def submit(self, stage, tickets):
+        fut: Future = Future()
+        self.calls[fut] = tickets
+        return fut
+
+    def wait(self, handles, timeout):
+        if not self.stopped:
+            raise KeyboardInterrupt  # the signal arrives while the call runs
+        return [h for h in handles if h.done()]
+
+    def stop(self):
+        self.stopped = True
+        reason = "cannot decode video v.mp4: ffmpeg exited with code 255; re-fetch it or remove it"
+        for fut, tickets in self.calls.items():
+            if not fut.done():
+                fut.set_result([Outcome(t.mid, "failed", reason) for t in tickets])
+
+    def result(self, fut):
+        return fut.result()
+
+    def lost(self, handle, exc):
+        return None
+
+    def failure(self, exc):
+        return str(exc)
+
+    def close(self):
+        pass
+
+
+def test_a_failure_that_comes_back_once_the_run_is_stopping_is_no_failure(tmp_path):
+    layout = Layout(tmp_path)
+    layout.make()
+    ledger = Ledger(layout, 1, progress=False)
+    ticket = Ticket(FetchItem("a1", "http://x/a1.mp4"), video=str(tmp_path / "a1.mp4"))
+    with pytest.raises(KeyboardInterrupt):
+        Scheduler(_DecoderEndedByTheStop(), ledger, bound=2).run([("shots", ticket)])
+    summary = ledger.close([ticket.item])
+    assert not summary.failed
+    assert rc.statuses(layout.shots_manifest) == {} and rc.statuses(layout.features_manifest) == {}
 
 
 def test_a_run_killed_between_a_commit_and_its_row_gets_the_row_from_the_next_run(tmp_path):
