@@ -117,5 +117,6 @@ class LocalBackend:
 
 def _without_sigint() -> None:
     """A model thread leaves SIGINT to the main thread, and so do the processes it starts
-    (decode workers, ffmpeg), which inherit its signal mask (see the module's note)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    (decode workers, ffmpeg), which inherit its signal mask (see the module's note). POSIX only."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
