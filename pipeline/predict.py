@@ -25,6 +25,7 @@ from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract import BackboneRunner, Engine, ExtractConfig, clip_features
 from t12k.pipeline.extract.onepass import OnePass, planning_of
 from t12k.shots import ShotDetector, plan_clips
+from t12k.storage.features import nonfinite_problem
 
 
 def _store_configs(stores: dict, weights: str | None) -> dict[str, ExtractConfig]:
@@ -179,6 +180,13 @@ def predict_trailer(
         video = _local_video(source, Path(tmp))
         timing["normalize"] = time.perf_counter() - t0
         shots, frames, feats = _features(video, configs, runners, detector, timing)
+    for role, cfg in configs.items():  # the head is never given what a store would refuse
+        problem = nonfinite_problem(feats[role])
+        if problem:
+            raise T12kError(
+                f"the {cfg.backbones} features of {source} hold {problem}: the backbone returned non-finite "
+                "values for this video; check the video (and, if it ran in fp16, use fp32)"
+            )
     for role, cfg in configs.items():
         log(f"{role}: {cfg.backbones} ({runners[role].weights_used}), {cfg.strategy}-{cfg.fpc} at {cfg.fps} fps")
     t0 = time.perf_counter()

@@ -157,7 +157,7 @@ def test_a_corrupt_video_fails_alone(three_videos, shots_store, tmp_path, capsys
     assert "zz,failed,cannot read video" in manifest
 
 
-def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_videos, tmp_path, capsys):
+def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_videos, tmp_path, capsys, monkeypatch):
     """`t12k predict VIDEO --checkpoint` runs shots, the checkpoint's backbone with the
     store's settings, and the head: on a trailer of the collection it reproduces the head
     applied to that trailer's stored features."""
@@ -228,6 +228,16 @@ def test_predict_gives_the_trained_head_on_the_stored_features(extracted, three_
     )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "were made with weights none" in err and "--weights" in err
+    # a backbone that returns NaN: one line, no probabilities made of them
+    from t12k.pipeline.extract.batches import Trailers
+
+    scatter = Trailers.scatter
+    monkeypatch.setattr(Trailers, "scatter", lambda self, key, owners, y: scatter(self, key, owners, y * np.nan))
+    args = ["predict", str(three_videos / "c3.mp4"), "--checkpoint", str(ckpt), "--device", "cpu", "--json"]
+    assert cli_main(args) == 2
+    out, err = capsys.readouterr()
+    assert not out and len(err.strip().splitlines()) == 1
+    assert f"the shufflenet2d features of {three_videos / 'c3.mp4'} hold NaN or Inf in" in err
 
 
 def test_default_weights_come_through_torchvision_download_cache(tmp_path, monkeypatch):
