@@ -222,6 +222,12 @@ def test_dataset_batches_with_a_dataloader(corpus):
     features, targets = batches[0]
     assert features.keys() == {"image"} and features["image"].shape == (4, 30, FI)
     np.testing.assert_array_equal(torch.cat([y for _, y in batches]).numpy(), data.labels)
+    # in worker processes too (each draws its own snippets); the workers end with the iteration
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=2, timeout=60)
+    batches = list(loader)
+    assert [tuple(x["image"].shape) for x, _ in batches] == [(4, 30, FI)] * 3 + [(2, 30, FI)]
+    np.testing.assert_array_equal(torch.cat([y for _, y in batches]).numpy(), data.labels)
 
 
 def test_dataset_errors(corpus, tmp_path, capsys):
