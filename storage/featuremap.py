@@ -78,6 +78,10 @@ class FeatureMap(Mapping[str, np.ndarray]):
     def __contains__(self, mid: object) -> bool:
         return mid in self._known
 
+    # Two opened stores are the same mapping only if they are one object (not compared array by array).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
         return f"<t12k features {self.path}: {len(self)} trailers, {self.num_features} features>"
 

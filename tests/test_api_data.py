@@ -126,6 +126,7 @@ def test_open_features_on_a_t12k_store(corpus):
         feats["tt9"]
     with pytest.raises(TypeError):
         feats["tt0000000"] = np.zeros((1, FI), np.float32)  # read-only
+    assert feats != t12k.open_features(corpus["image_store"]) and feats == feats  # not compared array by array
 
 
 def test_open_features_on_a_published_store(corpus):
@@ -319,6 +320,16 @@ def test_package_names():
     assert set(t12k.__all__) <= set(dir(t12k)) and t12k.GENRES == GENRES
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         t12k.nope  # noqa: B018
+
+
+def test_readme_names_the_attributes_of_shots_and_features():
+    if importlib.util.find_spec("t12k.pipeline.api") is None:
+        pytest.skip("t12k.pipeline.api is not written yet")
+    block = _readme_blocks()[2]
+    for name, attrs in (("Shots", ("scenes", "probabilities")), ("Features", ("features", "clips"))):
+        fields = getattr(importlib.import_module("t12k.pipeline.api"), name).__dataclass_fields__
+        for attr in attrs:
+            assert f".{attr} " in block and attr in fields, (name, attr)
 
 
 @pytest.mark.parametrize("name", list(OTHERS))
