@@ -1,19 +1,37 @@
-"""Where models run and at which precision: one resolution of `--device` for every stage."""
+"""Where models run and at which precision: one resolution of `--device` for every stage.
+
+Importing this module imports no torch (the settings and the command line use it); the
+functions import it when called, and `PRECISIONS` (torch dtypes) on first access.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from t12k.errors import T12kError
 from t12k.settings import setting
 
-# Model precisions a run may ask for: the autocast dtype, or None for float32 (fp32 is strict
-# IEEE float32 on a GPU too; tf32 lets tensor cores run float32 convolutions and matmuls).
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# Model precisions a run may ask for (fp32 is strict IEEE float32 on a GPU too; tf32 lets
+# tensor cores run float32 convolutions and matmuls; bf16 and fp16 autocast).
+PRECISION_NAMES = ("fp32", "tf32", "bf16", "fp16")
+
+
+def _precisions() -> dict[str, torch.dtype | None]:
+    """`PRECISIONS`: each precision's autocast dtype, or None for float32."""
+    import torch
+
+    return {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRECISIONS":
+        return _precisions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 DEVICE_HELP = "where models run: auto (CUDA GPU when present, else CPU), cpu, cuda or cuda:N"
@@ -29,6 +47,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
     An unknown name (`banana`) or a GPU that is not there raises T12kError naming the fix.
     """
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -49,14 +69,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def _available(dev: torch.device) -> bool:
+    import torch
+
     backend = getattr(torch, dev.type, None)
     is_available = getattr(backend, "is_available", None)
     return bool(is_available and is_available())
 
 
 def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise T12kError(f"precision {precision!r} is not known; choose from {', '.join(PRECISIONS)}")
+    if precision not in PRECISION_NAMES:
+        raise T12kError(f"precision {precision!r} is not known; choose from {', '.join(PRECISION_NAMES)}")
     return precision
 
 
@@ -64,6 +86,8 @@ def check_precision(precision: str) -> str:
 def device_math(device: str | torch.device, precision: str) -> Iterator[None]:
     """The float32 matmul/convolution mode a precision asks for on a GPU, restored afterwards,
     with cuDNN autotuning on (extraction batches have fixed shapes). Nothing to do on a CPU."""
+    import torch
+
     if torch.device(device).type != "cuda":
         yield
         return
