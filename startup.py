@@ -8,7 +8,8 @@ process ends (0.2-0.4 s). `gc.freeze()` moves them to the collector's permanent 
 they are still freed by reference counting, never scanned again. Later collections (a training
 loop's, an extraction's) see only the objects made after start-up. Measured on `t12k extract`'s
 start and exit: 1.8 s down to 1.4 s (`bench/bench_extract_cpu.py` runs its t12k side so).
-`program` is the `t12k` console script.
+`program` is the `t12k` console script; its help, usage errors and `t12k backbones` import
+neither PyTorch nor the stages (`bench/bench_startup.py`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,18 @@ def settled_imports() -> Iterator[None]:
 
 
 def program() -> int:
-    """The `t12k` program: `cli.main` with the modules of every command imported (building
-    the parser does) inside `settled_imports`."""
-    from t12k.cli import build_parser, main
+    """The `t12k` program: `cli.main`, its parser built for the command named alone (help and
+    usage errors answer without importing PyTorch), and, once the arguments parse, the modules
+    that command runs on imported inside `settled_imports`."""
+    import importlib
+    import sys
 
+    from t12k.cli import ABOUT, build_parser, main
+
+    argv = sys.argv[1:]
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)  # --help, --version and usage errors exit here
     with settled_imports():
-        parser = build_parser()
-    return main(parser=parser)
+        for module in ABOUT[args.command][2]:
+            importlib.import_module(module)
+    return main(argv, parser=parser)

@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from t12k.backbones.device import device_setting
-from t12k.divita.data import FEATURE_DTYPES
-from t12k.divita.model import AGGREGATIONS, FUSIONS
 from t12k.errors import T12kError
 from t12k.settings import setting
+
+# The names of the registries `divita.model.AGGREGATIONS`, `divita.model.FUSIONS` and
+# `divita.data.FEATURE_DTYPES`, held here without torch so that the command line builds its
+# options without importing it (tests/test_startup_imports.py checks that they agree).
+AGGREGATIONS = ("tsfm", "gru", "conv", "savg", "ctt")
+FUSIONS = ("early", "late")
+FEATURE_DTYPES = ("float32", "float16", "bfloat16")
 
 SPLITS = (0, 1, 2)  # the three splits of an mtgc.csv
 PATH_FIELDS = ("image_store", "video_store", "labels", "out_dir")

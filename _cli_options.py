@@ -1,0 +1,54 @@
+"""Options and helpers that several `t12k` commands share (a part of `cli.py`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def quiet_option(p: argparse.ArgumentParser) -> None:
+    """`--quiet`: no progress bars."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the summary is still printed)")
+
+
+def ids_option(p: argparse.ArgumentParser) -> None:
+    """`--ids`: some of the folder's videos."""
+    p.add_argument("--ids", help="comma-separated ids to process (default: every video in the folder)")
+
+
+def parse_ids(text: str | None) -> list[str] | None:
+    """The ids of `--ids a,b` (None: every one)."""
+    return [i.strip() for i in text.split(",") if i.strip()] if text else None
+
+
+def finish(summary: Any) -> int:
+    """Print a batch run's summary; the exit status: 1 when some item failed."""
+    print(summary.text())
+    return 0 if summary.ok else 1
+
+
+def items_options(p: argparse.ArgumentParser) -> None:
+    """The list of trailers `fetch` and `run` take."""
+    p.add_argument(
+        "items",
+        nargs="?",
+        help="list of trailers: the Trailers12k metadata.json, a CSV, JSON or JSONL with id and URL fields, "
+        "or a text file of URLs (one per line)",
+    )
+    p.add_argument("--url", action="append", default=[], metavar="URL", help="a URL to fetch (repeatable)")
+    p.add_argument(
+        "--labels",
+        metavar="MTGC_CSV",
+        help="take the ids of this mtgc.csv, in its order, with their URLs from ITEMS (ids without a URL are "
+        "recorded as failed)",
+    )
+    p.add_argument(
+        "--id-field",
+        default="id",
+        help="name of the id field in CSV/JSON/JSONL lists (JSON: dotted paths like imdb.id; default id, else mid)",
+    )
+    p.add_argument(
+        "--url-field",
+        default="url",
+        help="name of the URL field in CSV/JSON/JSONL lists (a field named like youtube_id may hold bare YouTube ids)",
+    )
