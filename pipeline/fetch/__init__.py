@@ -41,13 +41,41 @@ The modules, in the order of the data:
 - `scheduler`: the run itself, `fetch_collection`.
 """
 
-from t12k.pipeline.fetch.config import FetchConfig, default_normalize_workers
-from t12k.pipeline.fetch.ids import FetchItem, id_from_url, youtube_url
-from t12k.pipeline.fetch.lists import collect_items, read_items, select_labelled
-from t12k.pipeline.fetch.pacing import DEFAULT_SLEEP, DEFAULT_SLEEP_REQUESTS
-from t12k.pipeline.fetch.quality import QUALITY_MIN_LINES, QUALITY_SECONDS, quality_report, resolution_lines
-from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary
-from t12k.pipeline.fetch.scheduler import fetch_collection
+from typing import TYPE_CHECKING
+
+from t12k._lazy import lazy_exports
+
+if TYPE_CHECKING:  # imported on first use (t12k._lazy): the package's light modules load alone
+    from t12k.pipeline.fetch.config import FetchConfig, default_normalize_workers
+    from t12k.pipeline.fetch.ids import FetchItem, id_from_url, youtube_url
+    from t12k.pipeline.fetch.lists import collect_items, read_items, select_labelled
+    from t12k.pipeline.fetch.pacing import DEFAULT_SLEEP, DEFAULT_SLEEP_REQUESTS
+    from t12k.pipeline.fetch.quality import QUALITY_MIN_LINES, QUALITY_SECONDS, quality_report, resolution_lines
+    from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary
+    from t12k.pipeline.fetch.scheduler import fetch_collection
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "FetchConfig": "config",
+        "default_normalize_workers": "config",
+        "FetchItem": "ids",
+        "id_from_url": "ids",
+        "youtube_url": "ids",
+        "collect_items": "lists",
+        "read_items": "lists",
+        "select_labelled": "lists",
+        "DEFAULT_SLEEP": "pacing",
+        "DEFAULT_SLEEP_REQUESTS": "pacing",
+        "QUALITY_MIN_LINES": "quality",
+        "QUALITY_SECONDS": "quality",
+        "quality_report": "quality",
+        "resolution_lines": "quality",
+        "MANIFEST_FIELDS": "records",
+        "FetchSummary": "records",
+        "fetch_collection": "scheduler",
+    },
+)
 
 __all__ = [
     "DEFAULT_SLEEP",
