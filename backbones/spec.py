@@ -20,7 +20,10 @@ where ``tinyplugin.SPEC = BackboneSpec("tinynet", Kind.IMAGE, "none", "tinynet",
 preprocessing (`transforms()`) and the "default" weights (its url). The entry points are read
 on the first use of `REGISTRY`, once per process. A plugin that cannot be loaded never breaks
 the built-ins: `t12k backbones` reports it on one line, and asking for it by name raises
-T12kError with that line. `register_backbone(spec)` adds a spec from code.
+T12kError with that line. `register_backbone(spec)` adds a spec from code, to this process's
+registry only: Ray actors and other processes of a run see the backbones of the entry points,
+so a backbone meant for `t12k run --engine ray` is declared there. Keep the module the entry
+point names light (no torch at import): `t12k --help` and `t12k backbones` read it.
 """
 
 from __future__ import annotations
