@@ -35,6 +35,7 @@ _EXPORTS = {
     "Shots": "t12k.pipeline.api",
     "Features": "t12k.pipeline.api",
     "register_backbone": "t12k.backbones",
+    "run": "t12k.pipeline.run.call",
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Shots",
     "Features",
     "register_backbone",
+    "run",
 ]  # the names of _EXPORTS, written out for linters and type checkers
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, `__getattr__` imports them
@@ -56,6 +58,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, `__getattr
     from t12k.divita.dataset import TrailerDataset
     from t12k.errors import T12kError
     from t12k.pipeline.api import Features, Shots, detect_shots, extract_features, predict
+    from t12k.pipeline.run.call import run
     from t12k.storage.featuremap import open_features
 
 
