@@ -12,13 +12,14 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from t12k import GENRES
 from t12k.divita.metrics import METRIC_NAMES
-from t12k.errors import T12kError
+from t12k.storage.folders import PASS_ANOTHER
+from t12k.storage.locks import FolderInUse as FolderInUse  # caught by experiment
+from t12k.storage.locks import hold_folder
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_muAP", "lr")
 TMP_SUFFIX = ".tmp"  # temporary files are named .{name}.{random}.tmp beside their target
@@ -49,44 +50,16 @@ def remove_leftovers(folder: Path, names) -> None:
             p.unlink(missing_ok=True)
 
 
-class FolderInUse(T12kError):
-    """Another process (or another open in this one) holds the folder's lock."""
-
-
-def _holder(fh: IO[str]) -> str:
-    """The pid written in a lock file ('?' before its holder has written it)."""
-    fh.seek(0)
-    return fh.read().strip() or "?"
-
-
 @contextmanager
 def folder_lock(folder: Path, name: str, what: str, user: str) -> Iterator[None]:
-    """Hold `folder` for this process while the block runs: an exclusive, non-blocking flock
-    on `folder`/`name`, which holds the holder's pid. Another process (or another open in
-    this one) gets T12kError at once naming the folder, the holder's pid and the fix.
-    The kernel drops the lock when its holder exits, however it ends. No-op without fcntl."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    try:
-        fh = open(folder / name, "a+", encoding="utf-8")
-    except OSError as exc:
-        raise T12kError(f"cannot write in {what} {folder} ({exc.strerror}); pass another --out") from None
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FolderInUse(
-                f"{what} {folder} is in use by another {user} (pid {_holder(fh)}); wait for it or pass another --out"
-            ) from None
-        except OSError as exc:  # a file system without locks
-            raise T12kError(f"cannot lock {what} {folder} ({exc.strerror}); pass another --out") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+    """Hold `folder` for this process while the block runs (`storage.locks.hold_folder`, the
+    lock file `name`): another process (or another open in this one) gets FolderInUse at once
+    naming the folder, the holder's pid and the fix."""
+
+    def busy(pid: str) -> str:
+        return f"{what} {folder} is in use by another {user} (pid {pid}); wait for it or {PASS_ANOTHER}"
+
+    with hold_folder(folder, name, busy, what):
         yield
 
 

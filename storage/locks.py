@@ -9,6 +9,10 @@ A writer stages an array in a folder of its own (`Staging`) and holds a lock on 
 lock file for as long as it lives, so that `clean_stale` can tell a killed run's folder (its
 lock is free) from one in use. Folders are made and cleaned under the staging root's lock,
 so a folder is never seen without its lock file held.
+
+`hold_folder(folder, name, busy)` keeps one writer per output folder (a fetch, a training, an
+experiment): a non-blocking lock on a lock file in it that holds the holder's pid; another
+holder is refused at once with the caller's message, any other failure with what it is.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from t12k.errors import T12kError
+from t12k.storage.folders import OUTPUT, PASS_ANOTHER, unwritable
 
 ROOT_LOCK = ".lock"  # in a staging root: held to commit, to make a staging folder and to clean
 FOLDER_LOCK = ".lock"  # in a staging folder: held by its writer while it lives
@@ -132,3 +138,41 @@ def _is_stale(folder: Path) -> bool:
         return _flock(fd, folder / FOLDER_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+class FolderInUse(T12kError):
+    """Another process (or another open in this one) holds a folder's lock."""
+
+
+def _holder(fh: IO[str]) -> str:
+    """The pid written in a lock file ('?' before its holder has written it)."""
+    fh.seek(0)
+    return fh.read().strip() or "?"
+
+
+@contextmanager
+def hold_folder(
+    folder: Path, name: str, busy: Callable[[str], str], what: str = OUTPUT, fix: str = PASS_ANOTHER
+) -> Iterator[None]:
+    """Hold `folder` for this process while the block runs: an exclusive, non-blocking flock on
+    `folder`/`name`, which holds the holder's pid. Where another process (or another open in
+    this one) holds it, FolderInUse at once with `busy(pid)`; a folder the lock file cannot be
+    written in is `unwritable` (a read-only file system says so), a file system without locks
+    says that. The kernel drops the lock when its holder exits, however it ends."""
+    folder = Path(folder)
+    try:
+        fh = open(folder / name, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise unwritable(folder, exc, what, fix) from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(busy(_holder(fh))) from None
+        except OSError as exc:  # a file system without locks
+            raise T12kError(f"cannot lock {what} {folder} ({exc.strerror}); {fix}") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,35 +16,21 @@ from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.normalizer import SOURCE_TAG
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, Recorder
 from t12k.storage.checksum import file_digest
+from t12k.storage.locks import hold_folder
 
 LOCK_NAME = ".t12k-fetch.lock"
 _SRC_KEYS = ("src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality")
 
 
 @contextmanager
-def folder_lock(out: Path):
-    """One fetch at a time per output folder (POSIX advisory lock; a no-op elsewhere)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    try:
-        fh = open(out / LOCK_NAME, "a")
-    except OSError as exc:
-        from t12k.storage.folders import unwritable
+def folder_lock(out: Path) -> Iterator[None]:
+    """One fetch at a time per output folder (`storage.locks.hold_folder`)."""
 
-        raise unwritable(out, exc) from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise T12kError(
-                f"another t12k fetch is writing to {out}; wait for it to finish or choose another output folder"
-            ) from None
+    def busy(_pid: str) -> str:
+        return f"another t12k fetch is writing to {out}; wait for it to finish or choose another output folder"
+
+    with hold_folder(out, LOCK_NAME, busy):
         yield
-    finally:
-        fh.close()
 
 
 def clean_leftovers(out: Path) -> int:

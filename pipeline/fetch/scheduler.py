@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from t12k.pipeline import media
+from t12k.pipeline.fetch.blocking import SiteBlock
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.download import Downloaded, download_item, warm_up_yt_dlp
 from t12k.pipeline.fetch.ids import FetchItem, check_items
@@ -28,12 +29,6 @@ from t12k.pipeline.fetch.pacing import Pacer
 from t12k.pipeline.fetch.procpool import WorkerPool
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
 from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fetch
-
-_BLOCK_LIMIT = 3  # consecutive "confirm you are not a bot" / rate-limit answers that stop the run
-_BLOCKED = (
-    "{n} downloads in a row met a 'confirm you are not a bot' or rate-limit answer; pass --cookies or "
-    "--cookies-from-browser, raise --sleep or wait an hour, then run the same command to resume"
-)
 
 
 class Run:
@@ -52,7 +47,7 @@ class Run:
         self.normalizing: dict[Future, Downloaded] = {}
         self.queue = iter(todo)
         self.left = len(todo)  # items not recorded yet
-        self.blocked = 0  # bot checks and rate limits in a row
+        self.site = SiteBlock()  # bot checks and rate limits in a row stop the run
 
     @property
     def summary(self) -> FetchSummary:
@@ -80,10 +75,9 @@ class Run:
             self._record(d, "rejected", d.reason, {"quality": d.reason})
         else:
             self._record(d, "failed", d.reason)
-        if d.kind in ("bot-check", "rate-limited"):
-            self.blocked += 1
-            if self.blocked >= _BLOCK_LIMIT:
-                self.summary.stopped = _BLOCKED.format(n=self.blocked)
+        stop = self.site.failed(d.kind)
+        if stop:
+            self.summary.stopped = stop
 
     def _downloaded(self, d: Downloaded) -> None:
         if d.kind == "cancelled":
@@ -91,7 +85,7 @@ class Run:
         if d.kind:
             self._download_failed(d)
             return
-        self.blocked = 0
+        self.site.downloaded()
         if self.stop.is_set():  # stopping: no new encodes
             shutil.rmtree(d.folder, ignore_errors=True)
             return

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from t12k.pipeline.fetch.blocking import SiteBlock
 from t12k.pipeline.fetch.download import Downloaded
 from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
@@ -18,11 +19,6 @@ from t12k.pipeline.run.stages import Outcome
 from t12k.pipeline.runner import RunSummary
 from t12k.storage import Manifest
 
-_BLOCK_LIMIT = 3  # downloads in a row blocked by the site that stop the run (as `t12k fetch`)
-_BLOCKED = (
-    "{n} downloads in a row met a 'confirm you are not a bot' or rate-limit answer; pass --cookies or "
-    "--cookies-from-browser, raise --sleep or wait an hour, then run the same command to resume"
-)
 _SHORT = {"download": "dl", "normalize": "norm", "shots": "shots", "features": "feat"}
 
 
@@ -51,7 +47,7 @@ class Ledger:
     slots: dict[str, int] = field(default_factory=dict)  # workers per stage, for the busy share
     counts: dict[str, StageCount] = field(default_factory=lambda: {s: StageCount() for s in STAGES})
     worked: set[str] = field(default_factory=set)  # trailers some stage did work on in this run
-    blocked: int = 0  # downloads in a row blocked by the site
+    site: SiteBlock = field(default_factory=SiteBlock)  # downloads in a row blocked by the site
     rejected: dict[str, str] = field(default_factory=dict)  # kept out by the quality rules
 
     def __post_init__(self):
@@ -135,16 +131,15 @@ class Ledger:
         """Record a download that failed (its manifest row); whether the trailer goes on."""
         self._stage_done("download", out)
         if out.status == "ok":
-            self.blocked = 0
+            self.site.downloaded()
             return True
         if out.status == "cancelled":
             return False
         self.recorder.finished(d, out.status, out.reason, out.fields)
         self._leave(out.mid, f"download: {out.reason}", out.status == "rejected")
-        if d.kind in ("bot-check", "rate-limited"):
-            self.blocked += 1
-            if self.blocked >= _BLOCK_LIMIT:
-                self.summary.stopped = _BLOCKED.format(n=self.blocked)
+        stop = self.site.failed(d.kind)
+        if stop:
+            self.summary.stopped = stop
         return False
 
     def normalized(self, d: Downloaded, out: Outcome) -> bool:
