@@ -94,7 +94,7 @@ def _color_histogram_numpy(frame: np.ndarray) -> np.ndarray:
     return (hist / max(1, px.shape[0])).reshape(-1)
 
 
-def representative_from_counts(counts) -> int:
+def representative_from_counts(counts: np.ndarray) -> int:
     """`representative_frame` of the clip's frames given their histogram counts (k, bins),
     all frames of one size, in exact integer arithmetic: the squared distance of frame i to
     the mean histogram is sum_b (k * c_ib - s_b)^2 / (k * pixels)^2, s_b the clip's total, so

