@@ -43,7 +43,7 @@ def cpu_state(state: dict) -> dict:
 
 def rng_state() -> dict:
     """torch's global random states (CPU, and CUDA when it is in use)."""
-    rng = {"torch": torch.get_rng_state()}
+    rng: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return rng

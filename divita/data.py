@@ -266,7 +266,9 @@ class TrailerFeatures:
 
     @property
     def _table(self) -> FeatureTable:
-        return self.image if self.image is not None else self.video
+        table = self.image if self.image is not None else self.video
+        assert table is not None  # __post_init__ checked that one is given
+        return table
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -293,7 +295,7 @@ class TrailerFeatures:
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Features (B, S, F) float32 of a gather index (B, S), for image and video (or None)."""
 
-        def one(t: FeatureTable | None):
+        def one(t: FeatureTable | None) -> torch.Tensor | None:
             if t is None:
                 return None
             x = t.feats[index]
@@ -307,7 +309,7 @@ class TrailerFeatures:
         snippet: int,
         generator: torch.Generator | None = None,
         device: str | torch.device | None = None,
-    ):
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """One random training snippet per row: (image (B, S, Fi) | None, video (B, S, Fv) | None)."""
         index = train_index(self.offsets[rows], self.lengths[rows], self.pad_row, snippet, generator)
         return self.gather(index, device)

@@ -41,7 +41,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,7 @@ def _add_facts(res: ConfigResult, facts: list[BackboneFacts], snippet: int) -> N
         res.params_m = sum(f.params_m for f in facts)
     res.gflops = spec.gflops
     if res.gflops is None and all(f.gflops_per_clip is not None for f in facts):
-        res.gflops = sum(f.gflops_per_clip for f in facts) * snippet
+        res.gflops = sum(f.gflops_per_clip for f in facts if f.gflops_per_clip is not None) * snippet
 
 
 @dataclass
@@ -397,7 +397,13 @@ class _Plan:
         (self.out / "experiment.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def _plan(out_dir, data_dir, labels, splits, overrides) -> _Plan:
+def _plan(
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    labels: str | os.PathLike | None,
+    splits: Iterable[int],
+    overrides: dict[str, Any] | None,
+) -> _Plan:
     """The checked plan of `run_experiment`'s arguments."""
     data_dir = Path(data_dir)
     labels_path = Path(labels) if labels else data_dir / "mtgc.csv"
@@ -422,7 +428,7 @@ def run_experiment(
     out_dir: str | os.PathLike,
     data_dir: str | os.PathLike = ".",
     labels: str | os.PathLike | None = None,
-    splits=DEFAULT_SPLITS,
+    splits: Iterable[int] = DEFAULT_SPLITS,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,

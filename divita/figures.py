@@ -7,11 +7,14 @@ matplotlib is imported when a figure is drawn (the Agg canvas: no display needed
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from t12k.divita.runfiles import read_history, read_predictions
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from t12k.divita.report import ConfigResult
 
 _SPLIT_COLOURS = ("tab:blue", "tab:orange", "tab:green")
@@ -29,7 +32,7 @@ def write_figures(results: list[ConfigResult], folder: Path) -> dict[str, Path]:
     return files
 
 
-def _figure(width: float, height: float, ncols: int = 1):
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -89,7 +92,7 @@ def plot_pr(r: ConfigResult, path: Path) -> Path:
     return path
 
 
-def _marker(ax, x: float, r: ConfigResult) -> None:
+def _marker(ax: Axes, x: float, r: ConfigResult) -> None:
     """One configuration in the trade-off panel: mean μAP with std bars, a half-blue (ImageNet) /
     half-pink (Kinetics) marker and the configuration's name."""
     mean, std = r.mean_std("test", "muAP")
@@ -111,7 +114,7 @@ def _marker(ax, x: float, r: ConfigResult) -> None:
     ax.annotate(r.spec.name, (x, mean), textcoords="offset points", xytext=(10, 6), fontsize=8)
 
 
-def _tradeoff_panel(ax, results: list[ConfigResult], attr: str, label: str) -> None:
+def _tradeoff_panel(ax: Axes, results: list[ConfigResult], attr: str, label: str) -> None:
     """Test μAP against `attr` (params_m or gflops) on a log scale."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -133,7 +136,7 @@ def _tradeoff_panel(ax, results: list[ConfigResult], attr: str, label: str) -> N
         ax.text(0.5, 0.5, "no backbone metadata", ha="center", va="center", transform=ax.transAxes)
 
 
-def _pretraining_legend(ax) -> None:
+def _pretraining_legend(ax: Axes) -> None:
     from matplotlib.lines import Line2D
 
     handles = [

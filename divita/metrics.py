@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import auc, precision_recall_curve
 
 from t12k import GENRES
@@ -32,7 +34,7 @@ from t12k import GENRES
 METRIC_NAMES = ("muAP", "mAP", "wAP", "sAP")
 
 
-def pr_auc(y_true, y_score) -> float:
+def pr_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Area under the precision-recall curve (trapezoidal), the reference's ``pre_rec_auc``: 0.5
     when `y_true` has no positive (scikit-learn's curve then has recall one; its warning is kept
     quiet, `compute_metrics` names such genres), NaN when it is empty."""
@@ -48,7 +50,9 @@ def pr_auc(y_true, y_score) -> float:
     return float(auc(recall, precision))
 
 
-def compute_metrics(y_true, y_prob, genres: tuple[str, ...] | list[str] = GENRES) -> dict:
+def compute_metrics(
+    y_true: ArrayLike, y_prob: ArrayLike, genres: tuple[str, ...] | list[str] = GENRES
+) -> dict[str, Any]:
     """muAP, mAP, wAP, sAP (fractions), ``per_genre`` {genre: AUC} for (n, L) arrays and
     ``no_positives``, the genres without a positive trailer (scored 0.5, as the reference)."""
     y_true = np.asarray(y_true).astype(int)
@@ -82,7 +86,7 @@ def no_positives_note(metrics: dict) -> str:
     )
 
 
-def muap(y_true, y_prob) -> float:
+def muap(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     """The reference's tracking metric: muAP only (cheap enough to log every epoch)."""
     return pr_auc(np.asarray(y_true).reshape(-1), np.asarray(y_prob).reshape(-1))
 

@@ -15,6 +15,7 @@ aggregation modules, so the single-modality head transposes once and then works 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -205,7 +206,7 @@ class SingleHead(nn.Module):
         self.num_features = num_features
         self.bn = nn.BatchNorm1d(num_features)
         self.aggregation = build_aggregation(aggregation, num_features)
-        self.classifier = nn.Linear(self.aggregation.out_features, num_classes)
+        self.classifier = nn.Linear(cast(int, self.aggregation.out_features), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, S, F) -> (B, L)
         if x.ndim != 3 or x.shape[2] != self.num_features:
@@ -246,15 +247,16 @@ class DIViTA(nn.Module):
         else:
             self.modality = Modality.IMAGE if self.image_features else Modality.VIDEO
         self.fusion = fusion
+        fi, fv = self.image_features or 0, self.video_features or 0  # 0: that modality is not used
         if self.modality == Modality.IMAGE:
-            self.head = SingleHead(self.image_features, aggregation, num_classes)
+            self.head = SingleHead(fi, aggregation, num_classes)
         elif self.modality == Modality.VIDEO:
-            self.head = SingleHead(self.video_features, aggregation, num_classes)
+            self.head = SingleHead(fv, aggregation, num_classes)
         elif self.modality == Modality.EARLY:
-            self.head = SingleHead(self.image_features + self.video_features, aggregation, num_classes)
+            self.head = SingleHead(fi + fv, aggregation, num_classes)
         else:
-            self.image_head = SingleHead(self.image_features, aggregation, num_classes)
-            self.video_head = SingleHead(self.video_features, aggregation, num_classes)
+            self.image_head = SingleHead(fi, aggregation, num_classes)
+            self.video_head = SingleHead(fv, aggregation, num_classes)
 
     @property
     def uses_image(self) -> bool:
@@ -274,6 +276,7 @@ class DIViTA(nn.Module):
             return self.head(image)
         if self.modality == Modality.VIDEO:
             return self.head(video)
+        assert image is not None and video is not None  # both modalities are used, checked above
         if image.shape[:2] != video.shape[:2]:
             raise ValueError(
                 f"image {tuple(image.shape)} and video {tuple(video.shape)} features "

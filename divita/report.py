@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from t12k import GENRES
 from t12k.divita.metrics import METRIC_NAMES
@@ -38,7 +39,7 @@ class ConfigResult:
         return mean_std([r[key] for r in self.subset(subset).values()])
 
 
-def mean_std(values) -> tuple[float, float]:
+def mean_std(values: ArrayLike) -> tuple[float, float]:
     """Mean and standard deviation (ddof=1; 0 for one value, NaN for none)."""
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
@@ -48,7 +49,7 @@ def mean_std(values) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1))
 
 
-def format_mean_std(values) -> str:
+def format_mean_std(values: ArrayLike) -> str:
     """``mean±std`` with 2 decimals, std with ddof=1 (0 for one value), as the reference."""
     mean, std = mean_std(values)
     return f"{mean:.2f}±{std:.2f}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,7 +42,7 @@ def replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def remove_leftovers(folder: Path, names) -> None:
+def remove_leftovers(folder: Path, names: Iterable[str]) -> None:
     """Remove the temporary files of `names` a killed run left in `folder` (call with the
     folder locked: then no other writer has a temporary file there)."""
     for name in names:
@@ -66,7 +66,7 @@ def folder_lock(folder: Path, name: str, what: str, user: str) -> Iterator[None]
 # ---- CSV files ----------------------------------------------------------------------------------
 
 
-def write_csv(path: Path, header: list[str], rows) -> None:
+def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
     """Write `header` and `rows` through a temporary file, so `path` is always whole."""
 
     def write(tmp: Path) -> None:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -269,6 +270,7 @@ class Trainer:
     def save_best(self) -> None:
         """checkpoint.pt: the best state so far."""
         best = self.stopping
+        assert best.best_state is not None  # saved when a step improved on the best
         save_atomic(self._checkpoint(best.best_state, best.best_epoch), self.out_dir / "checkpoint.pt")
 
     def save_last(self) -> None:
@@ -436,7 +438,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
-    **settings,
+    **settings: Any,
 ) -> TrainResult:
     """Train the DIViTA head on one split, keep the best-validation-loss state, evaluate it.
 
@@ -483,7 +485,7 @@ def _check_features(model: DIViTA, image_feats: np.ndarray | None, video_feats: 
             raise T12kError(
                 f"this model needs {name} features; extract them with the {name} backbone the model was trained on"
             )
-        if need and (np.ndim(x) != 2 or np.shape(x)[1] != nf):
+        if need and x is not None and (np.ndim(x) != 2 or np.shape(x)[1] != nf):
             raise T12kError(
                 f"{name} features have shape {np.shape(x)}, the model expects (clips, {nf}); "
                 "extract them with the backbone the model was trained on"
