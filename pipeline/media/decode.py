@@ -8,10 +8,11 @@ time, so memory stays flat whatever the video's length.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO, cast
 
 import numpy as np
 
@@ -20,9 +21,11 @@ from t12k.pipeline.media.ffmpeg import end_process, error_line, ffmpeg_exe
 from t12k.pipeline.media.info import video_size
 
 
-def _widen_pipe(pipe, frame_bytes: int) -> None:
+def _widen_pipe(pipe: IO[bytes] | None, frame_bytes: int) -> None:
     """Let the pipe hold a whole frame (Linux; 64 KiB by default, so ffmpeg and the reader
     would switch ten times per 360p frame). Best effort: the limit is /proc/sys/fs/pipe-max-size."""
+    if pipe is None:
+        return
     try:
         import fcntl
 
@@ -44,11 +47,11 @@ def _decode_command(path: str | os.PathLike, size: tuple[int, int] | None, threa
     return cmd + _output(size, "pipe:")
 
 
-def _read_frame(pipe: BinaryIO, width: int, height: int) -> np.ndarray | None:
+def _read_frame(pipe: io.RawIOBase, width: int, height: int) -> np.ndarray | None:
     """The next (H, W, 3) frame from the pipe, read straight into its own array (one copy out
     of the kernel); None at the end of the stream."""
     frame = np.empty((height, width, 3), np.uint8)
-    view, got = memoryview(frame).cast("B"), 0
+    view, got = frame.data.cast("B"), 0
     while got < len(view):
         n = pipe.readinto(view[got:])
         if not n:
@@ -83,7 +86,7 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, th
     _widen_pipe(proc.stdout, width * height * 3)
     try:
         assert proc.stdout is not None
-        while (frame := _read_frame(proc.stdout, width, height)) is not None:
+        while (frame := _read_frame(cast(io.RawIOBase, proc.stdout), width, height)) is not None:
             yield frame
         _check_end(proc, path)
     finally:
@@ -124,7 +127,7 @@ def iter_frame_pairs(
     _widen_pipe(side, 1 << 20)
     try:
         assert proc.stdout is not None
-        while (big := _read_frame(proc.stdout, *native)) is not None:
+        while (big := _read_frame(cast(io.RawIOBase, proc.stdout), *native)) is not None:
             little = _read_frame(side, *small)
             if little is None:
                 break

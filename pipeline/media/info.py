@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.container import InputContainer
 
 from t12k.errors import T12kError, first_line
 
@@ -80,7 +82,7 @@ class _Packets:
 
 
 @contextlib.contextmanager
-def _as_unreadable():
+def _as_unreadable() -> Iterator[None]:
     """FFmpeg's and the system's errors while reading a file become _Unreadable (first line)."""
     try:
         yield
@@ -100,7 +102,7 @@ def _check_file(path: Path) -> None:
         raise _Unreadable("the file is empty (0 bytes)")
 
 
-def _read_stream(container) -> tuple[av.VideoStream, _Stream]:
+def _read_stream(container: InputContainer) -> tuple[av.VideoStream, _Stream]:
     """The first video stream of an open container, and what its header states."""
     if not container.streams.video:
         raise _Unreadable("it has no video stream")
@@ -129,14 +131,14 @@ def _read_stream(container) -> tuple[av.VideoStream, _Stream]:
     return stream, facts
 
 
-def _rotation(frames) -> int | None:
+def _rotation(frames: list[av.VideoFrame]) -> int | None:
     """The display matrix's rotation of the first of decoded `frames` (degrees counterclockwise,
     0 to 359); None without frames. FFmpeg copies the stream's matrix onto every frame, and
     PyAV reads it there (it has no reader of the stream's own side data)."""
     return int(round(frames[0].rotation)) % 360 if frames else None
 
 
-def _count_packets(container, stream: av.VideoStream, codec: str) -> _Packets:
+def _count_packets(container: InputContainer, stream: av.VideoStream, codec: str) -> _Packets:
     """Count the packets that are really there and decode the first frame, so that a cut-off
     file, or one whose codec FFmpeg cannot decode, fails here."""
     cc = stream.codec_context
@@ -162,7 +164,7 @@ def _count_packets(container, stream: av.VideoStream, codec: str) -> _Packets:
     return packets
 
 
-def _first_rotation(container, stream: av.VideoStream) -> int:
+def _first_rotation(container: InputContainer, stream: av.VideoStream) -> int:
     """The display rotation, from the first frame (decoded for it alone); 0 if none decodes."""
     cc = stream.codec_context
     for packet in container.demux(stream):

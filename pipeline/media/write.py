@@ -43,7 +43,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         stream = out.add_stream("libx264", rate=_rate(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": str(CRF), "preset": PRESET}
-        frame = first
+        frame: np.ndarray | None = first
         while frame is not None:
             frame = np.ascontiguousarray(frame)
             if frame.shape != first.shape or frame.dtype != np.uint8:
