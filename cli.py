@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
 if __package__ in (None, ""):  # `python cli.py` from a checkout: make `t12k` importable
     import importlib.util
@@ -27,6 +28,7 @@ if __package__ in (None, ""):  # `python cli.py` from a checkout: make `t12k` im
         _spec = importlib.util.spec_from_file_location(
             "t12k", _root / "__init__.py", submodule_search_locations=[str(_root)]
         )
+        assert _spec is not None and _spec.loader is not None  # a file location always has both
         _mod = importlib.util.module_from_spec(_spec)
         sys.modules["t12k"] = _mod
         _spec.loader.exec_module(_mod)
@@ -77,7 +79,7 @@ def _fetch_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_fetch(a) -> int:
+def cmd_fetch(a: argparse.Namespace) -> int:
     from t12k.pipeline.fetch import FetchConfig, collect_items, fetch_collection
 
     items = collect_items(a.items, a.url, a.labels, a.id_field, a.url_field)
@@ -109,7 +111,7 @@ def _shots_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_shots(a) -> int:
+def cmd_shots(a: argparse.Namespace) -> int:
     from t12k.pipeline.detect import ShotsConfig, detect_shots, report_store
 
     if a.report:
@@ -138,7 +140,7 @@ def _extract_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_extract(a) -> int:
+def cmd_extract(a: argparse.Namespace) -> int:
     from t12k.pipeline.extract import ExtractConfig, extract_features
 
     config = ExtractConfig(**settings_from(a, ExtractConfig))
@@ -171,7 +173,7 @@ def _run_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_run(a) -> int:
+def cmd_run(a: argparse.Namespace) -> int:
     from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract import ExtractConfig
     from t12k.pipeline.fetch import FetchConfig, collect_items
@@ -219,7 +221,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_train(a) -> int:
+def cmd_train(a: argparse.Namespace) -> int:
     import dataclasses
 
     from t12k.divita.metrics import format_metrics
@@ -255,7 +257,7 @@ def _predict_parser(p: argparse.ArgumentParser) -> None:
     add_settings(p, ExtractConfig, only=("device",))
 
 
-def cmd_predict(a) -> int:
+def cmd_predict(a: argparse.Namespace) -> int:
     import json
 
     from t12k.pipeline.predict import predict_trailer
@@ -292,7 +294,7 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_demo(a) -> int:
+def cmd_demo(a: argparse.Namespace) -> int:
     from t12k.pipeline.demo import DemoConfig, run_demo
 
     return run_demo(a.out, DemoConfig(**settings_from(a, DemoConfig)), progress=not a.quiet)
@@ -326,7 +328,7 @@ def _splits_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
-def cmd_splits(a) -> int:
+def cmd_splits(a: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
@@ -382,7 +384,7 @@ def _experiment_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_experiment(a) -> int:
+def cmd_experiment(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from t12k.divita.experiment import BUILTIN, load_configs, run_experiment, select_configs
@@ -432,7 +434,7 @@ def _download_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_download_reps(a) -> int:
+def cmd_download_reps(a: argparse.Namespace) -> int:
     from t12k.pipeline.download import PUBLISHED_FILES, DownloadConfig, download_published
 
     if a.list:
@@ -464,7 +466,7 @@ def _backbones_parser(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_backbones(a) -> int:
+def cmd_backbones(a: argparse.Namespace) -> int:
     from t12k.backbones import registry_table
 
     print(registry_table(a.details))
@@ -486,7 +488,7 @@ def _verify_parser(p: argparse.ArgumentParser) -> None:
     _quiet(p)
 
 
-def cmd_verify(a) -> int:
+def cmd_verify(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from t12k.storage import verify_store
@@ -549,7 +551,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum, frame):  # `kill` (SIGTERM) stops a command as cleanly as Ctrl-C
+def _terminate(
+    signum: int, frame: FrameType | None
+) -> NoReturn:  # `kill` (SIGTERM) stops a command as cleanly as Ctrl-C
     raise KeyboardInterrupt
 
 
