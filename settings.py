@@ -8,6 +8,13 @@ where there is one), `metavar`, `flag` (when the option is not `--field-name`), 
 function from the option's text to the value; its T12kError is a usage error), `cli` (False:
 not an option). A bool field is a flag: `store_true` when it defaults to False, `store_false`
 (under its `flag`) when it defaults to True.
+
+The rule a value must keep is in the metadata too: `choices`, `min` (at least), `above` (more
+than), `max` (at most), `unit` (what the number counts: "seconds") and `must` (how the message
+says the range, when the bounds alone say less). `check_fields` checks every field of a
+settings object against them (None, where a field allows it, means "not given" and keeps every
+rule), with one message for every command and the API: "--fpc must be at least 1; got 0". Only
+rules between fields are written by hand.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from t12k.errors import T12kError
@@ -25,6 +32,58 @@ from t12k.errors import T12kError
 def setting(default: Any, help: str, **meta: Any) -> Any:
     """A settings field with its default and its option's help (and choices, flag, ...)."""
     return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The option of a settings field: its `flag`, else `--field-name`."""
+    return str(f.metadata.get("flag", "--" + f.name.replace("_", "-")))
+
+
+def _bounds(meta: Mapping[str, Any]) -> str:
+    """How the range of a field's `min`, `above` and `max` (in its `unit`) is said: 'at least 1',
+    '0 or more seconds', 'a positive number of seconds'."""
+    if "must" in meta:
+        return str(meta["must"])
+    low, above, high = meta.get("min"), meta.get("above"), meta.get("max")
+    unit = f" {meta['unit']}" if "unit" in meta else ""
+    if low is not None and high is not None:
+        return f"between {low} and {high}{unit}"
+    if above == 0 and high is None:
+        return f"a positive number of{unit}" if unit else "positive"
+    said = [] if low is None else ["0 or more" if low == 0 else f"at least {low}"]
+    said += [] if above is None else [f"more than {above}"]
+    said += [] if high is None else [f"at most {high}"]
+    return " and ".join(said) + unit
+
+
+def broken_rule(meta: Mapping[str, Any], value: Any) -> str | None:
+    """What `value` must be and is not ('one of a, b', 'at least 1'), by the rule in a field's
+    metadata `meta`; None when it keeps the rule (or there is none, or the value is None)."""
+    if value is None:
+        return None
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        return f"one of {', '.join(map(str, choices))}"
+    if not any(k in meta for k in ("min", "above", "max")):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(meta.get("must", "a number"))
+    low, above, high = meta.get("min"), meta.get("above"), meta.get("max")
+    too_low = (low is not None and not number >= low) or (above is not None and not number > above)
+    return _bounds(meta) if too_low or (high is not None and not number <= high) else None
+
+
+def check_fields(settings: Any) -> None:
+    """T12kError naming the option, what it must be and the value given, for the first field of
+    the settings dataclass instance `settings` that breaks its metadata's rule."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        must = broken_rule(f.metadata, value)
+        if must is not None:
+            shown = repr(value) if isinstance(value, str) else value
+            raise T12kError(f"{option_name(f)} must be {must}; got {shown}")
 
 
 def _option_type(hint: Any) -> Any:
@@ -74,7 +133,7 @@ def add_settings(
         if (only is not None and f.name not in only) or f.name in skip:
             continue
         meta = f.metadata
-        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        flag = option_name(f)
         kw: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
         if overrides:
             kw["help"] = f"override every configuration's setting: {meta['help']}"

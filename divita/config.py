@@ -19,7 +19,7 @@ from typing import Any
 
 from t12k.backbones.device import device_setting
 from t12k.errors import T12kError
-from t12k.settings import setting
+from t12k.settings import broken_rule, check_fields, setting
 
 # The names of the registries `divita.model.AGGREGATIONS`, `divita.model.FUSIONS` and
 # `divita.data.FEATURE_DTYPES`, held here without torch so that the command line builds its
@@ -56,12 +56,12 @@ class TrainConfig:
     fusion: str = setting(
         "late", "how image and video heads combine when both stores are given", choices=tuple(FUSIONS)
     )
-    snippet: int = setting(30, "clips per snippet")
-    batch_size: int = setting(32, "trailers per training batch")
-    lr: float = setting(1e-4, "AdamW learning rate")
+    snippet: int = setting(30, "clips per snippet", min=1)
+    batch_size: int = setting(32, "trailers per training batch", min=1)
+    lr: float = setting(1e-4, "AdamW learning rate", above=0)
     # torch.optim.AdamW's default (the reference does not set it)
     weight_decay: float = setting(0.01, "AdamW weight decay (torch's default, as the reference)")
-    max_epochs: int = setting(100, "most epochs")
+    max_epochs: int = setting(100, "most epochs", min=1)
     scheduler_patience: int = setting(10, "ReduceLROnPlateau patience (epochs)")
     stop_patience: int = setting(20, "early stopping patience (epochs)")
     seed: int = setting(0, "random seed")
@@ -85,19 +85,11 @@ class TrainConfig:
         return d
 
     def validate(self) -> None:
+        """T12kError naming the setting and the fix for one no training could use: no store, or
+        a choice or range the fields carry (`check_fields`)."""
         if self.image_store is None and self.video_store is None:
             raise T12kError("no feature store given; pass an image store, a video store or both")
-        if self.split not in SPLITS:
-            raise T12kError(f"split {self.split} does not exist; use 0, 1 or 2")
-        if self.aggregation not in AGGREGATIONS:
-            raise T12kError(f"aggregation {self.aggregation!r} is unknown; use one of {', '.join(AGGREGATIONS)}")
-        if self.fusion not in FUSIONS:
-            raise T12kError(f"fusion {self.fusion!r} is unknown; use {' or '.join(map(repr, FUSIONS))}")
-        for name in ("snippet", "batch_size", "max_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise T12kError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise T12kError(f"lr must be positive, got {self.lr}")
+        check_fields(self)
 
     def default_out_dir(self) -> Path:
         """``runs/{store names}_split{N}``: the run folder `t12k train` uses when --out is not given."""
@@ -180,14 +172,15 @@ def coerce(value: Any, hint: Any) -> Any:
 
 
 def check_field(cls: type, name: str, value: Any, where: str) -> Any:
-    """The value of dataclass field `name` of `cls` as the field's type, within its choices
-    (metadata "choices"); T12kError naming `where`, the field and what it expects otherwise."""
+    """The value of dataclass field `name` of `cls` as the field's type, within its choices and
+    range (the rule in its metadata: `settings.broken_rule`); T12kError naming `where`, the field
+    and what it expects otherwise."""
     field_ = {f.name: f for f in dataclasses.fields(cls)}[name]
     try:
         out = coerce(value, typing.get_type_hints(cls)[name])
-        choices = field_.metadata.get("choices")
-        if choices is not None and out is not None and out not in choices:
-            raise _Wrong(f"one of {', '.join(map(str, choices))}")
+        must = broken_rule(field_.metadata, out)
+        if must is not None:
+            raise _Wrong(must)
     except _Wrong as exc:
         raise T12kError(f"{where}: {name} {value!r} is not valid; {name} must be {exc}") from None
     return out

@@ -26,12 +26,14 @@ from t12k.errors import Cancelled, T12kError
 from t12k.pipeline.media import iter_frames
 from t12k.pipeline.runner import RunSummary, run_items
 from t12k.pipeline.videos import find_videos
+from t12k.settings import check_fields
 from t12k.shots.windows import INPUT_SIZE, STRIDE
 from t12k.storage import Manifest, ShotStore
 from t12k.storage.zarrstore import ZARR_FORMATS
 
 if TYPE_CHECKING:
     from t12k.shots import ShotDetector
+    from t12k.shots.report import ShotReport
 
 
 def __getattr__(name: str) -> Any:
@@ -60,7 +62,13 @@ class ShotsConfig:
     """
 
     threshold: float = field(
-        default=0.5, metadata={"help": "transition probability above which a frame is a transition"}
+        default=0.5,
+        metadata={
+            "help": "transition probability above which a frame is a transition",
+            "min": 0.0,
+            "max": 1.0,
+            "must": "a probability between 0 and 1",
+        },
     )
     zarr_format: int = field(default=2, metadata={"choices": ZARR_FORMATS, "help": "zarr format of a new store"})
     device: str = device_setting()
@@ -69,13 +77,9 @@ class ShotsConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise T12kError naming the option and the fix for a setting no run could use."""
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise T12kError(f"--threshold must be a probability between 0 and 1; got {self.threshold}")
-        if self.zarr_format not in ZARR_FORMATS:
-            raise T12kError(
-                f"--zarr-format must be one of {', '.join(map(str, ZARR_FORMATS))}; got {self.zarr_format!r}"
-            )
+        """Raise T12kError naming the option and the fix for a setting no run could use (the
+        choices and ranges the fields carry: `check_fields`)."""
+        check_fields(self)
 
     def store_settings(self) -> dict[str, Any]:
         """What the shots store records (attrs['t12k']) and compares when a run appends to it."""
@@ -229,7 +233,7 @@ class _Decoder:
     def __enter__(self) -> _Decoder:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for reader in self.readers.values():
             reader.close()
         self.readers.clear()
@@ -266,6 +270,7 @@ class _Work:
         self.detector, self.decoder, self.store = detector, decoder, store
 
     def __call__(self, mid: str) -> dict:
+        assert self.detector is not None  # made whenever a trailer is left to do
         try:
             frames = self.decoder.frames(mid)
             if self.detector.windows_per_batch > 1:
@@ -280,7 +285,7 @@ class _Work:
         return {"frames": len(preds), "shots": len(shots)}
 
 
-def report_store(store_path: str | os.PathLike, png: str | os.PathLike | None = None):
+def report_store(store_path: str | os.PathLike, png: str | os.PathLike | None = None) -> ShotReport:
     """Shot-duration statistics (and histogram PNG) over every trailer of a shots store."""
     from t12k.shots.report import duration_report, shot_durations
 

@@ -145,7 +145,7 @@ def test_bounds_options_and_their_checks():
         parse_size("lots")
     with pytest.raises(SystemExit):
         p.parse_args(["--max-filesize", "lots"])
-    with pytest.raises(T12kError, match="download_deadline must be a positive"):
+    with pytest.raises(T12kError, match="--download-deadline must be a positive number of seconds; got 0"):
         FetchConfig(download_deadline=0).validate()
-    with pytest.raises(T12kError, match="max_filesize must be at least 1 byte"):
+    with pytest.raises(T12kError, match="--max-filesize must be at least 1 byte; got 0"):
         FetchConfig(max_filesize=0).validate()

@@ -575,7 +575,7 @@ def test_cli_fetch_refuses_bad_settings(tmp_path, capsys):
     from t12k.cli import main
 
     assert main(["fetch", "--url", "http://127.0.0.1:9/a.mp4", "--out", str(tmp_path), "--normalize-workers", "0"]) == 2
-    assert "normalize_workers must be at least 1" in capsys.readouterr().err
+    assert "--normalize-workers must be at least 1; got 0" in capsys.readouterr().err
     assert main(["fetch", "--url", "http://127.0.0.1:9/a.mp4", "--out", str(tmp_path), "--sleep", "-1"]) == 2
     assert "sleep must be 0 or more" in capsys.readouterr().err
     with pytest.raises(T12kError, match="--labels needs the URLs"):

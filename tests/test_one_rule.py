@@ -120,3 +120,93 @@ def test_the_run_stops_where_fetch_stops_after_the_site_blocks(tmp_path, kinds, 
             site.downloaded()
         ledger.downloaded(d, out)
     assert said == ledger.summary.stopped == (BLOCKED.format(n=stopped) if stopped else None)
+
+
+# ---- ranges and choices from the settings fields --------------------------------------------------
+
+
+def _refusal(make) -> str:
+    with pytest.raises(T12kError) as exc:
+        make()
+    return str(exc.value)
+
+
+def test_every_stage_says_a_broken_range_or_choice_in_one_way():
+    from t12k.divita.config import TrainConfig
+    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.extract.config import ExtractConfig
+    from t12k.pipeline.fetch.config import FetchConfig
+    from t12k.pipeline.run.config import RunConfig
+
+    def train(**kw):
+        return TrainConfig(image_store="s.zarr", labels="m.csv", out_dir="run", **kw).validate()
+
+    cases = {
+        "--fpc must be at least 1; got 0": lambda: ExtractConfig(fpc=0),
+        "--prefetch must be at least 1; got -2": lambda: ExtractConfig(prefetch=-2),
+        "--zarr-format must be one of 2, 3; got 5": lambda: ExtractConfig(zarr_format=5),
+        "--reps-on must be one of auto, workers, device; got 'gpu'": lambda: ExtractConfig(reps_on="gpu"),
+        "--threshold must be a probability between 0 and 1; got 1.5": lambda: ShotsConfig(threshold=1.5),
+        "--threshold must be a probability between 0 and 1; got 'high'": lambda: ShotsConfig(threshold="high"),
+        "--zarr-format must be one of 2, 3; got 4": lambda: ShotsConfig(zarr_format=4),
+        "--engine must be one of local, ray; got 'dask'": lambda: RunConfig(engine="dask"),
+        "--queue must be at least 1; got 0": lambda: RunConfig(queue=0),
+        "--ray-cpus must be at least 1; got 0": lambda: RunConfig(ray_cpus=0),
+        "--workers must be at least 1; got 0": lambda: FetchConfig(workers=0).validate(),
+        "--retries must be 0 or more; got -1": lambda: FetchConfig(retries=-1).validate(),
+        "--timeout must be a positive number of seconds; got 0.0": lambda: FetchConfig(timeout=0.0).validate(),
+        "--sleep-requests must be 0 or more seconds; got -1": lambda: FetchConfig(sleep_requests=-1).validate(),
+        "--split must be one of 0, 1, 2; got 3": lambda: train(split=3),
+        "--aggregation must be one of tsfm, gru, conv, savg, ctt; got 'lstm'": lambda: train(aggregation="lstm"),
+        "--max-epochs must be at least 1; got 0": lambda: train(max_epochs=0),
+        "--lr must be positive; got 0.0": lambda: train(lr=0.0),
+    }
+    assert {message: _refusal(make) for message, make in cases.items()} == {m: m for m in cases}
+    # None (not given) keeps every rule; values on the bounds are in range
+    RunConfig(actors=None, ray_cpus=None)
+    ShotsConfig(threshold=0.0), ShotsConfig(threshold=1.0)
+    FetchConfig(sleep=0, sleep_requests=None, download_deadline=None, retries=0).validate()
+    train(max_epochs=1, lr=1e-9)
+
+
+def test_the_command_line_prints_the_rule_of_the_field(tmp_path, capsys):
+    from t12k.cli import main
+
+    argv = ["run", "--url", "http://127.0.0.1:9/x.mp4", "--out", str(tmp_path / "o"), "--backbone", "shufflenet2d"]
+    assert main([*argv, "--queue", "0", "--weights", "none"]) == 2
+    assert capsys.readouterr().err == "t12k run: error: --queue must be at least 1; got 0\n"
+
+
+def test_settings_in_files_keep_the_field_ranges_too():
+    from t12k.divita.config import check_setting
+
+    assert check_setting("max_epochs", "3", "a.yaml") == 3
+    assert _refusal(lambda: check_setting("max_epochs", 0, "a.yaml (configuration 1)")) == (
+        "a.yaml (configuration 1): max_epochs 0 is not valid; max_epochs must be at least 1"
+    )
+    assert _refusal(lambda: check_setting("fusion", "middle", "a.yaml")) == (
+        "a.yaml: fusion 'middle' is not valid; fusion must be one of early, late"
+    )
+
+
+def test_one_checker_reads_the_rule_from_the_metadata():
+    from dataclasses import dataclass
+
+    from t12k.settings import check_fields, setting
+
+    @dataclass
+    class Plugin:
+        mode: str = setting("a", "a mode", choices=("a", "b"))
+        rate: float | None = setting(None, "a rate", above=0.5, max=2, unit="Hz")
+        count: int = setting(1, "a count", flag="--n", min=1, max=9)
+
+    check_fields(Plugin())
+    assert _refusal(lambda: check_fields(Plugin(mode="c"))) == "--mode must be one of a, b; got 'c'"
+    assert _refusal(lambda: check_fields(Plugin(rate=0.5))) == "--rate must be more than 0.5 and at most 2 Hz; got 0.5"
+    assert _refusal(lambda: check_fields(Plugin(rate=3))) == "--rate must be more than 0.5 and at most 2 Hz; got 3"
+    assert (
+        _refusal(lambda: check_fields(Plugin(rate=float("nan"))))
+        == "--rate must be more than 0.5 and at most 2 Hz; got nan"
+    )
+    assert _refusal(lambda: check_fields(Plugin(count=10))) == "--n must be between 1 and 9; got 10"
+    check_fields(Plugin(rate=2, count=9))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from t12k.backbones import REGISTRY, Kind, parse_backbones
 from t12k.backbones.device import PRECISION_NAMES as PRECISIONS
 from t12k.backbones.device import device_setting
 from t12k.errors import T12kError
+from t12k.settings import check_fields
 from t12k.shots.clips import STRATEGIES
 from t12k.storage.zarrstore import ZARR_FORMATS
 
@@ -49,10 +50,11 @@ class ExtractConfig:
             "help": "shot: clips inside shots (Shot-f); seq: contiguous clips over the trailer (Seq-f)",
         },
     )
-    fpc: int = field(default=24, metadata={"help": "frames per clip f (of the 24 fps video)"})
-    fps: int = field(default=24, metadata={"help": "frame rate of 3D clips: keep every (24/fps)-th frame"})
+    fpc: int = field(default=24, metadata={"help": "frames per clip f (of the 24 fps video)", "min": 1})
+    fps: int = field(default=24, metadata={"help": "frame rate of 3D clips: keep every (24/fps)-th frame", "min": 1})
     batch_size: int = field(
-        default=32, metadata={"help": "clips per backbone forward pass (batches run across trailer boundaries)"}
+        default=32,
+        metadata={"help": "clips per backbone forward pass (batches run across trailer boundaries)", "min": 1},
     )
     workers: int | str = field(
         default="auto",
@@ -61,7 +63,9 @@ class ExtractConfig:
             "in a thread of this process; auto: 0 on a CPU, one per core but one (at most 16) on a GPU"
         },
     )
-    prefetch: int = field(default=2, metadata={"help": "chunks of clips each worker prepares ahead (bounds memory)"})
+    prefetch: int = field(
+        default=2, metadata={"help": "chunks of clips each worker prepares ahead (bounds memory)", "min": 1}
+    )
     resize_on: str = field(
         default="auto",
         metadata={
@@ -98,17 +102,9 @@ class ExtractConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise T12kError naming the option and the fix for a setting no run could use."""
-        for name in ("strategy", "resize_on", "reps_on", "precision", "runtime", "zarr_format"):
-            choices = _choices(name)
-            if getattr(self, name) not in choices:
-                raise T12kError(
-                    f"--{name.replace('_', '-')} must be one of {', '.join(map(str, choices))}; "
-                    f"got {getattr(self, name)!r}"
-                )
-        for name in ("fpc", "fps", "batch_size", "prefetch"):
-            if int(getattr(self, name)) < 1:
-                raise T12kError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}")
+        """Raise T12kError naming the option and the fix for a setting no run could use: the
+        choices and ranges the fields carry (`check_fields`), then the rules they cannot."""
+        check_fields(self)
         if VIDEO_FPS % int(self.fps):
             raise T12kError(f"--fps {self.fps} must divide {VIDEO_FPS} (e.g. 24, 12, 8, 6, 4)")
         worker_count(self.workers, "cpu")
@@ -147,10 +143,6 @@ class ExtractConfig:
             f"cannot tell how the store {name} the checkpoint was trained on was made "
             "(no t12k attrs and not a published store name); retrain on a t12k store"
         )
-
-
-def _choices(name: str) -> tuple:
-    return next(f.metadata["choices"] for f in fields(ExtractConfig) if f.name == name)
 
 
 def _weights_argument(recorded: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from t12k.errors import T12kError
 from t12k.pipeline.fetch import quality
+from t12k.settings import check_fields
 
 # The default deadline of a download: a base for the requests around it, plus so many
 # seconds per second of video (a 720p trailer is about 2.5 Mbit per second of video, so 5 s
@@ -40,26 +41,29 @@ def default_normalize_workers() -> int:
 class FetchConfig:
     """How `fetch_collection` downloads and normalizes a list of trailers."""
 
-    workers: int = field(default=2, metadata={"help": "downloads at once"})
+    workers: int = field(default=2, metadata={"help": "downloads at once", "min": 1})
     normalize_workers: int | None = field(
         default=None,
         metadata={
             "help": "processes re-encoding at once (default: one per two CPU cores, at least 2)",
             "metavar": "N",
+            "min": 1,
         },
     )
     max_short_side: int = field(
         default=360, metadata={"help": "scale videos down so their short side is at most this many pixels"}
     )
     keep_audio: bool = field(default=False, metadata={"help": "keep the audio track (dropped by default)"})
-    retries: int = field(default=2, metadata={"help": "retries of transient network errors (with backoff)"})
-    timeout: float = field(default=30.0, metadata={"help": "network timeout in seconds"})
+    retries: int = field(default=2, metadata={"help": "retries of transient network errors (with backoff)", "min": 0})
+    timeout: float = field(default=30.0, metadata={"help": "network timeout in seconds", "above": 0, "unit": "seconds"})
     sleep: float | None = field(
         default=None,
         metadata={
             "help": "least pause between the starts of two downloads, all workers together "
             "(default: 5 s, none for localhost)",
             "metavar": "SECONDS",
+            "min": 0,
+            "unit": "seconds",
         },
     )
     sleep_requests: float | None = field(
@@ -67,6 +71,8 @@ class FetchConfig:
         metadata={
             "help": "pause between the requests yt-dlp makes for one video (default: 1 s, none for localhost)",
             "metavar": "SECONDS",
+            "min": 0,
+            "unit": "seconds",
         },
     )
     cookies: str | os.PathLike | None = field(
@@ -93,6 +99,8 @@ class FetchConfig:
             "(bytes, or with a k, M or G suffix; default 2G, far above any trailer); recorded as too-large",
             "metavar": "SIZE",
             "parse": parse_size,
+            "min": 1,
+            "unit": "byte",
         },
     )
     download_deadline: float | None = field(
@@ -103,6 +111,8 @@ class FetchConfig:
             f"for the duration the site tells, else for {UNKNOWN_DURATION / 60:.0f} minutes: about 20 minutes "
             "for a 3.5-minute trailer)",
             "metavar": "SECONDS",
+            "above": 0,
+            "unit": "seconds",
         },
     )
     # Not on the command line: the frame rate of the normalized videos, the ffmpeg binary
@@ -125,7 +135,9 @@ class FetchConfig:
         if self.download_deadline is not None:
             return float(self.download_deadline)
         known = isinstance(duration, (int, float)) and duration > 0
-        return DEADLINE_BASE + DEADLINE_PER_SECOND * (float(duration) if known else UNKNOWN_DURATION)
+        return DEADLINE_BASE + DEADLINE_PER_SECOND * (
+            float(duration) if known and duration is not None else UNKNOWN_DURATION
+        )
 
     @property
     def browser(self) -> tuple | None:
@@ -133,22 +145,9 @@ class FetchConfig:
         return browser_spec(self.cookies_from_browser) if self.cookies_from_browser else None
 
     def validate(self) -> None:
-        """T12kError naming the setting and the fix when one is out of range."""
-        if self.workers < 1:
-            raise T12kError(f"workers must be at least 1, not {self.workers}")
-        if self.processes < 1:
-            raise T12kError(f"normalize_workers must be at least 1, not {self.normalize_workers}")
-        if self.retries < 0:
-            raise T12kError(f"retries must be 0 or more, not {self.retries}")
-        if self.timeout <= 0:
-            raise T12kError(f"timeout must be positive, not {self.timeout}")
-        if self.max_filesize < 1:
-            raise T12kError(f"max_filesize must be at least 1 byte, not {self.max_filesize}")
-        if self.download_deadline is not None and not self.download_deadline > 0:
-            raise T12kError(f"download_deadline must be a positive number of seconds, not {self.download_deadline}")
-        for name, value in (("sleep", self.sleep), ("sleep_requests", self.sleep_requests)):
-            if value is not None and value < 0:
-                raise T12kError(f"{name} must be 0 or more seconds, not {value}")
+        """T12kError naming the setting and the fix when one is out of range (the ranges the
+        fields carry: `check_fields`) or names what is not there."""
+        check_fields(self)
         if self.cookies is not None and not Path(self.cookies).is_file():
             raise T12kError(
                 f"cookies file {self.cookies} not found; export it from your browser (Netscape format) or fix the path"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t12k.errors import T12kError
-from t12k.settings import setting
+from t12k.settings import check_fields, setting
 
 ENGINES = ("local", "ray")
 DECODES = ("once", "per-stage")
@@ -40,8 +40,9 @@ class RunConfig:
         "trailers that may wait between two stages; a stage that falls behind holds back the ones before it, "
         "so memory and scratch disk stay flat",
         metavar="N",
+        min=1,
     )
-    group: int = setting(8, "most trailers per call of the feature stage (their clips share model batches)")
+    group: int = setting(8, "most trailers per call of the feature stage (their clips share model batches)", min=1)
     decode: str = setting(
         "once",
         "once: one decode per trailer feeds both TransNet V2 (48x27) and the backbones, the feature stage "
@@ -60,14 +61,19 @@ class RunConfig:
         "ray: model actors per model stage (shots, features), each loading its weights once; without it: one "
         "per GPU of the cluster, else 1",
         metavar="N",
+        min=1,
     )
     attempts: int = setting(
         3,
         "ray: tries of a trailer's stage when its worker, actor or node dies; a trailer that kills its worker "
         "every time is recorded failed after these",
+        min=1,
     )
     ray_cpus: int | None = setting(
-        None, "ray: CPUs of the Ray instance the run starts when no --address is given; without it: all", metavar="N"
+        None,
+        "ray: CPUs of the Ray instance the run starts when no --address is given; without it: all",
+        metavar="N",
+        min=1,
     )
     # Not on the command line: faults to inject (`faults.Fault`), for the tests of lost workers.
     faults: tuple = field(default=(), metadata={"cli": False})
@@ -76,18 +82,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise T12kError naming the option and the fix for a setting no run could use."""
-        if self.decode not in DECODES:
-            raise T12kError(f"--decode must be one of {', '.join(DECODES)}; got {self.decode!r}")
-        if self.engine not in ENGINES:
-            raise T12kError(f"--engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
-        for name in ("queue", "group", "attempts"):
-            if int(getattr(self, name)) < 1:
-                raise T12kError(f"--{name} must be at least 1; got {getattr(self, name)}")
-        for name in ("actors", "ray_cpus"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise T12kError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
+        """Raise T12kError naming the option and the fix for a setting no run could use: the
+        choices and ranges the fields carry (`check_fields`), then the rule between two."""
+        check_fields(self)
         if self.address and self.engine != "ray":
             raise T12kError(f"--address {self.address} names a Ray cluster; add --engine ray (or drop --address)")
 
