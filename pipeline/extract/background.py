@@ -12,13 +12,16 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import torch
 
 from t12k.errors import Cancelled
 
+T = TypeVar("T")
 
-def put(out: queue.Queue, item, stop: threading.Event) -> None:
+
+def put(out: queue.Queue[T], item: T, stop: threading.Event) -> None:
     """Put `item`, waiting for room; once `stop` is set, items other than None are dropped."""
     while True:
         try:

@@ -22,7 +22,7 @@ Owner = tuple[str, int, int]  # the clips of a batch that belong to one trailer:
 class Batcher:
     """Clip inputs waiting for the model, from any number of trailers, cut into batches."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.queue: deque[tuple[str, int, list[torch.Tensor]]] = deque()  # (id, first clip, inputs)
         self.queued = 0  # clips in the queue
 
@@ -137,7 +137,7 @@ class Trailers:
                 self.on_failed(mid, describe(exc))
 
 
-def _grown(a: np.ndarray, rows: int, fill) -> np.ndarray:
+def _grown(a: np.ndarray, rows: int, fill: float) -> np.ndarray:
     """`a` with `rows` rows, the new ones `fill`."""
     out = np.full((rows, *a.shape[1:]), fill, a.dtype)
     out[: len(a)] = a

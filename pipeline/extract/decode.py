@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -100,7 +101,8 @@ def iter_clip_inputs(
 
 def stack_raw(kind: Kind, clips: list[ClipInput]) -> torch.Tensor:
     """Decoded inputs of clips as one uint8 tensor: 2D (n, H, W, 3), 3D (n, T, H, W, 3)."""
-    return torch.from_numpy(np.stack([c.frame if kind == Kind.IMAGE else c.frames for c in clips]))
+    raw = [c.frame if kind == Kind.IMAGE else c.frames for c in clips]  # the kind's inputs were decoded
+    return torch.from_numpy(np.stack(cast(list[np.ndarray], raw)))
 
 
 def apply_geometries(

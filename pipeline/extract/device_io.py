@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import torch
+
+Mark = float | torch.cuda.Event  # a point in a device's timeline (`DeviceIO.mark`)
+HostCopy = tuple[list[torch.Tensor], torch.cuda.Event | None]  # `DeviceIO.to_host`'s handle
 
 
 def is_cuda(device: str | torch.device) -> bool:
@@ -31,11 +35,11 @@ class DeviceIO:
         with torch.cuda.stream(self.copy_stream):
             y = x.to(self.device, non_blocking=True)
         compute = torch.cuda.current_stream(self.device)
-        compute.wait_stream(self.copy_stream)  # kernels queued from now on see the copy done
+        compute.wait_stream(cast(torch.cuda.Stream, self.copy_stream))  # kernels queued from now on see the copy done
         y.record_stream(compute)  # the allocator must not reuse y's memory before compute is done with it
         return y
 
-    def mark(self):
+    def mark(self) -> Mark:
         """A point in the device's timeline (an event on CUDA, the clock on a CPU)."""
         if not self.cuda:
             return time.perf_counter()
@@ -44,11 +48,11 @@ class DeviceIO:
         return ev
 
     @staticmethod
-    def seconds(a, b) -> float:
+    def seconds(a: Mark, b: Mark) -> float:
         """Seconds between two marks; on CUDA, both must have completed."""
-        return b - a if isinstance(a, float) else a.elapsed_time(b) / 1000.0
+        return cast(float, b) - a if isinstance(a, float) else a.elapsed_time(cast(torch.cuda.Event, b)) / 1000.0
 
-    def to_host(self, ys: list[torch.Tensor]):
+    def to_host(self, ys: list[torch.Tensor]) -> HostCopy:
         """Start copying device tensors to the host; `wait(handle)` gives the host tensors."""
         if not self.cuda:
             return [y.cpu() for y in ys], None
@@ -60,7 +64,7 @@ class DeviceIO:
         return host, done
 
     @staticmethod
-    def wait(handle) -> list[torch.Tensor]:
+    def wait(handle: HostCopy) -> list[torch.Tensor]:
         host, done = handle
         if done is not None:
             done.synchronize()

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
@@ -181,7 +181,7 @@ class Engine:
 
     def consume(
         self,
-        source,
+        source: Iterable[Chunk | Failed],
         on_done: Callable,
         on_failed: Callable,
         plans: dict | None = None,

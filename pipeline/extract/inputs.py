@@ -30,6 +30,7 @@ class SlotReturns:
 
     def copy_out(self, ref: SlotRef) -> torch.Tensor:
         """The slot's frames on the GPU; the slot goes back when the copy is done."""
+        assert self.ring is not None  # a slot reference comes from the ring
         y = self.io.to_device(self.ring.view(ref.slot, ref.shape))
         done = torch.cuda.Event()
         done.record(self.io.copy_stream)
@@ -40,6 +41,7 @@ class SlotReturns:
         while self.pending and (self.pending[0][0].query() or len(self.pending) > self.limit):
             done, slot = self.pending.popleft()
             done.synchronize()
+            assert self.ring is not None  # a slot was copied out of the ring
             self.ring.release(slot)
 
 
@@ -87,12 +89,14 @@ class ChunkInputs:
         if self.io.cuda:
             return self.returns.copy_out(x)
         cpu_slots.append(x.slot)
+        assert self.ring is not None  # a slot reference comes from the ring
         return self.ring.view(x.slot, x.shape)
 
     def _representatives(self, chunk: Chunk, inputs: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The 2D inputs picked from the 3D frames, and the picked frame numbers on their way
         to a host tensor."""
         (raw3,) = inputs
+        assert self.plans is not None  # representatives are picked on the device only with plans
         table = torch.from_numpy(self.plans[chunk.mid].frames[chunk.first : chunk.first + len(chunk)])
         table = table.to(raw3.device, non_blocking=True)
         t_star = device_representatives(raw3, table >= 0)
@@ -104,6 +108,7 @@ class ChunkInputs:
     def _off_slots(self, inputs: list[torch.Tensor], slots: list[int]) -> list[torch.Tensor]:
         """Inputs that no longer view a ring slot (the resize made new tensors; anything still a
         view is copied), and the slots given back."""
+        assert self.ring is not None  # slots come from the ring
         slot_ptrs = {self.ring.buffers[i].untyped_storage().data_ptr() for i in slots}
         inputs = [x.clone() if x.untyped_storage().data_ptr() in slot_ptrs else x for x in inputs]
         for slot in slots:

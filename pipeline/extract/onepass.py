@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +43,10 @@ from t12k.pipeline.media.decode import iter_frame_pairs
 from t12k.shots.clips import color_counts, plan_clips, representative_from_counts
 from t12k.shots.streaming import Clip, ClipPlanner, as_plan
 from t12k.shots.windows import INPUT_SIZE
+
+if TYPE_CHECKING:
+    from t12k.pipeline.extract.config import ExtractConfig
+    from t12k.shots.transnet import ShotDetector
 
 HOLD = 240  # large frames held while every frame so far is a transition (10 s at 24 fps)
 
@@ -80,7 +85,7 @@ class OnePass:
 
     def __init__(
         self,
-        detector,
+        detector: ShotDetector,
         commit: Callable[[Shot], None],
         known: Callable[[str], tuple[np.ndarray, np.ndarray] | None],
         geometries: list[Geometry],
@@ -88,7 +93,7 @@ class OnePass:
         chunk: int = 32,
         threads: int = 1,
         hold: int = HOLD,
-    ):
+    ) -> None:
         self.detector, self.commit, self.known = detector, commit, known
         self.geometries, self.planning, self.chunk = geometries, planning, max(1, int(chunk))
         self.threads, self.hold = max(1, int(threads)), max(1, int(hold))
@@ -234,7 +239,7 @@ class OnePass:
         return clip_input(index, clip, frames, self.need_2d, self.need_3d)
 
 
-def onepass_threads(workers, device) -> int:
+def onepass_threads(workers: int | str | None, device: str | torch.device) -> int:
     """Trailers decoded at once by `OnePass`: `--workers` when given; auto: one per core on a
     CPU (each runs TransNet V2 on one thread, the step that bounds a CPU run), else as many as
     the decode workers of `t12k extract` (`worker_count`)."""
@@ -245,7 +250,7 @@ def onepass_threads(workers, device) -> int:
     return max(1, worker_count(workers, device))
 
 
-def planning_of(config, threshold: float) -> dict:
+def planning_of(config: ExtractConfig, threshold: float) -> dict[str, Any]:
     """`ClipPlanner` settings from an `ExtractConfig` and the detector's threshold."""
     if config.fps < 1:
         raise T12kError(f"--fps must be positive; got {config.fps}")

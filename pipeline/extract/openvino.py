@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -110,7 +112,7 @@ class OpenVINOForms:
         os.replace(tmp, xml)
 
 
-def _openvino():
+def _openvino() -> ModuleType:
     """The `openvino` module, imported without its usage telemetry. On import, OpenVINO's
     converter sends an event to Google Analytics unless the user opted out, from a fork of the
     whole process (`openvino_telemetry`'s GA4 backend): a copy of a process holding gigabytes
@@ -125,7 +127,7 @@ def _openvino():
 
 
 @functools.cache
-def _core():
+def _core() -> Any:
     """The process's one OpenVINO Core, never let go. Its CPU plugin gives the main thread an
     alternate signal stack and frees it when the last Core goes; a signal that arrives later (a
     decode worker's SIGCHLD) would then crash the process (SIGSEGV from the kernel)."""

@@ -6,12 +6,13 @@ import multiprocessing
 import os
 import queue
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 
 import numpy as np
 import torch
 
 
-def mp_context():
+def mp_context() -> BaseContext:
     """The multiprocessing start method of the engine: fork where there is one (the workers
     inherit the ring's mappings), else spawn."""
     return multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
@@ -36,7 +37,7 @@ class FrameRing:
     from a worker's slot to the GPU by DMA without the pinning thread's extra copy. A worker
     waits for a free slot, which also bounds the memory in flight."""
 
-    def __init__(self, slots: int, slot_bytes: int, ctx=None):
+    def __init__(self, slots: int, slot_bytes: int, ctx: BaseContext | None = None) -> None:
         ctx = ctx or mp_context()
         self.slot_bytes = int(slot_bytes)
         self.buffers = [torch.empty(self.slot_bytes, dtype=torch.uint8).share_memory_() for _ in range(slots)]

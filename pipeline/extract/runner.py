@@ -126,6 +126,7 @@ class BackboneRunner:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
         dtype = PRECISIONS[self.precision]
+        assert self.model is not None  # let go only for OpenVINO, which returned above
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype, enabled=dtype is not None):
             return self.model(x).float()
 

@@ -9,8 +9,10 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -125,8 +127,8 @@ def extract_features(
     *,
     ids: list[str] | None = None,
     progress: bool = True,
-    log=print,
-    **settings,
+    log: Callable[[str], None] = print,
+    **settings: Any,
 ) -> RunSummary:
     """Extract features of every trailer in `videos` into one store per backbone in `out_dir`.
 
@@ -165,7 +167,7 @@ def extract_features(
 
 
 def _open_stores(
-    runners: list[BackboneRunner], cfg: ExtractConfig, shots: ShotStore, out: Path, log
+    runners: list[BackboneRunner], cfg: ExtractConfig, shots: ShotStore, out: Path, log: Callable[[str], None]
 ) -> dict[str, FeatureStore]:
     """One store per backbone, new or made with the same settings (else T12kError)."""
     stores: dict[str, FeatureStore] = {}
@@ -219,7 +221,16 @@ class _Recorder:
     """Writes each finished trailer to every store and records each outcome in the manifest,
     the summary and the progress bar."""
 
-    def __init__(self, runners, stores, plans, manifest: Manifest, summary: RunSummary, bar: tqdm, t_start: float):
+    def __init__(
+        self,
+        runners: list[BackboneRunner],
+        stores: dict[str, FeatureStore],
+        plans: dict[str, tuple[ClipPlan, int]],
+        manifest: Manifest,
+        summary: RunSummary,
+        bar: tqdm,
+        t_start: float,
+    ) -> None:
         self.runners, self.stores, self.plans = runners, stores, plans
         self.manifest, self.summary, self.bar = manifest, summary, bar
         self.last = t_start  # a trailer's seconds count from the previous one's end

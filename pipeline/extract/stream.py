@@ -84,6 +84,7 @@ class _ChunkFrames:
                 self.cap = min(self.cap, fit)
             n = min(self.cap, self.total - self.first)
             if fit:
+                assert self.ring is not None  # a slot fits only with a ring
                 slot = self.ring.acquire()
                 self.buf = (SlotRef(slot, (n, *shape)), self.ring.view(slot, (n, *shape)))
             elif self.reuse and self.spare is not None and self.spare.shape == (n, *shape):
@@ -96,6 +97,7 @@ class _ChunkFrames:
 
     def take(self, next_first: int) -> SlotRef | torch.Tensor:
         """The chunk's frames (a slot reference or a tensor); the next chunk starts at `next_first`."""
+        assert self.buf is not None  # `frame` was called for this chunk
         ref, tensor = self.buf
         self.buf, self.filled, self.first = None, 0, next_first
         if self.reuse:
@@ -105,6 +107,7 @@ class _ChunkFrames:
     def release(self) -> None:
         """Give back a slot taken for a chunk that never went out."""
         if self.buf is not None and self.buf[0] is not None:
+            assert self.ring is not None  # a slot reference comes from the ring
             self.ring.release(self.buf[0].slot)
         self.buf = None
 
