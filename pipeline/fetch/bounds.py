@@ -99,7 +99,7 @@ class Watch:
         _local.watch = self
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         _local.watch = None
         self._done.set()
         if self._thread is not None:
@@ -118,7 +118,7 @@ class Watch:
     def elapsed(self) -> float:
         return 0.0 if self.t0 is None else time.monotonic() - self.t0
 
-    def connected(self, sock) -> None:
+    def connected(self, sock: socket.socket) -> None:
         """A socket this attempt connects (from the audit hook): watched, or refused once cut."""
         with self._lock:
             if self._cut:

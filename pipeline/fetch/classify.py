@@ -9,6 +9,7 @@ manifest's error column (removed, private, geo-blocked, age-restricted, bot-chec
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from t12k.errors import MAX_REASON, first_line
 from t12k.pipeline.retry import Transient
@@ -115,9 +116,10 @@ _PERMANENT_TEXT: tuple[tuple[str, re.Pattern, str], ...] = (
 _HINTS = {kind: hint for kind, _, hint in _PERMANENT_TEXT}
 
 
-def chain(exc: BaseException):
+def chain(exc: BaseException) -> Iterator[BaseException]:
     """An exception and its causes (yt-dlp wraps them in .exc_info and .cause)."""
-    seen, todo = set(), [exc]
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from t12k.errors import Cancelled, T12kError, describe
 from t12k.pipeline import media
@@ -34,10 +35,10 @@ class QuietLogger:
     """Swallows yt-dlp's messages (errors reach us as exceptions), but for the one that says
     it refused a file larger than `max_filesize`, which it does without an error."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.too_large: int | None = None  # the size of a file yt-dlp refused, in bytes
 
-    def debug(self, msg):
+    def debug(self, msg: object) -> None:
         m = _TOO_LARGE.search(str(msg))
         if m:
             self.too_large = int(m.group(1))
@@ -136,7 +137,7 @@ def warm_up_yt_dlp() -> None:
 
 
 def _extract(
-    ydl, url: str, config: FetchConfig, stop: threading.Event, turn: Callable[[], bool] | None, watch: Watch
+    ydl: Any, url: str, config: FetchConfig, stop: threading.Event, turn: Callable[[], bool] | None, watch: Watch
 ) -> dict:
     """Look at `url` (one video, and within the quality rules when they are enforced), then
     download it; `watch`'s clock starts with the first request and its budget follows the
@@ -185,7 +186,7 @@ def download(
     logger = QuietLogger()
     with Watch(stop, config.deadline(None), config.max_filesize) as watch:
 
-        def hook(status):
+        def hook(status: dict[str, Any]) -> None:
             if stop.is_set():
                 raise Cancelled("download stopped")
             watch.check(status)

@@ -69,7 +69,7 @@ def id_from_url(url: str) -> str:
     return "url-" + hashlib.sha1(url.encode()).hexdigest()[:12]
 
 
-def imdb_mid(value) -> str | None:
+def imdb_mid(value: object) -> str | None:
     """'tt0347149' for an IMDb id given as 'tt0347149', '0347149' or 347149; None otherwise."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None

@@ -9,8 +9,9 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from t12k.errors import T12kError
 from t12k.pipeline.fetch.ids import URL_RE, YT_ID, FetchItem, check_id, id_from_url, imdb_mid, youtube_url
@@ -22,7 +23,7 @@ _URL_FALLBACKS = ("youtube_id", "youtube", "yt_id", "ytid", "youtube_url", "trai
 _YT_FIELD = re.compile(r"(^|[^a-z])(youtube|yt)", re.I)
 
 
-def _check_url(url, where: str, field_name: str | None = None) -> str:
+def _check_url(url: object, where: str, field_name: str | None = None) -> str:
     if url is None or (isinstance(url, str) and not url.strip()):
         raise T12kError(f"{where}: the URL is empty; give every row a URL or remove the row")
     if not isinstance(url, str):
@@ -36,7 +37,7 @@ def _check_url(url, where: str, field_name: str | None = None) -> str:
     raise T12kError(f"{where}: {url[:80]!r} is not a URL (expected http(s)://...){hint}; fix the row")
 
 
-def _item(raw_id, url, where: str, url_field: str | None = None) -> FetchItem:
+def _item(raw_id: object, url: object, where: str, url_field: str | None = None) -> FetchItem:
     url = _check_url(url, where, url_field)
     if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
         mid = id_from_url(url)
@@ -51,13 +52,13 @@ def _item(raw_id, url, where: str, url_field: str | None = None) -> FetchItem:
     return FetchItem(mid, url)
 
 
-def _rows_csv(text: str, path: Path, id_field: str, url_field: str):
+def _rows_csv(text: str, path: Path, id_field: str, url_field: str) -> Iterator[tuple[int, FetchItem]]:
     first = text.split("\n", 1)[0]
     tabs = path.suffix.lower() == ".tsv" or ("\t" in first and "," not in first)
     delimiter = "\t" if tabs else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
 
-    def next_row():
+    def next_row() -> tuple[int, list[str] | None]:
         start = reader.line_num + 1
         try:
             return start, next(reader)
@@ -100,7 +101,7 @@ def _rows_csv(text: str, path: Path, id_field: str, url_field: str):
         yield line, _item(row[ii] if ii is not None else None, row[ui], f"{path}:{line}", url_field)
 
 
-def _get(obj, name: str):
+def _get(obj: object, name: str) -> tuple[Any, bool]:
     """(value, True) for a field of a JSON object, dotted paths allowed ('imdb.id',
     'youtube.trailers.0.id'); (None, False) when absent."""
     if isinstance(obj, dict) and name in obj:
@@ -116,7 +117,7 @@ def _get(obj, name: str):
     return cur, True
 
 
-def _metadata_video(entry: dict):
+def _metadata_video(entry: dict[str, Any]) -> Any:
     """The YouTube video of a Trailers12k metadata entry: youtube.trailers[0] (its 'id', or
     'url'), else youtube.id / youtube (a string)."""
     yt = entry.get("youtube")
@@ -133,7 +134,7 @@ def _metadata_video(entry: dict):
     return yt.get("id") or yt.get("url")
 
 
-def _obj_item(obj, where: str, id_field: str, url_field: str, key: str | None = None) -> FetchItem:
+def _obj_item(obj: object, where: str, id_field: str, url_field: str, key: str | None = None) -> FetchItem:
     """The item of a JSON object: a record with id and URL fields, or a Trailers12k metadata
     entry (imdb.id and youtube.trailers[0].id)."""
     if not isinstance(obj, dict):
@@ -185,6 +186,13 @@ class _Lines:
 _WS = re.compile(r"\s*")
 
 
+def _after_ws(text: str, pos: int) -> int:
+    """The position of the first non-whitespace character of `text` at or after `pos`."""
+    m = _WS.match(text, pos)
+    assert m is not None  # \s* matches anywhere
+    return m.end()
+
+
 def _json_members(text: str, pos: int, path: Path, lines: _Lines) -> tuple[list[tuple[int, str | None, int, int]], int]:
     """(line, key, start, end) of each element of the JSON array or object opening at
     text[pos], so every record keeps its line number (the key is None in arrays), and the
@@ -193,7 +201,7 @@ def _json_members(text: str, pos: int, path: Path, lines: _Lines) -> tuple[list[
     opener = text[pos]
     closer = "]" if opener == "[" else "}"
     out: list[tuple[int, str | None, int, int]] = []
-    pos = _WS.match(text, pos + 1).end()
+    pos = _after_ws(text, pos + 1)
     if pos < len(text) and text[pos] == closer:
         return out, pos + 1
     while True:
@@ -203,29 +211,29 @@ def _json_members(text: str, pos: int, path: Path, lines: _Lines) -> tuple[list[
                 key, pos = dec.raw_decode(text, pos)
                 if not isinstance(key, str):
                     raise json.JSONDecodeError("expected a string key", text, pos)
-                pos = _WS.match(text, pos).end()
+                pos = _after_ws(text, pos)
                 if pos >= len(text) or text[pos] != ":":
                     raise json.JSONDecodeError("expected ':'", text, pos)
-                pos = _WS.match(text, pos + 1).end()
+                pos = _after_ws(text, pos + 1)
             start = pos
             _, pos = dec.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise T12kError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); fix the file") from None
         out.append((lines(start), key, start, pos))
-        pos = _WS.match(text, pos).end()
+        pos = _after_ws(text, pos)
         if pos < len(text) and text[pos] == ",":
-            pos = _WS.match(text, pos + 1).end()
+            pos = _after_ws(text, pos + 1)
             continue
         if pos < len(text) and text[pos] == closer:
             return out, pos + 1
         raise T12kError(f"{path}:{lines(pos)}: invalid JSON (expected ',' or '{closer}'); fix the file")
 
 
-def _rows_json(text: str, path: Path, id_field: str, url_field: str):
+def _rows_json(text: str, path: Path, id_field: str, url_field: str) -> Iterator[tuple[int, FetchItem]]:
     """A JSON list of records, or the Trailers12k metadata.json ({"trailers12k": {key: entry}}
     or {key: entry}); each record keeps its line number."""
     lines = _Lines(text)
-    pos = _WS.match(text, 0).end()
+    pos = _after_ws(text, 0)
     if pos >= len(text) or text[pos] not in "[{":
         raise T12kError(
             f"{path}:{lines(pos)}: expected a JSON list of objects ([{{...}}, ...]) or the "
@@ -234,7 +242,7 @@ def _rows_json(text: str, path: Path, id_field: str, url_field: str):
     top, end = _json_members(text, pos, path, lines)
     if text[end:].strip():
         raise T12kError(
-            f"{path}:{lines(_WS.match(text, end).end())}: extra data after the JSON "
+            f"{path}:{lines(_after_ws(text, end))}: extra data after the JSON "
             f"{'list' if text[pos] == '[' else 'object'}; fix the file"
         )
     if text[pos] == "{":
@@ -258,7 +266,7 @@ def _rows_json(text: str, path: Path, id_field: str, url_field: str):
         yield line, _obj_item(obj, f"{path}:{line}", id_field, url_field, key)
 
 
-def _rows_jsonl(text: str, path: Path, id_field: str, url_field: str):
+def _rows_jsonl(text: str, path: Path, id_field: str, url_field: str) -> Iterator[tuple[int, FetchItem]]:
     for line, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
@@ -269,7 +277,7 @@ def _rows_jsonl(text: str, path: Path, id_field: str, url_field: str):
         yield line, _obj_item(obj, f"{path}:{line}", id_field, url_field)
 
 
-def _rows_text(text: str, path: Path, id_field: str = "id", url_field: str = "url"):
+def _rows_text(text: str, path: Path, id_field: str = "id", url_field: str = "url") -> Iterator[tuple[int, FetchItem]]:
     """One URL a line ('#' comments allowed); the ids come from the URLs (the fields are unused)."""
     for line, raw in enumerate(text.splitlines(), 1):
         s = raw.strip()

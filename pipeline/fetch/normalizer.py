@@ -11,7 +11,9 @@ manifest fields, 'reason': one line}.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from t12k.errors import Cancelled, T12kError, describe
 from t12k.pipeline import media
@@ -25,7 +27,7 @@ SOURCE_TAG = "t12k-source "  # prefix of the container comment in which a normal
 TARGET = "t12k.pipeline.fetch.normalizer:normalize_job"  # what the pool's workers run
 
 
-def source_fields(info: media.VideoInfo, seconds, min_lines) -> dict:
+def source_fields(info: media.VideoInfo, seconds: Iterable[float], min_lines: int) -> dict[str, Any]:
     """The manifest fields of a download's facts, and its quality against the rules."""
     return {
         "src_width": info.width,
@@ -47,7 +49,7 @@ def _not_a_video(exc: media.UnreadableVideo, url: str) -> dict:
     }
 
 
-def normalize_job(job: dict, cancel) -> dict:
+def normalize_job(job: dict[str, Any], cancel: Callable[[], bool]) -> dict[str, Any]:
     """Probe, check and normalize one download (in a worker process); the answer, never raises."""
     src, dst, url = Path(job["src"]), Path(job["dst"]), job["url"]
     fields: dict = {}

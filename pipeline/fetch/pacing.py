@@ -39,7 +39,7 @@ def pauses(url: str, config: FetchConfig) -> tuple[float, float]:
 class Pacer:
     """At least `interval` seconds between the starts of two downloads, whatever thread asks."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next = 0.0
         self.turns: list[float] = []  # the monotonic times granted, in order

@@ -47,7 +47,7 @@ def serve(target: str) -> None:
     jobs: queue.Queue = queue.Queue()
     ended = threading.Event()
 
-    def read():
+    def read() -> None:
         try:
             for line in sys.stdin:
                 if line.strip():
@@ -84,6 +84,7 @@ class Worker:
 
     def run(self, job: dict) -> dict:
         """The answer to `job`; WorkerDied when the process ends first."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # opened as pipes
         try:
             with self.lock:
                 self.proc.stdin.write(json.dumps(job) + "\n")
@@ -97,6 +98,7 @@ class Worker:
 
     def stop(self) -> None:
         """Close stdin: the job at hand is cancelled and the process exits."""
+        assert self.proc.stdin is not None  # opened as a pipe
         with self.lock:
             try:
                 self.proc.stdin.close()
@@ -110,6 +112,7 @@ class Worker:
         except Exception:
             self.proc.kill()
             self.proc.wait()
+        assert self.proc.stdout is not None  # opened as a pipe
         self.proc.stdout.close()
 
 

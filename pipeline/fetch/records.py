@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from t12k.errors import MAX_REASON
 from t12k.pipeline.fetch.download import Downloaded
 from t12k.pipeline.fetch.quality import rules_text
 from t12k.pipeline.runner import RunSummary
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from t12k.storage import Manifest
 
 MANIFEST_FIELDS = (
     "url",
@@ -77,7 +83,7 @@ class FetchSummary(RunSummary):
 class Recorder:
     """Writes each trailer's manifest row and counts it in the summary and the progress bar."""
 
-    def __init__(self, manifest, summary: FetchSummary, bar):
+    def __init__(self, manifest: Manifest, summary: FetchSummary, bar: tqdm) -> None:
         self.manifest, self.summary, self.bar = manifest, summary, bar
 
     def no_url(self, mid: str) -> None:

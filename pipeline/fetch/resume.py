@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from t12k.errors import T12kError
 from t12k.pipeline import media
@@ -17,6 +18,9 @@ from t12k.pipeline.fetch.normalizer import SOURCE_TAG
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, Recorder
 from t12k.storage.checksum import file_digest
 from t12k.storage.locks import hold_folder
+
+if TYPE_CHECKING:
+    from t12k.storage import Manifest
 
 LOCK_NAME = ".t12k-fetch.lock"
 _SRC_KEYS = ("src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality")
@@ -55,7 +59,7 @@ def source_tags(path: Path) -> dict:
     return tags if isinstance(tags, dict) else {}
 
 
-def existing(item: FetchItem, dst: Path, manifest) -> dict | None:
+def existing(item: FetchItem, dst: Path, manifest: Manifest) -> dict | None:
     """Manifest fields of an id whose video is already there, readable and from this URL;
     None when it must be fetched (again)."""
     if not dst.is_file():

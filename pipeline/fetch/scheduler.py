@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from t12k.pipeline import media
 from t12k.pipeline.fetch.blocking import SiteBlock
@@ -29,6 +30,9 @@ from t12k.pipeline.fetch.pacing import Pacer
 from t12k.pipeline.fetch.procpool import WorkerPool
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
 from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fetch
+
+if TYPE_CHECKING:
+    from t12k.storage import Manifest
 
 
 class Run:
@@ -130,7 +134,7 @@ class Run:
             self.summary.not_attempted = self.left
 
 
-def _in_list_order(manifest, items: list[FetchItem]) -> None:
+def _in_list_order(manifest: Manifest, items: list[FetchItem]) -> None:
     """Manifest rows in the order of the list (ids of earlier runs that it no longer names last)."""
     order = [it.id for it in items if it.id in manifest.rows]
     manifest.rows = {**{m: manifest.rows[m] for m in order}, **manifest.rows}
@@ -142,7 +146,7 @@ def fetch_collection(
     config: FetchConfig | None = None,
     *,
     progress: bool = True,
-    **settings,
+    **settings: Any,
 ) -> FetchSummary:
     """Download and normalize every item into `out_dir/{id}.mp4`; one manifest row per id.
 
