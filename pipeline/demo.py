@@ -16,9 +16,10 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from t12k import GENRES
 from t12k.backbones import REGISTRY, Kind, get_spec
 from t12k.backbones.device import device_setting
 from t12k.errors import T12kError
+
+if TYPE_CHECKING:
+    from t12k.divita.train import TrainResult
 
 W, H, SRC_FPS = 320, 180, 25  # generated at 25 fps so that normalization to 24 fps is exercised
 _IMAGE_BACKBONES = tuple(k for k, s in REGISTRY.items() if s.kind == Kind.IMAGE)  # the demo trains an image head
@@ -62,7 +66,7 @@ def _labels(rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-def _frames(labels: np.ndarray, seconds: float, rng: np.random.Generator):
+def _frames(labels: np.ndarray, seconds: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Generated footage for a trailer with `labels`: shots with cuts and fades to black.
 
     Every shot is filmed in the style of one of the trailer's genres (its palette,
@@ -123,14 +127,14 @@ def build_corpus(folder: Path, trailers: int, seconds: float, seed: int) -> dict
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep the demo's output readable
+    def log_message(self, format: str, *args: Any) -> None:  # keep the demo's output readable
         pass
 
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request, client_address):  # a client hanging up early is not news
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client hanging up early is not news
         import sys
 
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
@@ -148,13 +152,13 @@ class LocalServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{cast(str, host)}:{port}"  # an AF_INET address: the host is a str
 
-    def __enter__(self):
+    def __enter__(self) -> LocalServer:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()
@@ -258,7 +262,7 @@ class _Demo:
         if shots.failed or extracted.failed:
             raise T12kError("some demo trailers failed; see the manifests in " + str(root))
 
-    def train(self):
+    def train(self) -> TrainResult:
         """Step 5: the DIViTA head on split 0 of the demo mtgc.csv."""
         from t12k.divita.train import TrainConfig, train
 
@@ -286,7 +290,7 @@ class _Demo:
             log=lambda m: self.log("      " + m),
         )
 
-    def summary(self, result, pred: dict, held_out: str, n_test: int, seconds: float) -> None:
+    def summary(self, result: TrainResult, pred: dict, held_out: str, n_test: int, seconds: float) -> None:
         """What the demo made, from its stores, and how well the head did."""
         from t12k.storage import FeatureStore, ShotStore
 
@@ -319,7 +323,7 @@ def run_demo(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    **settings,
+    **settings: Any,
 ) -> int:
     """Build the demo corpus in `out` and run fetch, shots, extract, train and predict on it.
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import io
 import os
 import posixpath
 import shutil
@@ -37,10 +38,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import quote
 
 from tqdm.auto import tqdm
@@ -124,7 +126,7 @@ PUBLISHED_FILES = (
 )
 
 
-def select_files(only: list[str] | None, catalog=PUBLISHED_FILES) -> list[PublishedFile]:
+def select_files(only: list[str] | None, catalog: Sequence[PublishedFile] = PUBLISHED_FILES) -> list[PublishedFile]:
     """The catalog entries named in `only` (file, store or short names; None: all)."""
     if not only:
         return list(catalog)
@@ -145,7 +147,7 @@ def file_url(base_url: str, name: str) -> str:
 # ---- downloading --------------------------------------------------------------------------
 
 
-def _open(url: str, have: int, timeout: float):
+def _open(url: str, have: int, timeout: float) -> Any:
     """The response to a GET of `url` from byte `have` on; None when nothing is left to fetch.
     Connection trouble and HTTP 5xx/429 are Transient; other HTTP errors a T12kError."""
     headers = {"User-Agent": f"t12k/{t12k.__version__}"}
@@ -184,7 +186,7 @@ def _part_size(part: Path, log: Callable[[str], None]) -> int:
     return st.st_size
 
 
-def _open_nofollow(path: Path, flags: int, mode: str):
+def _open_nofollow(path: Path, flags: int, mode: str) -> io.BufferedIOBase:
     """An open file object of `path` that is a regular file reached without following a link
     (one planted after `_part_size` looked makes open fail, not write through it)."""
     # O_NONBLOCK: a FIFO planted there must not block the open; it does nothing to regular files.
@@ -197,10 +199,10 @@ def _open_nofollow(path: Path, flags: int, mode: str):
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise T12kError(f"{path} is not a regular file; remove it and run again")
-    return os.fdopen(fd, mode)
+    return cast(io.BufferedIOBase, os.fdopen(fd, mode))  # a binary mode: buffered
 
 
-def _fetch_once(url: str, part: Path, timeout: float, bar, log: Callable[[str], None]) -> None:
+def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm, log: Callable[[str], None]) -> None:
     """One attempt: append the rest of `url` to `part` (or rewrite it when the server sends
     the whole file). A transfer that stops early is Transient; what arrived is kept."""
     have = _part_size(part, log)
@@ -467,8 +469,8 @@ def download_published(
     only: list[str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    catalog=PUBLISHED_FILES,
-    **settings,
+    catalog: Sequence[PublishedFile] = PUBLISHED_FILES,
+    **settings: Any,
 ) -> RunSummary:
     """Fetch, verify and unpack the published files into `out_dir` (skipping what is there).
 

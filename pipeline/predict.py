@@ -12,7 +12,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +28,9 @@ from t12k.pipeline.extract import BackboneRunner, Engine, ExtractConfig, clip_fe
 from t12k.pipeline.extract.onepass import OnePass, planning_of
 from t12k.shots import ShotDetector, plan_clips
 from t12k.storage.features import nonfinite_problem
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _store_configs(stores: dict, weights: str | None) -> dict[str, ExtractConfig]:
@@ -46,7 +51,7 @@ def _recorded(stores: dict, role: str) -> tuple[str | None, ShotsConfig]:
     return str(t.get("weights", "default")), ShotsConfig.from_store(t.get("shots"))
 
 
-def _shots_config(stores: dict, roles) -> ShotsConfig:
+def _shots_config(stores: dict, roles: Iterable[str]) -> ShotsConfig:
     """The one shots setting every store of the checkpoint was made with."""
     found = {_recorded(stores, role)[1] for role in roles}
     if len(found) > 1:
@@ -96,7 +101,7 @@ def _local_video(source: str, tmp: Path) -> Path:
     return tmp / "trailer.mp4"
 
 
-def _runners(stores: dict, configs: dict[str, ExtractConfig], device) -> dict[str, BackboneRunner]:
+def _runners(stores: dict, configs: dict[str, ExtractConfig], device: str | torch.device) -> dict[str, BackboneRunner]:
     """Per role, the backbone that remakes its store's features, its weights checked against the store's."""
     runners = {}
     for role, cfg in configs.items():
@@ -116,7 +121,9 @@ def _plan_key(cfg: ExtractConfig) -> tuple:
     return cfg.strategy, int(cfg.fpc), int(cfg.fps)
 
 
-def _features(video: Path, configs: dict, runners: dict, detector, timing: dict) -> tuple[np.ndarray, int, dict]:
+def _features(
+    video: Path, configs: dict, runners: dict, detector: ShotDetector, timing: dict
+) -> tuple[np.ndarray, int, dict]:
     """(shots, frames, features per role) of the video. The roles whose clips are planned alike
     as the first role's come from one decode that finds the shots too (`OnePass`); any other
     role decodes once more with the clips of those shots."""
@@ -160,7 +167,7 @@ def predict_trailer(
     weights: str | None = None,
     device: str = "auto",
     work_dir: str | os.PathLike | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Genre probabilities of one trailer (a video file or a URL), with the seconds each step took."""
     t_start = time.perf_counter()

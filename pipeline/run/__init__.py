@@ -17,12 +17,14 @@ Modules, in the order of the data:
 - `faults`: faults injected on purpose, for the tests of lost workers and nodes.
 """
 
+from typing import Any
+
 from t12k.pipeline.run.config import ENGINES, STAGES, Layout, RunConfig
 
 __all__ = ["ENGINES", "STAGES", "Layout", "RunConfig", "run_collection"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # `run_collection` imports every stage (torch included); Ray's download and normalize
     # workers import this package for `stages` alone and need none of that
     if name == "run_collection":

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from t12k.pipeline import media
 from t12k.pipeline.detect import ShotsConfig
@@ -18,10 +19,20 @@ from t12k.pipeline.run.ledger import Ledger
 from t12k.pipeline.run.scheduler import Scheduler, Ticket
 from t12k.pipeline.runner import RunSummary
 
+if TYPE_CHECKING:
+    from t12k.pipeline.run.local import LocalBackend
+    from t12k.pipeline.run.ray_engine import RayBackend
+
 
 def _backend(
-    cfg: RunConfig, layout: Layout, fetch: FetchConfig, shots: ShotsConfig, extract: ExtractConfig, log, runners: list
-):
+    cfg: RunConfig,
+    layout: Layout,
+    fetch: FetchConfig,
+    shots: ShotsConfig,
+    extract: ExtractConfig,
+    log: Callable[[str], None],
+    runners: list,
+) -> LocalBackend | RayBackend:
     if cfg.engine == "ray":
         from t12k.pipeline.run.ray_engine import RayBackend
 
@@ -63,7 +74,7 @@ def run_collection(
     extract: ExtractConfig | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    **settings,
+    **settings: Any,
 ) -> RunSummary:
     """Take every item through download, normalization, shot detection and the backbones.
 

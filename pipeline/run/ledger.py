@@ -25,10 +25,10 @@ _SHORT = {"download": "dl", "normalize": "norm", "shots": "shots", "features": "
 class _NoBar:
     """fetch's Recorder counts on a bar of its own; the run has one bar for every stage."""
 
-    def update(self, *_):
+    def update(self, *_: object) -> None:
         pass
 
-    def set_postfix(self, **_):
+    def set_postfix(self, **_: object) -> None:
         pass
 
 
@@ -50,7 +50,7 @@ class Ledger:
     site: SiteBlock = field(default_factory=SiteBlock)  # downloads in a row blocked by the site
     rejected: dict[str, str] = field(default_factory=dict)  # kept out by the quality rules
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         lay = self.layout
         self.fetch = FetchSummary(out_dir=lay.videos)
         self.fetch_manifest = Manifest(lay.videos / "manifest.csv", MANIFEST_FIELDS)
@@ -70,6 +70,7 @@ class Ledger:
 
         shots = ShotStore.open(self.layout.shots) if self.layout.shots.is_dir() else None
         for mid in shots.ids() if shots is not None else []:
+            assert shots is not None  # ids come from the store
             if self.shots_manifest.status(mid) != "ok" and shots.is_done(mid):
                 preds, found = shots.predictions(mid), shots.shots(mid)
                 self.shots_manifest.record(mid, "ok", seconds="", frames=len(preds), shots=len(found))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from t12k.errors import describe
@@ -40,9 +41,9 @@ class LocalBackend:
         fetch: FetchConfig,
         shots: ShotsConfig,
         extract: ExtractConfig,
-        log=print,
+        log: Callable[[str], None] = print,
         runners: list | None = None,
-    ):
+    ) -> None:
         self.layout, self.fetch = layout, fetch
         self.slots = {"download": fetch.workers, "normalize": fetch.processes, "shots": 1, "features": 1}
         self.group = {"features": run.group}

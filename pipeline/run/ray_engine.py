@@ -21,9 +21,12 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t12k.errors import T12kError, describe, first_line
@@ -35,12 +38,15 @@ from t12k.pipeline.run.stages import Outcome
 if TYPE_CHECKING:  # kept out of the download and normalize tasks, which need no torch
     from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract.config import ExtractConfig
+    from t12k.pipeline.fetch.download import Downloaded
+    from t12k.pipeline.fetch.ids import FetchItem
+    from t12k.pipeline.run.faults import Fault
     from t12k.pipeline.run.scheduler import Ticket
 
 _CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's head before saying it cannot be reached
 
 
-def import_ray():
+def import_ray() -> Any:
     """The ray module, or a T12kError that says how to install it."""
     try:
         import ray
@@ -69,7 +75,7 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
-def connect(ray, config: RunConfig, cpus: int) -> bool:
+def connect(ray: Any, config: RunConfig, cpus: int) -> bool:
     """Join the cluster at `config.address`, or start a Ray instance here with `cpus` logical
     CPUs (`config.ray_cpus` when given); whether this run started it (and must stop it). A
     session already connected is used as it is."""
@@ -151,7 +157,7 @@ class _Desk:
     start of the next download, wall time) and the model calls that started, so that a call
     lost with its actor counts as an attempt only when it ran."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.next = 0.0
         self.calls: set[str] = set()
 
@@ -171,10 +177,10 @@ class _Desk:
 class _RemotePacer:
     """fetch's `Pacer.wait` on the cluster's clock."""
 
-    def __init__(self, desk):
+    def __init__(self, desk: Any) -> None:
         self.desk = desk
 
-    def wait(self, interval: float, stop) -> bool:
+    def wait(self, interval: float, stop: threading.Event | None) -> bool:
         import ray
 
         delay = ray.get(self.desk.reserve.remote(interval)) - time.time()
@@ -183,11 +189,11 @@ class _RemotePacer:
         return True
 
 
-def _download(item, videos, config: FetchConfig, desk) -> list[Outcome]:
+def _download(item: FetchItem, videos: Path, config: FetchConfig, desk: Any) -> list[Outcome]:
     return [stages.download(item, videos, config, _RemotePacer(desk))]
 
 
-def _normalize(d, videos, config: FetchConfig, faults) -> list[Outcome]:
+def _normalize(d: Downloaded, videos: Path, config: FetchConfig, faults: tuple[Fault, ...]) -> list[Outcome]:
     return [stages.normalize(d, videos, config, None, faults)]
 
 
@@ -201,7 +207,7 @@ def _started(desk: str, key: str) -> None:
 
 
 class _ShotsActor:
-    def __init__(self, desk: str, store, config: ShotsConfig, faults):
+    def __init__(self, desk: str, store: Path, config: ShotsConfig, faults: tuple[Fault, ...]) -> None:
         self.desk, self.stage = desk, stages.Shots(store, config, faults)
 
     def run(self, key: str, pairs: list[tuple[str, str]]) -> list[Outcome]:
@@ -210,7 +216,15 @@ class _ShotsActor:
 
 
 class _FeaturesActor:
-    def __init__(self, desk: str, folder, shots, config: ExtractConfig, faults, one: ShotsConfig | None = None):
+    def __init__(
+        self,
+        desk: str,
+        folder: Path,
+        shots: Path,
+        config: ExtractConfig,
+        faults: tuple[Fault, ...],
+        one: ShotsConfig | None = None,
+    ) -> None:
         # one: a single decode per trailer finds its shots here too, with these settings
         finder = stages.Shots(shots, one, faults) if one is not None else None
         self.desk, self.stage = desk, stages.Features(folder, shots, config, faults, shots=finder)
@@ -233,16 +247,16 @@ class RayBackend:
         fetch: FetchConfig,
         shots: ShotsConfig,
         extract: ExtractConfig,
-        log=print,
+        log: Callable[[str], None] = print,
         runners: list | None = None,  # the backbones on the CPU, for the stores' settings (loaded when None)
-    ):
+    ) -> None:
         self.ray = import_ray()
         self.layout, self.run, self.fetch = layout, run, fetch
         self.actors: dict[str, list] = {"shots": [], "features": []}
         self.load: dict[str, list[int]] = {"shots": [], "features": []}
         self.owner: dict[Any, tuple[str, int]] = {}
         self.keys: dict[Any, str] = {}  # a model call's key at the desk
-        self.desk = None
+        self.desk: Any = None  # the Ray actor that paces downloads and counts model calls
         cpus = os.cpu_count() or 1
         if not run.address and not self.ray.is_initialized():
             import torch
@@ -258,7 +272,9 @@ class RayBackend:
             self.close()
             raise
 
-    def _start(self, shots: ShotsConfig, extract: ExtractConfig, log, runners: list | None = None) -> None:
+    def _start(
+        self, shots: ShotsConfig, extract: ExtractConfig, log: Callable[[str], None], runners: list | None = None
+    ) -> None:
         ray, run, lay = self.ray, self.run, self.layout
         where = run.address or "started here"
         place = Placement.plan(ray.cluster_resources(), run, extract, where)

@@ -206,7 +206,9 @@ class Scheduler:
             assert t.download is not None
             if ledger.normalized(t.download, out) and not self.stopping:
                 t.video = out.data
-                self.ready[self.next["normalize"]].append(t)
+                nxt = self.next["normalize"]
+                assert nxt is not None  # a normalized video always goes on
+                self.ready[nxt].append(t)
         elif stage == "shots":
             if ledger.shot(out) and not self.stopping:
                 self.ready["features"].append(t)

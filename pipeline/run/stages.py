@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +36,14 @@ from t12k.pipeline.run.faults import Fault, inject
 
 if TYPE_CHECKING:  # the download and normalize tasks of a Ray worker need no torch
     import numpy as np
+    import torch
 
     from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract.config import ExtractConfig
+    from t12k.pipeline.extract.onepass import Shot
+    from t12k.pipeline.fetch.procpool import WorkerPool
+    from t12k.shots import ShotDetector
+    from t12k.storage import ShotStore
 
 # What the stage commands catch per trailer (see `t12k.pipeline.runner.run_items`).
 TRAILER_ERRORS = (T12kError, OSError, ValueError, RuntimeError)
@@ -63,7 +68,9 @@ class Outcome:
 # ---- download and normalize (fetch) -----------------------------------------------------------
 
 
-def download(item: FetchItem, videos: Path, config: FetchConfig, pacer, stop: threading.Event | None = None) -> Outcome:
+def download(
+    item: FetchItem, videos: Path, config: FetchConfig, pacer: Any, stop: threading.Event | None = None
+) -> Outcome:
     """Download one item into a temporary folder in `videos`, paced by `pacer` (an object
     with fetch's `Pacer.wait(interval, stop)`); `data` is fetch's `Downloaded`."""
     t0 = time.perf_counter()
@@ -75,7 +82,9 @@ def download(item: FetchItem, videos: Path, config: FetchConfig, pacer, stop: th
     return Outcome(item.id, status, d.reason, fields, time.perf_counter() - t0, d)
 
 
-def normalize(d: Downloaded, videos: Path, config: FetchConfig, pool=None, faults: tuple[Fault, ...] = ()) -> Outcome:
+def normalize(
+    d: Downloaded, videos: Path, config: FetchConfig, pool: WorkerPool | None = None, faults: tuple[Fault, ...] = ()
+) -> Outcome:
     """Normalize a download into `videos/{id}.mp4`: in a process of fetch's `WorkerPool` when
     `pool` is given, else in this process (a Ray task). The download's folder is removed once
     the answer is in; `data` is the video's path."""
@@ -95,7 +104,7 @@ def normalize(d: Downloaded, videos: Path, config: FetchConfig, pool=None, fault
 # ---- shots ------------------------------------------------------------------------------------
 
 
-def open_shots_store(path: Path, config: ShotsConfig):
+def open_shots_store(path: Path, config: ShotsConfig) -> ShotStore:
     """The shots store at `path`, created or appended to with `config`'s settings (as `t12k shots`)."""
     from t12k.storage import ShotStore
 
@@ -111,9 +120,9 @@ class Shots:
     def __init__(self, store_path: Path, config: ShotsConfig, faults: tuple[Fault, ...] = ()):
         self.config, self.faults = config, faults
         self.store = open_shots_store(Path(store_path), config)
-        self.detector = None
+        self.detector: ShotDetector | None = None
 
-    def _detector(self):
+    def _detector(self) -> ShotDetector:
         if self.detector is None:
             from t12k.backbones.device import resolve_device
             from t12k.shots import ShotDetector
@@ -162,7 +171,9 @@ class Shots:
 # ---- features ---------------------------------------------------------------------------------
 
 
-def open_feature_stores(runners: list, config: ExtractConfig, shot_settings: dict, folder: Path, log=None) -> dict:
+def open_feature_stores(
+    runners: list, config: ExtractConfig, shot_settings: dict, folder: Path, log: Callable[[str], None] | None = None
+) -> dict:
     """One feature store per backbone in `folder`, new or made with the same settings (as `t12k extract`)."""
     from t12k.pipeline.extract import store_settings
     from t12k.storage import FeatureStore
@@ -182,7 +193,7 @@ def open_feature_stores(runners: list, config: ExtractConfig, shot_settings: dic
     return stores
 
 
-def load_runners(config: ExtractConfig, device=None) -> list:
+def load_runners(config: ExtractConfig, device: str | torch.device | None = None) -> list:
     """The backbones of `config` on `device` (default: the config's), weights loaded."""
     from t12k.backbones import parse_backbones
     from t12k.backbones.device import resolve_device
@@ -205,10 +216,10 @@ class Features:
         shots_path: Path,
         config: ExtractConfig,
         faults: tuple[Fault, ...] = (),
-        log=None,
+        log: Callable[[str], None] | None = None,
         shots: Shots | None = None,
         runners: list | None = None,
-    ):
+    ) -> None:
         from t12k.pipeline.extract import Engine, worker_count
         from t12k.pipeline.extract.device_io import is_cuda
         from t12k.pipeline.extract.onepass import onepass_threads
@@ -232,7 +243,7 @@ class Features:
             reps_on=config.reps_on,
         )
 
-    def _plan(self, mid: str, shots) -> tuple:
+    def _plan(self, mid: str, shots: ShotStore) -> tuple:
         """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
         if mid not in shots:
             raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
@@ -289,11 +300,11 @@ class Features:
             else:
                 todo.append((mid, str(video)))
 
-        def commit(shot) -> None:
+        def commit(shot: Shot) -> None:
             inject(self.faults, "shots", shot.mid)
             store.write_shots(shot.mid, shot.shots, shot.preds)
 
-        def known(mid: str):
+        def known(mid: str) -> tuple[np.ndarray, np.ndarray] | None:
             return store.trailer(mid) if store.is_done(mid) else None
 
         one = OnePass(
@@ -327,7 +338,7 @@ class Features:
                 o.data = Outcome(mid, "skipped" if shot.found else "ok", fields=fields, seconds=shot.seconds)
         return [out[mid] for mid, _ in trailers]
 
-    def _plan_of(self, shots, num_frames: int) -> tuple:
+    def _plan_of(self, shots: np.ndarray, num_frames: int) -> tuple:
         """(clip plan, frames) of a trailer with these shots, as `t12k extract` plans it."""
         from t12k.shots import plan_clips
 
@@ -352,7 +363,7 @@ class Features:
         out[mid] = Outcome(mid, "ok", fields={"clips": len(plan), "frames": num_frames})
 
     @staticmethod
-    def _failed(out: dict):
+    def _failed(out: dict) -> Callable[[str, str], None]:
         def failed(mid: str, reason: str) -> None:
             out[mid] = Outcome(mid, "failed", reason)
 
