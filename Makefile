@@ -1,7 +1,7 @@
 # Two commands set everything up (see README.md):
 #   make demo   install t12k into .venv and run the end-to-end demo
 #   make test   install t12k with its test tools into .venv and run the whole test suite
-#   make lint   ruff (lint and format check) on the whole tree, mypy on storage/ and backbones/
+#   make lint   ruff (lint and format check) on the whole tree, mypy on the whole package
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
