@@ -267,9 +267,11 @@ def _readme_blocks() -> list[str]:
 
 def test_readme_from_python_runs(corpus, monkeypatch):
     """The README's open_features and training code, run as written in a folder that holds its
-    files (the last block, of detect_shots, extract_features and predict, needs videos)."""
+    files (the last two blocks, of detect_shots, extract_features and predict, and of t12k.run,
+    need videos: tests/test_api_video.py and tests/test_api_run.py run those calls)."""
     blocks = _readme_blocks()
-    assert len(blocks) == 3 and "t12k.detect_shots(" in blocks[2] and "t12k.predict(" in blocks[2]
+    assert len(blocks) == 4 and "t12k.detect_shots(" in blocks[2] and "t12k.predict(" in blocks[2]
+    assert "t12k.run(" in blocks[3]
     monkeypatch.chdir(corpus["root"])
     torch.manual_seed(0)
     scope: dict = {}
@@ -308,6 +310,7 @@ OTHERS = {  # names written beside this part of the API: tested once their modul
     "Shots": "t12k.pipeline.api",
     "Features": "t12k.pipeline.api",
     "register_backbone": "t12k.backbones",
+    "run": "t12k.pipeline.run.call",
 }
 
 
