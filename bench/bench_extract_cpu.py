@@ -64,8 +64,8 @@ BATCH_2D, BATCH_3D = 32, 4  # the plain loop's batches (the issue's)
 
 def prepare(video: Path, work: Path, seconds: float | None) -> tuple[Path, Path]:
     """The normalized video and the clip plan both sides use (an .npz of frames and spans)."""
-    from t12k.pipeline.detect import detect_shots
     from t12k.pipeline.media import normalize
+    from t12k.pipeline.shots_command import detect_shots
     from t12k.shots import plan_clips
     from t12k.storage import ShotStore
 
@@ -199,7 +199,7 @@ def child(args) -> None:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     r |= {"rss_main": me.ru_maxrss * 1024, "rss_children": kids.ru_maxrss * 1024, "threads": torch.get_num_threads()}
     if args.child == "t12k":
-        from t12k.pipeline.extract.runner import resolve_runtime
+        from t12k.pipeline.extract.backbone import resolve_runtime
 
         r["runtime"] = resolve_runtime(args.runtime, "cpu", "fp32")
     print("RESULT " + json.dumps(r), flush=True)

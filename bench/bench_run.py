@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from t12k.pipeline.demo import LocalServer, build_corpus
-from t12k.pipeline.detect import ShotsConfig, detect_shots
 from t12k.pipeline.extract import ExtractConfig, extract_features
 from t12k.pipeline.fetch import FetchConfig, FetchItem, fetch_collection
 from t12k.pipeline.run import RunConfig, run_collection
+from t12k.pipeline.shots_command import ShotsConfig, detect_shots
 from t12k.storage import FeatureStore, ShotStore
 
 

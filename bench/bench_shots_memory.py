@@ -26,7 +26,7 @@ from t12k.pipeline.media import ffmpeg_exe
 CHILD = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
-from t12k.pipeline.detect import detect_shots
+from t12k.pipeline.shots_command import detect_shots
 from t12k.storage import ShotStore
 
 folder = Path(sys.argv[1])

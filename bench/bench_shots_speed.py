@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t12k.pipeline.detect import detect_shots
 from t12k.pipeline.media import ffmpeg_exe, normalize, read_frames
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.shots_command import detect_shots
+from t12k.pipeline.summary import RunSummary
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.shots.transnet import package_sample_video
 from t12k.storage import ShotStore

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import zarr
 
 from t12k import GENRES
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.divita.data import FEATURE_DTYPES, load_trailers
 from t12k.divita.model import AGGREGATIONS, DIViTA
 from t12k.divita.train import evaluate

@@ -66,7 +66,7 @@ def shots_for(work: Path, video: Path) -> Path:
     """Shots store of the sample trailer (TransNet V2, computed once and cached)."""
     store = work / "shots.zarr"
     if not (store / "long").exists():
-        from t12k.pipeline.detect import detect_shots
+        from t12k.pipeline.shots_command import detect_shots
 
         folder = work / "one"
         folder.mkdir(exist_ok=True)
@@ -130,7 +130,7 @@ def section(title: str) -> None:
 def recording_engine() -> Iterator[dict]:
     """Keep the stats of the engine run `extract_features` makes inside the block (in
     `got["stats"]`): the engine's own timing figures, which the stage's summary leaves out."""
-    from t12k.pipeline.extract import stage
+    from t12k.pipeline.extract import command as stage
 
     got: dict = {}
     real_engine = stage.Engine

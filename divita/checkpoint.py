@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.divita.config import TrainConfig
 from t12k.divita.model import DIViTA
 from t12k.divita.runfiles import replace_atomic

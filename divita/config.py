@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from t12k.backbones.device import device_setting
+from t12k.device import device_setting
 from t12k.errors import T12kError
 from t12k.settings import broken_rule, check_fields, setting
 

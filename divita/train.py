@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 import t12k
 from t12k import GENRES
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.divita import runfiles
 from t12k.divita.checkpoint import (
     CHECKPOINT_FORMAT,

@@ -42,10 +42,10 @@ import numpy as np
 import torch
 
 from t12k.backbones import parse_backbones
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.errors import T12kError
-from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract import BackboneRunner, ExtractConfig, clip_features
+from t12k.pipeline.shots_command import ShotsConfig
 from t12k.shots import INPUT_SIZE, ShotDetector, plan_clips
 from t12k.storage.features import nonfinite_problem
 from t12k.storage.shots import shots_problem

@@ -25,7 +25,7 @@ import numpy as np
 
 from t12k import GENRES
 from t12k.backbones import REGISTRY, Kind, get_spec
-from t12k.backbones.device import device_setting
+from t12k.device import device_setting
 from t12k.errors import T12kError
 
 if TYPE_CHECKING:
@@ -238,8 +238,8 @@ class _Demo:
 
     def shots_and_features(self) -> None:
         """Steps 3 and 4: TransNet V2 shots, then the backbone's Shot-24 clip features."""
-        from t12k.pipeline.detect import detect_shots
         from t12k.pipeline.extract import extract_features
+        from t12k.pipeline.shots_command import detect_shots
 
         root, cfg = self.root, self.cfg
         self.log("[3/6] shots: TransNet V2 on every trailer")

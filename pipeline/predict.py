@@ -20,12 +20,12 @@ import numpy as np
 
 from t12k import GENRES
 from t12k.backbones import get_spec
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.divita.train import load_model, predict_features
 from t12k.errors import T12kError
-from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract import BackboneRunner, Engine, ExtractConfig, clip_features
 from t12k.pipeline.extract.onepass import OnePass, planning_of
+from t12k.pipeline.shots_command import ShotsConfig
 from t12k.shots import ShotDetector, plan_clips
 from t12k.storage.features import nonfinite_problem
 

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import torch
 
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.errors import T12kError
 from t12k.shots.fast import FastTransNet, StopFlag, color_histograms
 from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, Segments, check_frames, window_starts
@@ -116,7 +116,7 @@ class ShotDetector:
     uint8 array, or an iterable of (27, 48, 3) frames or (k, 27, 48, 3) blocks streamed
     through (`t12k.pipeline.media.iter_frames(path, INPUT_SIZE)`), never held whole.
 
-    device: where the network runs, resolved by `t12k.backbones.device.resolve_device`
+    device: where the network runs, resolved by `t12k.device.resolve_device`
     ("auto", "cpu", "cuda", "cuda:N"; a torch.device afterwards). windows_per_batch:
     100-frame windows per forward pass; 0 picks 1 on CPU (where one window at a time lets
     overlapping windows share work, and larger batches are no faster) and 8 on GPU.

@@ -16,9 +16,9 @@ import numpy as np
 from conftest import shot_frames, write_h264
 
 from t12k.pipeline.demo import LocalServer
-from t12k.pipeline.detect import ShotsConfig, detect_shots
 from t12k.pipeline.extract import ExtractConfig, extract_features
 from t12k.pipeline.fetch import FetchConfig, FetchItem, fetch_collection
+from t12k.pipeline.shots_command import ShotsConfig, detect_shots
 from t12k.storage import FeatureStore, ShotStore
 
 GOOD = {"r1": [30, 40], "r2": [50, 20, 30], "r3": [60], "r4": [25, 25, 25], "r5": [40, 45]}

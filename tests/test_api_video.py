@@ -58,8 +58,8 @@ def _threads_settle(before: set[threading.Thread], deadline: float = 10.0) -> se
 @pytest.fixture(scope="module")
 def stores(three_videos, tmp_path_factory):
     """The shots stage and the extract stage (shufflenet2d, random weights) over the videos."""
-    from t12k.pipeline.detect import detect_shots as shots_stage
     from t12k.pipeline.extract import extract_features as extract_stage
+    from t12k.pipeline.shots_command import detect_shots as shots_stage
 
     root = tmp_path_factory.mktemp("api")
     summary = shots_stage(three_videos, root / "shots.zarr", device="cpu", progress=False)

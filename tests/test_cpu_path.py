@@ -19,8 +19,8 @@ from conftest import MeanRunner, mean_features, shot_frames, write_h264
 from t12k.backbones import REGISTRY, Kind, get_spec, load_backbone
 from t12k.errors import T12kError
 from t12k.pipeline import extract as ex
+from t12k.pipeline.extract import backbone as runner_module
 from t12k.pipeline.extract import engine as engine_module
-from t12k.pipeline.extract import runner as runner_module
 from t12k.pipeline.extract import transforms
 from t12k.pipeline.media import iter_frames
 from t12k.shots import plan_clips

@@ -18,7 +18,7 @@ import zarr
 from t12k.cli import main
 from t12k.divita.data import load_table
 from t12k.errors import T12kError
-from t12k.pipeline.download import PUBLISHED_FILES, PublishedFile, download_published, safe_extract, select_files
+from t12k.pipeline.published import PUBLISHED_FILES, PublishedFile, download_published, safe_extract, select_files
 
 STORE = "trailers_i_test_fpc24.zarr"
 
@@ -235,7 +235,7 @@ def test_safe_extract_keeps_files_and_folders(tmp_path):
     assert (tmp_path / "x" / "top" / "sub" / "f.bin").read_bytes() == b"\x00\x01"
     archive.write_bytes(_tar([("other/f", b"1")]))
     with pytest.raises(T12kError, match="does not contain"):
-        from t12k.pipeline.download import _install_archive
+        from t12k.pipeline.published import _install_archive
 
         _install_archive(archive, PublishedFile("top.tar.gz", ""), tmp_path / "y")
 
@@ -290,7 +290,7 @@ def test_a_link_planted_at_the_part_file_is_not_written_through(server, tmp_path
 
 
 def test_a_link_planted_after_the_look_makes_the_open_fail(tmp_path):
-    from t12k.pipeline.download import _open_nofollow
+    from t12k.pipeline.published import _open_nofollow
 
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"keep")
@@ -366,7 +366,7 @@ def test_a_tar_bomb_is_refused_and_leaves_nothing(server, tmp_path, kind):
 def test_max_expanded_option():
     import argparse
 
-    from t12k.pipeline.download import MAX_EXPANDED, DownloadConfig
+    from t12k.pipeline.published import MAX_EXPANDED, DownloadConfig
     from t12k.settings import add_settings, settings_from
 
     p = argparse.ArgumentParser()

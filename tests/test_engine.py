@@ -15,11 +15,12 @@ import torch
 from conftest import THREE_SHOTS, MeanRunner, mean_features
 
 from t12k.backbones import REGISTRY, get_spec
-from t12k.backbones.device import device_math
 from t12k.cli import main as cli_main
+from t12k.device import device_math
 from t12k.errors import T12kError
 from t12k.pipeline import extract as ex
-from t12k.pipeline.extract import decode, inputs
+from t12k.pipeline.extract import clip_inputs as decode
+from t12k.pipeline.extract import inputs
 from t12k.shots import plan_clips
 from t12k.shots.clips import color_counts
 from t12k.storage import FeatureStore, ShotStore

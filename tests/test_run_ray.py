@@ -119,7 +119,7 @@ def test_a_node_removed_while_it_holds_work(cluster, tmp_path):
 HOLD_KILL = 45.0  # seconds of r4's 120 s hold after which the driver is killed anyway
 _DRIVER = """
 import json, sys
-from t12k.pipeline.detect import ShotsConfig
+from t12k.pipeline.shots_command import ShotsConfig
 from t12k.pipeline.extract import ExtractConfig
 from t12k.pipeline.fetch import FetchConfig, FetchItem
 from t12k.pipeline.run import RunConfig, run_collection

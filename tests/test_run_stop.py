@@ -43,7 +43,7 @@ _SLOW_RUN = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from t12k.pipeline.extract.runner import BackboneRunner
+    from t12k.pipeline.extract.backbone import BackboneRunner
     mark, slow = Path(sys.argv[1]), float(sys.argv[2])
     forward = BackboneRunner.forward
 

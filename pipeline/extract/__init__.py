@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 from t12k._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use (t12k._lazy): the package's light modules load alone
+    from t12k.pipeline.extract.backbone import BackboneRunner
+    from t12k.pipeline.extract.clip_inputs import ClipInput, apply_geometries, iter_clip_inputs, stack_raw
+    from t12k.pipeline.extract.command import clip_features, clip_table, extract_features, store_settings
     from t12k.pipeline.extract.config import ExtractConfig, worker_count
-    from t12k.pipeline.extract.decode import ClipInput, apply_geometries, iter_clip_inputs, stack_raw
     from t12k.pipeline.extract.device_io import DeviceIO
     from t12k.pipeline.extract.engine import Engine
     from t12k.pipeline.extract.reps import covers_every_frame, device_representatives
     from t12k.pipeline.extract.ring import FrameRing, SlotRef
-    from t12k.pipeline.extract.runner import BackboneRunner
-    from t12k.pipeline.extract.stage import clip_features, clip_table, extract_features, store_settings
     from t12k.pipeline.extract.stats import EngineStats
     from t12k.pipeline.extract.stream import Chunk, ClipStream, Failed, Job
     from t12k.pipeline.extract.transforms import Geometry, Normalize, apply_geometry, split_transforms
@@ -38,21 +38,21 @@ __getattr__ = lazy_exports(
     {
         "ExtractConfig": "config",
         "worker_count": "config",
-        "ClipInput": "decode",
-        "apply_geometries": "decode",
-        "iter_clip_inputs": "decode",
-        "stack_raw": "decode",
+        "ClipInput": "clip_inputs",
+        "apply_geometries": "clip_inputs",
+        "iter_clip_inputs": "clip_inputs",
+        "stack_raw": "clip_inputs",
         "DeviceIO": "device_io",
         "Engine": "engine",
         "covers_every_frame": "reps",
         "device_representatives": "reps",
         "FrameRing": "ring",
         "SlotRef": "ring",
-        "BackboneRunner": "runner",
-        "clip_features": "stage",
-        "clip_table": "stage",
-        "extract_features": "stage",
-        "store_settings": "stage",
+        "BackboneRunner": "backbone",
+        "clip_features": "command",
+        "clip_table": "command",
+        "extract_features": "command",
+        "store_settings": "command",
         "EngineStats": "stats",
         "Chunk": "stream",
         "ClipStream": "stream",

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from t12k.backbones import REGISTRY, Kind, parse_backbones
-from t12k.backbones.device import PRECISION_NAMES as PRECISIONS
-from t12k.backbones.device import device_setting
+from t12k.device import PRECISION_NAMES as PRECISIONS
+from t12k.device import device_setting
 from t12k.errors import T12kError
 from t12k.settings import check_fields
 from t12k.shots.clips import STRATEGIES

@@ -24,8 +24,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from t12k.backbones import Kind
-from t12k.backbones.device import device_math
+from t12k.device import device_math
 from t12k.errors import T12kError
+from t12k.pipeline.extract.backbone import micro_batch
 from t12k.pipeline.extract.background import in_thread, until
 from t12k.pipeline.extract.batches import Batcher, ModelQueue, Trailers, join
 from t12k.pipeline.extract.config import ExtractConfig
@@ -33,7 +34,6 @@ from t12k.pipeline.extract.device_io import DeviceIO, is_cuda
 from t12k.pipeline.extract.inputs import ChunkInputs
 from t12k.pipeline.extract.reps import covers_every_frame
 from t12k.pipeline.extract.ring import FrameRing
-from t12k.pipeline.extract.runner import micro_batch
 from t12k.pipeline.extract.stats import EngineStats
 from t12k.pipeline.extract.stream import Chunk, ClipStream, Failed, Job
 from t12k.pipeline.extract.transforms import clip_shape, group_geometries

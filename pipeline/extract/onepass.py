@@ -36,7 +36,7 @@ import torch
 from t12k.backbones import Kind
 from t12k.errors import Cancelled, T12kError, describe
 from t12k.pipeline.extract.background import drain, put
-from t12k.pipeline.extract.decode import ClipInput, apply_geometries, iter_clip_inputs
+from t12k.pipeline.extract.clip_inputs import ClipInput, apply_geometries, iter_clip_inputs
 from t12k.pipeline.extract.stream import Chunk, Failed
 from t12k.pipeline.extract.transforms import Geometry
 from t12k.pipeline.media.decode import iter_frame_pairs

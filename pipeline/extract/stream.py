@@ -17,7 +17,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from t12k.backbones import Kind
 from t12k.errors import describe
-from t12k.pipeline.extract.decode import ClipInput, apply_geometries, iter_clip_inputs, stack_raw
+from t12k.pipeline.extract.clip_inputs import ClipInput, apply_geometries, iter_clip_inputs, stack_raw
 from t12k.pipeline.extract.ring import FrameRing, SlotRef, mp_context
 from t12k.pipeline.extract.transforms import Geometry
 from t12k.shots import ClipPlan

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from t12k.errors import MAX_REASON
 from t12k.pipeline.fetch.download import Downloaded
 from t12k.pipeline.fetch.quality import rules_text
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.summary import RunSummary
 
 if TYPE_CHECKING:
     from tqdm import tqdm

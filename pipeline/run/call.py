@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from t12k.errors import T12kError
-from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch import FetchConfig, FetchItem, collect_items
 from t12k.pipeline.run.collection import run_collection
 from t12k.pipeline.run.config import RunConfig
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.shots_command import ShotsConfig
+from t12k.pipeline.summary import RunSummary
 
 # The settings dataclass of each stage, in the order a shared setting is given to them.
 _STAGES: dict[str, type] = {"run": RunConfig, "fetch": FetchConfig, "shots": ShotsConfig, "extract": ExtractConfig}

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t12k.pipeline import media
-from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.ids import FetchItem, check_items
@@ -17,7 +16,8 @@ from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fe
 from t12k.pipeline.run.config import Layout, RunConfig
 from t12k.pipeline.run.ledger import Ledger
 from t12k.pipeline.run.scheduler import Scheduler, Ticket
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.shots_command import ShotsConfig
+from t12k.pipeline.summary import RunSummary
 
 if TYPE_CHECKING:
     from t12k.pipeline.run.local import LocalBackend
@@ -45,7 +45,7 @@ def _backend(
 def _check(cfg: RunConfig, shots: ShotsConfig, extract: ExtractConfig) -> list:
     """The backbones, loaded: every setting is checked (device, runtime, weights) before the
     run touches the disk. A Ray run's device is the cluster's: here they load on the CPU."""
-    from t12k.backbones.device import resolve_device
+    from t12k.device import resolve_device
     from t12k.pipeline.run.stages import load_runners
 
     if cfg.engine == "local":

@@ -16,7 +16,7 @@ from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
 from t12k.pipeline.run.config import STAGES, Layout
 from t12k.pipeline.run.stages import Outcome
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.summary import RunSummary
 from t12k.storage import Manifest
 
 _SHORT = {"download": "dl", "normalize": "norm", "shots": "shots", "features": "feat"}

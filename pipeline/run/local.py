@@ -19,7 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from t12k.errors import describe
-from t12k.pipeline.detect import ShotsConfig
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.normalizer import TARGET
@@ -29,6 +28,7 @@ from t12k.pipeline.run import stages
 from t12k.pipeline.run.config import STAGES, Layout, RunConfig
 from t12k.pipeline.run.scheduler import Ticket
 from t12k.pipeline.run.stages import Outcome
+from t12k.pipeline.shots_command import ShotsConfig
 
 
 class LocalBackend:

@@ -36,12 +36,12 @@ from t12k.pipeline.run.config import Layout, RunConfig
 from t12k.pipeline.run.stages import Outcome
 
 if TYPE_CHECKING:  # kept out of the download and normalize tasks, which need no torch
-    from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract.config import ExtractConfig
     from t12k.pipeline.fetch.download import Downloaded
     from t12k.pipeline.fetch.ids import FetchItem
     from t12k.pipeline.run.faults import Fault
     from t12k.pipeline.run.scheduler import Ticket
+    from t12k.pipeline.shots_command import ShotsConfig
 
 _CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's head before saying it cannot be reached
 

@@ -38,14 +38,14 @@ if TYPE_CHECKING:  # the download and normalize tasks of a Ray worker need no to
     import numpy as np
     import torch
 
-    from t12k.pipeline.detect import ShotsConfig
     from t12k.pipeline.extract.config import ExtractConfig
     from t12k.pipeline.extract.onepass import Shot
     from t12k.pipeline.fetch.procpool import WorkerPool
+    from t12k.pipeline.shots_command import ShotsConfig
     from t12k.shots import ShotDetector
     from t12k.storage import ShotStore
 
-# What the stage commands catch per trailer (see `t12k.pipeline.runner.run_items`).
+# What the stage commands catch per trailer (see `t12k.pipeline.summary.run_items`).
 TRAILER_ERRORS = (T12kError, OSError, ValueError, RuntimeError)
 
 
@@ -124,7 +124,7 @@ class Shots:
 
     def _detector(self) -> ShotDetector:
         if self.detector is None:
-            from t12k.backbones.device import resolve_device
+            from t12k.device import resolve_device
             from t12k.shots import ShotDetector
 
             self.detector = ShotDetector(device=resolve_device(self.config.device), threshold=self.config.threshold)
@@ -196,7 +196,7 @@ def open_feature_stores(
 def load_runners(config: ExtractConfig, device: str | torch.device | None = None) -> list:
     """The backbones of `config` on `device` (default: the config's), weights loaded."""
     from t12k.backbones import parse_backbones
-    from t12k.backbones.device import resolve_device
+    from t12k.device import resolve_device
     from t12k.pipeline.extract import BackboneRunner
 
     dev = resolve_device(config.device if device is None else device)

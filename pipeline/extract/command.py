@@ -19,15 +19,15 @@ from tqdm import tqdm
 
 from t12k import __version__
 from t12k.backbones import REGISTRY, Kind, parse_backbones
-from t12k.backbones.device import resolve_device
+from t12k.device import resolve_device
 from t12k.errors import T12kError, describe
+from t12k.pipeline.extract.backbone import BackboneRunner
 from t12k.pipeline.extract.config import VIDEO_FPS, ExtractConfig, worker_count
 from t12k.pipeline.extract.device_io import is_cuda
 from t12k.pipeline.extract.engine import Engine
-from t12k.pipeline.extract.runner import BackboneRunner
 from t12k.pipeline.extract.stats import EngineStats
 from t12k.pipeline.extract.stream import Job
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.summary import RunSummary
 from t12k.pipeline.videos import find_videos
 from t12k.shots import ClipPlan, plan_clips
 from t12k.shots.clips import STRATEGIES
@@ -82,7 +82,7 @@ def settings_from_name(kind: str, store: str | os.PathLike) -> tuple[dict, list[
     registered backbone gives."""
     name = Path(store).name
     if kind == "shots":
-        from t12k.pipeline.detect import ShotsConfig
+        from t12k.pipeline.shots_command import ShotsConfig
 
         made = ShotsConfig().store_settings()
         if _threshold_remakes_shots(Path(store), made["threshold"]):

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from t12k import __version__
-from t12k.backbones.device import device_setting, resolve_device
+from t12k.device import device_setting, resolve_device
 from t12k.errors import Cancelled, T12kError
 from t12k.pipeline.media import iter_frames
-from t12k.pipeline.runner import RunSummary, run_items
+from t12k.pipeline.summary import RunSummary, run_items
 from t12k.pipeline.videos import find_videos
 from t12k.settings import check_fields
 from t12k.shots.windows import INPUT_SIZE, STRIDE

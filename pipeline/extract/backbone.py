@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from t12k.backbones import BackboneSpec, Kind, load_backbone
-from t12k.backbones.device import PRECISIONS, check_precision, device_math
+from t12k.device import PRECISIONS, check_precision, device_math
 from t12k.errors import T12kError
 from t12k.pipeline.extract.config import RUNTIMES
 from t12k.pipeline.extract.openvino import OpenVINOForms, OpenVINONet

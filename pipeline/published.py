@@ -52,7 +52,7 @@ from t12k.errors import T12kError
 from t12k.pipeline.fetch.config import parse_size
 from t12k.pipeline.media.ffmpeg import TMP_MARK
 from t12k.pipeline.retry import RetryPolicy, Transient
-from t12k.pipeline.runner import RunSummary
+from t12k.pipeline.summary import RunSummary
 from t12k.storage.checksum import file_digest
 
 ZENODO_RECORD = 5716410
