@@ -255,6 +255,9 @@ def _predict_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="backbone weights when the checkpoint's stores were made from a local file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_settings(p, ExtractConfig, only=("device",))
+    from t12k.report.cli import html_option
+
+    html_option(p)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -275,6 +278,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
         print(f"{a.video}: {res['shots']} shots, {res['clips']} clips")
         for g in sorted(GENRES, key=lambda g: -res["probabilities"][g]):
             print(f"  {g:<10} {res['probabilities'][g]:.3f}")
+    if a.html:
+        from t12k.report.cli import write_predict_page
+
+        print(f"page: {write_predict_page(res, a.html)}", file=sys.stderr if a.json else sys.stdout)
     return 0
 
 
@@ -512,6 +519,27 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 1 if damaged else 0
 
 
+@_command(
+    "report",
+    "write an HTML report of a work folder: the collection, its stores and a page per trailer",
+    "Read what `t12k run` or the stage commands left in WORK and write static pages to --out (open "
+    "index.html; no server, no network): trailers per status, failures by reason, quality rules, distributions, "
+    "the stores and whether they are whole, and per trailer its clips' frames, TransNet V2 curve and facts "
+    "(genres with --checkpoint). Exits 2 only when nothing could be read.",
+    needs=("t12k.report.build",),
+)
+def _report_parser(p: argparse.ArgumentParser) -> None:
+    from t12k.report.cli import add_options
+
+    add_options(p)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from t12k.report.cli import run
+
+    return run(a)
+
+
 # command -> (builds its subparser, runs it); the order is the order of `t12k --help`.
 COMMANDS = {
     "fetch": (_fetch_parser, cmd_fetch),
@@ -526,6 +554,7 @@ COMMANDS = {
     "demo": (_demo_parser, cmd_demo),
     "backbones": (_backbones_parser, cmd_backbones),
     "verify": (_verify_parser, cmd_verify),
+    "report": (_report_parser, cmd_report),
 }
 
 
