@@ -175,6 +175,7 @@ def test_the_feature_stage_takes_the_default_device_and_decodes_a_trailer_per_co
     config = ExtractConfig(backbones="shufflenet2d", weights="none")  # device: auto, the command line's default
     shots = stages.Shots(tmp_path / "shots.zarr", ShotsConfig(device="cpu"))
     feats = stages.Features(tmp_path / "features", tmp_path / "shots.zarr", config, shots=shots)
+    feats.setup()
     if feats.runners[0].device.type == "cpu":
         assert feats.decoders == (os.cpu_count() or 1)
     assert onepass_threads(None, "cpu") == onepass_threads("auto", "cpu") == (os.cpu_count() or 1)

@@ -18,11 +18,11 @@ from t12k.errors import T12kError
 from t12k.pipeline.fetch import FetchItem
 from t12k.pipeline.fetch.download import Downloaded
 from t12k.pipeline.run import RunConfig, run_collection
-from t12k.pipeline.run.config import Layout
+from t12k.pipeline.run.config import STAGES, Layout
 from t12k.pipeline.run.faults import Fault
 from t12k.pipeline.run.ledger import Ledger
-from t12k.pipeline.run.scheduler import Scheduler, Ticket
-from t12k.pipeline.run.stages import Outcome
+from t12k.pipeline.run.scheduler import Scheduler
+from t12k.pipeline.stage import Outcome, Stage, Ticket
 
 pytest.register_assert_rewrite("run_corpus")  # its asserts explain themselves too
 import run_corpus as rc  # noqa: E402
@@ -119,6 +119,17 @@ def test_ctrl_c_stops_the_workers_and_the_same_run_resumes(tmp_path):
     assert rc.statuses(out / "features" / "extract.manifest.csv") == dict.fromkeys(rc.GOOD, "ok")
 
 
+class _Named(Stage):
+    """A stage of the run known by its name alone (the fake backends below do its work)."""
+
+    def __init__(self, name: str, batch: int = 1):
+        self.name, self.batch = name, batch  # type: ignore[misc]
+
+
+def _stages(**batch: int) -> list[Stage]:
+    return [_Named(s, batch.get(s, 1)) for s in STAGES]
+
+
 class _SlowModels:
     """A backend whose downloads, normalizations and shots finish at once and whose feature
     stage finishes one call per `every` waits, counting what is past download and not done."""
@@ -176,8 +187,8 @@ def _held_at_most(folder: Path, n: int) -> int:
     layout.make()
     backend = _SlowModels()
     ledger = Ledger(layout, n, progress=False, slots=backend.slots)
-    tickets = [("download", Ticket(FetchItem(f"t{i:03d}", f"http://x/{i}"))) for i in range(n)]
-    assert Scheduler(backend, ledger, bound=2).run(tickets) == 0
+    tickets = [("download", Ticket(f"t{i:03d}", FetchItem(f"t{i:03d}", f"http://x/{i}"))) for i in range(n)]
+    assert Scheduler(_stages(features=2), backend, ledger, bound=2).run(tickets) == 0
     summary = ledger.close([t.item for _, t in tickets])
     assert len(summary.done) == n and backend.features_done == n
     assert backend.started == {"download": n, "normalize": n, "shots": n, "features": n}

@@ -18,10 +18,10 @@ import pytest
 from t12k import cli
 from t12k.pipeline.fetch import FetchItem
 from t12k.pipeline.run import RunConfig, run_collection
-from t12k.pipeline.run.config import Layout
+from t12k.pipeline.run.config import STAGES, Layout
 from t12k.pipeline.run.ledger import Ledger
-from t12k.pipeline.run.scheduler import Scheduler, Ticket
-from t12k.pipeline.run.stages import Outcome
+from t12k.pipeline.run.scheduler import Scheduler
+from t12k.pipeline.stage import Outcome, Stage, Ticket
 from t12k.storage import FeatureStore, ShotStore
 
 pytest.register_assert_rewrite("run_corpus")
@@ -198,6 +198,17 @@ def test_a_decoder_is_out_of_the_terminals_ctrl_c(tmp_path, decode):
     assert ffmpeg not in _children()  # ended and reaped with the decode
 
 
+class _Named(Stage):
+    """A stage of the run known by its name alone (the fake backends below do its work)."""
+
+    def __init__(self, name: str, batch: int = 1):
+        self.name, self.batch = name, batch  # type: ignore[misc]
+
+
+def _stages(**batch: int) -> list[Stage]:
+    return [_Named(s, batch.get(s, 1)) for s in STAGES]
+
+
 class _DecoderEndedByTheStop:
     """A backend whose model call in flight when the run is stopped comes back failed, as a
     decoder the user's signal killed reads (ffmpeg exits 255, like a broken video)."""
@@ -244,9 +255,9 @@ def test_a_failure_that_comes_back_once_the_run_is_stopping_is_no_failure(tmp_pa
     layout = Layout(tmp_path)
     layout.make()
     ledger = Ledger(layout, 1, progress=False)
-    ticket = Ticket(FetchItem("a1", "http://x/a1.mp4"), video=str(tmp_path / "a1.mp4"))
+    ticket = Ticket("a1", FetchItem("a1", "http://x/a1.mp4"), str(tmp_path / "a1.mp4"))
     with pytest.raises(KeyboardInterrupt):
-        Scheduler(_DecoderEndedByTheStop(), ledger, bound=2).run([("shots", ticket)])
+        Scheduler(_stages(), _DecoderEndedByTheStop(), ledger, bound=2).run([("shots", ticket)])
     summary = ledger.close([ticket.item])
     assert not summary.failed
     assert rc.statuses(layout.shots_manifest) == {} and rc.statuses(layout.features_manifest) == {}

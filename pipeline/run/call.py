@@ -20,6 +20,7 @@ from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch import FetchConfig, FetchItem, collect_items
 from t12k.pipeline.run.collection import run_collection
 from t12k.pipeline.run.config import RunConfig
+from t12k.pipeline.shards import Shard
 from t12k.pipeline.shots_command import ShotsConfig
 from t12k.pipeline.summary import RunSummary
 
@@ -39,6 +40,7 @@ def run(
     *,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    shard: Shard | str | None = None,
     **settings: Any,
 ) -> RunSummary:
     """Download, normalize, detect shots and extract `backbone` features of every trailer of
@@ -51,7 +53,8 @@ def run(
     `ray`. `settings`: any option of `t12k run` by its field name (`weights="none"`,
     `device="cpu"`, `sleep=0`, `fpc=16`, ...). Nothing is printed unless `progress` (bars) or
     `log` (a line per event) is given. Running the same call again resumes; an unknown setting,
-    a bad value or unusable items raise `T12kError` before anything is written.
+    a bad value or unusable items raise `T12kError` before anything is written. `shard`
+    (`Shard`, `"K/N"` or `"auto"` in a Slurm array job): only the trailers that task takes.
 
     >>> summary = t12k.run(corpus, work, "shufflenet2d", weights="none", device="cpu", sleep=0)
     >>> summary.ok, sorted(summary.done)
@@ -72,6 +75,7 @@ def run(
         extract=configs["extract"],
         progress=progress,
         log=log or (lambda message: None),
+        shard=Shard.parse(shard) if isinstance(shard, str) else shard,
     )
 
 

@@ -8,6 +8,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from t12k.pipeline.run.local import LocalBackend
+    from t12k.pipeline.run.ray_engine import RayBackend
+
 from t12k.pipeline import media
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch.config import FetchConfig
@@ -15,31 +19,21 @@ from t12k.pipeline.fetch.ids import FetchItem, check_items
 from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fetch
 from t12k.pipeline.run.config import Layout, RunConfig
 from t12k.pipeline.run.ledger import Ledger
-from t12k.pipeline.run.scheduler import Scheduler, Ticket
+from t12k.pipeline.run.scheduler import Scheduler
+from t12k.pipeline.shards import Shard
 from t12k.pipeline.shots_command import ShotsConfig
+from t12k.pipeline.stage import Stage, Ticket
 from t12k.pipeline.summary import RunSummary
 
-if TYPE_CHECKING:
-    from t12k.pipeline.run.local import LocalBackend
-    from t12k.pipeline.run.ray_engine import RayBackend
 
-
-def _backend(
-    cfg: RunConfig,
-    layout: Layout,
-    fetch: FetchConfig,
-    shots: ShotsConfig,
-    extract: ExtractConfig,
-    log: Callable[[str], None],
-    runners: list,
-) -> LocalBackend | RayBackend:
+def _backend(cfg: RunConfig, stages: list[Stage]) -> LocalBackend | RayBackend:
     if cfg.engine == "ray":
         from t12k.pipeline.run.ray_engine import RayBackend
 
-        return RayBackend(layout, cfg, fetch, shots, extract, log, runners)
+        return RayBackend(stages, cfg)
     from t12k.pipeline.run.local import LocalBackend
 
-    return LocalBackend(layout, cfg, fetch, shots, extract, log, runners)
+    return LocalBackend(stages)
 
 
 def _check(cfg: RunConfig, shots: ShotsConfig, extract: ExtractConfig) -> list:
@@ -74,6 +68,7 @@ def run_collection(
     extract: ExtractConfig | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    shard: Shard | None = None,
     **settings: Any,
 ) -> RunSummary:
     """Take every item through download, normalization, shot detection and the backbones.
@@ -87,7 +82,8 @@ def run_collection(
     that fails is recorded with its stage and reason and the others go on. On Ctrl-C the
     workers stop, finished trailers are kept and nothing is left half-written. Every setting
     is checked before anything is written; each trailer in a store has its manifest row,
-    also when an earlier run was killed between the commit and the row.
+    also when an earlier run was killed between the commit and the row. `shard`: only the
+    items it takes, beside the other shards' tasks (`pipeline.shards`).
     """
     cfg = dataclasses.replace(config or RunConfig(), **settings)
     fetch = fetch or FetchConfig()
@@ -95,27 +91,32 @@ def run_collection(
     extract = extract or ExtractConfig()
     if cfg.decode_workers is not None:
         extract = dataclasses.replace(extract, workers=cfg.decode_workers)
-    items = list(items)
+    items = [it for it in items if shard is None or shard.takes(it.id)]
     check_items(items)
     fetch.validate()
     fetch = dataclasses.replace(fetch, ffmpeg=fetch.ffmpeg or media.ffmpeg_exe())
     runners = _check(cfg, shots, extract)
     layout = Layout(Path(out_dir))
     layout.make()
-    with folder_lock(layout.videos):
-        clean_leftovers(layout.videos)
-        backend = _backend(cfg, layout, fetch, shots, extract, log, runners)
+    with folder_lock(layout.videos, shard):
+        clean_leftovers(layout.videos, shard)
+        from t12k.pipeline.run.stages import build_stages
+
+        stages = build_stages(layout, cfg, fetch, shots, extract, log, runners)
+        backend = _backend(cfg, stages)
         del runners  # the backend's now (a Ray run's go once their stores are opened)
-        ledger = Ledger(layout, len(items), progress, dict(backend.slots))
+        ledger = Ledger(layout, len(items), progress, dict(backend.slots), one_decode=cfg.decode == "once")
         ledger.restore(_feature_stores(layout, extract))
-        scheduler = Scheduler(backend, ledger, cfg.queue, one_decode=cfg.decode == "once")
+        scheduler = Scheduler(stages, backend, ledger, cfg.queue)
         model = "features" if cfg.decode == "once" else "shots"  # the first model stage
         try:
             still = still_to_fetch(items, layout.videos, fetch, ledger.recorder)
             ledger.fetch_skipped(items, still)
             todo, fetched = {it.id for it in still}, set(ledger.fetch.skipped)
             entries = [
-                ("download", Ticket(it)) if it.id in todo else (model, Ticket(it, str(layout.video(it.id))))
+                ("download", Ticket(it.id, it))
+                if it.id in todo
+                else (model, Ticket(it.id, it, str(layout.video(it.id))))
                 for it in items
                 if it.id in todo or it.id in fetched
             ]
@@ -123,5 +124,5 @@ def run_collection(
         finally:
             backend.close()
             summary = ledger.close(items, scheduler.not_attempted)
-            clean_leftovers(layout.videos)
+            clean_leftovers(layout.videos, shard)
     return summary

@@ -15,7 +15,7 @@ from t12k.pipeline.fetch.download import Downloaded
 from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
 from t12k.pipeline.run.config import STAGES, Layout
-from t12k.pipeline.run.stages import Outcome
+from t12k.pipeline.stage import Outcome, Ticket
 from t12k.pipeline.summary import RunSummary
 from t12k.storage import Manifest
 
@@ -49,6 +49,7 @@ class Ledger:
     worked: set[str] = field(default_factory=set)  # trailers some stage did work on in this run
     site: SiteBlock = field(default_factory=SiteBlock)  # downloads in a row blocked by the site
     rejected: dict[str, str] = field(default_factory=dict)  # kept out by the quality rules
+    one_decode: bool = False  # the feature stage finds the shots too (its outcome carries theirs)
 
     def __post_init__(self) -> None:
         lay = self.layout
@@ -86,7 +87,32 @@ class Ledger:
 
     def entered(self, stage: str, n: int = 1) -> None:
         self.counts[stage].entered += n
+        if stage == "features" and self.one_decode:
+            self.counts["shots"].entered += n
         self._show()
+
+    @property
+    def halted(self) -> bool:
+        """The site blocks downloads: no new trailer starts one."""
+        return bool(self.summary.stopped)
+
+    def record(self, stage: str, t: Ticket, out: Outcome, stopping: bool) -> bool:
+        """Record one trailer's outcome of `stage` (the scheduler's `Records`); whether it goes on."""
+        if stage == "download":
+            d = out.data if isinstance(out.data, Downloaded) else _lost_download(t, out)
+            d.t0 = t.t0  # the driver's clock: the worker's may be another machine's
+            return self.downloaded(d, out)
+        if stage == "normalize":
+            assert isinstance(t.data, Downloaded)  # what the download stage handed on
+            return self.normalized(t.data, out)
+        if stage == "shots":
+            return self.shot(out)
+        if self.one_decode:  # the shot stage's outcome rides along; a lost call's shots may be in the store
+            shot = out.data if isinstance(out.data, Outcome) else self.found_shots(out.mid)
+            if not self.shot(shot or Outcome(out.mid, out.status, out.reason)):
+                return False
+        self.featured(out)
+        return False
 
     def _show(self) -> None:
         if self.progress:
@@ -220,3 +246,8 @@ class Ledger:
         """Each stage's busy time over the time its workers had (wall time x workers)."""
         wall = max(1e-9, time.perf_counter() - self.t0)
         return {st: min(1.0, c.busy / (wall * max(1, self.slots.get(st, 1)))) for st, c in self.counts.items()}
+
+
+def _lost_download(t: Ticket, out: Outcome) -> Downloaded:
+    """The record of a download whose worker died (no `Downloaded` came back)."""
+    return Downloaded(t.item, Path(), t.t0, kind="error" if out.status == "failed" else out.status, reason=out.reason)

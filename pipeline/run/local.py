@@ -1,4 +1,4 @@
-"""The local engine of `t12k run`: every stage on this machine, each with workers of its own.
+"""The local engine: every stage of a pipeline on this machine, each with workers of its own.
 
 Downloads run in `workers` threads paced by fetch's `Pacer`; normalizations in fetch's worker
 processes (a thread waits for each), `normalize_workers` at once; shot detection and the
@@ -15,81 +15,43 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from t12k.errors import describe
-from t12k.pipeline.extract.config import ExtractConfig
-from t12k.pipeline.fetch.config import FetchConfig
-from t12k.pipeline.fetch.normalizer import TARGET
-from t12k.pipeline.fetch.pacing import Pacer
-from t12k.pipeline.fetch.procpool import WorkerPool
-from t12k.pipeline.run import stages
-from t12k.pipeline.run.config import STAGES, Layout, RunConfig
-from t12k.pipeline.run.scheduler import Ticket
-from t12k.pipeline.run.stages import Outcome
-from t12k.pipeline.shots_command import ShotsConfig
+from t12k.pipeline.stage import Outcome, Stage, Ticket
 
 
 class LocalBackend:
-    """Threads and processes of this machine for the calls of each stage (see `Backend`)."""
+    """Threads and processes of this machine for the calls of any list of stages (see
+    `scheduler.Backend`): each stage gets `slots` threads; every stage is prepared and set up
+    here, once, before the first call (the stores are opened and the models loaded, so that a
+    store made with other settings stops the run before any work)."""
 
-    def __init__(
-        self,
-        layout: Layout,
-        run: RunConfig,
-        fetch: FetchConfig,
-        shots: ShotsConfig,
-        extract: ExtractConfig,
-        log: Callable[[str], None] = print,
-        runners: list | None = None,
-    ) -> None:
-        self.layout, self.fetch = layout, fetch
-        self.slots = {"download": fetch.workers, "normalize": fetch.processes, "shots": 1, "features": 1}
-        self.group = {"features": run.group}
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = {s.name: s for s in stages}
+        self.slots = {s.name: max(1, s.slots) for s in stages}
         self.attempts = 1  # a failed call here is a bug in a stage, not a lost worker
         self.halt = threading.Event()
-        self.pacer = Pacer()
-        # the stores are opened (and the backbones loaded) here, so that a store made with
-        # other settings stops the run before any work; the detector loads on first use
-        self.shots = stages.Shots(layout.shots, shots, run.faults)
-        one = self.shots if run.decode == "once" else None  # the feature stage finds the shots too
-        self.features = stages.Features(layout.features, layout.shots, extract, run.faults, log, one, runners)
-        self.pool = WorkerPool(TARGET)
+        self.threads: dict[str, ThreadPoolExecutor] = {}
+        try:
+            for s in stages:
+                s.prepare()
+                s.setup()
+        except BaseException:
+            self.close()
+            raise
         self.threads = {
-            s: ThreadPoolExecutor(
-                max_workers=self.slots[s],
-                thread_name_prefix=f"t12k-{s}",
-                initializer=_without_sigint if s in ("shots", "features") else None,
+            s.name: ThreadPoolExecutor(
+                max_workers=self.slots[s.name],
+                thread_name_prefix=f"t12k-{s.name}",
+                initializer=_without_sigint if s.stateful else None,
             )
-            for s in STAGES
+            for s in stages
         }
 
     def submit(self, stage: str, tickets: list[Ticket]) -> Future:
-        call = {
-            "download": self._download,
-            "normalize": self._normalize,
-            "shots": self._shots,
-            "features": self._features,
-        }[stage]
-        return self.threads[stage].submit(call, tickets)
-
-    def _download(self, tickets: list[Ticket]) -> list[Outcome]:
-        (t,) = tickets
-        return [stages.download(t.item, self.layout.videos, self.fetch, self.pacer, self.halt)]
-
-    def _normalize(self, tickets: list[Ticket]) -> list[Outcome]:
-        (t,) = tickets
-        return [stages.normalize(t.download, self.layout.videos, self.fetch, self.pool)]
-
-    def _shots(self, tickets: list[Ticket]) -> list[Outcome]:
-        h = self.halt
-        return [Outcome(t.mid, "cancelled") if h.is_set() else self.shots(t.mid, t.video, stop=h) for t in tickets]
-
-    def _features(self, tickets: list[Ticket]) -> list[Outcome]:
-        if self.halt.is_set():
-            return [Outcome(t.mid, "cancelled") for t in tickets]
-        return self.features([(t.mid, str(t.video)) for t in tickets], self.halt)
+        return self.threads[stage].submit(self.stages[stage].process, tickets, self.halt)
 
     def wait(self, handles: list[Future], timeout: float) -> list[Future]:
         done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -107,13 +69,15 @@ class LocalBackend:
     def stop(self) -> None:
         """Stop downloads and ffmpeg now, the model calls at their next batch (or frame)."""
         self.halt.set()
-        self.pool.stop()
+        for s in self.stages.values():
+            s.stop()
 
     def close(self) -> None:
         self.stop()
         for pool in self.threads.values():
             pool.shutdown(wait=True, cancel_futures=True)
-        self.pool.close()
+        for s in self.stages.values():
+            s.teardown()
 
 
 def _without_sigint() -> None:

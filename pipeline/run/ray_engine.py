@@ -1,12 +1,13 @@
-"""The Ray engine of `t12k run`: the same stage functions as Ray tasks and actors.
+"""The Ray engine: any list of stages as Ray tasks and actors, placed by what they declare.
 
-Downloads and normalizations are CPU tasks (a download asks for no CPU: it waits on the
-network; the polite pacing between download starts is one small actor's clock, for the
-whole cluster). Shot detection and the backbones live in actors that load their weights
-once, with a share of a GPU when the cluster has GPUs (a shots actor and a features actor
-share one), else a CPU each. The stores are created by the driver, then every actor commits
-its trailers into them with the stores' per-trailer commit, on a path every node sees; only
-the driver writes the manifests.
+A stage that keeps no state runs as tasks asking for its `resources` (a download asks for
+no CPU: it waits on the network; the polite pacing between download starts is one small
+actor's clock, for the whole cluster, handed to any stage with a `pacer`). A stage that
+keeps state (shot detection, the backbones) lives in actors that run its `setup` once (the
+weights loaded once), with an even share of the cluster's GPUs when it has any (a shots
+actor and a features actor share one), else on the CPUs it declares. The stores are created
+by the driver (`Stage.prepare`), then every actor commits its trailers into them with the
+stores' per-trailer commit, on a path every node sees; only the driver writes the manifests.
 
 Lost work: an actor that dies is restarted (`max_restarts`), on another node when its node
 is gone; the scheduler tries a lost call again (Ray itself retries nothing, so that the
@@ -19,29 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from t12k.errors import T12kError, describe, first_line
-from t12k.pipeline.fetch.config import FetchConfig
-from t12k.pipeline.run import stages
-from t12k.pipeline.run.config import Layout, RunConfig
-from t12k.pipeline.run.stages import Outcome
-
-if TYPE_CHECKING:  # kept out of the download and normalize tasks, which need no torch
-    from t12k.pipeline.extract.config import ExtractConfig
-    from t12k.pipeline.fetch.download import Downloaded
-    from t12k.pipeline.fetch.ids import FetchItem
-    from t12k.pipeline.run.faults import Fault
-    from t12k.pipeline.run.scheduler import Ticket
-    from t12k.pipeline.shots_command import ShotsConfig
+from t12k.pipeline.run.config import RunConfig
+from t12k.pipeline.stage import Outcome, Stage, Ticket
 
 _CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's head before saying it cannot be reached
 
@@ -100,53 +91,63 @@ def connect(ray: Any, config: RunConfig, cpus: int) -> bool:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the model actors go and what each asks of the cluster."""
+    """Where a pipeline's stages go and what each of their workers asks of the cluster, from
+    the resources the stages declare (`Stage.resources`): a stage that keeps state (a model)
+    becomes `actors` actors, one that keeps none becomes tasks."""
 
-    device: str  # what the actors run their models on: cuda or cpu
-    actors: int  # actors per model stage
-    shots: dict  # Ray resources of a shots actor
-    features: dict  # ... of a features actor
-    normalize: int  # normalizing tasks at once
+    device: str  # what the model stages run on: cuda or cpu
+    actors: int  # actors per stateful stage
+    stages: tuple[Stage, ...]  # the stages, placed on `device`
+    options: dict[str, dict]  # each stage's Ray resources (`Resources.ray_options`), GPUs shared
+    slots: dict[str, int]  # calls of each stage at once
 
     @classmethod
-    def plan(cls, resources: dict, run: RunConfig, extract: ExtractConfig, where: str) -> Placement:
+    def plan(cls, resources: dict, run: RunConfig, stages: Sequence[Stage], where: str) -> Placement:
         """The placement on a cluster with `resources`; T12kError naming what is missing."""
-        from t12k.pipeline.extract.config import worker_count
-
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
-        asked = str(extract.device)
-        if asked.startswith("cuda") and gpus < 1:
-            raise T12kError(
-                f"--device {asked} asks for a GPU but the Ray cluster ({where}) has none; use --device cpu or "
-                "auto, or add GPU nodes"
-            )
-        gpu = gpus >= 1 and asked != "cpu"
+        models = [s for s in stages if s.resources().gpus > 0]  # stages that would take a GPU
+        for s in models:
+            asked = str(getattr(getattr(s, "config", None), "device", "auto"))
+            if asked.startswith("cuda") and gpus < 1:
+                raise T12kError(
+                    f"--device {asked} asks for a GPU but the Ray cluster ({where}) has none; use --device cpu or "
+                    "auto, or add GPU nodes"
+                )
+        gpu = gpus >= 1 and bool(models)
+        placed = tuple(s.placed("cuda" if gpu else "cpu") if s.stateful else s for s in stages)
         n = run.actors or (int(gpus) if gpu else 1)
-        decode = worker_count(extract.workers, "cuda" if gpu else "cpu")
-        one = run.decode == "once"  # no shots actors: the feature actors find the shots
-        if gpu:
-            share = min(1.0, gpus / (n if one else 2 * n))  # a shots actor and a features actor per GPU
-            shots, features = {"num_cpus": 1, "num_gpus": share}, {"num_cpus": max(1, decode), "num_gpus": share}
-        else:  # the model's own core, plus its decode processes
-            shots, features = {"num_cpus": 1}, {"num_cpus": 1 + decode}
-        if one:  # the feature actor runs TransNet V2 too: it takes the shots actor's CPU (Ray sizes its threads)
-            features["num_cpus"] += shots["num_cpus"]
-            shots = {"num_cpus": 0}
-        spare = int(cpus - n * (shots["num_cpus"] + features["num_cpus"]))
-        place = cls("cuda" if gpu else "cpu", n, shots, features, max(1, spare))
-        if cpus < place.cpus_needed:
-            actors = "" if one else f"{n} shots actor(s) of {shots['num_cpus']} CPU, "
-            raise T12kError(
-                f"the Ray cluster ({where}) has {cpus:g} CPUs and this run needs at least {place.cpus_needed}: "
-                f"{actors}{n} feature actor(s) of {features['num_cpus']} CPU(s) and one normalizing task; add nodes, "
-                "or lower --actors or --decode-workers"
+        sharing = max(1, n * sum(1 for s in placed if s.stateful and s.resources().gpus > 0))
+        options, slots, held = {}, {}, 0.0
+        for s in placed:
+            res = s.resources()
+            if res.gpus:  # the stateful stages' actors share the GPUs evenly
+                res = dataclasses.replace(res, gpus=min(res.gpus, gpus / sharing))
+            options[s.name] = res.ray_options()
+            if s.stateful:
+                held += n * res.cpus
+                slots[s.name] = 2 * n  # one running and one waiting per actor: an actor never idles
+        spare = cpus - held
+        for s in placed:
+            if not s.stateful:  # tasks: a stage that asks no CPU gets its own slots, others the spare CPUs
+                need = s.resources().cpus
+                slots[s.name] = max(1, s.slots if not need else int(spare // need))
+        least = held + max((s.resources().cpus for s in placed if not s.stateful), default=0)
+        if cpus < least:
+            sizes = ", ".join(
+                f"{n} {s.name} actor(s) of {options[s.name]['num_cpus']:g} CPU(s)" for s in placed if s.stateful
             )
-        return place
+            raise T12kError(
+                f"the Ray cluster ({where}) has {cpus:g} CPUs and this run needs at least {least:g}: {sizes} and one "
+                "task of each other stage; add nodes, or lower --actors or --decode-workers"
+            )
+        return cls("cuda" if gpu else "cpu", n, placed, options, slots)
 
     @property
     def cpus_needed(self) -> int:
-        """The least CPUs the run can go on with: its actors and one normalizing task."""
-        return int(self.actors * (self.shots["num_cpus"] + self.features["num_cpus"]) + 1)
+        """The least CPUs the run can go on with: its actors and one task of each other stage."""
+        cpus = {s.name: self.options[s.name]["num_cpus"] for s in self.stages}
+        held = sum(self.actors * cpus[s.name] for s in self.stages if s.stateful)
+        return math.ceil(held + max((cpus[s.name] for s in self.stages if not s.stateful), default=0))
 
 
 # ---- what runs on the workers --------------------------------------------------------------------
@@ -189,12 +190,13 @@ class _RemotePacer:
         return True
 
 
-def _download(item: FetchItem, videos: Path, config: FetchConfig, desk: Any) -> list[Outcome]:
-    return [stages.download(item, videos, config, _RemotePacer(desk))]
-
-
-def _normalize(d: Downloaded, videos: Path, config: FetchConfig, faults: tuple[Fault, ...]) -> list[Outcome]:
-    return [stages.normalize(d, videos, config, None, faults)]
+def _task(stage: Stage, tickets: list[Ticket]) -> list[Outcome]:
+    """One call of a stage that keeps no state, as a Ray task: set up, process, torn down."""
+    stage.setup()
+    try:
+        return stage.process(tickets)
+    finally:
+        stage.teardown()
 
 
 def _started(desk: str, key: str) -> None:
@@ -206,54 +208,29 @@ def _started(desk: str, key: str) -> None:
     ray.get(ray.get_actor(desk).started.remote(key))
 
 
-class _ShotsActor:
-    def __init__(self, desk: str, store: Path, config: ShotsConfig, faults: tuple[Fault, ...]) -> None:
-        self.desk, self.stage = desk, stages.Shots(store, config, faults)
+class _StageActor:
+    """A stage that keeps state (a model, open stores): set up once, then its calls."""
 
-    def run(self, key: str, pairs: list[tuple[str, str]]) -> list[Outcome]:
+    def __init__(self, desk: str, stage: Stage) -> None:
+        self.desk, self.stage = desk, stage
+        stage.setup()
+
+    def run(self, key: str, tickets: list[Ticket]) -> list[Outcome]:
         _started(self.desk, key)
-        return [self.stage(mid, video) for mid, video in pairs]
-
-
-class _FeaturesActor:
-    def __init__(
-        self,
-        desk: str,
-        folder: Path,
-        shots: Path,
-        config: ExtractConfig,
-        faults: tuple[Fault, ...],
-        one: ShotsConfig | None = None,
-    ) -> None:
-        # one: a single decode per trailer finds its shots here too, with these settings
-        finder = stages.Shots(shots, one, faults) if one is not None else None
-        self.desk, self.stage = desk, stages.Features(folder, shots, config, faults, shots=finder)
-
-    def run(self, key: str, pairs: list[tuple[str, str]]) -> list[Outcome]:
-        _started(self.desk, key)
-        return self.stage(pairs)
+        return self.stage.process(tickets)
 
 
 # ---- the driver's side ---------------------------------------------------------------------------
 
 
 class RayBackend:
-    """Ray tasks and actors for the calls of each stage (see `scheduler.Backend`)."""
+    """Ray tasks and actors for the calls of any list of stages (see `scheduler.Backend`)."""
 
-    def __init__(
-        self,
-        layout: Layout,
-        run: RunConfig,
-        fetch: FetchConfig,
-        shots: ShotsConfig,
-        extract: ExtractConfig,
-        log: Callable[[str], None] = print,
-        runners: list | None = None,  # the backbones on the CPU, for the stores' settings (loaded when None)
-    ) -> None:
+    def __init__(self, stages: Sequence[Stage], run: RunConfig) -> None:
         self.ray = import_ray()
-        self.layout, self.run, self.fetch = layout, run, fetch
-        self.actors: dict[str, list] = {"shots": [], "features": []}
-        self.load: dict[str, list[int]] = {"shots": [], "features": []}
+        self.run = run
+        self.actors: dict[str, list] = {}
+        self.load: dict[str, list[int]] = {}
         self.owner: dict[Any, tuple[str, int]] = {}
         self.keys: dict[Any, str] = {}  # a model call's key at the desk
         self.desk: Any = None  # the Ray actor that paces downloads and counts model calls
@@ -264,28 +241,21 @@ class RayBackend:
             # a Ray instance started here gets at least the logical CPUs the run needs (Ray's
             # CPUs are scheduling tokens: a 2-core machine still runs both actors and ffmpeg)
             here = {"CPU": 1 << 10, "GPU": torch.cuda.device_count()}
-            cpus = max(cpus, Placement.plan(here, run, extract, "this machine").cpus_needed)
+            cpus = max(cpus, Placement.plan(here, run, stages, "this machine").cpus_needed)
         self.started = connect(self.ray, run, cpus)
         try:
-            self._start(shots, extract, log, runners)
+            self._start(stages)
         except BaseException:
             self.close()
             raise
 
-    def _start(
-        self, shots: ShotsConfig, extract: ExtractConfig, log: Callable[[str], None], runners: list | None = None
-    ) -> None:
-        ray, run, lay = self.ray, self.run, self.layout
-        where = run.address or "started here"
-        place = Placement.plan(ray.cluster_resources(), run, extract, where)
+    def _start(self, stages: Sequence[Stage]) -> None:
+        ray, run = self.ray, self.run
+        place = Placement.plan(ray.cluster_resources(), run, stages, run.address or "started here")
         # The stores are made here, once: no two actors create one at once, and a store made
         # with other settings stops the run before any work.
-        from t12k.storage import ShotStore
-
-        stages.open_shots_store(lay.shots, shots)
-        runners = runners or stages.load_runners(extract, device="cpu")
-        stages.open_feature_stores(runners, extract, ShotStore.open(lay.shots).settings, lay.features, log)
-        del runners
+        for stage in place.stages:
+            stage.prepare()
         keep = {"max_restarts": -1, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
         # the desk lives beside the driver (soft: anywhere if that node cannot take it)
         # and comes back if its node goes
@@ -298,46 +268,30 @@ class RayBackend:
             .options(name=desk, num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=here)
             .remote()
         )
-        shots_cfg = dataclasses.replace(shots, device=place.device)
-        extract_cfg = dataclasses.replace(extract, device=place.device)
-        one = shots_cfg if run.decode == "once" else None
-        for _ in range(place.actors):
-            if one is None:
-                self.actors["shots"].append(
-                    ray.remote(_ShotsActor)
-                    .options(**place.shots, **keep)
-                    .remote(desk, lay.shots, shots_cfg, run.faults)
-                )
-            self.actors["features"].append(
-                ray.remote(_FeaturesActor)
-                .options(**place.features, **keep)
-                .remote(desk, lay.features, lay.shots, extract_cfg, run.faults, one)
-            )
-        self.load = {s: [0] * place.actors for s in self.actors}
-        self.download_task = ray.remote(_download).options(num_cpus=0, max_retries=0)
-        self.normalize_task = ray.remote(_normalize).options(num_cpus=1, max_retries=0)
-        self.slots = {
-            "download": self.fetch.workers,
-            "normalize": place.normalize,
-            "shots": 2 * place.actors,  # one running and one waiting per actor: an actor never idles
-            "features": 2 * place.actors,
-        }
-        self.group = {"features": run.group}
+        self.tasks: dict[str, tuple[Any, Any]] = {}
+        for stage in place.stages:
+            options = place.options[stage.name]
+            if stage.stateful:
+                actor = ray.remote(_StageActor).options(**options, **keep)
+                self.actors[stage.name] = [actor.remote(desk, stage) for _ in range(place.actors)]
+                self.load[stage.name] = [0] * place.actors
+            else:
+                if hasattr(stage, "pacer"):  # one polite clock for the whole cluster
+                    stage.pacer = _RemotePacer(self.desk)
+                self.tasks[stage.name] = (ray.remote(_task).options(**options, max_retries=0), ray.put(stage))
+        self.slots = place.slots
         self.attempts = run.attempts
 
     def submit(self, stage: str, tickets: list[Ticket]) -> Any:
-        videos, t = self.layout.videos, tickets[0]
-        if stage in ("download", "normalize"):
-            if stage == "download":
-                ref = self.download_task.remote(t.item, videos, self.fetch, self.desk)
-            else:
-                ref = self.normalize_task.remote(t.download, videos, self.fetch, self.run.faults)
+        if stage in self.tasks:
+            task, shipped = self.tasks[stage]
+            ref = task.remote(shipped, tickets)
             self.owner[ref] = (stage, -1)
             return ref
         load = self.load[stage]
         i = min(range(len(load)), key=load.__getitem__)  # the least busy actor
         key = uuid.uuid4().hex
-        ref = self.actors[stage][i].run.remote(key, [(x.mid, str(x.video)) for x in tickets])
+        ref = self.actors[stage][i].run.remote(key, tickets)
         load[i] += 1
         self.owner[ref] = (stage, i)
         self.keys[ref] = key

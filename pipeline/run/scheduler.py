@@ -18,44 +18,22 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from t12k.pipeline.fetch.download import Downloaded
-from t12k.pipeline.fetch.ids import FetchItem
-from t12k.pipeline.run.config import STAGES
-from t12k.pipeline.run.ledger import Ledger
-from t12k.pipeline.run.stages import Outcome
+from t12k.pipeline.stage import Outcome, Stage, Ticket
 
-NEXT = {"download": "normalize", "normalize": "shots", "shots": "features", "features": None}
 _WAIT = 0.5  # seconds the scheduler waits for a call to finish before looking around again
 _AGAIN = 1.0  # seconds before a call that found its actor unreachable is tried again
 _MOST_AGAIN = 120  # such retries of one trailer and stage before they count as an attempt
 
-
-@dataclass
-class Ticket:
-    """One trailer on its way through the stages."""
-
-    item: FetchItem
-    video: str | None = None  # its normalized video, once fetched
-    download: Downloaded | None = None  # its download, between download and normalize
-    t0: float = field(default_factory=time.perf_counter)
-    alone: bool = False  # run it in a call of its own (its group's call failed)
-    tries: dict[str, int] = field(default_factory=dict)  # calls of a stage lost with their worker
-    waits: int = 0  # calls that found their actor unreachable
-
-    @property
-    def mid(self) -> str:
-        return self.item.id
+__all__ = ["Backend", "Records", "Scheduler", "Ticket"]
 
 
 class Backend(Protocol):
-    """Where the calls of each stage run."""
+    """Where the calls of each stage run (an engine: `local.LocalBackend`, `ray_engine.RayBackend`)."""
 
     slots: dict[str, int]  # calls of a stage at once
-    group: dict[str, int]  # most trailers per call of a stage (1 when absent)
     attempts: int  # calls of a stage a trailer gets when their worker dies
 
     def lost(self, handle: Any, exc: BaseException) -> str | None:
@@ -77,17 +55,35 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class Scheduler:
-    """Moves tickets through the stages with `backend`, recording each outcome in `ledger`."""
+class Records(Protocol):
+    """What the scheduler tells of each trailer (the run's `Ledger`, a pipeline's `Tally`)."""
 
-    def __init__(self, backend: Backend, ledger: Ledger, bound: int, one_decode: bool = False):
-        self.backend, self.ledger, self.bound = backend, ledger, max(1, bound)
-        # one_decode: the feature stage finds the shots too, from the same decode (`Features.one_decode`)
-        self.one_decode = one_decode
-        self.next = {**NEXT, "normalize": "features"} if one_decode else NEXT
-        self.ready: dict[str, deque[Ticket]] = {s: deque() for s in STAGES}
+    def entered(self, stage: str, n: int = 1) -> None:
+        """`n` trailers started `stage` (negative: they left it to be tried again)."""
+        ...
+
+    def record(self, stage: str, ticket: Ticket, out: Outcome, stopping: bool) -> bool:
+        """Record one trailer's outcome of `stage`; whether it goes on to the next stage."""
+        ...
+
+    @property
+    def halted(self) -> bool:
+        """True once no new trailer may enter the first stage (a site that blocks downloads)."""
+        ...
+
+
+class Scheduler:
+    """Moves tickets through `stages`, in their order, with `backend`, recording each outcome
+    in `records`."""
+
+    def __init__(self, stages: Sequence[Stage], backend: Backend, records: Records, bound: int):
+        self.backend, self.records, self.bound = backend, records, max(1, bound)
+        self.names = [s.name for s in stages]
+        self.batch = {s.name: max(1, s.batch) for s in stages}
+        self.next: dict[str, str | None] = dict(zip(self.names, [*self.names[1:], None]))
+        self.ready: dict[str, deque[Ticket]] = {s: deque() for s in self.names}
         self.inflight: dict[Any, tuple[str, list[Ticket]]] = {}
-        self.calls = dict.fromkeys(STAGES, 0)
+        self.calls = dict.fromkeys(self.names, 0)
         self.source: deque[tuple[str, Ticket]] = deque()
         self.later: list[tuple[float, str, Ticket]] = []  # (when, stage, ticket) to try again
         self.stopping = False
@@ -129,9 +125,10 @@ class Scheduler:
         for item in [x for x in self.later if x[0] <= now]:
             self.later.remove(item)
             self.ready[item[1]].appendleft(item[2])
-        if self.ledger.summary.stopped:
-            self.ready["download"].clear()  # blocked by the site: no more downloads
-            self.source = deque(e for e in self.source if e[0] != "download")
+        if self.records.halted:
+            first = self.names[0]
+            self.ready[first].clear()  # blocked by the site: no more downloads
+            self.source = deque(e for e in self.source if e[0] != first)
         while self.source and len(self.ready[self.source[0][0]]) < self.bound:
             stage, ticket = self.source.popleft()
             self.ready[stage].append(ticket)
@@ -139,21 +136,19 @@ class Scheduler:
     def _launch(self) -> None:
         """Start calls, last stage first, while a stage has a free slot, trailers waiting and
         room in the queue after it."""
-        for stage in reversed(STAGES):
+        for stage in reversed(self.names):
             nxt = self.next[stage]
-            slots, most = self.backend.slots[stage], self.backend.group.get(stage, 1)
+            slots, most = self.backend.slots[stage], self.batch[stage]
             queue = self.ready[stage]
             while queue and self.calls[stage] < slots and (nxt is None or len(self.ready[nxt]) < self.bound):
                 tickets = [queue.popleft()]
                 while queue and len(tickets) < most and not tickets[0].alone and not queue[0].alone:
                     tickets.append(queue.popleft())
-                if stage == "download":
+                if stage == self.names[0]:
                     tickets[0].t0 = time.perf_counter()
                 self.inflight[self.backend.submit(stage, tickets)] = (stage, tickets)
                 self.calls[stage] += 1
-                self.ledger.entered(stage, len(tickets))
-                if stage == "features" and self.one_decode:
-                    self.ledger.entered("shots", len(tickets))
+                self.records.entered(stage, len(tickets))
 
     def _finish(self, handle: Any) -> None:
         stage, tickets = self.inflight.pop(handle)
@@ -165,12 +160,15 @@ class Scheduler:
                 outcomes = [Outcome(t.mid, "cancelled") for t in tickets]
             else:
                 outcomes = self._lost(stage, tickets, self.backend.lost(handle, exc), exc)
-                self.ledger.entered(stage, -outcomes.count(None))  # they enter again when tried again
-                if stage == "features" and self.one_decode:
-                    self.ledger.entered("shots", -outcomes.count(None))
+                self.records.entered(stage, -outcomes.count(None))  # they enter again when tried again
         for ticket, out in zip(tickets, outcomes):
-            if out is not None:
-                self._record(stage, ticket, _unfailed(out) if self.stopping else out)
+            if out is None:
+                continue
+            out = _unfailed(out) if self.stopping else out
+            nxt = self.next[stage]
+            if self.records.record(stage, ticket, out, self.stopping) and not self.stopping and nxt is not None:
+                ticket.data = out.data
+                self.ready[nxt].append(ticket)
 
     def _lost(self, stage: str, tickets: list[Ticket], kind: str | None, exc: Exception) -> list[Outcome | None]:
         """What becomes of the trailers of a call that failed as a whole (`kind` as `Backend.lost`
@@ -193,32 +191,6 @@ class Scheduler:
                 return [None]
         return [Outcome(t.mid, "failed", self.backend.failure(exc))]
 
-    def _record(self, stage: str, t: Ticket, out: Outcome) -> None:
-        """Record one trailer's outcome of `stage` and queue it for the next stage."""
-        ledger = self.ledger
-        if stage == "download":
-            d = out.data if isinstance(out.data, Downloaded) else _lost_download(t, out)
-            d.t0 = t.t0  # the driver's clock: the worker's may be another machine's
-            if ledger.downloaded(d, out) and not self.stopping:
-                t.download = d
-                self.ready["normalize"].append(t)
-        elif stage == "normalize":
-            assert t.download is not None
-            if ledger.normalized(t.download, out) and not self.stopping:
-                t.video = out.data
-                nxt = self.next["normalize"]
-                assert nxt is not None  # a normalized video always goes on
-                self.ready[nxt].append(t)
-        elif stage == "shots":
-            if ledger.shot(out) and not self.stopping:
-                self.ready["features"].append(t)
-        elif not self.one_decode:
-            ledger.featured(out)
-        else:  # the shot stage's outcome rides along; a lost call's shots may be in the store
-            shot = out.data if isinstance(out.data, Outcome) else ledger.found_shots(out.mid)
-            if ledger.shot(shot or Outcome(out.mid, out.status, out.reason)):
-                ledger.featured(out)
-
 
 def _unfailed(out: Outcome) -> Outcome:
     """A failure that came back while the run was stopping, as cancelled (see the module's
@@ -227,8 +199,3 @@ def _unfailed(out: Outcome) -> Outcome:
     if out.status != "failed":
         return dataclasses.replace(out, data=data)
     return dataclasses.replace(out, status="cancelled", reason="", data=data)
-
-
-def _lost_download(t: Ticket, out: Outcome) -> Downloaded:
-    """The record of a download whose worker died (no `Downloaded` came back)."""
-    return Downloaded(t.item, Path(), t.t0, kind="error" if out.status == "failed" else out.status, reason=out.reason)

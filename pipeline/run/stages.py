@@ -1,6 +1,8 @@
-"""The stages of `t12k run`, one trailer (or one group of trailers) per call, without global
-state: the local engine calls them in threads of this process, the Ray engine in tasks and
-actors on any node. They are built on the stage commands' own code (fetch's download and
+"""The four stages of `t12k run` (download, normalize, shots, features), each written once
+against the stage interface (`t12k.pipeline.stage.Stage`), one trailer (or one group of
+trailers) per call, without global state: the local engine calls them in threads of this
+process, the Ray engine in tasks and actors on any node. `build_stages` is the run's list.
+They are built on the stage commands' own code (fetch's download and
 normalizer, the shots detector, extract's engine and stores), so a run writes what
 `fetch`, `shots` and `extract` would.
 
@@ -22,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from t12k.pipeline.fetch.download import Downloaded, download_item
 from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.normalizer import make_job, normalize_item, normalize_job
 from t12k.pipeline.run.faults import Fault, inject
+from t12k.pipeline.stage import Outcome, Resources, Stage, Ticket
 
 if TYPE_CHECKING:  # the download and normalize tasks of a Ray worker need no torch
     import numpy as np
@@ -47,22 +49,6 @@ if TYPE_CHECKING:  # the download and normalize tasks of a Ray worker need no to
 
 # What the stage commands catch per trailer (see `t12k.pipeline.summary.run_items`).
 TRAILER_ERRORS = (T12kError, OSError, ValueError, RuntimeError)
-
-
-@dataclass
-class Outcome:
-    """What one stage did with one trailer."""
-
-    mid: str
-    status: str  # ok, skipped (done by an earlier run), failed, rejected (quality rules), cancelled
-    reason: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)  # the manifest row's fields
-    seconds: float = 0.0  # busy time of the stage on this trailer
-    data: Any = None  # what the next stage takes: the download, the video's path
-
-    @property
-    def goes_on(self) -> bool:
-        return self.status in ("ok", "skipped")
 
 
 # ---- download and normalize (fetch) -----------------------------------------------------------
@@ -101,6 +87,71 @@ def normalize(
     return Outcome(mid, answer["status"], answer["reason"], answer["fields"], time.perf_counter() - t0, str(dst))
 
 
+class Download(Stage):
+    """The download stage: yt-dlp into a temporary folder in `videos`, `config.workers` at
+    once, politely paced by one clock (`pacer`: fetch's `Pacer` on this machine; on a
+    cluster the engine hands it the cluster's one clock). Its input is the ticket's item."""
+
+    name = "download"
+
+    def __init__(self, videos: Path, config: FetchConfig, pacer: Any = None) -> None:
+        self.videos, self.config, self.pacer = Path(videos), config, pacer
+        self.slots = config.workers
+
+    def resources(self) -> Resources:
+        return Resources(cpus=0)  # it waits on the network
+
+    def setup(self) -> None:
+        if self.pacer is None:
+            from t12k.pipeline.fetch.pacing import Pacer
+
+            self.pacer = Pacer()
+
+    def process(self, tickets: list[Ticket], stop: threading.Event | None = None) -> list[Outcome]:
+        self.setup()  # (a no-op once set up)
+        return [download(t.item, self.videos, self.config, self.pacer, stop) for t in tickets]
+
+
+class Normalize(Stage):
+    """The normalize stage: a download re-encoded into `videos/{id}.mp4` (H.264, 24 fps). With
+    `processes` (this machine) each runs in a process of fetch's `WorkerPool`, which a stop
+    ends at once; without (a Ray task, a process of its own already) in the calling process."""
+
+    name = "normalize"
+
+    def __init__(
+        self, videos: Path, config: FetchConfig, faults: tuple[Fault, ...] = (), processes: bool = True
+    ) -> None:
+        self.videos, self.config, self.faults, self.processes = Path(videos), config, faults, processes
+        self.slots = config.processes
+        self.pool: WorkerPool | None = None
+
+    def resources(self) -> Resources:
+        return Resources(cpus=1)  # ffmpeg's encoder keeps a core busy
+
+    def setup(self) -> None:
+        if self.processes and self.pool is None:
+            from t12k.pipeline.fetch.normalizer import TARGET
+            from t12k.pipeline.fetch.procpool import WorkerPool
+
+            self.pool = WorkerPool(TARGET)
+
+    def process(self, tickets: list[Ticket], stop: threading.Event | None = None) -> list[Outcome]:
+        return [normalize(t.data, self.videos, self.config, self.pool, self.faults) for t in tickets]
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+
+    def teardown(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "pool": None}  # a pool stays on its machine
+
+
 # ---- shots ------------------------------------------------------------------------------------
 
 
@@ -113,14 +164,48 @@ def open_shots_store(path: Path, config: ShotsConfig) -> ShotStore:
     )
 
 
-class Shots:
-    """The shots stage: TransNet V2 over one video into the shots store. The detector is
-    loaded once, on the first trailer that needs it."""
+class Shots(Stage):
+    """The shots stage: TransNet V2 over one video into the shots store. The store is opened
+    by `setup` (or the first call); the detector is loaded once, on the first trailer that
+    needs it."""
+
+    name = "shots"
+    stateful = True
 
     def __init__(self, store_path: Path, config: ShotsConfig, faults: tuple[Fault, ...] = ()):
-        self.config, self.faults = config, faults
-        self.store = open_shots_store(Path(store_path), config)
+        self.store_path, self.config, self.faults = Path(store_path), config, faults
+        self._store: ShotStore | None = None
         self.detector: ShotDetector | None = None
+
+    def resources(self) -> Resources:
+        return Resources(cpus=1, gpus=0 if self.config.device == "cpu" else 1)
+
+    def placed(self, device: str) -> Shots:
+        """This stage with its model on `device` (an engine's placement)."""
+        import dataclasses
+
+        return Shots(self.store_path, dataclasses.replace(self.config, device=device), self.faults)
+
+    def prepare(self) -> None:
+        open_shots_store(self.store_path, self.config)
+
+    def setup(self) -> None:
+        if self._store is None:
+            self._store = open_shots_store(self.store_path, self.config)
+
+    @property
+    def store(self) -> ShotStore:
+        self.setup()
+        assert self._store is not None
+        return self._store
+
+    def process(self, tickets: list[Ticket], stop: threading.Event | None = None) -> list[Outcome]:
+        if stop is not None and stop.is_set():
+            return [Outcome(t.mid, "cancelled") for t in tickets]
+        return [self(t.mid, str(t.data), stop=stop) for t in tickets]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None, "detector": None}  # opened and loaded on the worker
 
     def _detector(self) -> ShotDetector:
         if self.detector is None:
@@ -206,9 +291,13 @@ def load_runners(config: ExtractConfig, device: str | torch.device | None = None
     ]
 
 
-class Features:
+class Features(Stage):
     """The feature stage: clips from the shots store, every backbone, one store per backbone.
-    The backbones are loaded once; a group of trailers shares model batches."""
+    The backbones are loaded once (by `setup`, or given); a group of trailers shares model
+    batches. Given a shots stage (`shots`), one decode per trailer finds its shots too."""
+
+    name = "features"
+    stateful = True
 
     def __init__(
         self,
@@ -219,18 +308,61 @@ class Features:
         log: Callable[[str], None] | None = None,
         shots: Shots | None = None,
         runners: list | None = None,
+        batch: int = 1,
     ) -> None:
+        self.folder, self.config, self.faults, self.shots_path = Path(folder), config, faults, Path(shots_path)
+        self.log, self.batch = log, batch
+        self.shots = shots  # given: one decode per trailer finds its shots too (`one_decode`)
+        self.runners = runners  # given: loaded by the caller, on the config's device
+        self.engine: Any = None
+
+    def resources(self) -> Resources:
+        """The model's core (or a GPU) and its decode processes; TransNet V2's core too when
+        it finds the shots."""
+        from t12k.pipeline.extract import worker_count
+
+        cuda = self.config.device != "cpu"
+        decode = worker_count(self.config.workers, "cuda" if cuda else "cpu")
+        cpus = (max(1, decode) if cuda else 1 + decode) + (1 if self.shots is not None else 0)
+        return Resources(cpus=cpus, gpus=1 if cuda else 0)
+
+    def placed(self, device: str) -> Features:
+        """This stage with its models on `device` (an engine's placement)."""
+        import dataclasses
+
+        shots = None if self.shots is None else self.shots.placed(device)
+        config = dataclasses.replace(self.config, device=device)
+        return Features(self.folder, self.shots_path, config, self.faults, self.log, shots, None, self.batch)
+
+    def prepare(self) -> None:
+        """The stores, made or checked against these settings, before any worker starts (the
+        backbones loaded on the CPU for their settings when none were given)."""
+        from t12k.storage import ShotStore
+
+        if self.shots is not None:
+            self.shots.prepare()
+        runners = self.runners or load_runners(self.config, device="cpu")
+        if self.config.device == "cpu":
+            self.runners = runners  # the ones `setup` would load
+        open_feature_stores(runners, self.config, ShotStore.open(self.shots_path).settings, self.folder, self.log)
+
+    def setup(self) -> None:
+        """The backbones loaded (unless given), the stores opened and the feature engine built."""
+        if self.engine is not None:
+            return
         from t12k.pipeline.extract import Engine, worker_count
         from t12k.pipeline.extract.device_io import is_cuda
         from t12k.pipeline.extract.onepass import onepass_threads
         from t12k.storage import ShotStore
 
-        self.config, self.faults, self.shots_path = config, faults, Path(shots_path)
-        self.shots = shots  # given: one decode per trailer finds its shots too (`one_decode`)
-        self.runners = runners or load_runners(config)  # given: loaded by the caller, on the config's device
+        config = self.config
+        if self.shots is not None:
+            self.shots.setup()
+        self.runners = self.runners or load_runners(config)
         device = self.runners[0].device
         self.decoders = onepass_threads(config.workers, device)
-        self.stores = open_feature_stores(self.runners, config, ShotStore.open(shots_path).settings, folder, log)
+        shot_settings = ShotStore.open(self.shots_path).settings
+        self.stores = open_feature_stores(self.runners, config, shot_settings, self.folder)  # (`prepare` logs)
         resize_on = config.resize_on
         if resize_on == "auto":  # as `t12k extract`: on a GPU the device resizes, on a CPU the workers
             resize_on = "device" if is_cuda(device) else "workers"
@@ -242,6 +374,14 @@ class Features:
             resize_on=resize_on,
             reps_on=config.reps_on,
         )
+
+    def process(self, tickets: list[Ticket], stop: threading.Event | None = None) -> list[Outcome]:
+        if stop is not None and stop.is_set():
+            return [Outcome(t.mid, "cancelled") for t in tickets]
+        return self([(t.mid, str(t.data)) for t in tickets], stop)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "runners": None, "engine": None, "stores": None}  # loaded on the worker
 
     def _plan(self, mid: str, shots: ShotStore) -> tuple:
         """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
@@ -258,6 +398,7 @@ class Features:
         skipped. Once `stop` is set, the trailers not yet committed come back cancelled."""
         from t12k.pipeline.extract import Job
 
+        self.setup()
         if self.shots is not None:
             return self.one_decode(trailers, stop)
         from t12k.storage import ShotStore
@@ -290,6 +431,7 @@ class Features:
         cancelled by `stop` may have its shots committed: then they are its `data`)."""
         from t12k.pipeline.extract.onepass import OnePass, planning_of
 
+        self.setup()
         assert self.shots is not None
         shots, store = self.shots, self.shots.store
         out: dict[str, Outcome] = {}
@@ -350,9 +492,10 @@ class Features:
         from t12k.pipeline.extract import clip_table
 
         plan, num_frames = plans[mid]
-        for r in self.runners:  # features holding NaN or Inf go to no store: the trailer fails
+        runners = self.runners or []  # (set up: the backbones are loaded)
+        for r in runners:  # features holding NaN or Inf go to no store: the trailer fails
             self.stores[r.spec.key].check_features(mid, feats[r.spec.key])
-        for i, r in enumerate(self.runners):
+        for i, r in enumerate(runners):
             if i == 1:
                 inject(self.faults, "features-between", mid)  # one store written, the others not yet
             store = self.stores[r.spec.key]
@@ -396,3 +539,32 @@ class _Within(threading.Event):
 
     def is_set(self) -> bool:
         return super().is_set() or self.outer.is_set()
+
+
+def build_stages(
+    layout: Any,
+    run: Any,
+    fetch: FetchConfig,
+    shots: ShotsConfig,
+    extract: ExtractConfig,
+    log: Callable[[str], None] | None = None,
+    runners: list | None = None,
+) -> list[Stage]:
+    """The stages of `t12k run` over the folder `layout` (a `Layout`), in their order, for the
+    engine `run.engine`: with `run.decode == "once"` the feature stage finds the shots too and
+    there is no shot stage of its own. `runners`: the backbones, loaded already (local runs)."""
+    local = run.engine == "local"
+    finder = Shots(layout.shots, shots, run.faults)
+    one = run.decode == "once"
+    features = Features(
+        layout.features,
+        layout.shots,
+        extract,
+        run.faults,
+        log,
+        shots=finder if one else None,
+        runners=runners if local else None,
+        batch=run.group,
+    )
+    first: list[Stage] = [Download(layout.videos, fetch), Normalize(layout.videos, fetch, run.faults, processes=local)]
+    return [*first, *([] if one else [finder]), features]
