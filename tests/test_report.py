@@ -1,0 +1,173 @@
+"""`t12k report WORK`: the pages of a real run folder (the `t12k run` test corpus), their
+numbers checked against the stores and manifests; bad input (a damaged store, a video gone,
+no stores, nothing at all) still gives a report that says what is missing; `--checkpoint`
+puts genre bars on the trailer pages; `predict --html` writes a page with ten bars."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.register_assert_rewrite("run_corpus", "report_work")
+import report_work as rw  # noqa: E402
+import run_corpus as rc  # noqa: E402
+
+from t12k import GENRES, T12kError  # noqa: E402
+from t12k.cli import main  # noqa: E402
+from t12k.report import build_report  # noqa: E402
+from t12k.report import collection as collection_module  # noqa: E402
+from t12k.storage import FeatureStore, ShotStore  # noqa: E402
+
+THUMB = re.compile(r"<img class='thumb' src='([^']+)'")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    summary = build_report(rw.work(), out)
+    return out, summary
+
+
+def test_trailer_pages_show_every_clip_shot_and_fact(report):
+    out, summary = report
+    work = rw.work()
+    assert summary.index == out / "index.html" and summary.trailers == 7 and not summary.problems
+    store = FeatureStore.open(work / "features" / rw.STORE)
+    shots = ShotStore.open(work / "shots.zarr")
+    for mid, lengths in rc.GOOD.items():
+        page = (out / "t" / f"{mid}.html").read_text()
+        clips = store.read(mid, companion="clips")
+        srcs = THUMB.findall(page)
+        assert len(srcs) == len(clips) > 0  # one thumbnail per clip
+        for src, clip in zip(srcs, clips):
+            assert src == f"{mid}/f{clip[2]}.jpg"  # the clip's representative frame
+            with Image.open(out / "t" / src) as im:
+                assert im.format == "JPEG" and im.width == 160 and im.height == 90
+        n_shots = len(shots.shots(mid))
+        assert n_shots == len(lengths) and f"{n_shots} shots, {sum(lengths)} frames" in page
+        assert page.count("stroke='#2a8'") == n_shots - 1  # a line per cut
+        assert "128x72, 24.000 fps, h264" in page and "below 480p (72p)" in page
+    # a trailer that failed to download has a page saying why
+    assert "not-found (HTTP 404" in (out / "t" / "missing.html").read_text()
+
+
+def test_the_collection_page_counts_statuses_failures_and_quality(report):
+    out, _ = report
+    index = (out / "index.html").read_text()
+    assert re.search(r"<td>fetch</td><td class='n'>7</td><td class='n'>2</td><td class='n'>5</td>", index)
+    assert "<td>not-found</td><td class='n'>1</td>" in index and "<td>not-a-video</td>" in index
+    assert "5 of 5 fetched trailers break the paper's quality rules" in index
+    assert "<td>below 480p</td><td class='n'>5</td>" in index and "<td>shorter than 60 s</td>" in index
+    for png in ("durations", "shots", "clips"):
+        with Image.open(out / "img" / f"{png}.png") as im:
+            assert im.width > 300
+    listing = (out / "list-1.html").read_text()
+    assert listing.count("<a href='t/") == 7
+    stores = (out / "stores.html").read_text()
+    assert "shufflenet2d" in stores and "Shot-24, 24 fps, histogram frame" in stores
+    assert stores.count("<span class='ok'>whole</span>") == 2
+    n_clips = sum(len(a) for a in FeatureStore.open(rw.work() / "features" / rw.STORE).load_all().values())
+    assert f"<td class='n'>5</td><td class='n'>{n_clips}</td>" in stores
+
+
+def test_the_list_is_paged(tmp_path, monkeypatch):
+    monkeypatch.setattr(collection_module, "PAGE_SIZE", 3)
+    build_report(rw.work(), tmp_path, verify=False, thumbs=False)
+    pages = sorted(tmp_path.glob("list-*.html"))
+    assert [p.name for p in pages] == ["list-1.html", "list-2.html", "list-3.html"]
+    assert "Trailers 7-7 of 7." in pages[2].read_text() and "href='list-1.html'" in pages[2].read_text()
+
+
+def test_bad_input_is_said_where_it_would_show(tmp_path):
+    work = rw.copy(tmp_path / "work")
+    (work / "videos" / "r3.mp4").unlink()
+    for chunk in (work / "features" / rw.STORE / "r2").glob("0*"):
+        chunk.unlink()  # r2's features lose their chunk file
+    summary = build_report(work, tmp_path / "out")
+    r3 = (tmp_path / "out" / "t" / "r3.html").read_text()
+    assert "the video of r3 is gone" in r3 and "no frame" in r3 and not THUMB.findall(r3)
+    stores = (tmp_path / "out" / "stores.html").read_text()
+    assert "1 of 5 trailers damaged" in stores and "Damaged in trailers_i_shufflenet_fpc24.zarr" in stores
+    assert len(THUMB.findall((tmp_path / "out" / "t" / "r1.html").read_text())) == 4  # the others are whole
+    assert summary.trailers == 7
+
+
+def test_an_unreadable_store_and_no_stores(tmp_path):
+    work = rw.copy(tmp_path / "work")
+    (work / "shots.zarr" / ".zattrs").unlink()  # the shots store's attributes are lost
+    build_report(work, tmp_path / "a")
+    index = (tmp_path / "a" / "index.html").read_text()
+    assert "shots.zarr: cannot be read" in index and "verify --repair" in index
+    assert "no shots store in the work folder" in (tmp_path / "a" / "t" / "r1.html").read_text()
+    shutil.rmtree(work / "shots.zarr")
+    shutil.rmtree(work / "features")
+    build_report(work, tmp_path / "b")
+    assert "no shots or feature store found" in (tmp_path / "b" / "index.html").read_text()
+    assert "no feature store in the work folder" in (tmp_path / "b" / "t" / "r1.html").read_text()
+
+
+def test_nothing_to_read_is_an_error(tmp_path, capsys):
+    with pytest.raises(T12kError, match="nothing to report in"):
+        build_report(tmp_path)
+    assert main(["report", str(tmp_path / "absent"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_command_prints_where_the_report_is(tmp_path, capsys):
+    assert main(["report", str(rw.work()), "--out", str(tmp_path / "r"), "--quiet", "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "report: 7 trailer pages" in out and str(tmp_path / "r" / "index.html") in out
+
+
+def test_checkpoint_puts_genres_on_the_pages(tmp_path):
+    from t12k.divita.train import load_model, predict_features
+
+    ckpt = rw.trained()
+    build_report(rw.work(), tmp_path, ckpt, verify=False, thumbs=False)
+    page = (tmp_path / "t" / "r1.html").read_text()
+    shown = [float(v) for v in re.findall(r"<td class='n'>([01]\.\d{3})</td></tr>", page)]
+    model, _ = load_model(ckpt)
+    feats = FeatureStore.open(rw.work() / "features" / rw.STORE).read("r1")
+    want = predict_features(model, feats, None)
+    assert len(shown) == len(GENRES) and np.allclose(shown, want, atol=5e-4)
+    assert "top genre" in (tmp_path / "list-1.html").read_text()
+    # a checkpoint that cannot be read: the report says so and builds
+    build_report(rw.work(), tmp_path / "bad", tmp_path / "nope.pt", verify=False, thumbs=False)
+    assert "no genre probabilities" in (tmp_path / "bad" / "index.html").read_text()
+
+
+def test_predict_page_has_ten_bars(tmp_path):
+    from t12k.report.predict_page import predict_page
+
+    probs = {g: i / 10 for i, g in enumerate(GENRES)}
+    res = {"source": "x.mp4", "shots": 3, "frames": 70, "clips": 4, "probabilities": probs, "seconds": {"total": 1.0}}
+    page = predict_page(res, tmp_path / "p.html").read_text()
+    assert page.count("class='bar'") == 10 and "<style>" in page and "stylesheet" not in page
+    assert page.index(">thriller<") < page.index(">action<")  # most probable first
+
+
+def test_predict_writes_the_page(tmp_path, capsys):
+    video = rw.work() / "videos" / "r1.mp4"
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--checkpoint",
+                str(rw.trained()),
+                "--device",
+                "cpu",
+                "--html",
+                str(tmp_path / "p.html"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"page: {tmp_path / 'p.html'}" in out
+    page = (tmp_path / "p.html").read_text()
+    assert page.count("class='bar'") == 10 and "<td>shots</td><td>2</td>" in page
