@@ -36,6 +36,10 @@ _EXPORTS = {
     "Features": "t12k.pipeline.api",
     "register_backbone": "t12k.backbones",
     "run": "t12k.pipeline.run.call",
+    "Pipeline": "t12k.pipeline.composed",
+    "Stage": "t12k.pipeline.stage",
+    "Resources": "t12k.pipeline.stage",
+    "Outcome": "t12k.pipeline.stage",
 }
 
 __all__ = [
@@ -51,6 +55,10 @@ __all__ = [
     "Features",
     "register_backbone",
     "run",
+    "Pipeline",
+    "Stage",
+    "Resources",
+    "Outcome",
 ]  # the names of _EXPORTS, written out for linters and type checkers
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, `__getattr__` imports them
@@ -58,7 +66,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, `__getattr
     from t12k.divita.dataset import TrailerDataset
     from t12k.errors import T12kError
     from t12k.pipeline.api import Features, Shots, detect_shots, extract_features, predict
+    from t12k.pipeline.composed import Pipeline
     from t12k.pipeline.run.call import run
+    from t12k.pipeline.stage import Outcome, Resources, Stage
     from t12k.storage.featuremap import open_features
 
 

@@ -53,6 +53,7 @@ from t12k.pipeline.fetch.config import parse_size
 from t12k.pipeline.media.ffmpeg import TMP_MARK
 from t12k.pipeline.retry import RetryPolicy, Transient
 from t12k.pipeline.summary import RunSummary
+from t12k.settings import check_fields
 from t12k.storage.checksum import file_digest
 
 ZENODO_RECORD = 5716410
@@ -75,8 +76,8 @@ class DownloadConfig:
         metadata={"help": "where the files are (a mirror); each is fetched from BASE_URL/NAME?download=1"},
     )
     keep_archives: bool = field(default=False, metadata={"help": "keep the .tar.gz files after extracting them"})
-    retries: int = field(default=5, metadata={"help": "retries of a failed transfer (each resumes)"})
-    timeout: float = field(default=60.0, metadata={"help": "network timeout in seconds"})
+    retries: int = field(default=5, metadata={"help": "retries of a failed transfer (each resumes)", "min": 0})
+    timeout: float = field(default=60.0, metadata={"help": "network timeout in seconds", "above": 0, "unit": "seconds"})
     max_expanded: int = field(
         default=MAX_EXPANDED,
         metadata={
@@ -84,20 +85,16 @@ class DownloadConfig:
             f"default 64G; an archive may also expand to at most {EXPAND_RATIO} times its own size)",
             "metavar": "SIZE",
             "parse": parse_size,
+            "must": "a positive size, e.g. 64G",
+            "min": 1,
         },
     )
     # seconds before the first retry, doubled for each further one (tests set 0)
-    backoff: float = field(default=2.0, metadata={"cli": False})
+    backoff: float = field(default=2.0, metadata={"cli": False, "flag": "backoff", "min": 0, "unit": "seconds"})
 
     def validate(self) -> None:
-        if self.retries < 0:
-            raise T12kError(f"--retries {self.retries}: give 0 or more retries")
-        if not self.timeout > 0:
-            raise T12kError(f"--timeout {self.timeout}: give a positive number of seconds")
-        if self.backoff < 0:
-            raise T12kError(f"backoff {self.backoff}: give 0 or more seconds")
-        if self.max_expanded < 1:
-            raise T12kError(f"--max-expanded {self.max_expanded}: give a positive size, e.g. 64G")
+        """T12kError naming the option for a value out of its field's range (`check_fields`)."""
+        check_fields(self)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class RunSummary:
     stopped: str | None = None
     not_attempted: int = 0
     words: tuple[str, str] = ("done", "already done")  # how `done` and `skipped` read in the text
+    outputs: dict[str, Any] = field(default_factory=dict)  # `Pipeline.run`: the last stage's output per trailer
 
     @property
     def ok(self) -> bool:

@@ -375,5 +375,5 @@ def test_max_expanded_option():
         100 << 10
     )
     assert DownloadConfig().max_expanded == MAX_EXPANDED == 64 << 30
-    with pytest.raises(T12kError, match="--max-expanded 0"):
+    with pytest.raises(T12kError, match="--max-expanded must be a positive size, e.g. 64G; got 0"):
         DownloadConfig(max_expanded=0).validate()

@@ -85,7 +85,8 @@ def connect(ray: Any, config: RunConfig, cpus: int) -> bool:
             ) from None
         return True
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance: no token to hand around
-    ray.init(num_cpus=config.ray_cpus or cpus, include_dashboard=False, **quiet)
+    # address "local": a new instance, never a cluster `ray start` left on this machine
+    ray.init(address="local", num_cpus=config.ray_cpus or cpus, include_dashboard=False, **quiet)
     return True
 
 

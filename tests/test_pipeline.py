@@ -1,0 +1,133 @@
+"""`t12k.Pipeline` and the stage interface: a user's own stages run by the engines of `t12k run`;
+t12k's own stages composed by hand leave what the stage commands leave; Ray placement comes
+from the resources the stages declare; setup once, teardown at the end."""
+
+from __future__ import annotations
+
+import doctest
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import t12k
+from t12k.pipeline import composed
+from t12k.pipeline.extract import ExtractConfig
+from t12k.pipeline.run.config import Layout, RunConfig
+from t12k.pipeline.run.ray_engine import Placement
+from t12k.pipeline.run.stages import Features, Shots, build_stages
+from t12k.pipeline.shots_command import ShotsConfig
+from t12k.storage import FeatureStore, ShotStore
+
+
+def test_the_example_runs(three_videos, capfd):
+    globs = {"t12k": t12k, "os": os, "video": str(three_videos / "a1.mp4")}
+    (test,) = [t for t in doctest.DocTestFinder().find(composed.Pipeline, "Pipeline", globs=globs) if t.examples]
+    result = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE).run(test)
+    assert result.attempted >= 5 and result.failed == 0
+    assert not capfd.readouterr().out  # a library call prints nothing unless asked
+
+
+class _Counted(t12k.Stage):
+    """A stateful stage that counts its setups and teardowns and the threads it ran on."""
+
+    name = "counted"
+    stateful = True
+
+    def __init__(self) -> None:
+        self.setups, self.teardowns, self.threads = 0, 0, set()
+        self.batch = 2
+
+    def setup(self) -> None:
+        self.setups += 1
+
+    def process(self, tickets, stop=None):
+        self.threads.add(threading.current_thread().name)
+        return [t12k.Outcome(t.mid, "ok", data=len(tickets)) for t in tickets]
+
+    def teardown(self) -> None:
+        self.teardowns += 1
+
+
+def test_setup_once_batches_and_teardown():
+    stage = _Counted()
+    summary = t12k.Pipeline([stage]).run([(f"t{i}", i) for i in range(5)])
+    assert sorted(summary.done) == [f"t{i}" for i in range(5)] and summary.ok
+    assert stage.setups == 1 and stage.teardowns == 1
+    assert max(summary.outputs.values()) == 2  # calls of up to `batch` trailers
+    assert all(name.startswith("t12k-counted") for name in stage.threads)
+
+
+def test_bad_pipelines_say_so_in_one_line():
+    with pytest.raises(t12k.T12kError, match="takes a list of t12k.Stage objects"):
+        t12k.Pipeline([print])
+    with pytest.raises(t12k.T12kError, match="share a name"):
+        t12k.Pipeline([_Counted(), _Counted()])
+    with pytest.raises(t12k.T12kError, match="two items share an id"):
+        t12k.Pipeline([_Counted()]).run([("a", 1), ("a", 2)])
+
+
+def test_own_stages_composed_leave_what_the_stage_commands_leave(three_videos, tmp_path):
+    """t12k's shots and feature stages in a user's pipeline, against `t12k shots` + `t12k extract`."""
+    from t12k.pipeline.extract import extract_features
+    from t12k.pipeline.shots_command import detect_shots
+
+    config = ExtractConfig(backbones="shufflenet2d", weights="none", device="cpu", workers=0)
+    ref = tmp_path / "ref"
+    detect_shots(three_videos, ref / "shots.zarr", ShotsConfig(device="cpu"), progress=False)
+    extract_features(three_videos, ref / "shots.zarr", ref / "features", config, progress=False, log=lambda m: None)
+
+    out = tmp_path / "out"
+    shots = Shots(out / "shots.zarr", ShotsConfig(device="cpu"))
+    stages = [shots, Features(out / "features", out / "shots.zarr", config, batch=2)]
+    videos = sorted(three_videos.glob("*.mp4"))
+    summary = t12k.Pipeline(stages).run(videos)
+    assert sorted(summary.done) == ["a1", "b2", "c3"] and summary.ok
+
+    a, b = ShotStore.open(ref / "shots.zarr"), ShotStore.open(out / "shots.zarr")
+    (store_name,) = [p.name for p in (ref / "features").glob("*.zarr")]
+    fa, fb = FeatureStore.open(ref / "features" / store_name), FeatureStore.open(out / "features" / store_name)
+    for mid in ("a1", "b2", "c3"):
+        np.testing.assert_array_equal(a.shots(mid), b.shots(mid))
+        np.testing.assert_allclose(fa.read(mid), fb.read(mid), rtol=1e-4, atol=1e-4)  # other batches
+    again = t12k.Pipeline(stages).run(videos)  # resumes: everything is in the stores
+    assert sorted(again.skipped) == ["a1", "b2", "c3"] and not again.done
+
+
+def test_ray_placement_comes_from_the_declared_resources(tmp_path):
+    from t12k.pipeline.fetch import FetchConfig
+
+    layout = Layout(tmp_path)
+    extract = ExtractConfig(backbones="shufflenet2d", weights="none", workers=2)
+    for decode in ("once", "per-stage"):
+        run = RunConfig(engine="ray", decode=decode, actors=2)
+        stages = build_stages(layout, run, FetchConfig(workers=3), ShotsConfig(), extract)
+        cpu = Placement.plan({"CPU": 16}, run, stages, "test")
+        gpu = Placement.plan({"CPU": 16, "GPU": 2}, run, stages, "test")
+        assert cpu.device == "cpu" and gpu.device == "cuda"
+        assert cpu.options["download"] == {"num_cpus": 0} and cpu.slots["download"] == 3
+        if decode == "once":  # the feature actors run TransNet V2 too, and share the GPUs alone
+            assert [s.name for s in cpu.stages] == ["download", "normalize", "features"]
+            assert cpu.options["features"] == {"num_cpus": 1 + 2 + 1}
+            assert gpu.options["features"] == {"num_cpus": 2 + 1, "num_gpus": 1.0}
+        else:  # a shots actor and a features actor per GPU
+            assert cpu.options["shots"] == {"num_cpus": 1} and cpu.options["features"] == {"num_cpus": 3}
+            assert gpu.options["shots"] == {"num_cpus": 1, "num_gpus": 0.5}
+        held = sum(2 * cpu.options[s.name]["num_cpus"] for s in cpu.stages if s.stateful)
+        assert cpu.slots["normalize"] == 16 - held and cpu.cpus_needed == held + 1
+    short = r"has 4 CPUs and this run needs at least 9: 2 shots actor\(s\) of 1 CPU\(s\), 2 features actor"
+    with pytest.raises(t12k.T12kError, match=short):
+        Placement.plan({"CPU": 4}, run, stages, "test")
+    cuda = build_stages(layout, run, FetchConfig(), ShotsConfig(device="cuda"), extract)
+    with pytest.raises(t12k.T12kError, match="--device cuda asks for a GPU but the Ray cluster"):
+        Placement.plan({"CPU": 16}, run, cuda, "test")
+
+
+def test_a_users_stage_runs_on_ray():
+    pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    stage = _Counted()
+    summary = t12k.Pipeline([stage]).run([(f"t{i}", i) for i in range(3)], engine="ray")
+    assert sorted(summary.done) == ["t0", "t1", "t2"] and summary.ok
+    assert stage.setups == 0  # set up in its actor, not here
