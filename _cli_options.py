@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from t12k.pipeline.shards import Shard
 
 
 def quiet_option(p: argparse.ArgumentParser) -> None:
@@ -52,3 +55,30 @@ def items_options(p: argparse.ArgumentParser) -> None:
         default="url",
         help="name of the URL field in CSV/JSON/JSONL lists (a field named like youtube_id may hold bare YouTube ids)",
     )
+
+
+def shard_option(p: argparse.ArgumentParser) -> None:
+    """`--shard K/N`: one task of several over the same list and output (`pipeline.shards`)."""
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="take only part K of N of the ids (K from 1 to N; a fixed part by a hash of each id, whatever the "
+        "list's order), so that N tasks at once over the same output share the work; auto: the task of a Slurm "
+        "array job (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT)",
+    )
+
+
+def parse_shard(text: str | None) -> Shard | None:
+    """The `Shard` of `--shard` (None: every id)."""
+    from t12k.pipeline.shards import parse_shard as parse
+
+    return parse(text)
+
+
+def shard_ids(videos: str, ids: list[str] | None, shard: Shard | None) -> list[str] | None:
+    """The ids of `--videos` (or of `--ids`) that `shard` takes; `ids` without a shard."""
+    if shard is None:
+        return ids
+    from t12k.pipeline.videos import find_videos
+
+    return shard.select(find_videos(videos, ids))

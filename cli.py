@@ -38,7 +38,10 @@ from t12k._cli_options import finish as _finish  # noqa: E402
 from t12k._cli_options import ids_option as _ids_option  # noqa: E402
 from t12k._cli_options import items_options as _items_options  # noqa: E402
 from t12k._cli_options import parse_ids as _ids  # noqa: E402
+from t12k._cli_options import parse_shard as _shard  # noqa: E402
 from t12k._cli_options import quiet_option as _quiet  # noqa: E402
+from t12k._cli_options import shard_ids as _shard_ids  # noqa: E402
+from t12k._cli_options import shard_option as _shard_option  # noqa: E402
 from t12k.errors import T12kError  # noqa: E402
 from t12k.settings import add_settings, settings_from  # noqa: E402
 
@@ -75,6 +78,7 @@ def _fetch_parser(p: argparse.ArgumentParser) -> None:
 
     _items_options(p)
     p.add_argument("--out", default="videos", help="folder for the normalized videos and manifest.csv")
+    _shard_option(p)
     add_settings(p, FetchConfig)
     _quiet(p)
 
@@ -84,7 +88,7 @@ def cmd_fetch(a: argparse.Namespace) -> int:
 
     items = collect_items(a.items, a.url, a.labels, a.id_field, a.url_field)
     config = FetchConfig(**settings_from(a, FetchConfig))
-    return _finish(fetch_collection(items, a.out, config, progress=not a.quiet))
+    return _finish(fetch_collection(items, a.out, config, progress=not a.quiet, shard=_shard(a.shard)))
 
 
 @_command(
@@ -101,6 +105,7 @@ def _shots_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", default="videos", help="folder of {id}.mp4 videos (normalized to 24 fps)")
     p.add_argument("--store", default="shots.zarr", help="shots store to create or append to")
     _ids_option(p)
+    _shard_option(p)
     add_settings(p, ShotsConfig)
     p.add_argument(
         "--report",
@@ -118,7 +123,8 @@ def cmd_shots(a: argparse.Namespace) -> int:
         print(report_store(a.store, a.report).text() + f"; histogram in {a.report}")
         return 0
     config = ShotsConfig(**settings_from(a, ShotsConfig))
-    return _finish(detect_shots(a.videos, a.store, config, ids=_ids(a.ids), progress=not a.quiet))
+    ids = _shard_ids(a.videos, _ids(a.ids), _shard(a.shard))
+    return _finish(detect_shots(a.videos, a.store, config, ids=ids, progress=not a.quiet))
 
 
 @_command(
@@ -136,6 +142,7 @@ def _extract_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", default="shots.zarr", help="shots store made by `t12k shots`")
     p.add_argument("--out", default="features", help="folder for the feature stores")
     _ids_option(p)
+    _shard_option(p)
     add_settings(p, ExtractConfig)
     _quiet(p)
 
@@ -144,7 +151,8 @@ def cmd_extract(a: argparse.Namespace) -> int:
     from t12k.pipeline.extract import ExtractConfig, extract_features
 
     config = ExtractConfig(**settings_from(a, ExtractConfig))
-    return _finish(extract_features(a.videos, a.shots, a.out, config, ids=_ids(a.ids), progress=not a.quiet))
+    ids = _shard_ids(a.videos, _ids(a.ids), _shard(a.shard))
+    return _finish(extract_features(a.videos, a.shots, a.out, config, ids=ids, progress=not a.quiet))
 
 
 @_command(
@@ -166,6 +174,7 @@ def _run_parser(p: argparse.ArgumentParser) -> None:
 
     _items_options(p)
     p.add_argument("--out", default="t12k-run", help="folder for videos/, shots.zarr and features/")
+    _shard_option(p)
     add_settings(p, RunConfig)
     add_settings(p, FetchConfig)
     add_settings(p, ShotsConfig, skip=("device", "zarr_format"))  # extract's options set both stages'
@@ -189,6 +198,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         extract=ExtractConfig(**settings_from(a, ExtractConfig, skip=("workers",))),
         progress=not a.quiet,
         log=(lambda m: None) if a.quiet else print,
+        shard=_shard(a.shard),
     )
     return _finish(summary)
 

@@ -13,6 +13,8 @@ so a folder is never seen without its lock file held.
 `hold_folder(folder, name, busy)` keeps one writer per output folder (a fetch, a training, an
 experiment): a non-blocking lock on a lock file in it that holds the holder's pid; another
 holder is refused at once with the caller's message, any other failure with what it is.
+With `shared=True` any number of holders share the lock (the tasks of a sharded fetch),
+and only an exclusive holder is refused.
 """
 
 from __future__ import annotations
@@ -152,13 +154,19 @@ def _holder(fh: IO[str]) -> str:
 
 @contextmanager
 def hold_folder(
-    folder: Path, name: str, busy: Callable[[str], str], what: str = OUTPUT, fix: str = PASS_ANOTHER
+    folder: Path,
+    name: str,
+    busy: Callable[[str], str],
+    what: str = OUTPUT,
+    fix: str = PASS_ANOTHER,
+    shared: bool = False,
 ) -> Iterator[None]:
     """Hold `folder` for this process while the block runs: an exclusive, non-blocking flock on
     `folder`/`name`, which holds the holder's pid. Where another process (or another open in
     this one) holds it, FolderInUse at once with `busy(pid)`; a folder the lock file cannot be
     written in is `unwritable` (a read-only file system says so), a file system without locks
-    says that. The kernel drops the lock when its holder exits, however it ends."""
+    says that. The kernel drops the lock when its holder exits, however it ends. `shared`:
+    a shared lock, refused only while an exclusive holder has it (its pid is not written)."""
     folder = Path(folder)
     try:
         fh = open(folder / name, "a+", encoding="utf-8")
@@ -166,13 +174,14 @@ def hold_folder(
         raise unwritable(folder, exc, what, fix) from None
     with fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise FolderInUse(busy(_holder(fh))) from None
         except OSError as exc:  # a file system without locks
             raise T12kError(f"cannot lock {what} {folder} ({exc.strerror}); {fix}") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+        if not shared:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
         yield

@@ -1,9 +1,15 @@
 """Picking up where an earlier run stopped: one run per folder (a lock file), the leftovers of
-a killed run removed, and the ids whose video is already there (and passes its check) skipped."""
+a killed run removed, and the ids whose video is already there (and passes its check) skipped.
+
+The tasks of a sharded fetch (`--shard K/N`) share the folder: each holds the folder's lock
+shared and its shard's lock alone, so a fetch of the whole list waits for none of them and
+is refused while they run, a second task of the same shard is refused, and a task removes
+only the leftovers of its own ids (temporary names carry the id)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,28 +26,72 @@ from t12k.storage.checksum import file_digest
 from t12k.storage.locks import hold_folder
 
 if TYPE_CHECKING:
+    from t12k.pipeline.shards import Shard
     from t12k.storage import Manifest
 
 LOCK_NAME = ".t12k-fetch.lock"
+# the id in a temporary name: a download's folder, `.t12k-tmp-{id}-{8 hex}`, and an encode's
+# file, `.{id}.t12k-tmp-{8 hex}.mp4` (`media.ffmpeg.tmp_name`)
+_TMP_ID = (
+    re.compile(rf"^{re.escape(media.TMP_MARK)}-(.+)-[0-9a-f]{{8}}$"),
+    re.compile(rf"^\.(.+){re.escape(media.TMP_MARK)}-[0-9a-f]{{8}}\.[^.]+$"),
+)
 _SRC_KEYS = ("src_width", "src_height", "src_fps", "src_codec", "src_duration", "quality")
 
 
 @contextmanager
-def folder_lock(out: Path) -> Iterator[None]:
-    """One fetch at a time per output folder (`storage.locks.hold_folder`)."""
+def folder_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
+    """One fetch at a time per output folder (`storage.locks.hold_folder`), or one task per
+    shard when `shard` is given (several shards of one list at once)."""
 
     def busy(_pid: str) -> str:
         return f"another t12k fetch is writing to {out}; wait for it to finish or choose another output folder"
 
-    with hold_folder(out, LOCK_NAME, busy):
+    if shard is None:
+        with hold_folder(out, LOCK_NAME, busy):
+            yield
+        return
+
+    def whole(_pid: str) -> str:
+        return (
+            f"a t12k fetch of the whole list is writing to {out}; wait for it to finish, or give every task a --shard"
+        )
+
+    def same(pid: str) -> str:
+        return (
+            f"another t12k fetch of shard {shard} is writing to {out} (pid {pid}); give each task its own "
+            f"--shard K/{shard.count}, or wait for it to finish"
+        )
+
+    with hold_folder(out, LOCK_NAME, whole, shared=True), hold_folder(out, shard_lock_name(shard), same):
         yield
 
 
-def clean_leftovers(out: Path) -> int:
-    """Remove what killed runs left in `out` (we hold the lock: nothing else writes there)."""
+def shard_lock_name(shard: Shard) -> str:
+    """The lock file of one shard's fetch in the output folder."""
+    return f".t12k-fetch.{shard.name}.lock"
+
+
+def leftover_id(name: str) -> str | None:
+    """The trailer id in the temporary name `name` a fetch writes in its folder, else None."""
+    for pattern in _TMP_ID:
+        m = pattern.match(name)
+        if m:
+            return m.group(1)
+    return None
+
+
+def clean_leftovers(out: Path, shard: Shard | None = None) -> int:
+    """Remove what killed runs left in `out` (we hold the lock: nothing else writes there);
+    with `shard`, only the leftovers of the ids it takes (other tasks write the others)."""
     n = 0
     for p in out.iterdir():
-        if (p.name.startswith(".") and media.TMP_MARK in p.name) or p.name == "manifest.csv.tmp":
+        if shard is not None:
+            mid = leftover_id(p.name)
+            mine = mid is not None and shard.takes(mid)
+        else:
+            mine = (p.name.startswith(".") and media.TMP_MARK in p.name) or p.name == "manifest.csv.tmp"
+        if mine:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             n += 1
     return n

@@ -30,6 +30,7 @@ from t12k.pipeline.fetch.pacing import Pacer
 from t12k.pipeline.fetch.procpool import WorkerPool
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
 from t12k.pipeline.fetch.resume import clean_leftovers, folder_lock, still_to_fetch
+from t12k.pipeline.shards import Shard
 
 if TYPE_CHECKING:
     from t12k.storage import Manifest
@@ -146,6 +147,7 @@ def fetch_collection(
     config: FetchConfig | None = None,
     *,
     progress: bool = True,
+    shard: Shard | None = None,
     **settings: Any,
 ) -> FetchSummary:
     """Download and normalize every item into `out_dir/{id}.mp4`; one manifest row per id.
@@ -161,10 +163,10 @@ def fetch_collection(
     least 480p) is in the manifest; `enforce_quality` keeps the ones that break them out of
     `out_dir` (status 'rejected'). A failed item is recorded with its reason and the others
     go on. On Ctrl-C the run stops downloads and ffmpeg, removes its temporary files and
-    raises KeyboardInterrupt.
+    raises KeyboardInterrupt. `shard`: only the items it takes, beside the other shards' tasks.
     """
     cfg = dataclasses.replace(config or FetchConfig(), **settings)
-    items = list(items)
+    items = [it for it in items if shard is None or shard.takes(it.id)]
     check_items(items)
     cfg.validate()
     cfg = dataclasses.replace(cfg, ffmpeg=cfg.ffmpeg or media.ffmpeg_exe())
@@ -177,8 +179,8 @@ def fetch_collection(
     summary = FetchSummary(out_dir=out)
     t0 = time.perf_counter()
 
-    with folder_lock(out):
-        clean_leftovers(out)
+    with folder_lock(out, shard):
+        clean_leftovers(out, shard)
         manifest = Manifest(out / "manifest.csv", MANIFEST_FIELDS)
         bar = tqdm(total=len(items), desc="fetch", unit="trailer", disable=not progress, leave=False)
         try:
@@ -186,7 +188,7 @@ def fetch_collection(
             Run(still_to_fetch(items, out, cfg, recorder), out, cfg, recorder).run()
         finally:
             bar.close()
-            clean_leftovers(out)
+            clean_leftovers(out, shard)
             _in_list_order(manifest, items)
             manifest.compact()
     summary.finish(time.perf_counter() - t0, cfg.quality_seconds, cfg.quality_min_lines)
