@@ -1,7 +1,7 @@
 """Screenshots of the three kinds of report page, taken in headless Chromium (Playwright
 driving the system's chromium: no browser download).
 
-    python bench/report_screenshots.py REPORT_DIR [--run-report RUN_REPORT_DIR] [--out shots/] [--width 1000]
+    python bench/report_screenshots.py REPORT_DIR [--trailer ID] [--run-report RUN_REPORT_DIR] [--out DIR]
 
 writes collection.png (index.html), trailer.png (the first trailer page with a filmstrip) and,
 with --run-report, training.png, each at a phone width too (*-phone.png).
@@ -28,7 +28,7 @@ def first_trailer_with_thumbs(report: Path) -> Path:
     raise SystemExit(f"no trailer page with thumbnails in {report}")
 
 
-def shoot(pages: dict[str, Path], out: Path, width: int) -> list[Path]:
+def shoot(pages: dict[str, Path], out: Path, width: int, height: int = 900) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,7 @@ def shoot(pages: dict[str, Path], out: Path, width: int) -> list[Path]:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         for name, page_path in pages.items():
             for suffix, w in (("", width), ("-phone", 390)):
-                page = browser.new_page(viewport={"width": w, "height": 900})
+                page = browser.new_page(viewport={"width": w, "height": height})
                 page.goto(page_path.resolve().as_uri())
                 page.evaluate("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
                 page.wait_for_load_state("networkidle")
@@ -55,11 +55,14 @@ def main() -> None:
     ap.add_argument("--run-report", type=Path, help="folder written by `t12k report RUN_DIR`")
     ap.add_argument("--out", type=Path, default=Path("report-screenshots"))
     ap.add_argument("--width", type=int, default=1000)
+    ap.add_argument("--height", type=int, default=900)
+    ap.add_argument("--trailer", help="the trailer whose page to take (default: the first with thumbnails)")
     a = ap.parse_args()
-    pages = {"collection": a.report / "index.html", "trailer": first_trailer_with_thumbs(a.report)}
+    trailer = a.report / "t" / f"{a.trailer}.html" if a.trailer else first_trailer_with_thumbs(a.report)
+    pages = {"collection": a.report / "index.html", "trailer": trailer}
     if a.run_report:
         pages["training"] = a.run_report / "index.html"
-    for path in shoot(pages, a.out, a.width):
+    for path in shoot(pages, a.out, a.width, a.height):
         print(path)
 
 

@@ -27,6 +27,7 @@ from t12k import GENRES
 from t12k.backbones import REGISTRY, Kind, get_spec
 from t12k.device import device_setting
 from t12k.errors import T12kError
+from t12k.settings import check_fields
 
 if TYPE_CHECKING:
     from t12k.divita.train import TrainResult
@@ -176,8 +177,13 @@ def _mb(n: int) -> str:
 class DemoConfig:
     """The settings of `t12k demo`: the corpus, the backbone and the training."""
 
-    trailers: int = field(default=40, metadata={"help": "generated trailers in the corpus"})
-    seconds: float = field(default=8.0, metadata={"help": "length of each generated trailer"})
+    trailers: int = field(
+        default=40,
+        metadata={"help": "generated trailers in the corpus", "min": 10, "must": "at least 10 (three subsets)"},
+    )
+    seconds: float = field(
+        default=8.0, metadata={"help": "length of each generated trailer", "above": 0, "unit": "seconds"}
+    )
     backbone: str = field(
         default="shufflenet2d",
         metadata={"help": "backbone for the image store (a 2D one)", "choices": _IMAGE_BACKBONES},
@@ -186,15 +192,14 @@ class DemoConfig:
         default="none",
         metadata={"help": "backbone weights: 'none' (random, no network), 'default' or a .pth path"},
     )
-    max_epochs: int = field(default=100, metadata={"help": "most training epochs"})
+    max_epochs: int = field(default=100, metadata={"help": "most training epochs", "min": 1})
     seed: int = field(default=0, metadata={"help": "seed of the corpus and the training"})
     device: str = device_setting()
 
     def validate(self) -> None:
-        if get_spec(self.backbone).kind != Kind.IMAGE:
-            raise T12kError(f"the demo trains an image head; pick a 2D backbone, not {self.backbone}")
-        if self.trailers < 10:
-            raise T12kError("the demo needs at least 10 generated trailers for its three subsets; raise --trailers")
+        """T12kError naming the option for a value out of its field's range or choices (`check_fields`:
+        --backbone's choices are the 2D backbones, the demo training an image head)."""
+        check_fields(self)
 
 
 class _Demo:
@@ -316,6 +321,14 @@ class _Demo:
         log(f"  predict   {held_out}: " + ", ".join(f"{g} {p:.2f}" for g, p in top) + f"  (true: {', '.join(truth)})")
         log(f"  time      {seconds:.0f} s; checkpoint {self.root / 'run' / 'checkpoint.pt'}")
 
+    def report(self) -> Path:
+        """Last: the HTML report of the work folder, with the head's genres on each trailer page."""
+        from t12k.report import build_report
+
+        built = build_report(self.root, self.root / "report", self.root / "run" / "checkpoint.pt")
+        self.log(f"  report    {built.index}  (open it in a browser: the collection, its stores, a page per trailer)")
+        return built.index
+
 
 def run_demo(
     out: str | os.PathLike,
@@ -325,7 +338,8 @@ def run_demo(
     log: Callable[[str], None] = print,
     **settings: Any,
 ) -> int:
-    """Build the demo corpus in `out` and run fetch, shots, extract, train and predict on it.
+    """Build the demo corpus in `out`, run fetch, shots, extract, train and predict on it, and end
+    with the HTML report of `out` (`out`/report/index.html, its path logged last).
 
     `settings` override fields of `config`. Returns 0 (the exit status); what goes wrong
     raises T12kError.
@@ -345,4 +359,5 @@ def run_demo(
         result = demo.train()
         pred = demo.predict(server.url, held_out)
     demo.summary(result, pred, held_out, len(test_ids), time.perf_counter() - t_start)
+    demo.report()
     return 0

@@ -39,7 +39,10 @@ svg.curve { width: 100%; height: auto; display: block; background: #fafbfc; bord
 .shot img { width: 96px; height: auto; display: block; background: #000; }
 .shot figcaption { font-size: .7em; color: var(--muted); }
 .bar { background: var(--accent); height: .9em; min-width: 1px; }
-.barcell { width: 50%; min-width: 120px; }
+.barcell { width: 100%; min-width: 100px; }
+table.bars { width: 100%; max-width: 520px; }
+.side { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.side > div { flex: 1 1 320px; min-width: 0; }
 nav.pages a, nav.pages span { margin-right: .5em; }
 @media (max-width: 600px) { body { font-size: 14px; } main { padding: .3em .5em 1em; } .shot img { width: 72px; } }
 """
@@ -117,7 +120,7 @@ def curve_svg(
     ]
     seconds = n / fps
     step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1e9) if seconds / s <= 10)
-    for t in np.arange(0, seconds, step):
+    for t in np.arange(0, seconds * 0.96, step):  # no label cut by the right edge
         x = t * fps * x_of
         parts.append(f"<text x='{x + 2:.1f}' y='{h - 4}' font-size='11' fill='#555'>{t:g} s</text>")
     parts.append("</svg>")

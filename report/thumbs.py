@@ -1,7 +1,7 @@
 """Small JPEG thumbnails of chosen frames of a video, from one ffmpeg pass.
 
-ffmpeg's `select` filter keeps the wanted frames (by index) and only those are scaled and
-encoded, so a trailer costs one decode and memory stays flat; the frames are written as
+ffmpeg's `select` filter keeps the wanted frames (by index, one balanced sum of `eq(n,k)`) and only those
+are scaled and encoded, so a trailer costs one decode and memory stays flat; the frames are written as
 `f{index}.jpg` in the trailer's folder. A folder already holding the frames asked for is reused.
 """
 
@@ -24,6 +24,15 @@ def thumb_name(frame: int) -> str:
     return f"f{int(frame)}.jpg"
 
 
+def _any_of(terms: list[str]) -> str:
+    """The terms summed as a balanced tree: ffmpeg's expression parser refuses a flat sum of more
+    than 100 terms (its nesting limit), and a trailer has hundreds of clips."""
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({_any_of(terms[:half])}+{_any_of(terms[half:])})"
+
+
 def make_thumbs(video: Path, frames: Sequence[int], folder: Path, width: int = WIDTH) -> list[int]:
     """Write a thumbnail of each of `frames` of `video` into `folder`; the frames that have one.
     T12kError (with ffmpeg's line) when the video cannot be decoded."""
@@ -38,7 +47,7 @@ def make_thumbs(video: Path, frames: Sequence[int], folder: Path, width: int = W
     if not wanted:
         return []
     tmp = folder / f"{TMP_MARK}-%06d.jpg"
-    pick = "+".join(f"eq(n\\,{f})" for f in wanted)
+    pick = _any_of([f"eq(n\\,{f})" for f in wanted])
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", "1", "-i", str(video), "-map", "0:v:0"]
     cmd += ["-vf", f"select='{pick}',scale={width}:-2", "-fps_mode", "passthrough", "-q:v", str(QUALITY)]
     cmd += ["-f", "image2", "-start_number", "0", str(tmp)]

@@ -182,9 +182,9 @@ def trailer_page(src: Sources, mid: str, neighbours: tuple[str | None, str | Non
     rec = TrailerRecord(mid, status=(row or {}).get("status", ""), duration=_num(row or {}, "duration"))
     path = page_path(src.root, mid)
     video = src.videos.get(mid)
-    parts = [_facts(mid, row, video)]
+    genres = _genres(src, mid, rec)
+    parts = [f"<div class='side'><div><h2>Video</h2>{_facts(mid, row, video)}</div><div>{genres}</div></div>"]
     shots, preds, shot_note = _read_shots(src, mid, rec)
-    parts.append(_genres(src, mid, rec))
     if shots is not None and preds is not None:
         rec.shot_lengths = (shots[:, 1] - shots[:, 0] + 1).astype(np.int64)
         threshold = float(src.shots[0].settings.get("threshold", 0.5))

@@ -171,3 +171,20 @@ def test_predict_writes_the_page(tmp_path, capsys):
     assert f"page: {tmp_path / 'p.html'}" in out
     page = (tmp_path / "p.html").read_text()
     assert page.count("class='bar'") == 10 and "<td>shots</td><td>2</td>" in page
+
+
+def test_thumbnails_of_many_frames_from_one_pass(tmp_path):
+    from conftest import shot_frames, write_h264
+
+    from t12k.report.thumbs import make_thumbs
+
+    video = write_h264(tmp_path / "v.mp4", shot_frames([90, 90], seed=3))  # 180 frames
+    wanted = list(range(0, 180, 1))  # more frames than ffmpeg's expressions nest (100)
+    assert make_thumbs(video, wanted + [500], tmp_path / "t") == wanted  # frame 500 is past the end
+    with Image.open(tmp_path / "t" / "f95.jpg") as im:
+        r, g, b = np.asarray(im.convert("RGB"))[5, 5].astype(int)
+    want = shot_frames([90, 90], seed=3)[95][5, 5].astype(int)
+    assert abs(r - want[0]) + abs(g - want[1]) + abs(b - want[2]) < 40  # frame 95 is the second shot's colour
+    mtime = (tmp_path / "t" / "f0.jpg").stat().st_mtime_ns
+    assert make_thumbs(video, wanted + [500], tmp_path / "t") == wanted  # asked again: reused
+    assert (tmp_path / "t" / "f0.jpg").stat().st_mtime_ns == mtime
