@@ -550,6 +550,32 @@ def cmd_report(a: argparse.Namespace) -> int:
     return run(a)
 
 
+@_command(
+    "status",
+    "say where a collection stands: per stage done, failed, in flight, rate and time left",
+    "Read a run folder's manifests and stores (whichever tasks, shards or engines wrote them) and print, "
+    "per stage (fetch, shots, features), the trailers done, failed (by reason), blocked by an earlier stage, "
+    "in flight (held by a live writer) and not started, the rate over the last minutes and the time left. "
+    "Takes no lock and writes nothing.",
+    needs=("t12k.pipeline.status",),
+)
+def _status_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("work", metavar="WORK", help="the run folder (--out of `t12k run`): videos/, shots.zarr, features/")
+    p.add_argument("--items", metavar="LIST", help="the collection's list, so that ids no stage has seen count too")
+    p.add_argument("--window", type=float, default=10.0, metavar="MIN", help="minutes the rates are measured over")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    import json
+
+    from t12k.pipeline.status import collection_status, list_ids
+
+    status = collection_status(a.work, list_ids(a.items) if a.items else None, window=a.window)
+    print(json.dumps(status.to_json(), indent=2) if a.json else status.text())
+    return 0
+
+
 # command -> (builds its subparser, runs it); the order is the order of `t12k --help`.
 COMMANDS = {
     "fetch": (_fetch_parser, cmd_fetch),
@@ -564,6 +590,7 @@ COMMANDS = {
     "demo": (_demo_parser, cmd_demo),
     "backbones": (_backbones_parser, cmd_backbones),
     "verify": (_verify_parser, cmd_verify),
+    "status": (_status_parser, cmd_status),
     "report": (_report_parser, cmd_report),
 }
 

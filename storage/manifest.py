@@ -91,17 +91,7 @@ class Manifest:
             self.rows = merged
 
     def _read(self) -> dict[str, dict[str, str]]:
-        """The file's rows, the last one of each id (in the order ids first appear)."""
-        rows: dict[str, dict[str, str]] = {}
-        try:
-            with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
-                for row in csv.DictReader(fh):
-                    # a row with too many or too few fields is a killed writer's partial line
-                    if row.get("id") and row.get("status") and None not in row and None not in row.values():
-                        rows[row["id"]] = {k: v or "" for k, v in row.items()}
-        except FileNotFoundError:
-            pass
-        return rows
+        return read_rows(self.path)
 
     def _remove_leftovers(self) -> None:
         """Temporary files of killed compactions (we hold the lock: none is in use)."""
@@ -136,3 +126,18 @@ class Manifest:
         for row in self.rows.values():
             out[row["status"]] = out.get(row["status"], 0) + 1
         return out
+
+
+def read_rows(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """The rows of the manifest at `path`, the last one of each id (in the order ids first
+    appear); {} when there is none. Reads without the lock: a reader never holds up a writer."""
+    rows: dict[str, dict[str, str]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.DictReader(fh):
+                # a row with too many or too few fields is a killed writer's partial line
+                if row.get("id") and row.get("status") and None not in row and None not in row.values():
+                    rows[row["id"]] = {k: v or "" for k, v in row.items()}
+    except FileNotFoundError:
+        pass
+    return rows
