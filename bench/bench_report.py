@@ -1,10 +1,11 @@
 """Time and size of `t12k report` for N trailers.
 
-    python bench/bench_report.py [--trailers 1000] [--seconds 30] [--distinct 8] [--work DIR]
+    python bench/bench_report.py [--trailers 1000] [--seconds 30] [--distinct 8] [--video MP4] [--no-thumbs] [--work DIR]
 
 Synthesizes a work folder as `t12k run` leaves it, written through the store classes rather
 than by running the pipeline N times: `videos/` (N ids hard-linked to `--distinct` generated
-640x360 H.264 videos of `--seconds`, with hard cuts), `videos/manifest.csv` (4% failed
+640x360 H.264 videos of `--seconds`, with hard cuts, or `--video` looped to `--seconds` and
+normalized as `t12k fetch` does, with shots drawn at random), `videos/manifest.csv` (4% failed
 downloads with two reasons, 5% breaking the quality rules), `shots.zarr` (the videos' cuts,
 a probability per frame), and a Shot-24 shufflenet2d feature store (random 1024-d features,
 the representative frame of each clip). Then it builds the report (verify on, thumbnails on)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +26,8 @@ import av
 import numpy as np
 
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS
+from t12k.pipeline.media import probe
+from t12k.pipeline.media.ffmpeg import ffmpeg_exe
 from t12k.report import build_report
 from t12k.shots import plan_clips
 from t12k.storage import FeatureStore, Manifest, ShotStore
@@ -33,11 +37,7 @@ SIZE = (640, 360)
 
 def write_video(path: Path, seconds: float, rng: np.random.Generator) -> np.ndarray:
     """A 24 fps video of shots 1-6 s long (a colour and a moving square each); its shots."""
-    n = int(seconds * 24)
-    bounds = [0]
-    while bounds[-1] < n:
-        bounds.append(min(n, bounds[-1] + int(rng.integers(24, 144))))
-    shots = np.array([[a, b - 1] for a, b in zip(bounds[:-1], bounds[1:])], np.int32)
+    shots = random_shots(int(seconds * 24), rng)
     w, h = SIZE
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=24)
@@ -57,7 +57,22 @@ def write_video(path: Path, seconds: float, rng: np.random.Generator) -> np.ndar
     return shots
 
 
-def synthesize(work: Path, trailers: int, seconds: float, distinct: int, seed: int = 0) -> None:
+def random_shots(frames: int, rng: np.random.Generator) -> np.ndarray:
+    bounds = [0]
+    while bounds[-1] < frames:
+        bounds.append(min(frames, bounds[-1] + int(rng.integers(24, 144))))
+    return np.array([[a, b - 1] for a, b in zip(bounds[:-1], bounds[1:])], np.int32)
+
+
+def normalized_copy(video: Path, path: Path, seconds: float) -> int:
+    """`video` looped to `seconds`, as `t12k fetch` normalizes (H.264, 24 fps, 360p); its frames."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(video), "-t", f"{seconds:g}", "-an"]
+    cmd += ["-vf", "scale=-2:360,fps=24", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", str(path)]
+    subprocess.run(cmd, check=True)
+    return probe(path).num_frames
+
+
+def synthesize(work: Path, trailers: int, seconds: float, distinct: int, video: Path | None, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     videos = work / "videos"
     (work / "src").mkdir(parents=True)
@@ -65,7 +80,10 @@ def synthesize(work: Path, trailers: int, seconds: float, distinct: int, seed: i
     sources = []
     for k in range(distinct):
         path = work / "src" / f"v{k}.mp4"
-        sources.append((path, write_video(path, seconds, rng)))
+        if video is None:
+            sources.append((path, write_video(path, seconds, rng)))
+        else:  # real footage: its cuts are unknown, the shots are drawn at random
+            sources.append((path, random_shots(normalized_copy(video, path, seconds), rng)))
     manifest = Manifest(videos / "manifest.csv", MANIFEST_FIELDS)
     shots_store = ShotStore.create_or_append(
         work / "shots.zarr", {"detector": "transnetv2", "threshold": 0.5, "input_size": [48, 27]}
@@ -114,6 +132,12 @@ def main() -> None:
     ap.add_argument("--trailers", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=30.0, help="length of each generated video")
     ap.add_argument("--distinct", type=int, default=8, help="distinct videos the ids are hard-linked to")
+    ap.add_argument(
+        "--video",
+        type=Path,
+        help="real footage to loop and normalize (e.g. bbb-trailer.mp4) "
+        "instead of generated shots; --distinct copies of it",
+    )
     ap.add_argument("--work", type=Path, help="keep the work folder here (default: a temporary one)")
     ap.add_argument("--no-thumbs", action="store_true")
     a = ap.parse_args()
@@ -122,9 +146,10 @@ def main() -> None:
     try:
         if not (work / "videos" / "manifest.csv").is_file():
             t0 = time.perf_counter()
-            synthesize(work, a.trailers, a.seconds, a.distinct)
+            synthesize(work, a.trailers, a.seconds, a.distinct, a.video)
+            what = f"{a.video.name} looped" if a.video else "generated shots"
             print(
-                f"synthesized {a.trailers} trailers ({a.seconds:g} s, {SIZE[0]}x{SIZE[1]}) in "
+                f"synthesized {a.trailers} trailers ({a.seconds:g} s of {what}, 360p) in "
                 f"{time.perf_counter() - t0:.0f} s"
             )
         out = work.parent / "report"
