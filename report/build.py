@@ -14,9 +14,10 @@ from pathlib import Path
 from t12k.errors import T12kError, describe
 from t12k.report.collection import Collection, index_page
 from t12k.report.discover import Work, discover
-from t12k.report.html import CSS
+from t12k.report.html import COLLECTION_NAV, CSS
 from t12k.report.stores import StoreFacts, all_facts, stores_page
 from t12k.report.trailer import Sources, TrailerRecord, trailer_page
+from t12k.report.training import is_experiment_dir, is_run_dir, training_report
 from t12k.storage import FeatureStore, ShotStore
 
 
@@ -26,12 +27,15 @@ class ReportSummary:
     seconds, and what could not be read (also said on the pages)."""
 
     index: Path
+    kind: str = "collection"  # or "training"
     trailers: int = 0
     bytes: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     def text(self) -> str:
+        if self.kind == "training":
+            return f"report of the training: {self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s; open {self.index}"
         return (
             f"report: {self.trailers} trailer pages, {self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s; "
             f"open {self.index}" + (f" ({len(self.problems)} problems shown on it)" if self.problems else "")
@@ -75,6 +79,11 @@ def _is_2d(store: FeatureStore) -> bool:
     return bool(store.settings.get("frame_selection")) or store.path.name.startswith("trailers_i_")
 
 
+def _style(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "style.css").write_text(CSS, encoding="utf-8")
+
+
 def _size(folder: Path) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
 
@@ -99,6 +108,12 @@ def build_report(
     root_in = Path(work)
     if not root_in.is_dir():
         raise T12kError(f"work folder {root_in} does not exist; pass the --out folder of `t12k run` or `t12k demo`")
+    if is_run_dir(root_in) or is_experiment_dir(root_in):
+        root = Path(out) if out is not None else root_in / "report"
+        _style(root)
+        summary = ReportSummary(training_report(root_in, root), kind="training")
+        summary.bytes, summary.seconds = _size(root), time.perf_counter() - t0
+        return summary
     found = discover(root_in)
     if found.empty:
         raise T12kError(
@@ -106,8 +121,7 @@ def build_report(
             "pass the folder `t12k run` wrote"
         )
     root = Path(out) if out is not None else root_in / "report"
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "style.css").write_text(CSS, encoding="utf-8")
+    _style(root)
     everything = (*found.shots, *found.features, *found.broken)
     problems = [f"{f.path}: cannot be read ({f.problem})" for f in everything if f.problem]
     facts = all_facts(found, verify=verify)
@@ -136,8 +150,15 @@ def build_report(
 
     with ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="t12k-report") as pool:
         coll.records = list(pool.map(one, range(len(ids))))
-    index = index_page(coll, facts, root, root_in, problems)
-    summary = ReportSummary(index, len(ids), problems=problems)
+    runs = []
+    for run in found.runs:
+        name = run.relative_to(root_in).as_posix().replace("/", "-") or run.name
+        try:
+            runs.append((name, training_report(run, root / "runs" / name, (root, COLLECTION_NAV))))
+        except Exception as exc:  # noqa: BLE001 - said on the index
+            problems.append(f"training run {run}: cannot be shown ({describe(exc)})")
+    index = index_page(coll, facts, root, root_in, problems, runs)
+    summary = ReportSummary(index, trailers=len(ids), problems=problems)
     summary.bytes = _size(root)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -172,7 +172,14 @@ def list_pages(c: Collection, root: Path) -> list[Path]:
     return paths
 
 
-def index_page(c: Collection, facts: list[StoreFacts], root: Path, work: Path, problems: list[str]) -> Path:
+def index_page(
+    c: Collection,
+    facts: list[StoreFacts],
+    root: Path,
+    work: Path,
+    problems: list[str],
+    runs: Sequence[tuple[str, Path]] = (),
+) -> Path:
     """index.html and failures.html (every failed id)."""
     path = root / "index.html"
     lists = list_pages(c, root)
@@ -185,6 +192,9 @@ def index_page(c: Collection, facts: list[StoreFacts], root: Path, work: Path, p
     parts.append("<h2>Quality</h2>" + _quality_html(c, root, path))
     parts.append("<h2>Distributions</h2>" + _figures_html(c, root, path))
     parts.append("<h2>Stores</h2>" + _stores_brief(facts, root, path))
+    if runs:
+        items = "".join(f"<li><a href='{rel(page, path)}'>{esc(name)}</a></li>" for name, page in runs)
+        parts.append(f"<h2>Training runs</h2><ul>{items}</ul>")
     write_page(root, path, "Collection", "".join(parts))
     fail = root / "failures.html"
     write_page(root, fail, "Failures, by reason", _failures_html(c, root, fail, None))

@@ -33,6 +33,7 @@ class Work:
     features: list[Found] = field(default_factory=list)
     broken: list[Found] = field(default_factory=list)  # zarr-looking folders that are no store
     videos: dict[str, Path] = field(default_factory=dict)  # id -> its .mp4
+    runs: list[Path] = field(default_factory=list)  # `t12k train` run folders (history.csv)
 
     @property
     def empty(self) -> bool:
@@ -85,6 +86,8 @@ def discover(root: str | os.PathLike[str]) -> Work:
                     target.append(found)
                 elif depth < DEPTH:
                     todo.append((p, depth + 1))
+            elif e.name == "history.csv":
+                work.runs.append(folder)
             elif e.name.endswith(".csv"):
                 head = _header(p)
                 if "id" in head and "status" in head:
@@ -94,6 +97,6 @@ def discover(root: str | os.PathLike[str]) -> Work:
     fetched = {m.parent for m in work.fetch_manifests}  # normalized videos win over their sources
     for p in sorted(mp4s, key=lambda v: (v.parent not in fetched, str(v))):
         work.videos.setdefault(p.stem, p)
-    for group in (work.fetch_manifests, work.stage_manifests, work.shots, work.features, work.broken):
+    for group in (work.fetch_manifests, work.stage_manifests, work.shots, work.features, work.broken, work.runs):
         group.sort(key=lambda f: str(getattr(f, "path", f)))
     return work

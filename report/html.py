@@ -57,22 +57,27 @@ def rel(target: Path, page: Path) -> str:
     return Path(os.path.relpath(target, page.parent)).as_posix()
 
 
-def page(title: str, body: str, root: Path, path: Path) -> str:
-    """A whole page: the shared stylesheet and header (links to the index and the stores page)."""
-    home, stores = rel(root / "index.html", path), rel(root / "stores.html", path)
+COLLECTION_NAV = (("t12k report: collection", "index.html"), ("stores", "stores.html"))
+TRAINING_NAV = (("t12k report: training", "index.html"),)
+
+
+def page(title: str, body: str, root: Path, path: Path, nav: Sequence[tuple[str, str]] = COLLECTION_NAV) -> str:
+    """A whole page: the shared stylesheet (root/style.css) and a header of links (`nav`: label and
+    file under `root`; by default the collection's index and stores pages)."""
+    links = "".join(f"<a href='{rel(root / target, path)}'>{esc(label)}</a>" for label, target in nav)
     css = rel(root / "style.css", path)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{esc(title)}</title><link rel='stylesheet' href='{css}'></head><body>"
-        f"<header><a href='{home}'>t12k report: collection</a><a href='{stores}'>stores</a></header>"
+        f"<header>{links}</header>"
         f"<main><h1>{esc(title)}</h1>\n{body}\n</main></body></html>\n"
     )
 
 
-def write_page(root: Path, path: Path, title: str, body: str) -> Path:
+def write_page(root: Path, path: Path, title: str, body: str, nav: Sequence[tuple[str, str]] = COLLECTION_NAV) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(title, body, root, path), encoding="utf-8")
+    path.write_text(page(title, body, root, path, nav), encoding="utf-8")
     return path
 
 

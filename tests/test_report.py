@@ -188,3 +188,47 @@ def test_thumbnails_of_many_frames_from_one_pass(tmp_path):
     mtime = (tmp_path / "t" / "f0.jpg").stat().st_mtime_ns
     assert make_thumbs(video, wanted + [500], tmp_path / "t") == wanted  # asked again: reused
     assert (tmp_path / "t" / "f0.jpg").stat().st_mtime_ns == mtime
+
+
+def test_a_training_run_and_an_experiment(tmp_path):
+    from t12k.divita.experiment import RunSpec, run_experiment
+    from t12k.divita.runfiles import read_metrics
+
+    run = rw.trained().parent
+    summary = build_report(run, tmp_path / "run")
+    assert summary.kind == "training" and "report of the training" in summary.text()
+    page = (tmp_path / "run" / "index.html").read_text()
+    metrics, best = read_metrics(run / "metrics.csv")
+    assert f"<td>test</td><td class='n'>{metrics['test']['muAP']:.2f}</td>" in page
+    assert f"<td>drama</td><td class='n'>{metrics['val']['drama']:.2f}</td>" in page
+    assert f"best epoch {best} of 2" in page and "Every epoch (2)" in page
+    for png in ("curves", "pr", "pr_genres"):
+        with Image.open(tmp_path / "run" / "img" / f"{png}.png") as im:
+            assert im.width > 300
+    specs = [RunSpec("ShuffleNet-2D", image_store=rw.STORE)]
+    exp = tmp_path / "exp"
+    data = rw.work() / "features"
+    res = run_experiment(
+        specs,
+        exp,
+        data_dir=data,
+        labels=run.parent / "mtgc.csv",
+        splits=[0, 1],
+        overrides={"max_epochs": 1, "device": "cpu"},
+        progress=False,
+    )
+    build_report(exp, tmp_path / "exp-report")
+    page = (tmp_path / "exp-report" / "index.html").read_text()
+    mu = [m["muAP"] for m in res.configs[0].test.values()]
+    assert f"{np.mean(mu):.2f}±{np.std(mu, ddof=1):.2f}" in page  # Table 6's mean±std
+    assert "<th>Backbone</th>" in page and "tradeoff.png" in page
+    for name in ("ShuffleNet-2D-split0", "ShuffleNet-2D-split1"):
+        assert f"runs/{name}/index.html" in page and (tmp_path / "exp-report" / "runs" / name / "index.html").is_file()
+
+
+def test_a_work_folder_links_its_training_runs(tmp_path):
+    work = rw.copy(tmp_path / "work")
+    shutil.copytree(rw.trained().parent, work / "run")
+    build_report(work, tmp_path / "out", verify=False, thumbs=False)
+    assert "<a href='runs/run/index.html'>run</a>" in (tmp_path / "out" / "index.html").read_text()
+    assert "Training run run" in (tmp_path / "out" / "runs" / "run" / "index.html").read_text()

@@ -35,9 +35,12 @@ IMAGES_LOAD = """async () => Promise.all([...document.images].map(img => new Pro
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    build_report(rw.work(), out, rw.trained())
-    return out
+    """The report of the run folder with a training run in it (the three kinds of page)."""
+    tmp = tmp_path_factory.mktemp("report")
+    work = rw.copy(tmp / "work")
+    shutil.copytree(rw.trained().parent, work / "run")
+    build_report(work, tmp / "out", rw.trained())
+    return tmp / "out"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def _visit(browser, page_path: Path, width: int, javascript: bool = True) -> tup
 
 def test_every_page_loads_clean_with_its_images_and_links(report, browser):
     pages = sorted(report.rglob("*.html"))
-    assert len(pages) == 7 + 4  # trailers, index, list-1, failures, stores
+    assert len(pages) == 7 + 4 + 1  # trailers, index, list-1, failures, stores, the training run
     store = FeatureStore.open(rw.work() / "features" / rw.STORE)
     for path in pages:
         page, errors, outside = _visit(browser, path, 1000)
@@ -84,7 +87,8 @@ def test_every_page_loads_clean_with_its_images_and_links(report, browser):
 
 
 def test_pages_fit_a_phone(report, browser):
-    for path in (report / "index.html", report / "t" / "r2.html", report / "stores.html", report / "list-1.html"):
+    pages = ("index.html", "t/r2.html", "stores.html", "list-1.html", "runs/run/index.html")
+    for path in (report / p for p in pages):
         page, errors, _ = _visit(browser, path, 390)
         over = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert over <= 0 and not errors, f"{path.name} is {over} px wider than a phone"
