@@ -98,6 +98,22 @@ def _quality_html(c: Collection, root: Path, path: Path) -> str:
     return head + (table(["rule broken", "trailers", "ids"], rows, numeric=(1,), raw=True) if rows else "")
 
 
+def _picture_html(c: Collection, root: Path, path: Path) -> str:
+    """Trailers whose frames are mostly letter/pillarboxed, and those with black clips."""
+    boxed: dict[str, list[str]] = defaultdict(list)
+    for r in c.records:
+        if r.boxed:
+            boxed[r.boxed].append(r.mid)
+    black = sorted((r for r in c.records if r.black), key=lambda r: -r.black / max(r.clips or 1, 1))
+    rows = [[esc(kind), str(len(ids)), _id_links(ids, c, root, path)] for kind, ids in sorted(boxed.items())]
+    if black:
+        ids = [r.mid for r in black]
+        rows.append(["with black clips (most first)", str(len(ids)), _id_links(ids, c, root, path)])
+    if not rows:
+        return "<p class='ok'>No trailer is letterboxed or pillarboxed, and no clip's frame is black.</p>"
+    return table(["picture", "trailers", "ids"], rows, numeric=(1,), raw=True)
+
+
 def _figures_html(c: Collection, root: Path, path: Path) -> str:
     img = root / "img"
     img.mkdir(parents=True, exist_ok=True)
@@ -190,6 +206,7 @@ def index_page(
     parts.append("<h2>Trailers per status</h2>" + (_status_table(c) if c.stages else note("no manifest found")))
     parts.append("<h2>Failures, by reason</h2>" + _failures_html(c, root, path, SHOWN_IDS))
     parts.append("<h2>Quality</h2>" + _quality_html(c, root, path))
+    parts.append("<h2>Picture (from the clips' frames)</h2>" + _picture_html(c, root, path))
     parts.append("<h2>Distributions</h2>" + _figures_html(c, root, path))
     parts.append("<h2>Stores</h2>" + _stores_brief(facts, root, path))
     if runs:

@@ -12,6 +12,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from t12k.errors import T12kError
 from t12k.pipeline.media.ffmpeg import TMP_MARK, error_line, ffmpeg_exe
 
@@ -64,3 +66,24 @@ def make_thumbs(video: Path, frames: Sequence[int], folder: Path, width: int = W
         done.append(frame)
     listing.write_text(key)
     return done
+
+
+DARK = 16  # mean luma (0-255) under which a frame, or a band of it, is black
+
+
+def looks(path: Path) -> str:
+    """What a thumbnail shows at a glance: 'black', 'letterboxed' (black bands above and below),
+    'pillarboxed' (left and right), 'windowboxed' (both) or '' (a full picture)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        y = np.asarray(im.convert("L"), dtype=np.float32)
+    if y.mean() < DARK:
+        return "black"
+    h, w = y.shape
+    bh, bw = max(1, h // 10), max(1, w // 10)
+    rows = y[:bh].mean() < DARK and y[-bh:].mean() < DARK
+    cols = y[:, :bw].mean() < DARK and y[:, -bw:].mean() < DARK
+    return {(True, True): "windowboxed", (True, False): "letterboxed", (False, True): "pillarboxed"}.get(
+        (bool(rows), bool(cols)), ""
+    )

@@ -4,6 +4,7 @@ representative frame of every clip. What is missing or damaged is said where it 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from t12k import GENRES
 from t12k.errors import describe
 from t12k.report.html import bars, curve_svg, esc, human_bytes, note, rel, table, write_page
-from t12k.report.thumbs import make_thumbs, thumb_name
+from t12k.report.thumbs import looks, make_thumbs, thumb_name
 from t12k.storage import FeatureStore, ShotStore
 
 FPS = 24.0  # the normalized videos' frame rate
@@ -44,6 +45,8 @@ class TrailerRecord:
     clips: int | None = None
     problems: list[str] = field(default_factory=list)
     genres: dict[str, float] | None = None
+    black: int = 0  # clips whose frame is black
+    boxed: str = ""  # 'letterboxed', 'pillarboxed' or 'windowboxed' when most clips' frames are
 
     @property
     def shots(self) -> int | None:
@@ -93,7 +96,7 @@ def _filmstrip(
     mid: str,
     shots: np.ndarray | None,
     clips: np.ndarray,
-    thumbs: set[int],
+    thumbs: dict[int, str],
     path: Path,
     folder: Path,
     frames: int | None,
@@ -112,6 +115,8 @@ def _filmstrip(
             c = clips[k]
             f = _frame_of(c, frames)
             cap = f"clip {k}: {c[0]}-{c[1]}"
+            if f in thumbs and thumbs[f] == "black":
+                cap += " black"
             if f in thumbs:
                 src = rel(folder / thumb_name(f), path)
                 out.append(
@@ -123,6 +128,22 @@ def _filmstrip(
         out.append("</div>")
     out.append("</div>")
     return "".join(out)
+
+
+def _picture(rec: TrailerRecord, clips: np.ndarray, thumbs: dict[int, str], frames: int | None) -> str:
+    """How the clips' frames look: how many are black, and whether most are letter/pillarboxed."""
+    seen = [thumbs[f] for f in (_frame_of(c, frames) for c in clips) if f in thumbs]
+    if not seen:
+        return ""
+    rec.black = seen.count("black")
+    pictures = [s for s in seen if s != "black"]
+    boxes = Counter(s for s in pictures if s)
+    if boxes and boxes.most_common(1)[0][1] > len(pictures) / 2:
+        rec.boxed = boxes.most_common(1)[0][0]
+    said = [f"{rec.black} of {len(seen)} clips' frames are black"] if rec.black else []
+    if rec.boxed:
+        said.append(f"the picture is {rec.boxed} ({boxes[rec.boxed]} of {len(pictures)} frames have black bars)")
+    return f"<p class='bad'>{esc('; '.join(said))}.</p>" if said else "<p class='ok'>No black or boxed frame.</p>"
 
 
 def _read_shots(src: Sources, mid: str, rec: TrailerRecord) -> tuple[np.ndarray | None, np.ndarray | None, str]:
@@ -196,10 +217,11 @@ def trailer_page(src: Sources, mid: str, neighbours: tuple[str | None, str | Non
         rec.clips = len(clips)
         frames = len(preds) if preds is not None else int(_num(row or {}, "frames") or 0) or None
         folder = path.parent / mid
-        thumbs: set[int] = set()
+        thumbs: dict[int, str] = {}
         if video is not None and src.thumbs:
             try:
-                thumbs = set(make_thumbs(video, [_frame_of(c, frames) for c in clips], folder))
+                made = make_thumbs(video, [_frame_of(c, frames) for c in clips], folder)
+                thumbs = {f: looks(folder / thumb_name(f)) for f in made}
             except Exception as exc:  # noqa: BLE001
                 rec.problems.append(describe(exc))
                 parts.append(note(describe(exc)))
@@ -207,6 +229,7 @@ def trailer_page(src: Sources, mid: str, neighbours: tuple[str | None, str | Non
             f"<p>{len(clips)} clips of {esc(store.path.name)}, grouped by shot; each picture is the clip's "
             "representative frame (the middle frame for a 3D backbone).</p>"
         )
+        parts.append(_picture(rec, clips, thumbs, frames))
         parts.append(_filmstrip(mid, shots, clips, thumbs, path, folder, frames))
     prev, nxt = neighbours
     nav = [f"<a href='{rel(page_path(src.root, p), path)}'>previous: {esc(p)}</a>" for p in [prev] if p]

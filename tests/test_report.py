@@ -232,3 +232,19 @@ def test_a_work_folder_links_its_training_runs(tmp_path):
     build_report(work, tmp_path / "out", verify=False, thumbs=False)
     assert "<a href='runs/run/index.html'>run</a>" in (tmp_path / "out" / "index.html").read_text()
     assert "Training run run" in (tmp_path / "out" / "runs" / "run" / "index.html").read_text()
+
+
+def test_black_and_boxed_frames_are_told(tmp_path):
+    from t12k.report.thumbs import looks
+
+    def jpeg(name, top=0, side=0, level=180):
+        img = np.zeros((90, 160, 3), np.uint8)
+        img[top : 90 - top, side : 160 - side] = level
+        Image.fromarray(img).save(tmp_path / name)
+        return tmp_path / name
+
+    assert looks(jpeg("full.jpg")) == ""
+    assert looks(jpeg("black.jpg", level=5)) == "black"
+    assert looks(jpeg("letter.jpg", top=12)) == "letterboxed"
+    assert looks(jpeg("pillar.jpg", side=20)) == "pillarboxed"
+    assert looks(jpeg("window.jpg", top=12, side=20)) == "windowboxed"
