@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from t12k.errors import T12kError
-from t12k.pipeline.fetch.resume import LOCK_NAME, leftover_id
+from t12k.pipeline.fetch.resume import LOCK_NAME, leftover_id, shard_of_lock
 from t12k.pipeline.run.config import Layout
 from t12k.pipeline.shards import Shard
+from t12k.storage.locks import held_locks, is_held
 from t12k.storage.manifest import read_rows
 
 STAGES = ("fetch", "shots", "features")
 WINDOW = 10.0  # minutes of rows the rate is measured over
 _TIME = "%Y-%m-%dT%H:%M:%S"  # manifest rows' time (local), which sorts as text
 _WORK = ("ok", "failed", "rejected")  # rows that record work done (fetch's `skipped` rows do not)
-_SHARD_LOCK = ".t12k-fetch."  # + "{K}-of-{N}.lock" (`fetch.resume.shard_lock_name`)
 
 
 @dataclass
@@ -145,38 +145,6 @@ def _duration(seconds: float | None, left: int) -> str:
 # ---- what is held by a live process ----------------------------------------------------------
 
 
-def _held_locks() -> set[tuple[int, int, int]] | None:
-    """(major, minor, inode) of every file a process of this machine holds a lock on, from
-    /proc/locks; None where there is no such file."""
-    try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    held = set()
-    for line in text.splitlines():
-        parts = line.split()
-        where = next((p for p in parts if p.count(":") == 2), None)  # "->" lines are waiters: no "maj:min:ino"
-        if where is None or "->" in parts:
-            continue
-        major, minor, inode = where.split(":")
-        try:
-            held.add((int(major, 16), int(minor, 16), int(inode)))
-        except ValueError:
-            continue
-    return held
-
-
-def _is_held(path: str | os.PathLike[str], held: set[tuple[int, int, int]] | None) -> bool:
-    if not held:
-        return False
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
-
-
 def _pid(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace").strip() or "?"
@@ -198,10 +166,9 @@ def _videos(folder: Path, held: set[tuple[int, int, int]] | None) -> tuple[set[s
 
     for e in os.scandir(folder):
         name = e.name
-        if name.startswith(_SHARD_LOCK) and name.endswith(".lock") and "-of-" in name:
-            k, _, n = name[len(_SHARD_LOCK) : -len(".lock")].partition("-of-")
-            if k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n):
-                shard_locks.append((Shard(int(k), int(n)), Path(e.path)))
+        shard = shard_of_lock(name)
+        if shard is not None:
+            shard_locks.append((shard, Path(e.path)))
         elif not name.startswith("."):
             stem, dot, suffix = name.rpartition(".")
             if dot and f".{suffix.lower()}" in VIDEO_SUFFIXES:
@@ -213,10 +180,10 @@ def _videos(folder: Path, held: set[tuple[int, int, int]] | None) -> tuple[set[s
     writers: list[str] = []
     live: list[Shard | None] = []
     for shard, path in sorted(shard_locks, key=lambda sp: (sp[0].count, sp[0].index)):
-        if _is_held(path, held):
+        if is_held(path, held):
             writers.append(f"fetch or run of shard {shard} (pid {_pid(path)})")
             live.append(shard)
-    if not live and _is_held(folder / LOCK_NAME, held):  # sharded tasks hold it too, shared
+    if not live and is_held(folder / LOCK_NAME, held):  # sharded tasks hold it too, shared
         writers.append(f"fetch or run of the whole list (pid {_pid(folder / LOCK_NAME)})")
         live.append(None)
     flying = {m for m in temp - done if any(s is None or s.takes(m) for s in live)}
@@ -244,7 +211,7 @@ def _committing(path: Path, held: set[tuple[int, int, int]] | None, companions: 
         return set()
     out: set[str] = set()
     for e in os.scandir(root):
-        if e.is_dir(follow_symlinks=False) and _is_held(os.path.join(e.path, ".lock"), held):
+        if e.is_dir(follow_symlinks=False) and is_held(os.path.join(e.path, ".lock"), held):
             try:
                 names = os.listdir(e.path)
             except OSError:
@@ -315,7 +282,7 @@ def collection_status(
             f"{lay.root} holds no videos/, shots.zarr or features/; pass the --out folder of `t12k run` "
             "(or of the stage commands with --out WORK/videos, --store WORK/shots.zarr, --out WORK/features)"
         )
-    held, notes = _held_locks(), []
+    held, notes = held_locks(), []
     if held is None:
         notes.append("in flight is not known on this system (no /proc/locks)")
     fetch_rows = read_rows(lay.videos / "manifest.csv")

@@ -15,6 +15,9 @@ experiment): a non-blocking lock on a lock file in it that holds the holder's pi
 holder is refused at once with the caller's message, any other failure with what it is.
 With `shared=True` any number of holders share the lock (the tasks of a sharded fetch),
 and only an exclusive holder is refused.
+
+`held_locks()` and `is_held(path, held)` tell whether a process of this machine holds a lock
+on a file, from /proc/locks, without taking it (a reader that never holds up a writer).
 """
 
 from __future__ import annotations
@@ -185,3 +188,38 @@ def hold_folder(
             fh.write(f"{os.getpid()}\n")
             fh.flush()
         yield
+
+
+def held_locks() -> set[tuple[int, int, int]] | None:
+    """(major, minor, inode) of every file a process of this machine holds a lock on, from
+    /proc/locks (Linux); None where there is no such file."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    held = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if "->" in parts:  # a process waiting for the lock, not holding it
+            continue
+        where = next((p for p in parts if p.count(":") == 2), None)  # major:minor:inode
+        if where is None:
+            continue
+        major, minor, inode = where.split(":")
+        try:
+            held.add((int(major, 16), int(minor, 16), int(inode)))
+        except ValueError:
+            continue
+    return held
+
+
+def is_held(path: str | os.PathLike[str], held: set[tuple[int, int, int]] | None) -> bool:
+    """Whether the file at `path` is among `held` (`held_locks()`); False when it is not there."""
+    if not held:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held

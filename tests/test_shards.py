@@ -141,6 +141,22 @@ def test_fetch_tasks_of_different_shards_share_a_folder_and_the_same_shard_twice
                 pass
 
 
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="other tasks' locks are seen in /proc/locks")
+def test_a_fetch_task_of_another_n_is_refused_while_one_writes(tmp_path):
+    with folder_lock(tmp_path, Shard(1, 3)):
+        with pytest.raises(locks.FolderInUse) as other:
+            with folder_lock(tmp_path, Shard(2, 4)):  # its ids overlap shard 1/3's
+                pass
+        assert str(other.value) == (
+            f"a t12k fetch of shard 1/3 is writing to {tmp_path}; give every task over one folder the same N "
+            "(--shard K/3), or wait for it to finish"
+        )
+        with folder_lock(tmp_path, Shard(3, 3)):
+            pass
+    with folder_lock(tmp_path, Shard(2, 4)):  # free once the other N is done
+        pass
+
+
 def test_a_shard_cleans_the_leftovers_of_its_own_ids_only(tmp_path):
     mine, theirs = Shard(1, 3), Shard(3, 3)
     a, b = mine.select(IDS)[0], theirs.select(IDS)[0]

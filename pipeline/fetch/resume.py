@@ -23,13 +23,14 @@ from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.normalizer import SOURCE_TAG
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, Recorder
 from t12k.storage.checksum import file_digest
-from t12k.storage.locks import hold_folder
+from t12k.storage.locks import FolderInUse, held_locks, hold_folder, is_held
 
 if TYPE_CHECKING:
     from t12k.pipeline.shards import Shard
     from t12k.storage import Manifest
 
 LOCK_NAME = ".t12k-fetch.lock"
+_SHARD_LOCK = ".t12k-fetch."  # + "{K}-of-{N}.lock": a shard's lock (`shard_lock_name`)
 # the id in a temporary name: a download's folder, `.t12k-tmp-{id}-{8 hex}`, and an encode's
 # file, `.{id}.t12k-tmp-{8 hex}.mp4` (`media.ffmpeg.tmp_name`)
 _TMP_ID = (
@@ -64,12 +65,38 @@ def folder_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
         )
 
     with hold_folder(out, LOCK_NAME, whole, shared=True), hold_folder(out, shard_lock_name(shard), same):
+        _refuse_other_counts(out, shard)
         yield
+
+
+def _refuse_other_counts(out: Path, shard: Shard) -> None:
+    """FolderInUse when a task of another N is seen writing to `out` (its shards overlap this
+    one's): the lock files of other shards held by a process of this machine."""
+    held = held_locks()
+    for p in out.glob(f"{_SHARD_LOCK}*.lock"):
+        other = shard_of_lock(p.name)
+        if other is not None and other.count != shard.count and is_held(p, held):
+            raise FolderInUse(
+                f"a t12k fetch of shard {other} is writing to {out}; give every task over one folder the same N "
+                f"(--shard K/{other.count}), or wait for it to finish"
+            )
 
 
 def shard_lock_name(shard: Shard) -> str:
     """The lock file of one shard's fetch in the output folder."""
-    return f".t12k-fetch.{shard.name}.lock"
+    return f"{_SHARD_LOCK}{shard.name}.lock"
+
+
+def shard_of_lock(name: str) -> Shard | None:
+    """The shard whose lock file is named `name` (None for any other name)."""
+    from t12k.pipeline.shards import Shard
+
+    if not (name.startswith(_SHARD_LOCK) and name.endswith(".lock")):
+        return None
+    k, _, n = name[len(_SHARD_LOCK) : -len(".lock")].partition("-of-")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        return None
+    return Shard(int(k), int(n))
 
 
 def leftover_id(name: str) -> str | None:
