@@ -36,7 +36,7 @@ svg.curve { width: 100%; height: auto; display: block; background: #fafbfc; bord
 .shot { border: 1px solid var(--line); border-radius: 4px; padding: .3em; }
 .shot p { margin: 0 0 .2em; font-size: .8em; color: var(--muted); }
 .shot figure { display: inline-block; margin: 0 .2em 0 0; }
-.shot img { width: 96px; height: auto; display: block; background: #000; }
+.shot img.thumb { width: 96px; height: 54px; object-fit: none; display: block; background: #000; }
 .shot figcaption { font-size: .7em; color: var(--muted); }
 .bar { background: var(--accent); height: .9em; min-width: 1px; }
 .barcell { width: 100%; min-width: 100px; }
@@ -44,7 +44,7 @@ table.bars { width: 100%; max-width: 520px; }
 .side { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
 .side > div { flex: 1 1 320px; min-width: 0; }
 nav.pages a, nav.pages span { margin-right: .5em; }
-@media (max-width: 600px) { body { font-size: 14px; } main { padding: .3em .5em 1em; } .shot img { width: 72px; } }
+@media (max-width: 600px) { body { font-size: 14px; } main { padding: .3em .5em 1em; } }
 """
 
 

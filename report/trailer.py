@@ -14,7 +14,7 @@ import numpy as np
 from t12k import GENRES
 from t12k.errors import describe
 from t12k.report.html import bars, curve_svg, esc, human_bytes, note, rel, table, write_page
-from t12k.report.thumbs import looks, make_thumbs, thumb_name
+from t12k.report.thumbs import CELL, Strip, make_strip
 from t12k.storage import FeatureStore, ShotStore
 
 FPS = 24.0  # the normalized videos' frame rate
@@ -96,9 +96,8 @@ def _filmstrip(
     mid: str,
     shots: np.ndarray | None,
     clips: np.ndarray,
-    thumbs: dict[int, str],
+    strip: Strip,
     path: Path,
-    folder: Path,
     frames: int | None,
 ) -> str:
     """The shots as boxes, each with the thumbnails of its clips (a clip belongs to the shot its first frame is in)."""
@@ -115,13 +114,14 @@ def _filmstrip(
             c = clips[k]
             f = _frame_of(c, frames)
             cap = f"clip {k}: {c[0]}-{c[1]}"
-            if f in thumbs and thumbs[f] == "black":
+            if strip.looks.get(f) == "black":
                 cap += " black"
-            if f in thumbs:
-                src = rel(folder / thumb_name(f), path)
+            if f in strip.cells:
+                x, y = strip.offset(f)
                 out.append(
-                    f"<figure><img class='thumb' src='{src}' alt='{esc(mid)} clip {k}, frame {f}' "
-                    f"loading='lazy' width='96' height='54'><figcaption>{esc(cap)}</figcaption></figure>"
+                    f"<figure><img class='thumb' src='{rel(strip.path, path)}' alt='{esc(mid)} clip {k}, frame {f}' "
+                    f"width='{CELL[0]}' height='{CELL[1]}' style='object-position:-{x}px -{y}px'>"
+                    f"<figcaption>{esc(cap)}</figcaption></figure>"
                 )
             else:
                 out.append(f"<figure><figcaption class='bad'>{esc(cap)}: no frame</figcaption></figure>")
@@ -130,9 +130,9 @@ def _filmstrip(
     return "".join(out)
 
 
-def _picture(rec: TrailerRecord, clips: np.ndarray, thumbs: dict[int, str], frames: int | None) -> str:
+def _picture(rec: TrailerRecord, clips: np.ndarray, strip: Strip, frames: int | None) -> str:
     """How the clips' frames look: how many are black, and whether most are letter/pillarboxed."""
-    seen = [thumbs[f] for f in (_frame_of(c, frames) for c in clips) if f in thumbs]
+    seen = [strip.looks[f] for f in (_frame_of(c, frames) for c in clips) if f in strip.looks]
     if not seen:
         return ""
     rec.black = seen.count("black")
@@ -198,7 +198,7 @@ def _genres(src: Sources, mid: str, rec: TrailerRecord) -> str:
 
 
 def trailer_page(src: Sources, mid: str, neighbours: tuple[str | None, str | None] = (None, None)) -> TrailerRecord:
-    """Write t/{mid}.html (and its thumbnails in t/{mid}/); what the collection pages need of it."""
+    """Write t/{mid}.html (and its thumbnails, t/{mid}.jpg); what the collection pages need of it."""
     row = src.rows.get(mid)
     rec = TrailerRecord(mid, status=(row or {}).get("status", ""), duration=_num(row or {}, "duration"))
     path = page_path(src.root, mid)
@@ -216,12 +216,10 @@ def trailer_page(src: Sources, mid: str, neighbours: tuple[str | None, str | Non
     if clips is not None and store is not None:
         rec.clips = len(clips)
         frames = len(preds) if preds is not None else int(_num(row or {}, "frames") or 0) or None
-        folder = path.parent / mid
-        thumbs: dict[int, str] = {}
+        strip = Strip(path.with_suffix(".jpg"), {}, {})
         if video is not None and src.thumbs:
             try:
-                made = make_thumbs(video, [_frame_of(c, frames) for c in clips], folder)
-                thumbs = {f: looks(folder / thumb_name(f)) for f in made}
+                strip = make_strip(video, [_frame_of(c, frames) for c in clips], strip.path)
             except Exception as exc:  # noqa: BLE001
                 rec.problems.append(describe(exc))
                 parts.append(note(describe(exc)))
@@ -229,8 +227,8 @@ def trailer_page(src: Sources, mid: str, neighbours: tuple[str | None, str | Non
             f"<p>{len(clips)} clips of {esc(store.path.name)}, grouped by shot; each picture is the clip's "
             "representative frame (the middle frame for a 3D backbone).</p>"
         )
-        parts.append(_picture(rec, clips, thumbs, frames))
-        parts.append(_filmstrip(mid, shots, clips, thumbs, path, folder, frames))
+        parts.append(_picture(rec, clips, strip, frames))
+        parts.append(_filmstrip(mid, shots, clips, strip, path, frames))
     prev, nxt = neighbours
     nav = [f"<a href='{rel(page_path(src.root, p), path)}'>previous: {esc(p)}</a>" for p in [prev] if p]
     nav += [f"<a href='{rel(page_path(src.root, n), path)}'>next: {esc(n)}</a>" for n in [nxt] if n]

@@ -10,6 +10,8 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import shot_frames as rc_frames
+from conftest import write_h264
 from PIL import Image
 
 pytest.register_assert_rewrite("run_corpus", "report_work")
@@ -22,7 +24,7 @@ from t12k.report import build_report  # noqa: E402
 from t12k.report import collection as collection_module  # noqa: E402
 from t12k.storage import FeatureStore, ShotStore  # noqa: E402
 
-THUMB = re.compile(r"<img class='thumb' src='([^']+)'")
+THUMB = re.compile(r"<img class='thumb' src='([^']+)'[^>]*object-position:-(\d+)px -(\d+)px")
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +40,19 @@ def test_trailer_pages_show_every_clip_shot_and_fact(report):
     assert summary.index == out / "index.html" and summary.trailers == 7 and not summary.problems
     store = FeatureStore.open(work / "features" / rw.STORE)
     shots = ShotStore.open(work / "shots.zarr")
-    for mid, lengths in rc.GOOD.items():
+    for i, (mid, lengths) in enumerate(rc.GOOD.items()):
         page = (out / "t" / f"{mid}.html").read_text()
         clips = store.read(mid, companion="clips")
-        srcs = THUMB.findall(page)
-        assert len(srcs) == len(clips) > 0  # one thumbnail per clip
-        for src, clip in zip(srcs, clips):
-            assert src == f"{mid}/f{clip[2]}.jpg"  # the clip's representative frame
-            with Image.open(out / "t" / src) as im:
-                assert im.format == "JPEG" and im.width == 160 and im.height == 90
+        thumbs = THUMB.findall(page)
+        assert len(thumbs) == len(clips) > 0  # one thumbnail per clip
+        with Image.open(out / "t" / f"{mid}.jpg") as im:  # the trailer's strip: 96x54 cells, 16 a row
+            assert im.format == "JPEG" and im.size == (16 * 96, 54)
+            strip = np.asarray(im.convert("RGB")).astype(int)
+        frames = rc_frames(lengths, seed=10 + i)
+        for k, ((src, x, y), clip) in enumerate(zip(thumbs, clips)):
+            assert src == f"{mid}.jpg" and (int(x), int(y)) == (96 * k, 0)  # the clips' frames, in order
+            shown, truth = strip[int(y) + 5, int(x) + 5], frames[clip[2]][3, 3]  # the representative frame's colour
+            assert np.abs(shown - truth).sum() < 40, (mid, k, shown, truth)
         n_shots = len(shots.shots(mid))
         assert n_shots == len(lengths) and f"{n_shots} shots, {sum(lengths)} frames" in page
         assert page.count("stroke='#2a8'") == n_shots - 1  # a line per cut
@@ -174,20 +180,21 @@ def test_predict_writes_the_page(tmp_path, capsys):
 
 
 def test_thumbnails_of_many_frames_from_one_pass(tmp_path):
-    from conftest import shot_frames, write_h264
+    from t12k.report.thumbs import make_strip
 
-    from t12k.report.thumbs import make_thumbs
-
-    video = write_h264(tmp_path / "v.mp4", shot_frames([90, 90], seed=3))  # 180 frames
-    wanted = list(range(0, 180, 1))  # more frames than ffmpeg's expressions nest (100)
-    assert make_thumbs(video, wanted + [500], tmp_path / "t") == wanted  # frame 500 is past the end
-    with Image.open(tmp_path / "t" / "f95.jpg") as im:
-        r, g, b = np.asarray(im.convert("RGB"))[5, 5].astype(int)
-    want = shot_frames([90, 90], seed=3)[95][5, 5].astype(int)
-    assert abs(r - want[0]) + abs(g - want[1]) + abs(b - want[2]) < 40  # frame 95 is the second shot's colour
-    mtime = (tmp_path / "t" / "f0.jpg").stat().st_mtime_ns
-    assert make_thumbs(video, wanted + [500], tmp_path / "t") == wanted  # asked again: reused
-    assert (tmp_path / "t" / "f0.jpg").stat().st_mtime_ns == mtime
+    frames = rc_frames([90, 90], seed=3)
+    video = write_h264(tmp_path / "v.mp4", frames)  # 180 frames
+    wanted = list(range(180))  # more frames than ffmpeg's expressions nest (100)
+    strip = make_strip(video, wanted + [500], tmp_path / "s.jpg")  # frame 500 is past the end
+    assert sorted(strip.cells) == wanted and strip.offset(95) == ((95 % 16) * 96, (95 // 16) * 54)
+    with Image.open(tmp_path / "s.jpg") as im:
+        img = np.asarray(im.convert("RGB")).astype(int)
+    assert img.shape == (12 * 54, 16 * 96, 3)  # 181 cells asked: 12 rows
+    x, y = strip.offset(95)
+    assert np.abs(img[y + 5, x + 5] - frames[95][3, 3]).sum() < 40  # frame 95 is the second shot's colour
+    mtime = (tmp_path / "s.jpg").stat().st_mtime_ns
+    assert make_strip(video, wanted + [500], tmp_path / "s.jpg").cells == strip.cells  # asked again: reused
+    assert (tmp_path / "s.jpg").stat().st_mtime_ns == mtime
 
 
 def test_a_training_run_and_an_experiment(tmp_path):
@@ -237,14 +244,25 @@ def test_a_work_folder_links_its_training_runs(tmp_path):
 def test_black_and_boxed_frames_are_told(tmp_path):
     from t12k.report.thumbs import looks
 
-    def jpeg(name, top=0, side=0, level=180):
-        img = np.zeros((90, 160, 3), np.uint8)
-        img[top : 90 - top, side : 160 - side] = level
-        Image.fromarray(img).save(tmp_path / name)
-        return tmp_path / name
+    def cell(top=0, side=0, level=180):
+        img = np.zeros((54, 96, 3), np.uint8)
+        img[top : 54 - top, side : 96 - side] = level
+        return img
 
-    assert looks(jpeg("full.jpg")) == ""
-    assert looks(jpeg("black.jpg", level=5)) == "black"
-    assert looks(jpeg("letter.jpg", top=12)) == "letterboxed"
-    assert looks(jpeg("pillar.jpg", side=20)) == "pillarboxed"
-    assert looks(jpeg("window.jpg", top=12, side=20)) == "windowboxed"
+    assert looks(cell()) == ""
+    assert looks(cell(level=5)) == "black"
+    assert looks(cell(top=8)) == "letterboxed"
+    assert looks(cell(side=12)) == "pillarboxed"
+    assert looks(cell(top=8, side=12)) == "windowboxed"
+
+
+def test_a_four_by_three_picture_is_not_called_pillarboxed(tmp_path):
+    from t12k.report.thumbs import make_strip
+
+    frames = rc_frames([30], size=(96, 72), seed=4)  # 4:3: the strip pads it to 16:9 cells
+    frames = [np.maximum(f, 60) for f in frames]  # no dark colour
+    strip = make_strip(write_h264(tmp_path / "v.mp4", frames), [0, 10], tmp_path / "s.jpg")
+    assert strip.looks == {0: "", 10: ""}
+    boxed = [np.pad(f[:, 16:80], ((0, 0), (16, 16), (0, 0))) for f in frames]  # black bars in the picture
+    strip = make_strip(write_h264(tmp_path / "b.mp4", boxed), [0, 10], tmp_path / "b.jpg")
+    assert strip.looks == {0: "pillarboxed", 10: "pillarboxed"}
