@@ -19,8 +19,9 @@ per id in `OUT/manifest.csv`, with the settings of a `FetchConfig`:
   trailers re-encode at once on all cores while the next ones download;
 - files appear whole or not at all: downloads and re-encodes go to temporary names in OUT
   (marked `.t12k-tmp`) and are renamed when complete; a killed run's leftovers are removed
-  when the next run starts (one run per folder at a time, enforced with a lock file), and a
-  re-run skips ids whose video is there and passes its check;
+  when the next run starts (one run per folder at a time, enforced with a lock file, or one
+  task per shard: `shard`, `--shard K/N`), and a re-run skips ids whose video is there and
+  passes its check;
 - Ctrl-C stops downloads and ffmpeg, removes the temporary files and keeps the manifest
   consistent; the paper's quality rules (60 to 210 s, at least 480p) are reported per
   trailer and, with `enforce_quality`, keep failing trailers out of OUT.
