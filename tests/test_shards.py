@@ -20,6 +20,7 @@ from t12k.errors import T12kError
 from t12k.pipeline.fetch.resume import LOCK_NAME, clean_leftovers, folder_lock
 from t12k.pipeline.shards import Shard, bucket
 from t12k.pipeline.shots_command import detect_shots
+from t12k.pipeline.status import collection_status
 from t12k.pipeline.videos import find_videos
 from t12k.storage import locks
 
@@ -219,6 +220,10 @@ def test_three_run_tasks_at_once_end_as_one_run_over_the_whole_list(tmp_path):
         lines = (out / name).read_text().splitlines()
         assert len(lines) == 1 + len(rc.statuses(out / name)), name  # one row per id once compacted
     assert not [p.name for p in (out / "videos").iterdir() if ".t12k-tmp" in p.name]
+    # and `t12k status` reads it as done: every trailer through, the two bad ones failed at fetch
+    fetch, shots, feats = collection_status(out, [*rc.GOOD, *rc.BAD]).stages
+    assert (fetch.done, fetch.failed_total, fetch.not_started, fetch.in_flight) == (5, 2, 0, 0)
+    assert [(s.done, s.failed_total, s.blocked, s.not_started) for s in (shots, feats)] == [(5, 0, 2, 0)] * 2
 
 
 def test_three_fetch_tasks_at_once_write_what_one_fetch_writes(tmp_path):
