@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,25 @@ from t12k.pipeline.run.config import RunConfig
 from t12k.pipeline.run.scheduler import Scheduler
 from t12k.pipeline.stage import Outcome, Stage, Ticket
 from t12k.pipeline.summary import RunSummary
+from t12k.storage import Manifest
 
 __all__ = ["Pipeline", "Tally"]
 
 
 class Tally:
     """The scheduler's `Records` for a pipeline: a trailer is done when its last stage is ok,
-    skipped when every stage skipped it, failed with 'stage: reason' at its first failure."""
+    skipped when every stage skipped it, failed with 'stage: reason' at its first failure
+    (the reason alone when the pipeline has one stage, as a stage command says it). A stage
+    with a manifest gets a row per trailer it worked on, as the stage commands write them:
+    ok with its seconds and fields, failed with its reason; none when skipped or cancelled."""
 
-    def __init__(self, names: list[str], total: int, progress: bool = False) -> None:
-        self.names, self.summary = names, RunSummary("pipeline")
+    def __init__(
+        self, names: list[str], total: int, progress: bool = False, manifests: Mapping[str, Manifest] | None = None,
+        name: str = "pipeline",
+    ) -> None:  # fmt: skip
+        self.names, self.summary, self.manifests = names, RunSummary(name), dict(manifests or {})
         self.worked: set[str] = set()
-        self.bar = tqdm(total=total, desc="pipeline", unit="trailer", disable=not progress, leave=False)
+        self.bar = tqdm(total=total, desc=name, unit="trailer", disable=not progress, leave=False)
 
     def entered(self, stage: str, n: int = 1) -> None:
         pass
@@ -44,10 +51,15 @@ class Tally:
         return False
 
     def record(self, stage: str, ticket: Ticket, out: Outcome, stopping: bool) -> bool:
+        manifest = self.manifests.get(stage)
         if out.status == "ok":
             self.worked.add(out.mid)
+            if manifest is not None:
+                manifest.record(out.mid, "ok", seconds=f"{out.seconds:.2f}", **out.fields)
+        elif out.status in ("failed", "rejected") and manifest is not None:
+            manifest.record(out.mid, out.status, out.reason, seconds=f"{out.seconds:.2f}")
         if out.status in ("failed", "rejected"):
-            self.summary.failed[out.mid] = f"{stage}: {out.reason}"
+            self.summary.failed[out.mid] = out.reason if len(self.names) == 1 else f"{stage}: {out.reason}"
         elif out.goes_on and stage == self.names[-1]:
             (self.summary.done if out.mid in self.worked else self.summary.skipped).append(out.mid)
             self.summary.outputs[out.mid] = out.data
@@ -93,14 +105,18 @@ class Pipeline:
         *,
         address: str | None = None,
         progress: bool = False,
+        manifests: Mapping[str, Manifest] | None = None,
+        name: str = "pipeline",
     ) -> RunSummary:
         """Take every item through the stages: (id, input) pairs, or paths (the id is the
         file's name without its suffix); the first stage gets the input as `Ticket.data`. The
         summary's `outputs` holds what the last stage made of each trailer that got through.
-        A stage that raises fails that call's trailers (`unexpected ...`), and the others go on."""
+        A stage that raises fails that call's trailers (`unexpected ...`), and the others go on.
+        `manifests`: a `Manifest` per stage name, to record its rows in (compacted at the end);
+        `name`: the summary's and the progress bar's."""
         entries = [(self.stages[0].name, Ticket(mid, value, value)) for mid, value in _pairs(items)]
         config = RunConfig(engine=engine, address=address)
-        tally = Tally([s.name for s in self.stages], len(entries), progress)
+        tally = Tally([s.name for s in self.stages], len(entries), progress, manifests, name)
         t0 = time.perf_counter()
         backend: Any
         if config.engine == "ray":
@@ -116,6 +132,8 @@ class Pipeline:
         finally:
             backend.close()
             tally.bar.close()
+            for manifest in tally.manifests.values():
+                manifest.compact()
         tally.summary.not_attempted, tally.summary.seconds = not_attempted, time.perf_counter() - t0
         return tally.summary
 

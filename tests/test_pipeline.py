@@ -125,9 +125,13 @@ def test_ray_placement_comes_from_the_declared_resources(tmp_path):
 
 
 def test_a_users_stage_runs_on_ray():
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
+    import sys
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # the workers cannot import this test module: its stage class travels by value, as a notebook's would
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     stage = _Counted()
     summary = t12k.Pipeline([stage]).run([(f"t{i}", i) for i in range(3)], engine="ray")
-    assert sorted(summary.done) == ["t0", "t1", "t2"] and summary.ok
+    assert sorted(summary.done) == ["t0", "t1", "t2"] and summary.ok, summary.failed
     assert stage.setups == 0  # set up in its actor, not here

@@ -212,10 +212,10 @@ def test_an_unreachable_address_and_a_cluster_short_of_resources_say_so_in_one_l
     )
     assert (
         f"the Ray cluster ({cluster.address}) has {2 * NODE_CPUS} CPUs and this run needs at least 7: "
-        "3 feature actor(s) of 2"
+        "3 features actor(s) of 2 CPU(s)"
         in error("--address", cluster.address, "--actors", "3", "--decode-workers", "0", "--device", "cpu")
     )
-    assert "at least 11: 5 shots actor(s) of 1 CPU, 5 feature actor(s) of 1 CPU(s)" in error(
+    assert "at least 11: 5 shots actor(s) of 1 CPU(s), 5 features actor(s) of 1 CPU(s)" in error(
         "--address",
         cluster.address,
         "--actors",

@@ -149,7 +149,7 @@ def test_shots_stage_batches_across_trailers_with_the_same_result(three_videos, 
     from t12k.pipeline import shots_command as detect
 
     def run(wpb, store):
-        monkeypatch.setattr(detect, "ShotDetector", lambda **kw: ShotDetector(windows_per_batch=wpb, **kw))
+        monkeypatch.setattr("t12k.shots.ShotDetector", lambda **kw: ShotDetector(windows_per_batch=wpb, **kw))
         assert detect.detect_shots(three_videos, store, device="cpu", progress=False).ok
         return ShotStore.open(store)
 
@@ -530,11 +530,11 @@ def test_the_stage_reads_trailers_through_bounded_buffers(three_videos, monkeypa
     """The shots stage's decoder: each trailer's frames wait in a buffer of at most LIMIT
     frames (plus a block); the next trailer's first frames are there to lend, without being
     taken; every frame comes through, in order; closing a reader ends its thread (and ffmpeg)."""
-    from t12k.pipeline import shots_command as detect
+    from t12k.pipeline import shot_frames
 
-    monkeypatch.setattr(detect._Reader, "LIMIT", 60)
+    monkeypatch.setattr(shot_frames.FrameReader, "LIMIT", 60)
     paths = {m: three_videos / f"{m}.mp4" for m in ("a1", "b2", "c3")}
-    with detect._Decoder(paths, ["a1", "b2", "c3"]) as decoder:
+    with shot_frames.FrameDecoder(paths, ["a1", "b2", "c3"]) as decoder:
         blocks = decoder.frames("a1")  # b2's decoding starts too
         b2 = decoder.readers["b2"]
         for _ in range(200):

@@ -178,17 +178,18 @@ class Scheduler:
                 t.alone = True
                 self.ready[stage].appendleft(t)
             return [None] * len(tickets)
+        if kind is None:  # the call itself failed: its trailers fail with its reason
+            return [Outcome(t.mid, "failed", self.backend.failure(exc)) for t in tickets]
         (t,) = tickets
         if kind == "again" and t.waits < _MOST_AGAIN:
             t.waits += 1
             self.later.append((time.monotonic() + _AGAIN, stage, t))
             return [None]
-        if kind is not None:
-            t.tries[stage] = t.tries.get(stage, 0) + 1
-            if t.tries[stage] < self.backend.attempts:
-                t.alone = True
-                self.ready[stage].appendleft(t)
-                return [None]
+        t.tries[stage] = t.tries.get(stage, 0) + 1
+        if t.tries[stage] < self.backend.attempts:
+            t.alone = True
+            self.ready[stage].appendleft(t)
+            return [None]
         return [Outcome(t.mid, "failed", self.backend.failure(exc))]
 
 

@@ -19,6 +19,7 @@ frames; a single decode for both model stages would hand it those (see `Shots.__
 
 from __future__ import annotations
 
+import functools
 import shutil
 import threading
 import time
@@ -172,8 +173,8 @@ class Shots(Stage):
     name = "shots"
     stateful = True
 
-    def __init__(self, store_path: Path, config: ShotsConfig, faults: tuple[Fault, ...] = ()):
-        self.store_path, self.config, self.faults = Path(store_path), config, faults
+    def __init__(self, store_path: Path, config: ShotsConfig, faults: tuple[Fault, ...] = (), batch: int = 1):
+        self.store_path, self.config, self.faults, self.batch = Path(store_path), config, faults, batch
         self._store: ShotStore | None = None
         self.detector: ShotDetector | None = None
 
@@ -184,7 +185,7 @@ class Shots(Stage):
         """This stage with its model on `device` (an engine's placement)."""
         import dataclasses
 
-        return Shots(self.store_path, dataclasses.replace(self.config, device=device), self.faults)
+        return Shots(self.store_path, dataclasses.replace(self.config, device=device), self.faults, self.batch)
 
     def prepare(self) -> None:
         open_shots_store(self.store_path, self.config)
@@ -200,9 +201,28 @@ class Shots(Stage):
         return self._store
 
     def process(self, tickets: list[Ticket], stop: threading.Event | None = None) -> list[Outcome]:
+        """The shots of a group of trailers: each one's frames decoded while the one before
+        it is detected (one ahead, a bounded buffer), and, with several windows per forward
+        (a GPU), a trailer's last batch filled with the next one's first windows."""
+        from t12k.pipeline.shot_frames import FrameDecoder
+
         if stop is not None and stop.is_set():
             return [Outcome(t.mid, "cancelled") for t in tickets]
-        return [self(t.mid, str(t.data), stop=stop) for t in tickets]
+        todo = [t.mid for t in tickets if not self.store.is_done(t.mid)]
+        out = []
+        with FrameDecoder({t.mid: Path(str(t.data)) for t in tickets}, todo) as decoder:
+            for t in tickets:
+                if t.mid not in todo:
+                    out.append(Outcome(t.mid, "skipped", data=t.data))
+                elif stop is not None and stop.is_set():
+                    out.append(Outcome(t.mid, "cancelled"))
+                else:
+                    try:
+                        ahead = functools.partial(decoder.ready_after, t.mid)
+                        out.append(self(t.mid, str(t.data), decoder.frames(t.mid), stop, ahead))
+                    finally:
+                        decoder.done(t.mid)
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_store": None, "detector": None}  # opened and loaded on the worker
@@ -216,15 +236,21 @@ class Shots(Stage):
         return self.detector
 
     def __call__(
-        self, mid: str, video: str, frames: Iterable[np.ndarray] | None = None, stop: threading.Event | None = None
+        self,
+        mid: str,
+        video: str,
+        frames: Iterable[np.ndarray] | None = None,
+        stop: threading.Event | None = None,
+        upcoming: Callable[[], list] | None = None,
     ) -> Outcome:
         """Detect and commit the shots of one video (skipped when the store has them, sound);
         cancelled, nothing committed, once `stop` is set.
 
         `frames`: the video's RGB frames at TransNet V2's input size (27x48), an array or an
-        iterable of frames or blocks, when the caller decodes them (a single decode shared
-        with the feature stage would pass them here); else they stream from ffmpeg here, as
-        in `t12k shots`, so memory stays flat whatever the trailer's length."""
+        iterable of frames or blocks, when the caller decodes them (`process`, or a single
+        decode shared with the feature stage); else they stream from ffmpeg here, so memory
+        stays flat whatever the trailer's length. `upcoming`: the next trailers' first frames
+        decoded so far (`ShotDetector.predict`), to fill this one's last batch of windows."""
         if self.store.is_done(mid):
             return Outcome(mid, "skipped", data=video)
         t0 = time.perf_counter()
@@ -239,7 +265,11 @@ class Shots(Stage):
                 from t12k.pipeline.extract.background import until
 
                 frames = until(stop, iter(frames))
-            shots, preds = self._detector().detect(frames, **({} if stop is None else {"stop": stop}))
+            detector = self._detector()
+            kw: dict[str, Any] = {} if stop is None else {"stop": stop}
+            if upcoming is not None and detector.windows_per_batch > 1:
+                kw.update(key=mid, upcoming=upcoming)
+            shots, preds = detector.detect(frames, **kw)
             inject(self.faults, "shots", mid)
             self.store.write_shots(mid, shots, preds)
         except TRAILER_ERRORS as exc:
