@@ -52,7 +52,8 @@ def _read_manifests(work: Work) -> dict[str, dict[str, dict[str, str]]]:
         stages.setdefault("fetch", {}).update(_rows(path))
     for path in work.stage_manifests:
         stages.setdefault(_stage_name(path), {}).update(_rows(path))
-    return stages
+    order = {name: i for i, name in enumerate(("fetch", "shots", "extract"))}  # the data flow's order
+    return dict(sorted(stages.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:

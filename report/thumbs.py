@@ -22,7 +22,7 @@ import numpy as np
 from t12k.errors import T12kError
 from t12k.pipeline.media.ffmpeg import TMP_MARK, error_line, ffmpeg_exe
 
-CELL = (96, 54)  # pixels of one thumbnail (16:9; other aspects are padded)
+CELL = (96, 54)  # pixels of one thumbnail (16:9; other aspects are padded); html.CSS shows it at this size
 COLS = 16  # thumbnails per row of a strip
 QUALITY = 5  # ffmpeg's -q:v for MJPEG (2 best .. 31 worst)
 UNUSED = (255, 0, 255)  # the colour of the cells no frame filled (frames past the video's end)

@@ -14,7 +14,7 @@ import numpy as np
 from t12k import GENRES
 from t12k.errors import describe
 from t12k.report.html import bars, curve_svg, esc, human_bytes, note, rel, table, write_page
-from t12k.report.thumbs import CELL, Strip, make_strip
+from t12k.report.thumbs import Strip, make_strip
 from t12k.storage import FeatureStore, ShotStore
 
 FPS = 24.0  # the normalized videos' frame rate
@@ -119,8 +119,8 @@ def _filmstrip(
             if f in strip.cells:
                 x, y = strip.offset(f)
                 out.append(
-                    f"<figure><img class='thumb' src='{rel(strip.path, path)}' alt='{esc(mid)} clip {k}, frame {f}' "
-                    f"width='{CELL[0]}' height='{CELL[1]}' style='object-position:-{x}px -{y}px'>"
+                    f"<figure><img class='thumb' src='{rel(strip.path, path)}' alt='clip {k}, frame {f}' "
+                    f"style='object-position:-{x}px -{y}px'>"
                     f"<figcaption>{esc(cap)}</figcaption></figure>"
                 )
             else:
