@@ -41,7 +41,14 @@ class Tally:
     ) -> None:  # fmt: skip
         self.names, self.summary, self.manifests = names, RunSummary(name), dict(manifests or {})
         self.worked: set[str] = set()
+        self.ticked: set[str] = set()  # trailers the last stage said it finished (`Stage.progress`)
         self.bar = tqdm(total=total, desc=name, unit="trailer", disable=not progress, leave=False)
+
+    def tick(self, mid: str) -> None:
+        """The last stage finished `mid` within a call still running: the bar moves now."""
+        if mid not in self.ticked:
+            self.ticked.add(mid)
+            self.bar.update(1)
 
     def entered(self, stage: str, n: int = 1) -> None:
         pass
@@ -63,7 +70,7 @@ class Tally:
         elif out.goes_on and stage == self.names[-1]:
             (self.summary.done if out.mid in self.worked else self.summary.skipped).append(out.mid)
             self.summary.outputs[out.mid] = out.data
-        if not out.goes_on or stage == self.names[-1]:
+        if (not out.goes_on or stage == self.names[-1]) and out.mid not in self.ticked:
             self.bar.update(1)
         return out.goes_on
 
@@ -127,9 +134,13 @@ class Pipeline:
             from t12k.pipeline.run.local import LocalBackend
 
             backend = LocalBackend(self.stages)
+        last = self.stages[-1]
+        if progress and config.engine == "local":
+            last.progress = tally.tick
         try:
             not_attempted = Scheduler(self.stages, backend, tally, self.queue).run(entries)
         finally:
+            last.progress = None
             backend.close()
             tally.bar.close()
             for manifest in tally.manifests.values():

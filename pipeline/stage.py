@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -81,6 +82,9 @@ class Stage:
     stateful: ClassVar[bool] = False  # keeps a model or a store between calls: actors on Ray
     batch: int = 1  # most trailers per call
     slots: int = 1  # calls at once on one machine
+    # Called with a trailer's id as a call finishes it, when the caller asks (a progress bar
+    # that moves within a long call of many trailers); a stage may ignore it.
+    progress: Callable[[str], None] | None = None
 
     def resources(self) -> Resources:
         """What one worker of this stage asks for."""

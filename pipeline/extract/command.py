@@ -8,28 +8,24 @@ import dataclasses
 import itertools
 import os
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from t12k import __version__
 from t12k.backbones import REGISTRY, Kind, parse_backbones
 from t12k.device import resolve_device
-from t12k.errors import T12kError, describe
+from t12k.errors import T12kError
 from t12k.pipeline.extract.backbone import BackboneRunner
-from t12k.pipeline.extract.config import VIDEO_FPS, ExtractConfig, worker_count
-from t12k.pipeline.extract.device_io import is_cuda
+from t12k.pipeline.extract.config import VIDEO_FPS, ExtractConfig
 from t12k.pipeline.extract.engine import Engine
 from t12k.pipeline.extract.stats import EngineStats
 from t12k.pipeline.extract.stream import Job
 from t12k.pipeline.summary import RunSummary
 from t12k.pipeline.videos import find_videos
-from t12k.shots import ClipPlan, plan_clips
+from t12k.shots import ClipPlan
 from t12k.shots.clips import STRATEGIES
 from t12k.storage import FeatureStore, Manifest, ShotStore
 from t12k.storage.fastread import Damaged, read_whole
@@ -133,132 +129,33 @@ def extract_features(
     """Extract features of every trailer in `videos` into one store per backbone in `out_dir`.
 
     `settings` override fields of `config` (e.g. `backbones="resnet", precision="bf16"`)."""
+    from t12k.pipeline.composed import Pipeline
+    from t12k.pipeline.run.stages import Features
+
     cfg = dataclasses.replace(config or ExtractConfig(), **settings)
     specs = parse_backbones(cfg.backbones)
     found = find_videos(videos, ids)
-    shots = ShotStore.open(shots_store)
+    ShotStore.open(shots_store)  # a missing or foreign shots store says so before the models load
     device = resolve_device(cfg.device)  # every setting is checked before the disk is touched
     out = writable_folder(out_dir)  # before the models load
-    workers = worker_count(cfg.workers, device)
-    resize_on = cfg.resize_on
-    if resize_on == "auto":  # a GPU resizes faster than 15 cores; on a CPU run the workers do it
-        resize_on = "device" if is_cuda(device) else "workers"
     runners = [
         BackboneRunner(s, cfg.weights, device, cfg.batch_size, cfg.precision, runtime=cfg.runtime) for s in specs
     ]
-    stores = _open_stores(runners, cfg, shots, out, log)
     manifest = Manifest(out / "extract.manifest.csv", ("clips", "frames"))
-    summary = RunSummary("extract")
-    t_start = time.perf_counter()
-    jobs, plans = _plan_jobs(found, stores, shots, cfg, summary, manifest)
-    bar = tqdm(total=len(jobs), desc="extract", unit="trailer", disable=not progress, leave=False)
-    recorder = _Recorder(runners, stores, plans, manifest, summary, bar, t_start)
-    engine = Engine(
-        runners, cfg.batch_size, workers=workers, prefetch=cfg.prefetch, resize_on=resize_on, reps_on=cfg.reps_on
-    )
-    try:
-        stats = engine.run(jobs, recorder.done, recorder.failed)
-    finally:
-        bar.close()
-        manifest.compact()
-    summary.seconds = time.perf_counter() - t_start
-    _add_totals(summary, plans, stores, stats)
+    # one call of the feature stage takes every trailer: their clips share model batches, and
+    # the decode workers run from the first trailer to the last
+    stage = Features(out, Path(shots_store), cfg, log=log, runners=runners, batch=max(1, len(found)))
+    summary = Pipeline([stage]).run(found.items(), progress=progress, manifests={"features": manifest}, name="extract")
+    _add_totals(summary, stage, manifest)
     return summary
 
 
-def _open_stores(
-    runners: list[BackboneRunner], cfg: ExtractConfig, shots: ShotStore, out: Path, log: Callable[[str], None]
-) -> dict[str, FeatureStore]:
-    """One store per backbone, new or made with the same settings (else T12kError)."""
-    stores: dict[str, FeatureStore] = {}
-    for r in runners:
-        path = out / r.spec.store_name(cfg.fpc, cfg.fps, cfg.strategy)
-        stores[r.spec.key] = FeatureStore.create_or_append(
-            path,
-            store_settings(r, cfg, shots.settings),
-            attrs={"num_features": r.spec.num_features},
-            zarr_format=cfg.zarr_format,
-            info={"t12k_version": __version__, "pretraining": r.spec.pretraining},
-        )
-        log(f"{r.spec.key}: weights {r.weights_used} -> {path}")
-    return stores
-
-
-def _plan_jobs(
-    found: dict[str, Path],
-    stores: dict[str, FeatureStore],
-    shots: ShotStore,
-    cfg: ExtractConfig,
-    summary: RunSummary,
-    manifest: Manifest,
-) -> tuple[list[Job], dict[str, tuple[ClipPlan, int]]]:
-    """The trailers still to extract with their clip plans (and frame counts); those already in
-    every store, sound, are skipped (a damaged one is redone), those without shots or clips
-    recorded failed."""
-    jobs, plans = [], {}
-    for mid, video in found.items():
-        if all(s.is_done(mid) for s in stores.values()):
-            summary.skipped.append(mid)
-            continue
-        try:
-            if mid not in shots:
-                raise T12kError(f"{mid} is not in the shots store {shots.path}; run `t12k shots` on it first")
-            trailer_shots, predictions = shots.trailer(mid)  # checked: damaged shots fail the trailer
-            num_frames = len(predictions)
-            plan = plan_clips(trailer_shots, num_frames, cfg.strategy, cfg.fpc, cfg.fps)
-            if len(plan) == 0:
-                raise T12kError(f"{mid} has no clips (empty video?); re-fetch it")
-        except T12kError as exc:
-            summary.failed[mid] = describe(exc)
-            manifest.record(mid, "failed", describe(exc))
-            continue
-        plans[mid] = (plan, num_frames)
-        jobs.append(Job(mid, str(video), plan))
-    return jobs, plans
-
-
-class _Recorder:
-    """Writes each finished trailer to every store and records each outcome in the manifest,
-    the summary and the progress bar."""
-
-    def __init__(
-        self,
-        runners: list[BackboneRunner],
-        stores: dict[str, FeatureStore],
-        plans: dict[str, tuple[ClipPlan, int]],
-        manifest: Manifest,
-        summary: RunSummary,
-        bar: tqdm,
-        t_start: float,
-    ) -> None:
-        self.runners, self.stores, self.plans = runners, stores, plans
-        self.manifest, self.summary, self.bar = manifest, summary, bar
-        self.last = t_start  # a trailer's seconds count from the previous one's end
-
-    def done(self, mid: str, feats: dict[str, np.ndarray], reps: np.ndarray) -> None:
-        """Write a finished trailer to every store; features holding NaN or Inf go to none of
-        them (T12kError: the engine records the trailer failed with that reason)."""
-        plan, num_frames = self.plans[mid]
-        for r in self.runners:
-            self.stores[r.spec.key].check_features(mid, feats[r.spec.key])
-        for r in self.runners:
-            store = self.stores[r.spec.key]
-            if not store.is_done(mid):  # present and sound (another run may have written it)
-                store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
-        self.summary.done.append(mid)
-        elapsed = time.perf_counter() - self.last
-        self.manifest.record(mid, "ok", seconds=f"{elapsed:.2f}", clips=len(plan), frames=num_frames)
-        self.last = time.perf_counter()
-        self.bar.update()
-
-    def failed(self, mid: str, reason: str) -> None:
-        self.summary.failed[mid] = reason
-        self.manifest.record(mid, "failed", reason)
-        self.bar.update()
-
-
-def _add_totals(summary: RunSummary, plans: dict, stores: dict[str, FeatureStore], stats: EngineStats) -> None:
-    nclips = sum(len(plans[m][0]) for m in summary.done)
+def _add_totals(summary: RunSummary, stage: Any, manifest: Manifest) -> None:
+    """The clips extracted (their manifest rows), the stores and the clips per second of the
+    feature stage's engine."""
+    nclips = sum(int(manifest.rows[m]["clips"]) for m in summary.done)
+    stores: dict[str, FeatureStore] = stage.stores
+    stats: EngineStats = stage.engine.stats
     summary.totals = {
         "clips": nclips,
         "stores": ", ".join(f"{s.path.name} ({len(s)} trailers)" for s in stores.values()),

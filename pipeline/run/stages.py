@@ -411,7 +411,8 @@ class Features(Stage):
         return self([(t.mid, str(t.data)) for t in tickets], stop)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "runners": None, "engine": None, "stores": None}  # loaded on the worker
+        # loaded on the worker; a progress callback stays with its caller
+        return {**self.__dict__, "runners": None, "engine": None, "stores": None, "progress": None}
 
     def _plan(self, mid: str, shots: ShotStore) -> tuple:
         """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
@@ -534,11 +535,14 @@ class Features(Stage):
             if not store.is_done(mid):  # present and sound: an earlier attempt wrote it
                 store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
         out[mid] = Outcome(mid, "ok", fields={"clips": len(plan), "frames": num_frames})
+        if self.progress is not None:
+            self.progress(mid)
 
-    @staticmethod
-    def _failed(out: dict) -> Callable[[str, str], None]:
+    def _failed(self, out: dict) -> Callable[[str, str], None]:
         def failed(mid: str, reason: str) -> None:
             out[mid] = Outcome(mid, "failed", reason)
+            if self.progress is not None:
+                self.progress(mid)
 
         return failed
 
