@@ -3,8 +3,11 @@ driving the system's chromium: no browser download).
 
     python bench/report_screenshots.py REPORT_DIR [--trailer ID] [--run-report RUN_REPORT_DIR] [--out DIR]
 
-writes collection.png (index.html), trailer.png (the first trailer page with a filmstrip) and,
-with --run-report, training.png, each at a phone width too (*-phone.png).
+writes collection.png (index.html), trailer.png (the first trailer page with a filmstrip, or
+--trailer's) and training.png (--run-report's index, else the first training run of the report),
+each at a phone width too (*-phone.png). `t12k demo`'s report has all three:
+
+    python bench/report_screenshots.py demo-out/report --trailer real000
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ def main() -> None:
     a = ap.parse_args()
     trailer = a.report / "t" / f"{a.trailer}.html" if a.trailer else first_trailer_with_thumbs(a.report)
     pages = {"collection": a.report / "index.html", "trailer": trailer}
-    if a.run_report:
-        pages["training"] = a.run_report / "index.html"
+    runs = sorted(a.report.glob("runs/*/index.html"))  # a work folder's training runs have pages in its report
+    if a.run_report or runs:
+        pages["training"] = a.run_report / "index.html" if a.run_report else runs[0]
     for path in shoot(pages, a.out, a.width, a.height):
         print(path)
 
