@@ -19,6 +19,7 @@ from t12k.report.stores import StoreFacts, all_facts, stores_page
 from t12k.report.trailer import Sources, TrailerRecord, trailer_page
 from t12k.report.training import is_experiment_dir, is_run_dir, training_report
 from t12k.storage import FeatureStore, ShotStore
+from t12k.storage.folders import writable_folder
 
 
 @dataclass
@@ -81,7 +82,8 @@ def _is_2d(store: FeatureStore) -> bool:
 
 
 def _style(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    """The report folder, made, with its stylesheet; T12kError when it cannot be written."""
+    writable_folder(root, "report folder", "pass another --out")
     (root / "style.css").write_text(CSS, encoding="utf-8")
 
 

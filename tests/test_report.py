@@ -119,6 +119,9 @@ def test_an_unreadable_store_and_no_stores(tmp_path):
 def test_nothing_to_read_is_an_error(tmp_path, capsys):
     with pytest.raises(T12kError, match="nothing to report in"):
         build_report(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(T12kError, match="report folder .*file.* pass another --out"):
+        build_report(rw.work(), tmp_path / "file")
     assert main(["report", str(tmp_path / "absent"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
