@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from t12k.errors import T12kError
 from t12k.pipeline.run.config import RunConfig
-from t12k.pipeline.run.scheduler import Scheduler
+from t12k.pipeline.run.scheduler import Backend, Records, Scheduler
 from t12k.pipeline.stage import Outcome, Stage, Ticket
 from t12k.pipeline.summary import RunSummary
 from t12k.storage import Manifest
 
-__all__ = ["Pipeline", "Tally"]
+__all__ = ["Pipeline", "Tally", "open_engine", "run_stages"]
 
 
 class Tally:
@@ -125,28 +125,46 @@ class Pipeline:
         config = RunConfig(engine=engine, address=address)
         tally = Tally([s.name for s in self.stages], len(entries), progress, manifests, name)
         t0 = time.perf_counter()
-        backend: Any
-        if config.engine == "ray":
-            from t12k.pipeline.run.ray_engine import RayBackend
-
-            backend = RayBackend(self.stages, config)
-        else:
-            from t12k.pipeline.run.local import LocalBackend
-
-            backend = LocalBackend(self.stages)
         last = self.stages[-1]
         if progress and config.engine == "local":
             last.progress = tally.tick
         try:
-            not_attempted = Scheduler(self.stages, backend, tally, self.queue).run(entries)
+            not_attempted = run_stages(self.stages, entries, tally, self.queue, config)
         finally:
             last.progress = None
-            backend.close()
             tally.bar.close()
             for manifest in tally.manifests.values():
                 manifest.compact()
         tally.summary.not_attempted, tally.summary.seconds = not_attempted, time.perf_counter() - t0
         return tally.summary
+
+
+def open_engine(stages: Sequence[Stage], config: RunConfig) -> Backend:
+    """The engine `config.engine` names, with `stages` prepared and set up on it."""
+    if config.engine == "ray":
+        from t12k.pipeline.run.ray_engine import RayBackend
+
+        return RayBackend(stages, config)
+    from t12k.pipeline.run.local import LocalBackend
+
+    return LocalBackend(stages)
+
+
+def run_stages(
+    stages: Sequence[Stage],
+    entries: list[tuple[str, Ticket]],
+    records: Records,
+    queue: int = RunConfig.queue,
+    config: RunConfig | None = None,
+) -> int:
+    """Take (first stage, ticket) entries through `stages` on the engine of `config` (this
+    machine's by default), recording in `records`; the trailers not attempted (stopped early).
+    The engine is closed on the way out, whatever happens."""
+    backend = open_engine(stages, config or RunConfig())
+    try:
+        return Scheduler(stages, backend, records, queue).run(entries)
+    finally:
+        backend.close()
 
 
 def _pairs(items: Iterable[tuple[str, Any] | str | os.PathLike[str]]) -> list[tuple[str, Any]]:

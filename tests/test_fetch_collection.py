@@ -26,7 +26,6 @@ from t12k.pipeline.fetch import (
     quality,
     quality_report,
     resolution_lines,
-    scheduler,
 )
 from t12k.pipeline.media import ffmpeg_exe, probe
 
@@ -339,7 +338,7 @@ def test_pause_between_download_starts(server, tmp_path, monkeypatch):
             super().__init__()
             pacers.append(self)
 
-    monkeypatch.setattr(scheduler, "Pacer", Pacer)
+    monkeypatch.setattr(pacing, "Pacer", Pacer)  # the download stage's clock, made when it is set up
     u = server["url"]
     items = [FetchItem(f"p{k}", f"{u}/copy{k}.mp4?paced") for k in range(3)]
     s = fetch_collection(items, tmp_path, workers=3, sleep=0.4, progress=False)

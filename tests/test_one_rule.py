@@ -95,7 +95,8 @@ def _downloads(kinds: list[str]):
 
     for k, kind in enumerate(kinds):
         d = Downloaded(FetchItem(f"t{k}", f"https://youtu.be/v{k}"), folder=None, t0=0.0, kind=kind, reason=kind)
-        yield d, Outcome(d.item.id, "ok" if not kind else "cancelled" if kind == "cancelled" else "failed", kind)
+        status = "ok" if not kind else "cancelled" if kind == "cancelled" else "failed"
+        yield d, Outcome(d.item.id, status, kind, data=d)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +111,7 @@ def test_the_run_stops_where_fetch_stops_after_the_site_blocks(tmp_path, kinds, 
     from t12k.pipeline.fetch.blocking import BLOCKED, SiteBlock
     from t12k.pipeline.run.config import Layout
     from t12k.pipeline.run.ledger import Ledger
+    from t12k.pipeline.stage import Ticket
 
     (tmp_path / "videos").mkdir()
     ledger, site, said = Ledger(Layout(tmp_path), total=len(kinds), progress=False), SiteBlock(), None
@@ -118,7 +120,7 @@ def test_the_run_stops_where_fetch_stops_after_the_site_blocks(tmp_path, kinds, 
             said = site.failed(d.kind) if d.kind != "cancelled" else said
         else:
             site.downloaded()
-        ledger.downloaded(d, out)
+        ledger.record("download", Ticket(d.item.id, d.item), out, stopping=False)
     assert said == ledger.summary.stopped == (BLOCKED.format(n=stopped) if stopped else None)
 
 

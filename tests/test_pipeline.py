@@ -135,3 +135,32 @@ def test_a_users_stage_runs_on_ray():
     summary = t12k.Pipeline([stage]).run([(f"t{i}", i) for i in range(3)], engine="ray")
     assert sorted(summary.done) == ["t0", "t1", "t2"] and summary.ok, summary.failed
     assert stage.setups == 0  # set up in its actor, not here
+
+
+def test_the_stage_commands_run_their_stages_through_the_scheduler(tmp_path, monkeypatch):
+    """`fetch`, `shots` and `extract` hand their stage objects to the scheduler of `t12k run`."""
+    import sys
+
+    from t12k.pipeline.extract import extract_features
+    from t12k.pipeline.fetch import fetch_collection
+    from t12k.pipeline.run.scheduler import Scheduler
+    from t12k.pipeline.shots_command import detect_shots
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    import run_corpus as rc
+
+    seen: list[list[str]] = []
+    real = Scheduler.__init__
+
+    def spy(self, stages, *args, **kw):
+        seen.append([s.name for s in stages])
+        real(self, stages, *args, **kw)
+
+    monkeypatch.setattr(Scheduler, "__init__", spy)
+    videos = tmp_path / "videos"
+    fetched = fetch_collection(rc.items(rc.served(), ["r1"]), videos, rc.FETCH, sleep=0, progress=False)
+    shots = detect_shots(videos, tmp_path / "shots.zarr", rc.SHOTS, progress=False)
+    feats = extract_features(videos, tmp_path / "shots.zarr", tmp_path / "f", rc.EXTRACT, progress=False, log=print)
+    assert fetched.done == shots.done == feats.done == ["r1"]
+    assert seen == [["download", "normalize"], ["shots"], ["features"]]
+    assert feats.totals["clips"] == len(FeatureStore.open(next((tmp_path / "f").glob("*.zarr"))).read("r1"))

@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING
 from t12k._lazy import lazy_exports
 
 if TYPE_CHECKING:  # imported on first use (t12k._lazy): the package's light modules load alone
+    from t12k.pipeline.fetch.command import fetch_collection
     from t12k.pipeline.fetch.config import FetchConfig, default_normalize_workers
     from t12k.pipeline.fetch.ids import FetchItem, id_from_url, youtube_url
     from t12k.pipeline.fetch.lists import collect_items, read_items, select_labelled
     from t12k.pipeline.fetch.pacing import DEFAULT_SLEEP, DEFAULT_SLEEP_REQUESTS
     from t12k.pipeline.fetch.quality import QUALITY_MIN_LINES, QUALITY_SECONDS, quality_report, resolution_lines
     from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary
-    from t12k.pipeline.fetch.scheduler import fetch_collection
 
 __getattr__ = lazy_exports(
     __name__,
@@ -74,7 +74,7 @@ __getattr__ = lazy_exports(
         "resolution_lines": "quality",
         "MANIFEST_FIELDS": "records",
         "FetchSummary": "records",
-        "fetch_collection": "scheduler",
+        "fetch_collection": "command",
     },
 )
 

@@ -15,6 +15,7 @@ from t12k.pipeline.summary import RunSummary
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from t12k.pipeline.stage import Outcome, Ticket
     from t12k.storage import Manifest
 
 MANIFEST_FIELDS = (
@@ -129,3 +130,48 @@ class Recorder:
             self.summary.failed[mid] = reason
             self.bar.set_postfix(failed=len(self.summary.failed))
         self.bar.update(1)
+
+
+class FetchRecords:
+    """The scheduler's `Records` of the download and normalize stages (`t12k fetch`, and the
+    fetch part of `t12k run`'s ledger): each trailer's manifest row through `recorder`, and
+    the site's blocking answers in a row (`SiteBlock`), which stop new downloads."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        from t12k.pipeline.fetch.blocking import SiteBlock
+
+        self.recorder, self.site = recorder, SiteBlock()
+
+    def entered(self, stage: str, n: int = 1) -> None:
+        pass
+
+    @property
+    def halted(self) -> bool:
+        return bool(self.recorder.summary.stopped)
+
+    def record(self, stage: str, ticket: Ticket, out: Outcome, stopping: bool = False) -> bool:
+        """Record a download (its row when it failed) or a normalization (the trailer's row);
+        whether the trailer goes on."""
+        if stage == "download":
+            d = out.data if isinstance(out.data, Downloaded) else _lost_download(ticket, out)
+            d.t0 = ticket.t0  # the driver's clock: the worker's may be another machine's
+            if out.status == "ok":
+                self.site.downloaded()
+                return True
+            if out.status == "cancelled":
+                return False
+            self.recorder.finished(d, out.status, out.reason, out.fields)
+            stop = self.site.failed(d.kind)
+            if stop:
+                self.recorder.summary.stopped = stop
+            return False
+        if out.status == "cancelled":
+            return False
+        assert isinstance(ticket.data, Downloaded)  # what the download stage handed on
+        self.recorder.finished(ticket.data, out.status, out.reason, out.fields)
+        return out.status == "ok"
+
+
+def _lost_download(t: Ticket, out: Outcome) -> Downloaded:
+    """The record of a download whose worker died (no `Downloaded` came back)."""
+    return Downloaded(t.item, Path(), t.t0, kind="error" if out.status == "failed" else out.status, reason=out.reason)

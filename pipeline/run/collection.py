@@ -6,13 +6,10 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from t12k.pipeline.run.local import LocalBackend
-    from t12k.pipeline.run.ray_engine import RayBackend
+from typing import Any
 
 from t12k.pipeline import media
+from t12k.pipeline.composed import open_engine
 from t12k.pipeline.extract.config import ExtractConfig
 from t12k.pipeline.fetch.config import FetchConfig
 from t12k.pipeline.fetch.ids import FetchItem, check_items
@@ -22,18 +19,8 @@ from t12k.pipeline.run.ledger import Ledger
 from t12k.pipeline.run.scheduler import Scheduler
 from t12k.pipeline.shards import Shard
 from t12k.pipeline.shots_command import ShotsConfig
-from t12k.pipeline.stage import Stage, Ticket
+from t12k.pipeline.stage import Ticket
 from t12k.pipeline.summary import RunSummary
-
-
-def _backend(cfg: RunConfig, stages: list[Stage]) -> LocalBackend | RayBackend:
-    if cfg.engine == "ray":
-        from t12k.pipeline.run.ray_engine import RayBackend
-
-        return RayBackend(stages, cfg)
-    from t12k.pipeline.run.local import LocalBackend
-
-    return LocalBackend(stages)
 
 
 def _check(cfg: RunConfig, shots: ShotsConfig, extract: ExtractConfig) -> list:
@@ -103,7 +90,7 @@ def run_collection(
         from t12k.pipeline.run.stages import build_stages
 
         stages = build_stages(layout, cfg, fetch, shots, extract, log, runners)
-        backend = _backend(cfg, stages)
+        backend = open_engine(stages, cfg)
         del runners  # the backend's now (a Ray run's go once their stores are opened)
         ledger = Ledger(layout, len(items), progress, dict(backend.slots), one_decode=cfg.decode == "once")
         ledger.restore(_feature_stores(layout, extract))

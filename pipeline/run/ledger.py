@@ -10,10 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from t12k.pipeline.fetch.blocking import SiteBlock
-from t12k.pipeline.fetch.download import Downloaded
 from t12k.pipeline.fetch.ids import FetchItem
-from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchSummary, Recorder
+from t12k.pipeline.fetch.records import MANIFEST_FIELDS, FetchRecords, FetchSummary, Recorder
 from t12k.pipeline.run.config import STAGES, Layout
 from t12k.pipeline.stage import Outcome, Ticket
 from t12k.pipeline.summary import RunSummary
@@ -47,7 +45,6 @@ class Ledger:
     slots: dict[str, int] = field(default_factory=dict)  # workers per stage, for the busy share
     counts: dict[str, StageCount] = field(default_factory=lambda: {s: StageCount() for s in STAGES})
     worked: set[str] = field(default_factory=set)  # trailers some stage did work on in this run
-    site: SiteBlock = field(default_factory=SiteBlock)  # downloads in a row blocked by the site
     rejected: dict[str, str] = field(default_factory=dict)  # kept out by the quality rules
     one_decode: bool = False  # the feature stage finds the shots too (its outcome carries theirs)
 
@@ -56,6 +53,7 @@ class Ledger:
         self.fetch = FetchSummary(out_dir=lay.videos)
         self.fetch_manifest = Manifest(lay.videos / "manifest.csv", MANIFEST_FIELDS)
         self.recorder = Recorder(self.fetch_manifest, self.fetch, _NoBar())
+        self.fetch_records = FetchRecords(self.recorder)
         self.shots_manifest = Manifest(lay.shots_manifest, ("frames", "shots"))
         self.features_manifest = Manifest(lay.features_manifest, ("clips", "frames"))
         self.summary = RunSummary("run")
@@ -98,13 +96,14 @@ class Ledger:
 
     def record(self, stage: str, t: Ticket, out: Outcome, stopping: bool) -> bool:
         """Record one trailer's outcome of `stage` (the scheduler's `Records`); whether it goes on."""
-        if stage == "download":
-            d = out.data if isinstance(out.data, Downloaded) else _lost_download(t, out)
-            d.t0 = t.t0  # the driver's clock: the worker's may be another machine's
-            return self.downloaded(d, out)
-        if stage == "normalize":
-            assert isinstance(t.data, Downloaded)  # what the download stage handed on
-            return self.normalized(t.data, out)
+        if stage in ("download", "normalize"):  # fetch's own records, then the run's count
+            self._stage_done(stage, out)
+            goes = self.fetch_records.record(stage, t, out, stopping)
+            if self.fetch.stopped:
+                self.summary.stopped = self.fetch.stopped
+            if not goes and out.status != "cancelled":
+                self._leave(out.mid, f"{stage}: {out.reason}", out.status == "rejected")
+            return goes
         if stage == "shots":
             return self.shot(out)
         if self.one_decode:  # the shot stage's outcome rides along; a lost call's shots may be in the store
@@ -153,31 +152,6 @@ class Ledger:
             rejected = it.id in self.fetch.rejected
             reason = self.fetch.rejected[it.id] if rejected else self.fetch.failed.get(it.id, "")
             self._leave(it.id, f"download: {reason}", rejected)
-
-    def downloaded(self, d: Downloaded, out: Outcome) -> bool:
-        """Record a download that failed (its manifest row); whether the trailer goes on."""
-        self._stage_done("download", out)
-        if out.status == "ok":
-            self.site.downloaded()
-            return True
-        if out.status == "cancelled":
-            return False
-        self.recorder.finished(d, out.status, out.reason, out.fields)
-        self._leave(out.mid, f"download: {out.reason}", out.status == "rejected")
-        stop = self.site.failed(d.kind)
-        if stop:
-            self.summary.stopped = stop
-        return False
-
-    def normalized(self, d: Downloaded, out: Outcome) -> bool:
-        """Record a normalization (the trailer's fetch row); whether the trailer goes on."""
-        self._stage_done("normalize", out)
-        if out.status == "cancelled":
-            return False
-        self.recorder.finished(d, out.status, out.reason, out.fields)
-        if out.status != "ok":
-            self._leave(out.mid, f"normalize: {out.reason}", out.status == "rejected")
-        return out.status == "ok"
 
     def shot(self, out: Outcome) -> bool:
         """Record a shot detection (as `t12k shots`: no row when skipped); whether the trailer goes on."""
@@ -246,8 +220,3 @@ class Ledger:
         """Each stage's busy time over the time its workers had (wall time x workers)."""
         wall = max(1e-9, time.perf_counter() - self.t0)
         return {st: min(1.0, c.busy / (wall * max(1, self.slots.get(st, 1)))) for st, c in self.counts.items()}
-
-
-def _lost_download(t: Ticket, out: Outcome) -> Downloaded:
-    """The record of a download whose worker died (no `Downloaded` came back)."""
-    return Downloaded(t.item, Path(), t.t0, kind="error" if out.status == "failed" else out.status, reason=out.reason)

@@ -87,6 +87,7 @@ class Scheduler:
         self.source: deque[tuple[str, Ticket]] = deque()
         self.later: list[tuple[float, str, Ticket]] = []  # (when, stage, ticket) to try again
         self.stopping = False
+        self.dropped = 0  # trailers that were not let into the first stage (`Records.halted`)
 
     def run(self, entries: list[tuple[str, Ticket]]) -> int:
         """Take every (first stage, ticket) through its stages; the number not attempted (the
@@ -116,7 +117,8 @@ class Scheduler:
     @property
     def not_attempted(self) -> int:
         """Trailers that never started their next stage (the run stopped early)."""
-        return len(self.source) + sum(len(r) for r in self.ready.values()) + len(self.later)
+        waiting = len(self.source) + sum(len(r) for r in self.ready.values()) + len(self.later)
+        return waiting + self.dropped
 
     def _admit(self) -> None:
         """Trailers due to be tried again to the front of their queue; new trailers into their
@@ -127,8 +129,10 @@ class Scheduler:
             self.ready[item[1]].appendleft(item[2])
         if self.records.halted:
             first = self.names[0]
+            kept = deque(e for e in self.source if e[0] != first)
+            self.dropped += len(self.ready[first]) + len(self.source) - len(kept)
             self.ready[first].clear()  # blocked by the site: no more downloads
-            self.source = deque(e for e in self.source if e[0] != first)
+            self.source = kept
         while self.source and len(self.ready[self.source[0][0]]) < self.bound:
             stage, ticket = self.source.popleft()
             self.ready[stage].append(ticket)
