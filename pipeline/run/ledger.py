@@ -84,7 +84,7 @@ class Ledger:
     # ---- progress -------------------------------------------------------------------------------
 
     def entered(self, stage: str, n: int = 1) -> None:
-        self.counts[stage].entered += n
+        self.counts.setdefault(stage, StageCount()).entered += n
         if stage == "features" and self.one_decode:
             self.counts["shots"].entered += n
         self._show()
@@ -106,6 +106,11 @@ class Ledger:
             return goes
         if stage == "shots":
             return self.shot(out)
+        if stage != "features":  # a stage of the run's list that keeps no manifest: counted, and failures said
+            self._stage_done(stage, out)
+            if out.status == "failed":
+                self._leave(out.mid, f"{stage}: {out.reason}")
+            return out.goes_on
         if self.one_decode:  # the shot stage's outcome rides along; a lost call's shots may be in the store
             shot = out.data if isinstance(out.data, Outcome) else self.found_shots(out.mid)
             if not self.shot(shot or Outcome(out.mid, out.status, out.reason)):
@@ -116,11 +121,11 @@ class Ledger:
     def _show(self) -> None:
         if self.progress:
             self.bar.set_postfix_str(
-                " ".join(f"{_SHORT[s]} {c.done}/{c.entered}" for s, c in self.counts.items()), refresh=False
+                " ".join(f"{_SHORT.get(s, s)} {c.done}/{c.entered}" for s, c in self.counts.items()), refresh=False
             )
 
     def _stage_done(self, stage: str, out: Outcome) -> None:
-        c = self.counts[stage]
+        c = self.counts.setdefault(stage, StageCount())
         c.done += 1
         c.busy += out.seconds
         if out.status == "ok":
