@@ -267,11 +267,12 @@ def _readme_blocks() -> list[str]:
 
 def test_readme_from_python_runs(corpus, monkeypatch):
     """The README's open_features and training code, run as written in a folder that holds its
-    files (the last two blocks, of detect_shots, extract_features and predict, and of t12k.run,
-    need videos: tests/test_api_video.py and tests/test_api_run.py run those calls)."""
+    files (the last three blocks, of detect_shots, extract_features and predict, of t12k.run and
+    of t12k.Pipeline, need videos: tests/test_api_video.py, tests/test_api_run.py and
+    tests/test_pipeline.py run those)."""
     blocks = _readme_blocks()
-    assert len(blocks) == 4 and "t12k.detect_shots(" in blocks[2] and "t12k.predict(" in blocks[2]
-    assert "t12k.run(" in blocks[3]
+    assert len(blocks) == 5 and "t12k.detect_shots(" in blocks[2] and "t12k.predict(" in blocks[2]
+    assert "t12k.run(" in blocks[3] and "t12k.Pipeline(" in blocks[4]
     monkeypatch.chdir(corpus["root"])
     torch.manual_seed(0)
     scope: dict = {}

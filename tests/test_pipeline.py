@@ -164,3 +164,19 @@ def test_the_stage_commands_run_their_stages_through_the_scheduler(tmp_path, mon
     assert fetched.done == shots.done == feats.done == ["r1"]
     assert seen == [["download", "normalize"], ["shots"], ["features"]]
     assert feats.totals["clips"] == len(FeatureStore.open(next((tmp_path / "f").glob("*.zarr"))).read("r1"))
+
+
+def test_the_readmes_pipeline_block_runs(three_videos, tmp_path, monkeypatch):
+    """The README's stage of one's own, run as written in a folder with videos/."""
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    section = readme.read_text().split("\n## From Python\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "t12k.Pipeline(" in b]
+    (tmp_path / "videos").symlink_to(three_videos)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {"t12k": t12k, "print": lambda *a: None}
+    exec(compile(block, str(readme), "exec"), scope)
+    want = {m: len(t12k.detect_shots(three_videos / f"{m}.mp4", "cpu").scenes) for m in ("a1", "b2", "c3")}
+    assert scope["summary"].outputs == want and scope["summary"].ok
