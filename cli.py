@@ -535,7 +535,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
     "Read what `t12k run` or the stage commands left in WORK and write static pages to --out (open "
     "index.html; no server, no network): trailers per status, failures by reason, quality rules, distributions, "
     "the stores and whether they are whole, and per trailer its clips' frames, TransNet V2 curve and facts "
-    "(genres with --checkpoint). Exits 2 only when nothing could be read.",
+    "(genres with --checkpoint). Given a `t12k train` or `t12k experiment` folder, its training curves, test "
+    "metrics and precision-recall curves instead. Exits 2 only when nothing could be read.",
     needs=("t12k.report.build",),
 )
 def _report_parser(p: argparse.ArgumentParser) -> None:
