@@ -18,7 +18,7 @@ OUT/gpu_check.json and OUT/gpu_check.md (one table), so a run stopped at any poi
 what it has. `--dry-run` runs every step's command only as far as parsing its options (and
 pytest's collection), in seconds, so the check cannot rot where no GPU is (tests/test_gpu_check.py).
 
-    bench/gpu_check.sh [--device cuda] [--budget 510] [--out gpu-check] [--dry-run]
+    bench/gpu_check.sh [--device cuda] [--budget 510] [--out /tmp/t12k-gpu-check] [--dry-run]
 """
 
 from __future__ import annotations
@@ -313,7 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--budget", type=float, default=510.0, help="seconds for all the steps together")
-    ap.add_argument("--out", type=Path, default=Path("gpu-check"), help="folder of the JSON, the table and the logs")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/tmp/t12k-gpu-check"),
+        help="folder of the JSON, the table, the logs and the work",
+    )
     ap.add_argument("--only", help="comma-separated step names (env, tests, prepare, shots, sample, throughput)")
     ap.add_argument("--dry-run", action="store_true", help="only parse each step's options (pytest: collect)")
     a = ap.parse_args(argv)

@@ -3,7 +3,7 @@
 # fp32/bf16/tf32, the six-backbone sample run, features against the CPU's) on a machine with one
 # NVIDIA GPU, in under 9 minutes; every figure goes to OUT/gpu_check.json and OUT/gpu_check.md.
 #
-#   bench/gpu_check.sh [--device cuda] [--budget 510] [--out gpu-check] [--only tests,shots] [--dry-run]
+#   bench/gpu_check.sh [--device cuda] [--budget 510] [--out /tmp/t12k-gpu-check] [--only tests,shots] [--dry-run]
 #
 # --budget: seconds for all the steps; each step has its own timeout, cut to what is left, and a
 # step that no longer fits is skipped. `--device cpu --dry-run` parses every step's options (the
