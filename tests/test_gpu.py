@@ -87,7 +87,8 @@ def _store_pair(three_videos, shots_store, tmp_path, key, precision, resize_on):
     common = dict(
         backbones=key, weights="none", ids=["c3"], fps=6, workers=0, batch_size=4, progress=False, log=lambda m: None
     )
-    ex.extract_features(three_videos, shots_store, tmp_path / "cpu", device="cpu", **common)
+    # the CPU reference in PyTorch (not OpenVINO, which `auto` picks on a CPU): only the device differs
+    ex.extract_features(three_videos, shots_store, tmp_path / "cpu", device="cpu", runtime="torch", **common)
     ex.extract_features(
         three_videos, shots_store, tmp_path / "gpu", device="cuda", precision=precision, resize_on=resize_on, **common
     )
