@@ -168,7 +168,7 @@ ENV_CODE = (
     "'cuda': torch.version.cuda, 'gpu': torch.cuda.get_device_name() if c else 'none'}))"
 )
 PREPARE_CODE = (
-    "import sys; from pathlib import Path; sys.path.insert(0, 'bench'); "
+    f"import sys; from pathlib import Path; sys.path.insert(0, {str(BENCH)!r}); "
     "from extract_cases import trailer_210s, shots_for; w = Path(sys.argv[1]); shots_for(w, trailer_210s(w))"
 )
 
@@ -176,8 +176,8 @@ PREPARE_CODE = (
 def steps(device: str, out: Path) -> list[Step]:
     py = sys.executable
     work = out / "work"
-    me = ["--parse-only"]
-    tests = ["tests/test_gpu.py", "tests/test_gpu_shots.py"]
+    me = ["--parse-only"]  # done in this process by dry_step
+    tests = [str(ROOT / "tests" / "test_gpu.py"), str(ROOT / "tests" / "test_gpu_shots.py")]
     extract = ["--device", device, "--work", str(work), "--batch-size", "32"]
     found = [
         Step("env", [py, "-c", ENV_CODE], 30, ["--exec", ENV_CODE], env_figures),
@@ -190,10 +190,10 @@ def steps(device: str, out: Path) -> list[Step]:
         ),
         Step("prepare", [py, "-c", PREPARE_CODE, str(work)], 90, ["--exec", PREPARE_CODE.split("; w =")[0]]),
     ]
-    shots = ["bench/bench_shots_speed.py", str(work / "long.mp4"), "--device", device, "--repeat", "1"]
+    shots = [str(BENCH / "bench_shots_speed.py"), str(work / "long.mp4"), "--device", device, "--repeat", "1"]
     found.append(Step("shots", [py, *shots], 60, [*me, *shots], shots_figures))
     sample = [
-        "bench/bench_extract.py",
+        str(BENCH / "bench_extract.py"),
         *extract,
         "--only",
         "sample",
@@ -210,7 +210,7 @@ def steps(device: str, out: Path) -> list[Step]:
     ]
     found.append(Step("sample", [py, *sample], 100, [*me, *sample], sample_figures))
     for p in PRECISIONS:
-        args = ["bench/bench_extract.py", *extract, "--only", "throughput", "--precision", p]
+        args = [str(BENCH / "bench_extract.py"), *extract, "--only", "throughput", "--precision", p]
         args += ["--seconds", "10", "--seconds-2d", "30", "--json", str(out / f"throughput_{p}.json")]
         found.append(Step(f"throughput {p}", [py, *args], 60, [*me, *args], throughput_figures(p)))
     return found
@@ -328,7 +328,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--parse-only":
-        parse_only(sys.argv[2], sys.argv[3:])
-        sys.exit(0)
     sys.exit(main())
