@@ -130,6 +130,7 @@ def section(title: str) -> None:
 def recording_engine() -> Iterator[dict]:
     """Keep the stats of the engine run `extract_features` makes inside the block (in
     `got["stats"]`): the engine's own timing figures, which the stage's summary leaves out."""
+    from t12k.pipeline import extract as package
     from t12k.pipeline.extract import command as stage
 
     got: dict = {}
@@ -140,11 +141,12 @@ def recording_engine() -> Iterator[dict]:
             got["stats"] = super().run(*a, **k)
             return got["stats"]
 
-    stage.Engine = Recording
+    # the feature stage of `t12k run` (which `extract_features` runs) imports it from the package
+    stage.Engine = package.Engine = Recording
     try:
         yield got
     finally:
-        stage.Engine = real_engine
+        stage.Engine = package.Engine = real_engine
 
 
 class FreeModel:

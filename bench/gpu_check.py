@@ -140,8 +140,8 @@ def sample_figures(out: str, folder: Path) -> dict:
         return {}
     s = json.loads(path.read_text())["sample"]
     figures = {
-        "clips/s (all six, bf16)": s["clips_per_s"],
-        "frames/s (all six, bf16)": s["frames"] / s["wall_s"],
+        f"clips/s ({s['backbones']} at once, bf16)": s["clips_per_s"],
+        f"frames/s ({s['trailers']} trailers of {s['seconds']:g} s)": s["frames"] / s["wall_s"],
         "Trailers12k hours at this rate": s["trailers12k_hours"],
         "limit": f"{s['limit']} ({100 * s['busy'][s['limit']]:.0f}% busy)",
     }
