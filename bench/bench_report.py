@@ -1,6 +1,7 @@
 """Time and size of `t12k report` for N trailers.
 
-    python bench/bench_report.py [--trailers 1000] [--seconds 30] [--distinct 8] [--video MP4] [--no-thumbs] [--work DIR]
+    python bench/bench_report.py [--trailers 1000] [--seconds 30] [--distinct 8] [--video MP4] [--no-thumbs]
+        [--work DIR]
 
 Synthesizes a work folder as `t12k run` leaves it, written through the store classes rather
 than by running the pipeline N times: `videos/` (N ids hard-linked to `--distinct` generated
