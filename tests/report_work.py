@@ -4,6 +4,7 @@ trained one epoch on its feature store (for --checkpoint)."""
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +22,9 @@ STORE = "trailers_i_shufflenet_fpc24.zarr"
 def work() -> Path:
     """The run folder (read-only for the tests: copy it before changing it)."""
     if "work" not in _SHARED:
-        out = Path(tempfile.mkdtemp(prefix="t12k-report-tests-")) / "work"
+        scratch = Path(tempfile.mkdtemp(prefix="t12k-report-tests-"))
+        atexit.register(shutil.rmtree, scratch, True)  # removed when the test process ends
+        out = scratch / "work"
         summary = t12k.run(rc.items(rc.served()), out, "shufflenet2d", weights="none", device="cpu", sleep=0)
         assert sorted(summary.done) == sorted(rc.GOOD), summary.text()
         _SHARED["work"] = out
