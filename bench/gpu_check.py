@@ -60,7 +60,7 @@ class Step:
 @dataclass
 class Result:
     name: str
-    status: str  # ok, failed (rc), timeout, skipped
+    status: str  # ok, failed (exit N), timeout (N s), stopped at the budget (N s), skipped (N s left)
     seconds: float = 0.0
     rc: int | None = None
     figures: dict = field(default_factory=dict)
