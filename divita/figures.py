@@ -43,7 +43,7 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
 
 
 def plot_curves(r: ConfigResult, path: Path) -> Path:
-    """Training and validation loss, and validation μAP, per epoch for every split."""
+    """Training and validation loss, and training and validation μAP, per epoch for every split."""
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_map) = _figure(10, 3.6, 2)
@@ -54,10 +54,12 @@ def plot_curves(r: ConfigResult, path: Path) -> Path:
         c = _SPLIT_COLOURS[split % 3]
         ax_loss.plot(h["epoch"], h["train_loss"], color=c, label=f"split {split} train")
         ax_loss.plot(h["epoch"], h["val_loss"], color=c, linestyle="--", label=f"split {split} val")
-        ax_map.plot(h["epoch"], [100 * v for v in h["val_muAP"]], color=c, label=f"split {split}")
+        ax_map.plot(h["epoch"], [100 * v for v in h["val_muAP"]], color=c, linestyle="--", label=f"split {split} val")
+        if "train_muAP" in h:  # (runs from before it was kept have none)
+            ax_map.plot(h["epoch"], [100 * v for v in h["train_muAP"]], color=c, label=f"split {split} train")
         ax_map.axvline(r.epochs[split], color=c, linestyle=":", linewidth=0.8)
     ax_loss.set(xlabel="epoch", ylabel="BCE loss", title=f"{r.spec.name}: loss")
-    ax_map.set(xlabel="epoch", ylabel="validation μAP", title=f"{r.spec.name}: validation μAP (dotted: best)")
+    ax_map.set(xlabel="epoch", ylabel="μAP", title=f"{r.spec.name}: μAP (dashed: validation; dotted: best)")
     for ax in (ax_loss, ax_map):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.legend(fontsize=7)

@@ -21,7 +21,7 @@ from t12k.storage.folders import PASS_ANOTHER
 from t12k.storage.locks import FolderInUse as FolderInUse  # caught by experiment
 from t12k.storage.locks import hold_folder
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_muAP", "lr")
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_muAP", "lr", "train_muAP")
 TMP_SUFFIX = ".tmp"  # temporary files are named .{name}.{random}.tmp beside their target
 
 
@@ -82,7 +82,15 @@ def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -
 
 
 def history_row(h: dict) -> list:
-    return [h["epoch"], f"{h['train_loss']:.6f}", f"{h['val_loss']:.6f}", f"{h['val_muAP']:.6f}", f"{h['lr']:.3g}"]
+    train_muap = "" if h.get("train_muAP") is None else f"{h['train_muAP']:.6f}"  # (runs before it was kept)
+    return [
+        h["epoch"],
+        f"{h['train_loss']:.6f}",
+        f"{h['val_loss']:.6f}",
+        f"{h['val_muAP']:.6f}",
+        f"{h['lr']:.3g}",
+        train_muap,
+    ]
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -102,7 +110,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
     with open(path, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             for k, v in row.items():
-                cols.setdefault(k, []).append(float(v))
+                cols.setdefault(k, []).append(float(v) if v not in ("", None) else float("nan"))
     return cols
 
 

@@ -309,23 +309,30 @@ class Trainer:
 
     # ---- epochs
 
-    def train_epoch(self) -> float:
-        """One snippet per training trailer, in shuffled batches; the mean batch loss."""
+    def train_epoch(self) -> tuple[float, float]:
+        """One snippet per training trailer, in shuffled batches; the mean batch loss and the
+        μAP of the training outputs as they came (dropout on, each trailer's random snippet),
+        the running train μAP of the usual training curves."""
         cfg, data = self.cfg, self.data
         self.model.train()
         n_train = int(data.rows["train"].shape[0])
         order = torch.randperm(n_train, generator=self.gen)
-        losses = []
+        losses, probs = [], []
         for s in range(0, n_train, cfg.batch_size):
             batch = order[s : s + cfg.batch_size]
             rows = data.rows["train"][batch.to(self.feat_device)]
             image, video = data.features.train_batch(rows, cfg.snippet, self.gen, self.device)
-            loss = F.binary_cross_entropy_with_logits(self.model(image, video), self.y_train[batch.to(self.device)])
+            logits = self.model(image, video)
+            loss = F.binary_cross_entropy_with_logits(logits, self.y_train[batch.to(self.device)])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             losses.append(loss.detach())
-        return float(torch.stack(losses).float().mean())
+            probs.append((batch, torch.sigmoid(logits.detach()).float()))
+        seen = torch.cat([b for b, _ in probs]).cpu().numpy()
+        prob = torch.cat([p for _, p in probs]).cpu().numpy()
+        train_muap = muap(np.asarray(self.data.labels["train"])[seen], prob)
+        return float(torch.stack(losses).float().mean()), train_muap
 
     def evaluate(self, subset: str) -> tuple[float, np.ndarray]:
         """(reference validation loss, probabilities) of the trailers of `subset`."""
@@ -334,15 +341,17 @@ class Trainer:
             self.model, data.features, data.rows[subset], data.labels[subset], cfg.snippet, self.device, cfg.batch_size
         )
 
-    def end_epoch(self, train_loss: float, t0: float) -> dict:
+    def end_epoch(self, train: tuple[float, float], t0: float) -> dict:
         """Validate, step the scheduler, record the epoch, keep the best state and save last.pt."""
         val_loss, val_prob = self.evaluate("val")
         val_muap = muap(self.data.labels["val"], val_prob)
         lr = self.opt.param_groups[0]["lr"]
         self.sched.step(val_loss)
+        train_loss, train_muap = train
         rec = {
             "epoch": self.epoch,
             "train_loss": train_loss,
+            "train_muAP": train_muap,
             "val_loss": val_loss,
             "val_muAP": val_muap,
             "lr": lr,

@@ -79,15 +79,15 @@ def _metrics_tables(metrics: dict[str, dict[str, float]]) -> str:
 def _history_table(history: dict[str, list[float]]) -> str:
     if not history:
         return note("no history.csv: no per-epoch numbers")
-    cols = [c for c in ("epoch", "train_loss", "val_loss", "val_muAP", "lr") if c in history]
+    cols = [c for c in ("epoch", "train_loss", "val_loss", "train_muAP", "val_muAP", "lr") if c in history]
     rows = [
         [
-            f"{int(v)}" if c == "epoch" else f"{100 * v:.2f}" if c == "val_muAP" else f"{v:.4g}"
+            f"{int(v)}" if c == "epoch" else f"{100 * v:.2f}" if c.endswith("muAP") else f"{v:.4g}"
             for c, v in zip(cols, vals)
         ]
         for vals in zip(*(history[c] for c in cols))
     ]
-    head = [c.replace("val_muAP", "val μAP x100") for c in cols]
+    head = [c.replace("val_muAP", "val μAP x100").replace("train_muAP", "train μAP x100") for c in cols]
     return (
         f"<details><summary>Every epoch ({len(rows)})</summary>{table(head, rows, numeric=range(len(cols)))}</details>"
     )

@@ -91,7 +91,10 @@ def test_run_files(trained):
     with open(out / "history.csv", newline="") as fh:
         hist = list(csv.DictReader(fh))
     assert len(hist) == result.epochs_run
-    assert list(hist[0]) == ["epoch", "train_loss", "val_loss", "val_muAP", "lr"]
+    assert list(hist[0]) == ["epoch", "train_loss", "val_loss", "val_muAP", "lr", "train_muAP"]
+    # the running train μAP: the training outputs of each epoch against their labels
+    assert all(0 < float(h["train_muAP"]) <= 1 for h in hist)
+    assert [round(float(h["train_muAP"]), 6) for h in hist] == [round(h["train_muAP"], 6) for h in result.history]
     with open(out / "metrics.csv", newline="") as fh:
         rows = {r["subset"]: r for r in csv.DictReader(fh)}
     assert set(rows) == {"val", "test"}
