@@ -116,6 +116,31 @@ class Staging:
         self.close()
 
 
+class Claims:
+    """The trailers a live worker is on, for `t12k status`: an empty file per trailer in a
+    staging folder of its own beside the store at `store` (locked while the worker lives, so a
+    killed worker's claims read as gone, and cleaned like any stale staging folder)."""
+
+    def __init__(self, store: Path):
+        store = Path(store)
+        self.staging = Staging(store.parent / f".{store.name}.staging")
+
+    def claim(self, mid: str) -> None:
+        (self.staging.path / mid).touch()
+
+    def release(self, mid: str) -> None:
+        (self.staging.path / mid).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.staging.close()
+
+    def __enter__(self) -> Claims:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
 def clean_stale(root: Path) -> int:
     """Remove the staging folders in `root` whose writer is gone (killed runs); return how many."""
     root = Path(root)

@@ -180,3 +180,43 @@ def test_the_readmes_pipeline_block_runs(three_videos, tmp_path, monkeypatch):
     exec(compile(block, str(readme), "exec"), scope)
     want = {m: len(t12k.detect_shots(three_videos / f"{m}.mp4", "cpu").scenes) for m in ("a1", "b2", "c3")}
     assert scope["summary"].outputs == want and scope["summary"].ok
+
+
+def test_status_sees_the_trailers_the_model_stages_are_on(three_videos, tmp_path, monkeypatch):
+    """`t12k status` counts as in flight the trailer the shots stage is detecting and the ones
+    whose clips reached the backbones and are not committed yet (their claims), and none after."""
+    from t12k.pipeline.run import stages as stages_module
+    from t12k.pipeline.status import collection_status
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "videos").symlink_to(three_videos)
+    ids = ["a1", "b2", "c3"]
+
+    def flying() -> dict[str, int]:
+        return {s.stage: s.in_flight for s in collection_status(work, ids).stages}
+
+    seen: dict[str, dict[str, int]] = {}
+    detect, commit = stages_module.Shots.__call__, stages_module.Features._commit
+
+    def detecting(self, mid, *args, **kw):
+        seen[f"shots {mid}"] = flying()
+        return detect(self, mid, *args, **kw)
+
+    def committing(self, mid, *args, **kw):
+        seen[f"features {mid}"] = flying()
+        return commit(self, mid, *args, **kw)
+
+    monkeypatch.setattr(stages_module.Shots, "__call__", detecting)
+    monkeypatch.setattr(stages_module.Features, "_commit", committing)
+    config = ExtractConfig(backbones="shufflenet2d", weights="none", device="cpu", workers=0)
+    shots = Shots(work / "shots.zarr", ShotsConfig(device="cpu"), batch=3)
+    features = Features(work / "features", work / "shots.zarr", config, batch=3)
+    assert t12k.Pipeline([shots, features]).run([(m, three_videos / f"{m}.mp4") for m in ids]).ok
+    for mid in ids:
+        assert seen[f"shots {mid}"]["shots"] == 1  # the one in hand, not the group's others
+        assert 1 <= seen[f"features {mid}"]["features"] <= 3
+    assert seen["features a1"]["features"] > seen["features c3"]["features"] == 1  # released as committed
+    assert {s.stage: s.in_flight for s in collection_status(work, ids).stages} == {
+        "fetch": 0, "shots": 0, "features": 0,
+    }  # fmt: skip

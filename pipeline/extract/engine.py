@@ -170,14 +170,21 @@ class Engine:
         )
 
     def run(
-        self, jobs: list[Job], on_done: Callable, on_failed: Callable, stop: threading.Event | None = None
+        self,
+        jobs: list[Job],
+        on_done: Callable,
+        on_failed: Callable,
+        stop: threading.Event | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> EngineStats:
         """Extract every job; the stats of this engine's runs so far. Once `stop` is set, Cancelled
-        between chunks: the trailers not yet done are not passed on."""
+        between chunks: the trailers not yet done are not passed on. `on_start`: called with a
+        trailer's id when its first decoded chunk reaches the models."""
         if not jobs:
             return self.stats
         self.reps_device = self._reps_on_device(jobs)
-        return self.consume(self._loader(jobs), on_done, on_failed, {j.mid: j.plan for j in jobs}, stop=stop)
+        plans = {j.mid: j.plan for j in jobs}
+        return self.consume(self._loader(jobs), on_done, on_failed, plans, stop=stop, on_start=on_start)
 
     def consume(
         self,
@@ -187,6 +194,7 @@ class Engine:
         plans: dict | None = None,
         ready: bool = False,
         stop: threading.Event | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> EngineStats:
         """Run the chunks (and `Failed`s) of `source` through the backbones: the engine's own
         decode workers, or another producer of chunks (`onepass.OnePass.items`), whose chunks
@@ -198,6 +206,8 @@ class Engine:
             self.reps_device, self.ring = False, None
         run = _Run(self, io, plans or {}, on_done, on_failed, ready)
         items = iter(source)  # forks the workers: they inherit the ring's mappings
+        if on_start is not None:
+            items = _announced(items, on_start)
         if stop is not None:
             items = until(stop, items)
         self._prepare(plans or {})  # not waited for: the first batch waits for its network, Ctrl-C does not
@@ -316,3 +326,13 @@ class _Run:
             batch = join(parts, self.groups)
         self.models.launch(owners, batch)
         self.models.drain(keep=1)
+
+
+def _announced(items: Iterator[Chunk | Failed], on_start: Callable[[str], None]) -> Iterator[Chunk | Failed]:
+    """`items`, calling `on_start` with each trailer's id when its first chunk comes."""
+    seen: set[str] = set()
+    for item in items:
+        if item.mid not in seen:
+            seen.add(item.mid)
+            on_start(item.mid)
+        yield item

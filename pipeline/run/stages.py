@@ -205,23 +205,28 @@ class Shots(Stage):
         it is detected (one ahead, a bounded buffer), and, with several windows per forward
         (a GPU), a trailer's last batch filled with the next one's first windows."""
         from t12k.pipeline.shot_frames import FrameDecoder
+        from t12k.storage.locks import Claims
 
         if stop is not None and stop.is_set():
             return [Outcome(t.mid, "cancelled") for t in tickets]
         todo = [t.mid for t in tickets if not self.store.is_done(t.mid)]
         out = []
-        with FrameDecoder({t.mid: Path(str(t.data)) for t in tickets}, todo) as decoder:
+        paths = {t.mid: Path(str(t.data)) for t in tickets}
+        # the trailer in hand is claimed in the store for `t12k status` (in flight)
+        with FrameDecoder(paths, todo) as decoder, Claims(self.store_path) as claims:
             for t in tickets:
                 if t.mid not in todo:
                     out.append(Outcome(t.mid, "skipped", data=t.data))
                 elif stop is not None and stop.is_set():
                     out.append(Outcome(t.mid, "cancelled"))
                 else:
+                    claims.claim(t.mid)
                     try:
                         ahead = functools.partial(decoder.ready_after, t.mid)
                         out.append(self(t.mid, str(t.data), decoder.frames(t.mid), stop, ahead))
                     finally:
                         decoder.done(t.mid)
+                        claims.release(t.mid)
         return out
 
     def __getstate__(self) -> dict[str, Any]:
@@ -345,6 +350,7 @@ class Features(Stage):
         self.shots = shots  # given: one decode per trailer finds its shots too (`one_decode`)
         self.runners = runners  # given: loaded by the caller, on the config's device
         self.engine: Any = None
+        self._claimed: _Claimed | None = None  # the claims of the call running (`_claims`)
 
     def resources(self) -> Resources:
         """The model's core (or a GPU) and its decode processes; TransNet V2's core too when
@@ -412,7 +418,7 @@ class Features(Stage):
 
     def __getstate__(self) -> dict[str, Any]:
         # loaded on the worker; a progress callback stays with its caller
-        return {**self.__dict__, "runners": None, "engine": None, "stores": None, "progress": None}
+        return {**self.__dict__, "runners": None, "engine": None, "stores": None, "progress": None, "_claimed": None}
 
     def _plan(self, mid: str, shots: ShotStore) -> tuple:
         """(clip plan, frames) of one trailer from the shots store, as `t12k extract` plans it."""
@@ -448,8 +454,9 @@ class Features(Stage):
                 continue
             jobs.append(Job(mid, str(video), plans[mid][0]))
         t0 = time.perf_counter()
-        with _stoppable(stop, [j.mid for j in jobs], out):
-            self.engine.run(jobs, lambda m, f, r: self._commit(m, f, r, plans, out), self._failed(out), stop)
+        with _stoppable(stop, [j.mid for j in jobs], out), self._claims() as claims:
+            commit = lambda m, f, r: self._commit(m, f, r, plans, out)  # noqa: E731
+            self.engine.run(jobs, commit, self._failed(out), stop, on_start=claims.claim)
         share = (time.perf_counter() - t0) / max(1, len(jobs))
         for job in jobs:
             out.setdefault(job.mid, Outcome(job.mid, "failed", "the feature engine returned nothing for it"))
@@ -476,6 +483,8 @@ class Features(Stage):
         def commit(shot: Shot) -> None:
             inject(self.faults, "shots", shot.mid)
             store.write_shots(shot.mid, shot.shots, shot.preds)
+            if self._claimed is not None:
+                self._claimed.release(shot.mid, store.path)
 
         def known(mid: str) -> tuple[np.ndarray, np.ndarray] | None:
             return store.trailer(mid) if store.is_done(mid) else None
@@ -497,9 +506,9 @@ class Features(Stage):
             plans[mid] = self._plan_of(shot.shots, len(shot.preds))
             self._commit(mid, feats, reps, plans, out)
 
-        with _stoppable(stop, [mid for mid, _ in todo], out):
+        with _stoppable(stop, [mid for mid, _ in todo], out), self._claims(store.path) as claims:
             items = one.items(todo, None if stop is None else _Within(stop))
-            self.engine.consume(items, done, self._failed(out), ready=True, stop=stop)
+            self.engine.consume(items, done, self._failed(out), ready=True, stop=stop, on_start=claims.claim)
         share = (time.perf_counter() - t0) / max(1, len(todo))
         for mid, _ in todo:
             o = out.setdefault(mid, Outcome(mid, "failed", "the feature engine returned nothing for it"))
@@ -535,14 +544,34 @@ class Features(Stage):
             if not store.is_done(mid):  # present and sound: an earlier attempt wrote it
                 store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
         out[mid] = Outcome(mid, "ok", fields={"clips": len(plan), "frames": num_frames})
+        self._finished(mid)
+
+    @contextmanager
+    def _claims(self, *more: Path) -> Iterator[_Claimed]:
+        """While a call runs, the trailers whose chunks reached the models and that are not
+        committed or failed yet are claimed in the first feature store (and in `more` stores:
+        the shots store, when one decode finds the shots), for `t12k status`'s in flight."""
+        from t12k.storage.locks import Claims
+
+        first = next(iter(self.stores.values())).path
+        self._claimed = _Claimed([Claims(first), *(Claims(p) for p in more)])
+        try:
+            yield self._claimed
+        finally:
+            self._claimed.close()
+            self._claimed = None
+
+    def _finished(self, mid: str) -> None:
+        """A trailer is committed or failed: its claims go, and the caller hears of it."""
+        if self._claimed is not None:
+            self._claimed.release(mid)
         if self.progress is not None:
             self.progress(mid)
 
     def _failed(self, out: dict) -> Callable[[str, str], None]:
         def failed(mid: str, reason: str) -> None:
             out[mid] = Outcome(mid, "failed", reason)
-            if self.progress is not None:
-                self.progress(mid)
+            self._finished(mid)
 
         return failed
 
@@ -561,6 +590,27 @@ def _stoppable(stop: threading.Event | None, mids: list[str], out: dict[str, Out
         for mid in mids:
             if mid not in out or out[mid].status != "ok":
                 out[mid] = Outcome(mid, "cancelled")
+
+
+class _Claimed:
+    """Claims of one call in several stores (`storage.locks.Claims`): a trailer is claimed in
+    all of them and released from one (`store`) or all."""
+
+    def __init__(self, claims: list[Any]) -> None:
+        self.claims = claims
+
+    def claim(self, mid: str) -> None:
+        for c in self.claims:
+            c.claim(mid)
+
+    def release(self, mid: str, store: Path | None = None) -> None:
+        for c in self.claims:
+            if store is None or c.staging.root == store.parent / f".{store.name}.staging":
+                c.release(mid)
+
+    def close(self) -> None:
+        for c in self.claims:
+            c.close()
 
 
 class _Within(threading.Event):
