@@ -312,6 +312,10 @@ OTHERS = {  # names written beside this part of the API: tested once their modul
     "Features": "t12k.pipeline.api",
     "register_backbone": "t12k.backbones",
     "run": "t12k.pipeline.run.call",
+    "Pipeline": "t12k.pipeline.composed",
+    "Stage": "t12k.pipeline.stage",
+    "Resources": "t12k.pipeline.stage",
+    "Outcome": "t12k.pipeline.stage",
 }
 
 
