@@ -38,7 +38,7 @@ from t12k.errors import T12kError
 from t12k.pipeline.fetch.resume import LOCK_NAME, leftover_id, shard_of_lock
 from t12k.pipeline.run.config import Layout
 from t12k.pipeline.shards import Shard
-from t12k.storage.locks import held_locks, is_held
+from t12k.storage.locks import held_locks, is_live
 from t12k.storage.manifest import read_rows
 
 STAGES = ("fetch", "shots", "features")
@@ -180,10 +180,10 @@ def _videos(folder: Path, held: set[tuple[int, int, int]] | None) -> tuple[set[s
     writers: list[str] = []
     live: list[Shard | None] = []
     for shard, path in sorted(shard_locks, key=lambda sp: (sp[0].count, sp[0].index)):
-        if is_held(path, held):
+        if is_live(path, held):
             writers.append(f"fetch or run of shard {shard} (pid {_pid(path)})")
             live.append(shard)
-    if not live and is_held(folder / LOCK_NAME, held):  # sharded tasks hold it too, shared
+    if not live and is_live(folder / LOCK_NAME, held):  # sharded tasks hold it too, shared
         writers.append(f"fetch or run of the whole list (pid {_pid(folder / LOCK_NAME)})")
         live.append(None)
     flying = {m for m in temp - done if any(s is None or s.takes(m) for s in live)}
@@ -207,11 +207,11 @@ def _store_ids(path: Path, kind: str, notes: list[str]) -> set[str] | None:
 def _committing(path: Path, held: set[tuple[int, int, int]] | None, companions: tuple[str, ...]) -> set[str]:
     """Ids a live writer is committing to the store at `path` (in its staging folders)."""
     root = path.parent / f".{path.name}.staging"
-    if not held or not root.is_dir():
+    if not root.is_dir():
         return set()
     out: set[str] = set()
     for e in os.scandir(root):
-        if e.is_dir(follow_symlinks=False) and is_held(os.path.join(e.path, ".lock"), held):
+        if e.is_dir(follow_symlinks=False) and is_live(os.path.join(e.path, ".lock"), held):
             try:
                 names = os.listdir(e.path)
             except OSError:
@@ -284,7 +284,7 @@ def collection_status(
         )
     held, notes = held_locks(), []
     if held is None:
-        notes.append("in flight is not known on this system (no /proc/locks)")
+        notes.append("in flight seen through the lock files' heartbeats alone (no /proc/locks on this system)")
     fetch_rows = read_rows(lay.videos / "manifest.csv")
     shots_rows = read_rows(lay.shots_manifest)
     feat_rows = read_rows(lay.features_manifest)

@@ -26,6 +26,7 @@ import fcntl
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,14 +117,61 @@ class Staging:
         self.close()
 
 
+BEAT = 20.0  # seconds between a live holder's touches of its lock file (`Heartbeat`)
+FRESH = 120.0  # a lock file touched this recently has a live holder, maybe on another machine
+
+
+class Heartbeat:
+    """Touches the lock file at `path` every BEAT seconds from a daemon thread while its lock
+    is held, so that a machine sharing the folder, which cannot see this machine's locks,
+    tells the holder is alive (`is_live`); `close` stops the thread and, with `done`, dates
+    the file back so it reads as released at once."""
+
+    def __init__(self, path: Path):
+        self.path, self.stopping = Path(path), threading.Event()
+        self._touch()
+        self.thread = threading.Thread(target=self._beat, name="t12k-heartbeat", daemon=True)
+        self.thread.start()
+
+    def _touch(self, when: float | None = None) -> None:
+        try:
+            os.utime(self.path, None if when is None else (when, when))
+        except OSError:
+            pass  # gone (its folder was removed): nothing to keep alive
+
+    def _beat(self) -> None:
+        while not self.stopping.wait(BEAT):
+            self._touch()
+
+    def close(self, done: bool = True) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        if done:
+            self._touch(0.0)
+
+
+def is_live(path: str | os.PathLike[str], held: set[tuple[int, int, int]] | None) -> bool:
+    """Whether the lock file at `path` has a live holder: held on this machine (`held`), or
+    beaten within FRESH seconds (`Heartbeat`: a holder on another machine sharing the folder;
+    a holder killed on this one reads as live for that long)."""
+    if is_held(path, held):
+        return True
+    try:
+        return time.time() - os.stat(path).st_mtime < FRESH
+    except OSError:
+        return False
+
+
 class Claims:
     """The trailers a live worker is on, for `t12k status`: an empty file per trailer in a
-    staging folder of its own beside the store at `store` (locked while the worker lives, so a
-    killed worker's claims read as gone, and cleaned like any stale staging folder)."""
+    staging folder of its own beside the store at `store` (locked while the worker lives and
+    its lock beaten, so a killed worker's claims read as gone, on any machine, and are
+    cleaned like any stale staging folder)."""
 
     def __init__(self, store: Path):
         store = Path(store)
         self.staging = Staging(store.parent / f".{store.name}.staging")
+        self.heartbeat = Heartbeat(self.staging.path / FOLDER_LOCK)
 
     def claim(self, mid: str) -> None:
         (self.staging.path / mid).touch()
@@ -132,6 +180,7 @@ class Claims:
         (self.staging.path / mid).unlink(missing_ok=True)
 
     def close(self) -> None:
+        self.heartbeat.close(done=False)  # the folder goes with its lock
         self.staging.close()
 
     def __enter__(self) -> Claims:
@@ -212,7 +261,11 @@ def hold_folder(
             fh.truncate()
             fh.write(f"{os.getpid()}\n")
             fh.flush()
-        yield
+        heartbeat = Heartbeat(folder / name)  # live for `t12k status` on any machine
+        try:
+            yield
+        finally:
+            heartbeat.close()
 
 
 def held_locks() -> set[tuple[int, int, int]] | None:

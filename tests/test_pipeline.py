@@ -220,3 +220,41 @@ def test_status_sees_the_trailers_the_model_stages_are_on(three_videos, tmp_path
     assert {s.stage: s.in_flight for s in collection_status(work, ids).stages} == {
         "fetch": 0, "shots": 0, "features": 0,
     }  # fmt: skip
+
+
+def test_a_writer_on_another_machine_is_live_while_it_beats(tmp_path, monkeypatch):
+    """A lock this machine does not see held (its holder runs on another node sharing the
+    folder) reads as live while its holder's heartbeat keeps touching it, and not once the
+    holder lets go; `t12k status` counts that holder's claims in flight."""
+    import time
+
+    from t12k.pipeline import status
+    from t12k.storage import locks
+
+    monkeypatch.setattr(locks, "BEAT", 0.05)
+    lock = tmp_path / "x.lock"
+    lock.write_text("")
+    os.utime(lock, (1, 1))
+    assert not locks.is_live(lock, set())  # neither held here nor beaten
+    beat = locks.Heartbeat(lock)
+    os.utime(lock, (1, 1))
+    deadline = time.monotonic() + 10
+    while os.stat(lock).st_mtime < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert locks.is_live(lock, set())  # beaten again by its thread
+    beat.close()
+    assert not beat.thread.is_alive() and not locks.is_live(lock, set())  # let go: dated back
+
+    # another node's shots worker on a1: its claim folder, its lock beaten, not held here
+    work = tmp_path / "work"
+    claim = work / ".shots.zarr.staging" / "0123abcd"
+    claim.mkdir(parents=True)
+    (work / "shots.zarr").mkdir()
+    (claim / ".lock").write_text("")
+    (claim / "a1").touch()
+    monkeypatch.setattr(status, "held_locks", lambda: set())
+    flying = {s.stage: s.in_flight for s in status.collection_status(work, ["a1", "b2"]).stages}
+    assert flying["shots"] == 1
+    os.utime(claim / ".lock", (1, 1))  # its node died two minutes ago
+    flying = {s.stage: s.in_flight for s in status.collection_status(work, ["a1", "b2"]).stages}
+    assert flying["shots"] == 0
