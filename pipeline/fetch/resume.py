@@ -23,7 +23,7 @@ from t12k.pipeline.fetch.ids import FetchItem
 from t12k.pipeline.fetch.normalizer import SOURCE_TAG
 from t12k.pipeline.fetch.records import MANIFEST_FIELDS, Recorder
 from t12k.storage.checksum import file_digest
-from t12k.storage.locks import FolderInUse, held_locks, hold_folder, is_held
+from t12k.storage.locks import FolderInUse, held_locks, hold_folder, is_live
 
 if TYPE_CHECKING:
     from t12k.pipeline.shards import Shard
@@ -71,11 +71,12 @@ def folder_lock(out: Path, shard: Shard | None = None) -> Iterator[None]:
 
 def _refuse_other_counts(out: Path, shard: Shard) -> None:
     """FolderInUse when a task of another N is seen writing to `out` (its shards overlap this
-    one's): the lock files of other shards held by a process of this machine."""
+    one's): the lock files of other shards held by a process of this machine, or beaten by one
+    on another machine sharing the folder (`storage.locks.is_live`)."""
     held = held_locks()
     for p in out.glob(f"{_SHARD_LOCK}*.lock"):
         other = shard_of_lock(p.name)
-        if other is not None and other.count != shard.count and is_held(p, held):
+        if other is not None and other.count != shard.count and is_live(p, held):
             raise FolderInUse(
                 f"a t12k fetch of shard {other} is writing to {out}; give every task over one folder the same N "
                 f"(--shard K/{other.count}), or wait for it to finish"
