@@ -42,13 +42,25 @@ class Tally:
         self.names, self.summary, self.manifests = names, RunSummary(name), dict(manifests or {})
         self.worked: set[str] = set()
         self.ticked: set[str] = set()  # trailers the last stage said it finished (`Stage.progress`)
+        self.last = names[-1]
         self.bar = tqdm(total=total, desc=name, unit="trailer", disable=not progress, leave=False)
 
-    def tick(self, mid: str) -> None:
-        """The last stage finished `mid` within a call still running: the bar moves now."""
-        if mid not in self.ticked:
-            self.ticked.add(mid)
+    def tick(self, out: Outcome) -> None:
+        """The last stage finished a trailer within a call still running: its manifest row is
+        written and the bar moves now (a call stopped by Ctrl-C keeps the rows of what it committed)."""
+        if out.mid not in self.ticked:
+            self.ticked.add(out.mid)
+            self._row(self.last, out)
             self.bar.update(1)
+
+    def _row(self, stage: str, out: Outcome) -> None:
+        manifest = self.manifests.get(stage)
+        if manifest is None:
+            return
+        if out.status == "ok":
+            manifest.record(out.mid, "ok", seconds=f"{out.seconds:.2f}", **out.fields)
+        elif out.status in ("failed", "rejected"):
+            manifest.record(out.mid, out.status, out.reason, seconds=f"{out.seconds:.2f}")
 
     def entered(self, stage: str, n: int = 1) -> None:
         pass
@@ -58,13 +70,10 @@ class Tally:
         return False
 
     def record(self, stage: str, ticket: Ticket, out: Outcome, stopping: bool) -> bool:
-        manifest = self.manifests.get(stage)
         if out.status == "ok":
             self.worked.add(out.mid)
-            if manifest is not None:
-                manifest.record(out.mid, "ok", seconds=f"{out.seconds:.2f}", **out.fields)
-        elif out.status in ("failed", "rejected") and manifest is not None:
-            manifest.record(out.mid, out.status, out.reason, seconds=f"{out.seconds:.2f}")
+        if not (stage == self.last and out.mid in self.ticked):  # (a ticked trailer's row is written)
+            self._row(stage, out)
         if out.status in ("failed", "rejected"):
             self.summary.failed[out.mid] = out.reason if len(self.names) == 1 else f"{stage}: {out.reason}"
         elif out.goes_on and stage == self.names[-1]:
@@ -126,7 +135,7 @@ class Pipeline:
         tally = Tally([s.name for s in self.stages], len(entries), progress, manifests, name)
         t0 = time.perf_counter()
         last = self.stages[-1]
-        if progress and config.engine == "local":
+        if config.engine == "local":  # rows as trailers commit, and a bar that moves when asked
             last.progress = tally.tick
         try:
             not_attempted = run_stages(self.stages, entries, tally, self.queue, config)

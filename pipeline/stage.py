@@ -82,9 +82,10 @@ class Stage:
     stateful: ClassVar[bool] = False  # keeps a model or a store between calls: actors on Ray
     batch: int = 1  # most trailers per call
     slots: int = 1  # calls at once on one machine
-    # Called with a trailer's id as a call finishes it, when the caller asks (a progress bar
-    # that moves within a long call of many trailers); a stage may ignore it.
-    progress: Callable[[str], None] | None = None
+    # Called with a trailer's outcome as a call finishes it, when the caller asks (a progress
+    # bar that moves, and manifest rows written as trailers commit, within a long call of many
+    # trailers); a stage may ignore it, and then the call's outcomes say it all at its end.
+    progress: Callable[[Outcome], None] | None = None
 
     def resources(self) -> Resources:
         """What one worker of this stage asks for."""

@@ -56,7 +56,11 @@ def test_setup_once_batches_and_teardown():
     assert sorted(summary.done) == [f"t{i}" for i in range(5)] and summary.ok
     assert stage.setups == 1 and stage.teardowns == 1
     assert max(summary.outputs.values()) == 2  # calls of up to `batch` trailers
-    assert all(name.startswith("t12k-counted") for name in stage.threads)
+    assert stage.threads == {threading.main_thread().name}  # one stage: in the calling thread
+    two = _Counted()
+    two.name = "other"  # type: ignore[misc]
+    assert t12k.Pipeline([_Counted(), two]).run([("t0", 0)]).ok
+    assert two.threads and all(name.startswith("t12k-other") for name in two.threads)  # several: threads
 
 
 def test_bad_pipelines_say_so_in_one_line():

@@ -29,6 +29,9 @@ class LocalBackend:
     store made with other settings stops the run before any work)."""
 
     def __init__(self, stages: Sequence[Stage]) -> None:
+        # one stage (`t12k shots`, `t12k extract`): its calls run in the calling thread, as
+        # there is nothing to overlap them with, and a signal reaches the work itself
+        self.inline = len(stages) == 1 and stages[0].slots <= 1
         self.stages = {s.name: s for s in stages}
         self.slots = {s.name: max(1, s.slots) for s in stages}
         self.attempts = 1  # a failed call here is a bug in a stage, not a lost worker
@@ -41,17 +44,28 @@ class LocalBackend:
         except BaseException:
             self.close()
             raise
-        self.threads = {
-            s.name: ThreadPoolExecutor(
-                max_workers=self.slots[s.name],
-                thread_name_prefix=f"t12k-{s.name}",
-                initializer=_without_sigint if s.stateful else None,
-            )
-            for s in stages
-        }
+        self.threads = (
+            {}
+            if self.inline
+            else {
+                s.name: ThreadPoolExecutor(
+                    max_workers=self.slots[s.name],
+                    thread_name_prefix=f"t12k-{s.name}",
+                    initializer=_without_sigint if s.stateful else None,
+                )
+                for s in stages
+            }
+        )
 
     def submit(self, stage: str, tickets: list[Ticket]) -> Future:
-        return self.threads[stage].submit(self.stages[stage].process, tickets, self.halt)
+        if not self.inline:
+            return self.threads[stage].submit(self.stages[stage].process, tickets, self.halt)
+        done: Future = Future()
+        try:
+            done.set_result(self.stages[stage].process(tickets, self.halt))
+        except Exception as exc:  # as a thread's call would: the scheduler records its trailers failed
+            done.set_exception(exc)
+        return done
 
     def wait(self, handles: list[Future], timeout: float) -> list[Future]:
         done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)

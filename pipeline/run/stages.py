@@ -351,6 +351,7 @@ class Features(Stage):
         self.runners = runners  # given: loaded by the caller, on the config's device
         self.engine: Any = None
         self._claimed: _Claimed | None = None  # the claims of the call running (`_claims`)
+        self._last = 0.0  # when the call running last finished a trailer (`_finished`)
 
     def resources(self) -> Resources:
         """The model's core (or a GPU) and its decode processes; TransNet V2's core too when
@@ -454,6 +455,7 @@ class Features(Stage):
                 continue
             jobs.append(Job(mid, str(video), plans[mid][0]))
         t0 = time.perf_counter()
+        self._last = t0  # (`_finished`)
         with _stoppable(stop, [j.mid for j in jobs], out), self._claims() as claims:
             commit = lambda m, f, r: self._commit(m, f, r, plans, out)  # noqa: E731
             self.engine.run(jobs, commit, self._failed(out), stop, on_start=claims.claim)
@@ -500,6 +502,7 @@ class Features(Stage):
         )
         plans: dict = {}
         t0 = time.perf_counter()
+        self._last = t0  # (`_finished`)
 
         def done(mid: str, feats: dict, reps: np.ndarray) -> None:
             shot = one.shots[mid]
@@ -544,7 +547,7 @@ class Features(Stage):
             if not store.is_done(mid):  # present and sound: an earlier attempt wrote it
                 store.write_features(mid, feats[r.spec.key], clip_table(plan, reps, r.spec.kind))
         out[mid] = Outcome(mid, "ok", fields={"clips": len(plan), "frames": num_frames})
-        self._finished(mid)
+        self._finished(out[mid])
 
     @contextmanager
     def _claims(self, *more: Path) -> Iterator[_Claimed]:
@@ -561,17 +564,20 @@ class Features(Stage):
             self._claimed.close()
             self._claimed = None
 
-    def _finished(self, mid: str) -> None:
-        """A trailer is committed or failed: its claims go, and the caller hears of it."""
+    def _finished(self, out: Outcome) -> None:
+        """A trailer is committed or failed: its claims go, and the caller hears of it (its
+        seconds: since the one before it finished, as the engine works on several at once)."""
         if self._claimed is not None:
-            self._claimed.release(mid)
+            self._claimed.release(out.mid)
+        now = time.perf_counter()
+        out.seconds, self._last = now - self._last, now
         if self.progress is not None:
-            self.progress(mid)
+            self.progress(out)
 
     def _failed(self, out: dict) -> Callable[[str, str], None]:
         def failed(mid: str, reason: str) -> None:
             out[mid] = Outcome(mid, "failed", reason)
-            self._finished(mid)
+            self._finished(out[mid])
 
         return failed
 
