@@ -57,6 +57,7 @@ def test_stored_features_equal_the_backbone_by_hand(tiny, tmp_path, key):
         backbones=key,
         weights="none",
         device="cpu",
+        runtime="torch",  # the store's path; each runtime against the backbone: test_cpu_path.py
         progress=False,
         log=lambda m: None,
     )
@@ -81,6 +82,7 @@ def test_3d_frame_rate_subsamples_every_kth_frame(tiny, tmp_path):
         weights="none",
         fps=8,
         device="cpu",
+        runtime="torch",
         progress=False,
         log=lambda m: None,
     )
