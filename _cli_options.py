@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from t12k.pipeline.shards import Shard
@@ -82,3 +83,20 @@ def shard_ids(videos: str, ids: list[str] | None, shard: Shard | None) -> list[s
     from t12k.pipeline.videos import find_videos
 
     return shard.select(find_videos(videos, ids))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# command -> its summary (`t12k --help`), description (`t12k COMMAND --help`) and the modules
+# it runs on (imported at start-up with the collector paused: `startup.program`).
+ABOUT: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+
+
+def command(name: str, summary: str, description: str, needs: tuple[str, ...] = ()) -> Callable[[_F], _F]:
+    """Record what `t12k --help` says of the command whose options the decorated function adds."""
+
+    def record(options: _F) -> _F:
+        ABOUT[name] = (summary, description, needs)
+        return options
+
+    return record

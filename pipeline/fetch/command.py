@@ -80,7 +80,7 @@ def fetch_collection(
         bar = tqdm(total=len(items), desc="fetch", unit="trailer", disable=not progress, leave=False)
         try:
             from t12k.pipeline.composed import run_stages
-            from t12k.pipeline.run.stages import Download, Normalize
+            from t12k.pipeline.run.fetch_stages import Download, Normalize
 
             recorder = Recorder(manifest, summary, bar)
             todo = still_to_fetch(items, out, cfg, recorder)
