@@ -138,7 +138,9 @@ class Pipeline:
         if config.engine == "local":  # rows as trailers commit, and a bar that moves when asked
             last.progress = tally.tick
         try:
-            not_attempted = run_stages(self.stages, entries, tally, self.queue, config)
+            not_attempted = run_stages(
+                self.stages, entries, tally, max(self.queue, self.stages[0].batch), config
+            )  # a whole first call admitted
         finally:
             last.progress = None
             tally.bar.close()
