@@ -112,12 +112,13 @@ class Engine:
         """Of the plans' clips; where no plan says, of extract's default clip."""
         return max((p.frames.shape[1] for p in plans.values()), default=ExtractConfig.fpc)
 
-    def _prepare(self, plans: dict) -> None:
+    def _prepare(self, plans: dict) -> threading.Thread:
         """Make the runners' networks ready (OpenVINO: read and compile, 0.2 s for R(2+1)D; or
-        convert, 5-60 s) in a thread while the first clips are decoded, rather than after. A
-        failure here is left to the first batch, which makes the network again and reports it.
-        Without plans (another producer's chunks) a 3D network's frames per clip are unknown:
-        it is left to the first batch rather than guessed."""
+        convert, 5-60 s) in a thread while the first clips are decoded, rather than after; the
+        thread, which the caller joins before it returns. A failure here is left to the first
+        batch, which makes the network again and reports it. Without plans (another producer's
+        chunks) a 3D network's frames per clip are unknown: it is left to the first batch
+        rather than guessed."""
 
         def work() -> None:
             for r in self.runners:
@@ -128,7 +129,9 @@ class Engine:
                 except Exception:  # noqa: BLE001 - the first batch raises it where it is reported
                     pass
 
-        threading.Thread(target=work, name="t12k-prepare", daemon=True).start()
+        thread = threading.Thread(target=work, name="t12k-prepare", daemon=True)
+        thread.start()
+        return thread
 
     def _chunk(self, jobs: list[Job]) -> int:
         """Clips per chunk: as given, else a model launch, or fewer where a worker would hold
@@ -210,13 +213,16 @@ class Engine:
             items = _announced(items, on_start)
         if stop is not None:
             items = until(stop, items)
-        self._prepare(plans or {})  # not waited for: the first batch waits for its network, Ctrl-C does not
+        # The first batch waits for its network; a stop does not, but the return does: a process
+        # that exits while OpenVINO or PyTorch converts a network in a thread is aborted by C++.
+        preparing = self._prepare(plans or {})
         try:
             self._lock_ring(io)
             with device_math(self.device, self.precision):
                 run.consume(items)
         finally:
             del items
+            preparing.join()
             if self.ring is not None and self.ring.registered:
                 torch.cuda.synchronize(self.device)
                 self.ring.unregister()
