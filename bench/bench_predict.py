@@ -1,4 +1,5 @@
-"""`t12k predict` on one trailer: wall time from the file to the probabilities, and where it went.
+"""`t12k predict` on one trailer: wall time from the file to the probabilities, where it went,
+and the networks alone on the same frames.
 
     .venv/bin/python bench/bench_predict.py [--seconds 150] [--backbone shufflenet2d] [--rounds 2]
 
@@ -6,16 +7,25 @@ The trailer: `--seconds` of /work/shared/media/bbb-trailer.mp4 (1280x720, 24 fps
 user's file would come (720p, so `predict` normalizes it first). The checkpoint: a DIViTA head
 trained for one epoch on a tiny store of `--backbone` features (random weights: no network;
 the speed is the same as with the pretrained ones). Each round runs `t12k predict --json` in a
-fresh process and prints its wall time and the breakdown `predict` reports (load models,
-normalize, shots and features from one decode, of which the backbones, head). Both are made
-once in `--cache`, so a second run only measures.
+fresh process and prints its wall time, the CPU seconds of its processes (ffmpeg included) and
+the breakdown `predict` reports (load models, normalize, shots and features from one decode,
+of which the backbones, head). Both are made once in `--cache`, so a second run only measures.
+
+The networks alone (in a fresh process, as `predict` loads them, on the same frames with
+nothing else running): TransNet V2 (`ShotDetector.predict`) over the trailer's 48x27 frames,
+decoded beforehand; each of the head's backbones (`BackboneRunner.forward`) over the very
+batches `predict` gives it, recorded from a run of `predict`'s own `_features` beforehand;
+and the head. The last line is the ratio of the whole command (best round) to their sum,
+and the genres the command found (the same before and after a change of the pipeline).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -80,28 +90,146 @@ def make_checkpoint(cache: Path, backbone: str) -> Path:
     return run / "checkpoint.pt"
 
 
+def networks_alone(trailer: Path, ckpt: Path) -> dict:
+    """Seconds of `predict`'s networks alone on the trailer's frames, inputs in memory (see the
+    module): TransNet V2, each backbone over its recorded batches, the head."""
+    import torch
+
+    from t12k.device import device_math
+    from t12k.divita.train import load_model, predict_features
+    from t12k.pipeline import predict as P
+    from t12k.pipeline.media import normalize, read_frames
+    from t12k.shots import ShotDetector
+    from t12k.shots.windows import INPUT_SIZE
+
+    model, info = load_model(ckpt, "cpu")
+    stores = info.get("stores") or {}
+    configs = P._store_configs(stores, None)
+    runners = P._runners(stores, configs, "cpu")
+    detector = ShotDetector(device="cpu", threshold=P._shots_config(stores, configs).threshold)
+    batches: dict[str, list] = {role: [] for role in runners}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "trailer.mp4"
+        normalize(trailer, video)  # what predict decodes, as a file here
+        small = read_frames(video, INPUT_SIZE)
+        for role, r in runners.items():  # record the batches predict gives each backbone
+            r.forward = lambda x, f=r.forward, b=batches[role]: (b.append(x.clone()), f(x))[1]
+        _, frames, feats = P._features(video, configs, runners, detector, {"normalize": 0.0})
+        for r in runners.values():
+            del r.forward
+    out: dict = {"frames": int(frames), "threads": torch.get_num_threads()}
+    with torch.inference_mode():
+        detector.predict(small[:200])  # warm-up: first-call allocations, not the network's cost
+        t0 = time.perf_counter()
+        detector.predict(small)
+        out["transnet"] = time.perf_counter() - t0
+        for role, r in runners.items():
+            r.forward(batches[role][0][:1])
+            t0 = time.perf_counter()
+            with device_math(r.device, r.precision):
+                for x in batches[role]:
+                    r.forward(x)
+            out[f"{role} backbone {r.spec.key}"] = time.perf_counter() - t0
+            out[f"{role} clips"] = sum(len(x) for x in batches[role])
+    t0 = time.perf_counter()
+    predict_features(model, feats.get("image"), feats.get("video"), int(info.get("snippet", 30)))
+    out["head"] = time.perf_counter() - t0
+    return out
+
+
+def _timed(work) -> tuple[float, float]:
+    """(wall s, CPU s of this process and its reaped children) of `work()`."""
+    me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
+
+    def cpu() -> float:
+        return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(me), resource.getrusage(kids)))
+
+    c0, t0 = cpu(), time.perf_counter()
+    work()
+    return time.perf_counter() - t0, cpu() - c0
+
+
+def decode_costs(trailer: Path) -> dict[str, tuple[float, float]]:
+    """(wall s, CPU s) of the parts of `predict`'s one decode that are not networks, each alone:
+    normalizing (to a file; to a pipe read by nothing else), decoding the normalized file to
+    (48x27, full size) pairs, the pairs while normalizing (`Piped`), the 48x27 frames alone,
+    and the colour counts of every full-size frame (the 2D representative frames)."""
+    from t12k.pipeline.media import ffmpeg_exe, iter_frames, normalize, normalize_command, probe
+    from t12k.pipeline.media.decode import iter_frame_pairs
+    from t12k.pipeline.predict import Piped
+    from t12k.shots.clips import color_counts
+    from t12k.shots.windows import INPUT_SIZE
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        video, info = Path(tmp) / "n.mp4", probe(trailer)
+        out["normalize to a file"] = _timed(lambda: normalize(trailer, video, src_info=info))
+        piped = Piped(trailer, info, Path(tmp))
+        cmd = normalize_command(ffmpeg_exe(), trailer, "pipe:1", piped.size, container="nut")
+        out["normalize to a pipe"] = _timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+        out["decode the file: pairs"] = _timed(lambda: sum(1 for _ in iter_frame_pairs(video, INPUT_SIZE)))
+        out["normalize + decode through the pipe: pairs"] = _timed(
+            lambda: sum(1 for _ in piped.pairs(str(trailer), INPUT_SIZE))
+        )
+        out["decode the file: 48x27 only"] = _timed(lambda: sum(1 for _ in iter_frames(video, INPUT_SIZE)))
+        big = [b for _, b in itertools.islice(iter_frame_pairs(video, INPUT_SIZE), 480)]
+        per = _timed(lambda: [color_counts(f) for f in big])
+        out["colour counts of every frame"] = (per[0] * info.num_frames / len(big), per[1] * info.num_frames / len(big))
+    return out
+
+
+def run_predict(trailer: Path, ckpt: Path) -> tuple[float, float, dict]:
+    """(wall s, CPU s of the process and its children, `predict --json`'s result) of one round."""
+    cmd = [*T12K, "predict", str(trailer), "--checkpoint", str(ckpt), "--json", "--device", "cpu"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, json.loads(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=150.0)
     ap.add_argument("--backbone", default="shufflenet2d")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "t12k-bench-predict")
+    ap.add_argument("--costs", action="store_true", help="also time the one decode's parts that are not networks")
+    ap.add_argument("--networks-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.networks_child:  # in a fresh process, as `predict` runs
+        print(json.dumps(networks_alone(*a.networks_child)))
+        return 0
     a.cache.mkdir(parents=True, exist_ok=True)
     trailer = make_trailer(a.cache, a.seconds)
     ckpt = make_checkpoint(a.cache, a.backbone)
     print(f"trailer: {trailer} ({a.seconds:g} s, 1280x720); checkpoint: {a.backbone}; {os.cpu_count()} cores")
-    best = None
+    best, res = None, {}
     for r in range(a.rounds):
-        t0 = time.perf_counter()
-        cmd = [*T12K, "predict", str(trailer), "--checkpoint", str(ckpt), "--json", "--device", "cpu"]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        wall = time.perf_counter() - t0
-        res = json.loads(out)
+        wall, cpu, res = run_predict(trailer, ckpt)
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in res["seconds"].items())
-        print(f"round {r + 1}: {wall:.1f} s wall (process), {res['frames']} frames, {res['clips']} clips; {parts}")
+        print(
+            f"round {r + 1}: {wall:.1f} s wall (process), {cpu:.1f} CPU s (with ffmpeg), {res['frames']} frames, "
+            f"{res['clips']} clips; {parts}; load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         best = wall if best is None else min(best, wall)
+    assert best is not None
     print(f"best: {best:.1f} s from file to probabilities ({a.seconds:g} s trailer, {a.backbone}, CPU)")
+    cmd = [sys.executable, __file__, "--networks-child", str(trailer), str(ckpt)]
+    alone = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    nets = sum(v for k, v in alone.items() if k == "transnet" or k == "head" or " backbone " in k)
+    parts = ", ".join(f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}" for k, v in alone.items())
+    print(f"networks alone: {nets:.1f} s ({parts}); load {os.getloadavg()[0]:.2f}")
+    print(f"ratio whole command / networks alone: {best / nets:.2f}x (goal: at most 1.2x)")
+    if a.costs:
+        for what, (wall, cpu) in decode_costs(trailer).items():
+            print(f"alone: {what}: {wall:.1f} s wall, {cpu:.1f} CPU s")
+    probs = res["probabilities"]
+    print("genres: " + ", ".join(f"{g} {p:.6f}" for g, p in sorted(probs.items(), key=lambda kv: -kv[1])))
+    print("probabilities: " + json.dumps(probs))
     return 0
 
 

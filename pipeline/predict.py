@@ -4,6 +4,12 @@ Every step is the code a collection run uses (fetch/normalize, TransNet V2, clip
 backbone runners, the DIViTA head), with the settings read from the checkpoint: the stores
 it was trained on record how their features were made, and a feature made any other way
 would not be the feature the head learned from.
+
+A video that needs normalizing is decoded while it is normalized (`Piped`): the normalizer's
+H.264 goes through a pipe into the one decode that finds the shots and feeds the backbones,
+so no file is written and the decode starts at once; the frames are those of the normalized
+file byte for byte. The seconds reported under "normalize" are then those before the decode
+(the probe), the normalizing itself being within "shots and features, one decode".
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -31,6 +38,10 @@ from t12k.storage.features import nonfinite_problem
 
 if TYPE_CHECKING:
     import torch
+
+    from t12k.pipeline.extract import ClipInput
+    from t12k.pipeline.media import VideoInfo
+    from t12k.shots import ClipPlan
 
 
 def _store_configs(stores: dict, weights: str | None) -> dict[str, ExtractConfig]:
@@ -62,13 +73,12 @@ def _shots_config(stores: dict, roles: Iterable[str]) -> ShotsConfig:
     return found.pop()
 
 
-def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
-    """True for a video `t12k fetch` could have written: H.264 at a constant `fps` with a
-    short side within the limit. Such a file is used as is, so a trailer of a collection
-    gives exactly the features stored for it; anything else is normalized first."""
-    from t12k.pipeline.media import probe
+def _is_url(source: str) -> bool:
+    return re.match(r"^[a-z][a-z0-9+.-]*://", source) is not None
 
-    info = probe(path)
+
+def _normalized(info: VideoInfo, fps: int = 24, max_short_side: int = 360) -> bool:
+    """`is_normalized` of a file probed already."""
     return (
         info.codec == "h264"
         and abs(info.fps - fps) < 1e-6
@@ -77,15 +87,81 @@ def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
     )
 
 
-def _is_url(source: str) -> bool:
-    return re.match(r"^[a-z][a-z0-9+.-]*://", source) is not None
+def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
+    """True for a video `t12k fetch` could have written: H.264 at a constant `fps` with a
+    short side within the limit. Such a file is used as is, so a trailer of a collection
+    gives exactly the features stored for it; anything else is normalized first."""
+    from t12k.pipeline.media import probe
+
+    return _normalized(probe(path), fps, max_short_side)
+
+
+@dataclass
+class Piped:
+    """A video decoded while it is normalized: `normalize`'s own ffmpeg command (the same
+    filters and H.264 encode) writes to a pipe that the one decode reads (`iter_frame_pairs`
+    with a feed), so the frames are those of the file `normalize` would write, byte for byte
+    (tested), without the file and without waiting for it. `info` is the probe of `src`; the
+    frames' size comes from it (`target_size`)."""
+
+    src: Path
+    info: VideoInfo
+    tmp: Path  # where the normalized file goes should a second decode need it
+    fps: int = 24
+    max_short_side: int = 360
+
+    @property
+    def size(self) -> tuple[int, int]:
+        from t12k.pipeline.media import target_size
+
+        return target_size(self.info.width, self.info.height, self.max_short_side, self.info.sar)
+
+    def pairs(self, video: str, small: tuple[int, int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """`OnePass`'s frame pairs of the video, decoded from the normalizer's pipe."""
+        from t12k.pipeline.media import ffmpeg_exe, normalize_command
+        from t12k.pipeline.media.decode import iter_frame_pairs
+
+        feed = normalize_command(ffmpeg_exe(), self.src, "pipe:1", self.size, self.fps, container="nut")
+        return iter_frame_pairs(video, small, feed=feed, size=self.size)
+
+    def again(self, video: str, plan: ClipPlan, need_2d: bool, need_3d: bool) -> Iterator[ClipInput]:
+        """`OnePass`'s second decode (a video that is one transition throughout): from the
+        normalized file, written for it."""
+        from t12k.pipeline.extract import iter_clip_inputs
+
+        return iter_clip_inputs(self.file(), plan, need_2d, need_3d)
+
+    def file(self) -> Path:
+        """The normalized file, written on first use (for what cannot read the pipe)."""
+        from t12k.pipeline.media import normalize
+
+        path = self.tmp / "trailer.mp4"
+        if not path.is_file():
+            normalize(self.src, path, self.fps, self.max_short_side, src_info=self.info)
+        return path
+
+    def check(self, frames: int) -> None:
+        """`normalize`'s check of its output's length, on the frames decoded from the pipe."""
+        expected = round(self.info.duration * self.fps)
+        if frames < 0.5 * expected - 2:  # an encode that ended early yet "succeeded"
+            raise T12kError(
+                f"normalizing {self.src} gave {frames} frames where its {self.info.duration:.2f} s "
+                f"call for {expected}; check the file or re-download it"
+            )
 
 
 def _local_video(source: str, tmp: Path) -> Path:
     """The trailer as a normalized video file: fetched for a URL, normalized into `tmp` unless
     it is normalized already."""
+    video = _local_source(source, tmp)
+    return video.file() if isinstance(video, Piped) else video
+
+
+def _local_source(source: str, tmp: Path) -> Path | Piped:
+    """The trailer as a normalized video file (fetched for a URL, or the file itself when it
+    is normalized already), else the video to decode while it is normalized (`Piped`)."""
     from t12k.pipeline.fetch import FetchItem, fetch_collection
-    from t12k.pipeline.media import normalize
+    from t12k.pipeline.media import probe
 
     if _is_url(source):
         summary = fetch_collection([FetchItem("trailer", source)], tmp, workers=1, progress=False)
@@ -95,10 +171,8 @@ def _local_video(source: str, tmp: Path) -> Path:
     src = Path(source)
     if not src.is_file():
         raise T12kError(f"video {src} not found; give an existing video file or a URL")
-    if is_normalized(src):
-        return src
-    normalize(src, tmp / "trailer.mp4")
-    return tmp / "trailer.mp4"
+    info = probe(src)
+    return src if _normalized(info) else Piped(src, info, tmp)
 
 
 def _runners(stores: dict, configs: dict[str, ExtractConfig], device: str | torch.device) -> dict[str, BackboneRunner]:
@@ -122,13 +196,19 @@ def _plan_key(cfg: ExtractConfig) -> tuple:
 
 
 def _features(
-    video: Path, configs: dict, runners: dict, detector: ShotDetector, timing: dict
+    video: Path | Piped, configs: dict, runners: dict, detector: ShotDetector, timing: dict
 ) -> tuple[np.ndarray, int, dict]:
     """(shots, frames, features per role) of the video. The roles whose clips are planned alike
-    as the first role's come from one decode that finds the shots too (`OnePass`); any other
-    role decodes once more with the clips of those shots."""
+    as the first role's come from one decode that finds the shots too (`OnePass`), a `Piped`
+    video's while it is normalized; any other role decodes the normalized file once more with
+    the clips of those shots."""
     first = next(iter(configs.values()))
     together = [r for r, c in configs.items() if _plan_key(c) == _plan_key(first)]
+    piped = video if isinstance(video, Piped) else None
+    if piped is not None and len(together) < len(configs):  # that second decode needs the file
+        t0 = time.perf_counter()
+        video, piped = piped.file(), None
+        timing["normalize"] += time.perf_counter() - t0
     group = [runners[r] for r in together]
     engine = Engine(group, batch_size=max(r.batch_size for r in group), workers=0)
     one = OnePass(
@@ -139,15 +219,19 @@ def _features(
         planning_of(first, detector.threshold),
         chunk=engine.chunk,
         threads=1,
+        pairs=piped.pairs if piped is not None else None,
+        again=piped.again if piped is not None else None,
     )
     result: dict = {}
     failures: dict[str, str] = {}
     t0 = time.perf_counter()
-    source = one.items([("video", str(video))])
+    source = one.items([("video", str(piped.src if piped is not None else video))])
     stats = engine.consume(source, lambda m, f, r: result.update(f), failures.__setitem__, ready=True)
     if failures:
         raise T12kError(failures["video"])
     shot = one.shots["video"]
+    if piped is not None:
+        piped.check(len(shot.preds))
     timing["shots and features, one decode"] = time.perf_counter() - t0
     timing["of which the backbones"] = sum(stats.model_s.values())
     feats = {role: result[runners[role].spec.key] for role in together}
@@ -155,7 +239,7 @@ def _features(
         if role not in feats:
             t0 = time.perf_counter()
             plan = plan_clips(shot.shots, len(shot.preds), cfg.strategy, cfg.fpc, cfg.fps)
-            feats[role] = clip_features(video, plan, [runners[role]])[0][cfg.backbones]
+            feats[role] = clip_features(cast(Path, video), plan, [runners[role]])[0][cfg.backbones]
             timing[f"{role} features, another decode"] = time.perf_counter() - t0
     return shot.shots, len(shot.preds), feats
 
@@ -184,7 +268,7 @@ def predict_trailer(
         detector = ShotDetector(device=str(device), threshold=_shots_config(stores, configs).threshold)
         timing["load models"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        video = _local_video(source, Path(tmp))
+        video = _local_source(source, Path(tmp))
         timing["normalize"] = time.perf_counter() - t0
         shots, frames, feats = _features(video, configs, runners, detector, timing)
     for role, cfg in configs.items():  # the head is never given what a store would refuse

@@ -46,6 +46,7 @@ from t12k.shots.windows import INPUT_SIZE
 
 if TYPE_CHECKING:
     from t12k.pipeline.extract.config import ExtractConfig
+    from t12k.shots.clips import ClipPlan
     from t12k.shots.transnet import ShotDetector
 
 HOLD = 240  # large frames held while every frame so far is a transition (10 s at 24 fps)
@@ -81,7 +82,11 @@ class OnePass:
 
     `detector`: a `ShotDetector`; `commit(shot)`: writes a trailer's shots (the shots store's
     per-trailer commit); `known(mid)`: its (shots, probabilities) when the store has them
-    sound, else None; `planning`: `ClipPlanner` settings (threshold, strategy, fpc, fps)."""
+    sound, else None; `planning`: `ClipPlanner` settings (threshold, strategy, fpc, fps).
+    `pairs(video, small)`: a trailer's (small, large) frame pairs (default `iter_frame_pairs`:
+    the file decoded), and `again(video, plan, need_2d, need_3d)`: its clip inputs from a
+    second decode, when the whole video was one transition (default `iter_clip_inputs`), for
+    a caller whose `video` is not a file (predict decodes while it normalizes)."""
 
     def __init__(
         self,
@@ -93,7 +98,10 @@ class OnePass:
         chunk: int = 32,
         threads: int = 1,
         hold: int = HOLD,
+        pairs: Callable[[str, tuple[int, int]], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None,
+        again: Callable[[str, ClipPlan, bool, bool], Iterator[ClipInput]] | None = None,
     ) -> None:
+        self.pairs, self.again = pairs, again  # None: the module's functions, looked up when called
         self.detector, self.commit, self.known = detector, commit, known
         self.geometries, self.planning, self.chunk = geometries, planning, max(1, int(chunk))
         self.threads, self.hold = max(1, int(threads)), max(1, int(hold))
@@ -196,7 +204,7 @@ class OnePass:
 
         def small_frames() -> Iterator[np.ndarray]:
             nonlocal base, dropped
-            for little, big in iter_frame_pairs(video, INPUT_SIZE):
+            for little, big in (self.pairs or iter_frame_pairs)(video, INPUT_SIZE):
                 if stop.is_set():
                     raise Cancelled("stopped")
                 held.append(big)
@@ -224,7 +232,7 @@ class OnePass:
         self.shots[mid] = shot
         if dropped and clips and clips[0].first < base:  # the whole video one transition: decode again
             plan = as_plan(clips, self.planning["fpc"], self.planning["fps"], self.planning["strategy"])
-            yield from iter_clip_inputs(video, plan, self.need_2d, self.need_3d)
+            yield from (self.again or iter_clip_inputs)(video, plan, self.need_2d, self.need_3d)
             return
         for clip in clips:
             yield self._take(index, clip, held, base)

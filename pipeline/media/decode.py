@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from typing import IO, cast
 
@@ -96,7 +97,12 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None, th
 
 
 def iter_frame_pairs(
-    path: str | os.PathLike, small: tuple[int, int], threads: int = 0
+    path: str | os.PathLike,
+    small: tuple[int, int],
+    threads: int = 0,
+    *,
+    feed: list[str] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield every frame of `path` twice from one decode: scaled to `small` = (W, H) and at
     its own size, as ((h, w, 3), (H, W, 3)) uint8 RGB pairs.
@@ -106,22 +112,42 @@ def iter_frame_pairs(
     `iter_frames(path, small)` (tested): the frames TransNet V2 needs and the ones the
     backbones need, from one decode. The small frames come on a second pipe, read in step
     with the first; both pipes are widened to hold frames ahead, so ffmpeg never waits on one
-    while the other is being read."""
-    native = video_size(path)
+    while the other is being read.
+
+    `feed`, when given, is an ffmpeg command line that writes the video to its stdout in a
+    container that streams (`normalize_command(..., "pipe:1", container="nut")`): it runs
+    beside the decode, which reads its output, so a video is decoded while it is being made
+    and never written to a file. `path` then only names the video in errors, and `size` =
+    (W, H) is the size of its frames (there is no file to probe). A feed that fails raises
+    the T12kError of `normalize` ("cannot normalize video PATH: ..."). Both processes end
+    with the generator, whether it finishes, fails or is closed early."""
+    if feed is not None and size is None:
+        raise ValueError("iter_frame_pairs: a feed needs the size of its frames")
+    native = size if feed is not None and size is not None else video_size(path)
+    source = str(path) if feed is None else "pipe:0"
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", source]
     read_end, write_end = os.pipe()
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path)]
     cmd += _output(None, "pipe:1") + _output(small, f"pipe:{write_end}")
+    fed = None
     try:
+        fed = _start_feed(feed) if feed is not None else None
         proc = subprocess.Popen(
             cmd,
+            stdin=None if fed is None else fed[0].stdout,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,
             pass_fds=(write_end,),
             start_new_session=True,  # as in `iter_frames`
         )
+    except BaseException:
+        os.close(read_end)
+        _end_feed(fed)
+        raise
     finally:
         os.close(write_end)
+        if fed is not None and fed[0].stdout is not None:
+            fed[0].stdout.close()  # the decode's alone: the feed gets a broken pipe if the decode ends
     side = os.fdopen(read_end, "rb", buffering=0)
     _widen_pipe(proc.stdout, native[0] * native[1] * 3)
     _widen_pipe(side, 1 << 20)
@@ -132,12 +158,56 @@ def iter_frame_pairs(
             if little is None:
                 break
             yield little, big
-        _check_end(proc, path)
+        if fed is None:
+            _check_end(proc, path)
+        else:
+            _check_ends(proc, fed, path)
     finally:
         end_process(proc)
+        _end_feed(fed)
         side.close()
         if proc.stderr:
             proc.stderr.close()
+
+
+def _start_feed(cmd: list[str]) -> tuple[subprocess.Popen, IO[bytes]]:
+    """The feed of `iter_frame_pairs` started, with its stderr going to a temporary file (an
+    ffmpeg that logs many errors then never waits on a pipe nobody reads until the end)."""
+    err = tempfile.TemporaryFile()
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True
+        )
+    except BaseException:
+        err.close()
+        raise
+    return proc, err
+
+
+def _end_feed(fed: tuple[subprocess.Popen, IO[bytes]] | None) -> None:
+    """Kill the feed if it still runs, reap it and close its stderr file."""
+    if fed is not None:
+        end_process(fed[0])
+        fed[1].close()
+
+
+def _check_ends(proc: subprocess.Popen, fed: tuple[subprocess.Popen, IO[bytes]], path: str | os.PathLike) -> None:
+    """Once the frames of a fed decode have ended: T12kError unless both processes exited
+    cleanly. The feed's error comes first (a decode whose input was cut off fails for the
+    feed's reason), unless the feed only failed because the decode had stopped reading it."""
+    feed, err_file = fed
+    decoded: T12kError | None = None
+    try:
+        _check_end(proc, path)
+    except T12kError as exc:
+        decoded = exc
+    code = feed.wait()
+    err_file.seek(0)
+    line = error_line(err_file.read().decode(errors="replace"), code)
+    if code != 0 and not (decoded is not None and "broken pipe" in line.lower()):
+        raise T12kError(f"cannot normalize video {path}: {line}; check the file or re-download it")
+    if decoded is not None:
+        raise decoded
 
 
 def read_frames(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:

@@ -85,16 +85,21 @@ def normalize(
 def normalize_command(
     ffmpeg: str,
     src: Path,
-    dst: Path,
+    dst: Path | str,
     size: tuple[int, int],
     fps: int = 24,
     *,
     keep_audio: bool = False,
     threads: int | None = None,
     metadata: dict[str, str] | None = None,
+    container: str = "mp4",
 ) -> list[str]:
     """The ffmpeg command line of `normalize`: `src` to an H.264 mp4 `dst` of `size` = (W, H)
-    at a constant `fps`."""
+    at a constant `fps`.
+
+    `container` other than "mp4" (e.g. "nut", which streams, timestamps and all) writes the
+    very same H.264 stream in that container, so `dst` can be a pipe ("pipe:1"): decoding it
+    gives the frames that decoding the mp4 gives, byte for byte (tested)."""
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     threading = ["-threads", str(int(threads))] if threads else []
     cmd += [*threading, "-i", str(src), "-map", "0:v:0"]
@@ -106,7 +111,8 @@ def normalize_command(
     # drops the matrix from the output: `size` is the size as shown (`VideoInfo`'s, `target_size`).
     cmd += ["-vf", f"fps={fps},scale={size[0]}:{size[1]},setsar=1"]
     cmd += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p"]
-    cmd += ["-movflags", "+faststart", *threading, "-f", "mp4", str(dst)]
+    tail = ["-movflags", "+faststart"] if container == "mp4" else []
+    cmd += [*tail, *threading, "-f", container, str(dst)]
     return cmd
 
 
