@@ -104,7 +104,12 @@ def test_a_decode_closed_early_ends_both_processes(source, tmp_path):
     assert _children() == before
 
 
-def test_predict_pipes_and_gives_the_normalized_files_results(source, three_videos, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def checkpoint(three_videos, tmp_path_factory) -> Path:
+    return _checkpoint(three_videos, tmp_path_factory.mktemp("checkpoint"))
+
+
+def test_predict_pipes_and_gives_the_normalized_files_results(source, checkpoint, tmp_path, monkeypatch):
     """The whole of `predict` on a video it normalizes: shots, frames, clips and probabilities
     are those of the same video normalized to a file first (which `predict` uses as is), and
     no normalized file is written on the way."""
@@ -113,7 +118,7 @@ def test_predict_pipes_and_gives_the_normalized_files_results(source, three_vide
 
     normalized = tmp_path / "n.mp4"
     normalize(source, normalized)
-    ckpt = _checkpoint(three_videos, tmp_path)
+    ckpt = checkpoint
     from_file = predict_trailer(str(normalized), ckpt, weights="none", device="cpu", log=_quiet)
     assert from_file["seconds"]["normalize"] < 1  # a normalized file is used as is
 
@@ -127,6 +132,20 @@ def test_predict_pipes_and_gives_the_normalized_files_results(source, three_vide
         assert piped[key] == from_file[key], key
     assert piped["frames"] == 60 and piped["shots"] == 2
     assert os.listdir(tmp_path / "work") == []
+
+
+def test_a_normalizer_that_fails_is_predicts_one_line_error(source, checkpoint, tmp_path, monkeypatch, capsys):
+    import t12k.pipeline.media as media
+    from t12k.cli import main as cli_main
+
+    command = media.normalize_command  # the same, with an option ffmpeg refuses
+    monkeypatch.setattr(media, "normalize_command", lambda *a, **k: [*command(*a, **k)[:-1], "-bsf:v", "no", "pipe:1"])
+    before = _children()
+    assert cli_main(["predict", str(source), "--checkpoint", str(checkpoint), "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"t12k predict: error: cannot normalize video {source}: ")
+    assert line.endswith(": Error opening output files: Bitstream filter not found; check the file or re-download it")
+    assert _children() == before
 
 
 def _checkpoint(videos: Path, folder: Path) -> Path:
