@@ -2,6 +2,7 @@
 and the networks alone on the same frames.
 
     .venv/bin/python bench/bench_predict.py [--seconds 150] [--backbone shufflenet2d] [--rounds 2]
+        [--baseline DIR] [--costs]
 
 The trailer: `--seconds` of /work/shared/media/bbb-trailer.mp4 (1280x720, 24 fps) looped, as a
 user's file would come (720p, so `predict` normalizes it first). The checkpoint: a DIViTA head
@@ -16,7 +17,13 @@ nothing else running): TransNet V2 (`ShotDetector.predict`) over the trailer's 4
 decoded beforehand; each of the head's backbones (`BackboneRunner.forward`) over the very
 batches `predict` gives it, recorded from a run of `predict`'s own `_features` beforehand;
 and the head. The last line is the ratio of the whole command (best round) to their sum,
-and the genres the command found (the same before and after a change of the pipeline).
+and the genres the command found (the same before and after a change of the pipeline); the
+CPU seconds of both, which other processes' load hardly moves, come with them.
+
+`--baseline DIR` runs another t12k (DIR holds a checkout named t12k, e.g. `git archive COMMIT`
+unpacked into DIR/t12k) before each round, so both meet the same load, and says whether its
+probabilities are identical. `--costs` times the one decode's parts that are not networks,
+each alone (`decode_costs`).
 """
 
 from __future__ import annotations
@@ -120,6 +127,7 @@ def networks_alone(trailer: Path, ckpt: Path) -> dict:
     out: dict = {"frames": int(frames), "threads": torch.get_num_threads()}
     with torch.inference_mode():
         detector.predict(small[:200])  # warm-up: first-call allocations, not the network's cost
+        c0 = time.process_time()
         t0 = time.perf_counter()
         detector.predict(small)
         out["transnet"] = time.perf_counter() - t0
@@ -134,6 +142,7 @@ def networks_alone(trailer: Path, ckpt: Path) -> dict:
     t0 = time.perf_counter()
     predict_features(model, feats.get("image"), feats.get("video"), int(info.get("snippet", 30)))
     out["head"] = time.perf_counter() - t0
+    out["cpu"] = {"networks": time.process_time() - c0}  # CPU s of all three, all threads
     return out
 
 
@@ -178,12 +187,14 @@ def decode_costs(trailer: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def run_predict(trailer: Path, ckpt: Path) -> tuple[float, float, dict]:
-    """(wall s, CPU s of the process and its children, `predict --json`'s result) of one round."""
+def run_predict(trailer: Path, ckpt: Path, code: Path | None = None) -> tuple[float, float, dict]:
+    """(wall s, CPU s of the process and its children, `predict --json`'s result) of one round;
+    `code`: a folder holding another t12k (a checkout named t12k) to run instead of this one."""
     cmd = [*T12K, "predict", str(trailer), "--checkpoint", str(ckpt), "--json", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -196,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", default="shufflenet2d")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "t12k-bench-predict")
+    ap.add_argument(
+        "--baseline", type=Path, help="a folder holding another t12k checkout (named t12k), run before each round"
+    )
     ap.add_argument("--costs", action="store_true", help="also time the one decode's parts that are not networks")
     ap.add_argument("--networks-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -206,9 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     trailer = make_trailer(a.cache, a.seconds)
     ckpt = make_checkpoint(a.cache, a.backbone)
     print(f"trailer: {trailer} ({a.seconds:g} s, 1280x720); checkpoint: {a.backbone}; {os.cpu_count()} cores")
-    best, res = None, {}
+    best, best_cpu, res = None, None, {}
+    baseline: list[tuple[float, float]] = []
+    base_probs: dict = {}
     for r in range(a.rounds):
+        if a.baseline is not None:  # the other code first, in the same conditions
+            wall, cpu, was = run_predict(trailer, ckpt, a.baseline)
+            base_probs = was["probabilities"]
+            load = os.getloadavg()[0]
+            print(f"round {r + 1}, baseline {a.baseline}: {wall:.1f} s wall, {cpu:.1f} CPU s; load {load:.2f}")
+            baseline.append((wall, cpu))
         wall, cpu, res = run_predict(trailer, ckpt)
+        best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in res["seconds"].items())
         print(
             f"round {r + 1}: {wall:.1f} s wall (process), {cpu:.1f} CPU s (with ffmpeg), {res['frames']} frames, "
@@ -218,12 +241,25 @@ def main(argv: list[str] | None = None) -> int:
         best = wall if best is None else min(best, wall)
     assert best is not None
     print(f"best: {best:.1f} s from file to probabilities ({a.seconds:g} s trailer, {a.backbone}, CPU)")
+    if baseline:
+        same = base_probs == res["probabilities"]
+        print(
+            f"baseline best: {min(w for w, _ in baseline):.1f} s wall, {min(c for _, c in baseline):.1f} CPU s; "
+            f"probabilities identical to this code's: {same}"
+        )
     cmd = [sys.executable, __file__, "--networks-child", str(trailer), str(ckpt)]
     alone = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     nets = sum(v for k, v in alone.items() if k == "transnet" or k == "head" or " backbone " in k)
+    nets_cpu = alone.pop("cpu")["networks"]
     parts = ", ".join(f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}" for k, v in alone.items())
     print(f"networks alone: {nets:.1f} s ({parts}); load {os.getloadavg()[0]:.2f}")
     print(f"ratio whole command / networks alone: {best / nets:.2f}x (goal: at most 1.2x)")
+    # CPU seconds hardly move with other processes' load, wall seconds do; on a CPU that the
+    # command keeps busy, its wall time is at least its CPU seconds over the cores
+    print(
+        f"CPU: whole command {best_cpu:.1f} CPU s (at least {best_cpu / (os.cpu_count() or 1):.1f} s wall on "
+        f"{os.cpu_count()} cores), networks alone {nets_cpu:.1f} CPU s; ratio {best_cpu / nets_cpu:.2f}x"
+    )
     if a.costs:
         for what, (wall, cpu) in decode_costs(trailer).items():
             print(f"alone: {what}: {wall:.1f} s wall, {cpu:.1f} CPU s")
