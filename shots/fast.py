@@ -20,8 +20,11 @@ windowing repeats is done once:
   temporal kernels reach 1, 2, 4, 8 frames per block) with no effect of the window's zero
   padding when that span lies inside the window. So the spatial convolution of block k at
   positions 8k .. 49-8k of a window equals the previous window's at positions +50; those
-  frames are taken from the previous window instead of being recomputed (block 0: 50 of
-  100 frames, block 1: 34, block 2: 18).
+  frames are taken from the previous window instead of being recomputed (block 1: 34 of
+  100 frames, block 2: 18; block 0's convolution of 3 channels is cheap, and keeping its 50
+  frames would cost memory). Only the rows the next window takes are kept between windows,
+  and the four branches of a block run one after the other, so that one branch's spatial
+  convolution is alive at a time.
 
 Outputs agree with the package's `predict_frames` to ~1e-6 (float32 rounding; the tests
 check 1e-4 and identical shots against the package at run time).
@@ -105,45 +108,55 @@ class _Block:
             self.w1m = torch.cat(w1).contiguous().to(device)
         else:
             self.w1 = [w.contiguous(memory_format=torch.channels_last).to(device) for w in w1]
-        # window positions whose spatial convolution equals the previous window's at +STRIDE
+        # window positions whose spatial convolution equals the previous window's at +STRIDE;
+        # not in block 0, whose convolution of 3 channels costs little and whose kept rows
+        # would hold 33 MB per stream
         a, b = REACH * index, STRIDE - REACH * index
-        self.reuse: tuple[int, int] | None = (a, b) if b - a >= 8 and not nnpack else None
+        self.reuse: tuple[int, int] | None = (a, b) if b - a >= 8 and not nnpack and index > 0 else None
 
-    def _spatial(self, x: torch.Tensor, state: dict | None) -> list[torch.Tensor]:
-        """The four branches' (N, 2F, H, W) spatial convolutions, channels-last."""
+    def _spatial(self, x: torch.Tensor, state: dict | None) -> Callable[[int], torch.Tensor]:
+        """The function giving branch j's (N, 2F, H, W) spatial convolution, channels-last,
+        computed when asked for, so that one branch's is alive at a time. With reuse, the
+        previous window's rows are taken from `state`, and the rows the next window will take
+        are copied into it (only those: the rest of this window's convolutions is freed)."""
         if self.nnpack:
             s = torch._nnpack_spatial_convolution(x.contiguous(), self.w1m, None, [1, 1])
             # NCHW: each branch's channels copied once into channels-last
-            return [
-                s[:, 2 * self.f * j : 2 * self.f * (j + 1)].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
-                for j in range(4)
-            ]
+            f2 = 2 * self.f
+            return lambda j: s[:, f2 * j : f2 * (j + 1)].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
         x = x.contiguous(memory_format=torch.channels_last)
-        prev = state.get(self.index) if state is not None and self.reuse else None
-        if prev is None:
-            out = [F.conv2d(x, w, padding=1) for w in self.w1]
-        else:
-            assert self.reuse is not None  # a state is read only with reuse
-            a, b = self.reuse
-            out = []
-            for w, p in zip(self.w1, prev):
+        if state is None or self.reuse is None:
+            return lambda j: F.conv2d(x, self.w1[j], padding=1)
+        a, b = self.reuse
+        prev = state.get(self.index)
+        kept = state[self.index] = [torch.empty(0)] * len(self.w1)
+
+        def branch(j: int) -> torch.Tensor:
+            w = self.w1[j]
+            if prev is None:
+                out = F.conv2d(x, w, padding=1)
+            else:
                 parts = [F.conv2d(x[:a], w, padding=1)] if a else []
-                parts += [p[a + STRIDE : b + STRIDE], F.conv2d(x[b:], w, padding=1)]
-                out.append(torch.cat(parts))
-        if state is not None and self.reuse:
-            state[self.index] = out
-        return out
+                out = torch.cat([*parts, prev[j], F.conv2d(x[b:], w, padding=1)])
+            kept[j] = out[a + STRIDE : b + STRIDE].clone()
+            return out
+
+        return branch
 
     def __call__(self, x: torch.Tensor, batch: int, state: dict | None) -> torch.Tensor:
         n, _, h, w = x.shape
         t, f = n // batch, self.f
-        outs = []
-        for j, s in enumerate(self._spatial(x, state)):
+        spatial = self._spatial(x, state)
+        y = torch.empty(0)
+        for j in range(len(self.w2)):
             # (N, 2F, H, W) channels-last is (B, T, H*W, 2F) in memory: a (B, 2F, T, H*W) image
-            s = s.permute(0, 2, 3, 1).reshape(batch, t, h * w, 2 * f).permute(0, 3, 1, 2)
+            s = spatial(j).permute(0, 2, 3, 1).reshape(batch, t, h * w, 2 * f).permute(0, 3, 1, 2)
             d = self.dil[j]
-            outs.append(F.conv2d(s, self.w2[j], self.b2[j], dilation=(d, 1), padding=(d, 0)))
-        y = torch.cat(outs, 1)  # (B, 4F, T, H*W) channels-last
+            o = F.conv2d(s, self.w2[j], self.b2[j], dilation=(d, 1), padding=(d, 0))
+            del s
+            if j == 0:  # (B, 4F, T, H*W) channels-last, filled branch by branch: (B, T, H*W, 4F) in memory
+                y = o.new_empty(batch, t, h * w, 4 * f).permute(0, 3, 1, 2)
+            y[:, f * j : f * (j + 1)] = o
         if self.relu:
             y = y.relu_()
         return y.permute(0, 2, 3, 1).reshape(n, h, w, 4 * f).permute(0, 3, 1, 2)

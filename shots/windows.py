@@ -6,11 +6,14 @@ the video is kept exactly once. The video is padded with 25 copies of its first 
 front, and with copies of its last frame at the end up to a whole number of windows.
 
 `Segments` cuts a stream of frames (an ffmpeg pipe) into runs of consecutive windows as
-the frames arrive, so that a video is never held whole.
+the frames arrive, so that a video is never held whole; `SegmentPool` shares them out to
+threads.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -101,3 +104,93 @@ def check_frames(block: np.ndarray) -> None:
     if block.ndim != 4 or block.shape[1:] != FRAME_SHAPE or block.dtype != np.uint8:
         shape = ", ".join(map(str, FRAME_SHAPE))
         raise ValueError(f"frames must be uint8 (N, {shape}), got {block.dtype} {block.shape}")
+
+
+class SegmentPool:
+    """Segments shared out to `streams` threads so that they finish together.
+
+    The reading thread `put`s the segments as `Segments` yields them (it waits while
+    `streams` x `segment` windows are waiting already: the frames held stay bounded), then
+    calls `end`. A stream `take`s the next segment whole while more may come; once the end
+    has come, only its share of the windows still waiting, ceil(waiting / streams), cut off
+    the front segment, so that the last windows are spread over the streams instead of
+    leaving one stream with a whole segment to finish alone. Results come back by first
+    window (`done`, or `fail` with an exception) and `results` gives them in order.
+    Every wait is interruptible (it polls), and `close` releases every thread waiting."""
+
+    POLL = 0.1  # seconds between a waiting thread's checks
+
+    def __init__(self, streams: int, segment: int) -> None:
+        self.streams, self.segment = max(1, streams), max(1, segment)
+        self.cond = threading.Condition()
+        self.waiting: deque[tuple[int, np.ndarray, int]] = deque()
+        self.left = 0  # windows waiting
+        self.out = 0  # segments taken and not yet done
+        self.ended = self.closed = False
+        self.done_: dict[int, np.ndarray] = {}
+        self.error: BaseException | None = None
+
+    def put(self, segment: tuple[int, np.ndarray, int]) -> None:
+        with self.cond:
+            while self.left >= self.streams * self.segment and not self.closed:
+                self.cond.wait(self.POLL)
+            self._check()
+            self.waiting.append(segment)
+            self.left += segment[2]
+            self.cond.notify_all()
+
+    def end(self) -> None:
+        with self.cond:
+            self.ended = True
+            self.cond.notify_all()
+
+    def take(self) -> tuple[int, np.ndarray, int] | None:
+        """The next segment to compute, or None once there is none left (or the pool was closed)."""
+        with self.cond:
+            while not self.closed and not self.waiting and not self.ended:
+                self.cond.wait(self.POLL)
+            if self.closed or not self.waiting:
+                return None
+            first, frames, count = self.waiting.popleft()
+            share = min(count, -(-self.left // self.streams)) if self.ended else count
+            if share < count:  # the rest stays in front: window `first + share` on
+                rest = (first + share, frames[STRIDE * share :], count - share)
+                self.waiting.appendleft(rest)
+                frames = frames[: STRIDE * share + WINDOW - STRIDE]
+            self.left -= share
+            self.out += 1
+            self.cond.notify_all()
+            return first, frames, share
+
+    def done(self, first: int, probs: np.ndarray) -> None:
+        with self.cond:
+            self.done_[first] = probs
+            self.out -= 1
+            self.cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.error is None:
+                self.error = exc
+            self.closed = True
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.closed:
+            raise RuntimeError("the segment pool was closed")
+
+    def results(self) -> list[np.ndarray]:
+        """Every segment's probabilities in order, once all are done (after `end`); a stream's
+        exception is raised here."""
+        with self.cond:
+            while not self.closed and (self.waiting or self.out):
+                self.cond.wait(self.POLL)
+            self._check()
+            return [self.done_[k] for k in sorted(self.done_)]

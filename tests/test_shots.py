@@ -18,7 +18,7 @@ from t12k.pipeline.shots_command import ShotsConfig, detect_shots
 from t12k.shots import INPUT_SIZE, ShotDetector
 from t12k.shots.fast import FastTransNet, color_histograms, nnpack_usable
 from t12k.shots.transnet import _Video
-from t12k.shots.windows import window_starts
+from t12k.shots.windows import STRIDE, SegmentPool, Segments, window_starts
 from t12k.storage import ShotStore
 
 
@@ -418,6 +418,31 @@ def test_streaming_holds_a_bounded_number_of_frames(stub_detector):
     # and at most 2 x streams + 1 segments are held (waiting, computing, being read)
     ahead = [d - 50 * i for i, d in enumerate(sorted(lead))]
     assert max(ahead) <= 5 * 150 + 75
+
+
+def test_the_pool_shares_the_last_windows_out_so_that_the_streams_finish_together():
+    """Segments of 8 windows taken whole while more may come; once the end is known, each take
+    is a stream's share of the windows left (a 55 s trailer's 27 windows: 8, 8, then 6, 2, 2, 1,
+    not a last whole segment of 8 for one stream), each with exactly its windows' frames."""
+    frames = np.random.default_rng(0).integers(0, 256, (1323, 27, 48, 3), dtype=np.uint8)
+    (_, padded, count), *_ = list(Segments(frames, 1000))
+    pool = SegmentPool(streams=2, segment=8)
+    segments = list(Segments(frames, 8))
+    assert [n for *_, n in segments] == [8, 8, 8, 3]
+    pool.put(segments[0])
+    taken = [pool.take()]  # more may come: the whole segment
+    pool.put(segments[1])
+    pool.put(segments[2])  # 16 windows wait: the most that may (2 streams x 8)
+    taken.append(pool.take())
+    pool.put(segments[3])
+    pool.end()
+    while (seg := pool.take()) is not None:
+        taken.append(seg)
+    assert [(first, n) for first, _, n in taken] == [(0, 8), (8, 8), (16, 6), (22, 2), (24, 2), (26, 1)]
+    for first, got, n in taken:
+        np.testing.assert_array_equal(got, padded[STRIDE * first : STRIDE * (first + n) + STRIDE])
+        pool.done(first, np.full(STRIDE * n, first))
+    assert count == 27 and [r[0] for r in pool.results()] == [0, 8, 16, 22, 24, 26]
 
 
 def test_upcoming_first_frames_lend_windows_to_the_last_batch(stub_detector, one_thread):
