@@ -25,6 +25,17 @@ difference of their features is printed too, with the largest feature (random we
 features in the thousands, so float32 rounding shows in the third decimal) and whether every
 feature is within 1e-4 absolute plus 1e-4 relative, the equivalence tests' criterion.
 
+Against the limits (issue 24): a third side, the network alone, runs t12k's runner on the
+same runtime in the engine's model launches over the clips' inputs already decoded and resized
+in memory, the network made and run once before the clock starts; ffmpeg's decode alone (the
+frames the clips reach to raw RGB, no Python) is timed beside it. Printed per backbone: the
+whole t12k process's seconds, the network's, their ratio (the goal: 0.90 or more), the decode's
+and whole/decode (where the decode costs more than the network, the goal is 1.2x or less),
+and the seconds a trailer more costs once start-up is paid (t12k over `--steady` copies)
+against the larger of the two bounds and against the floor of this machine: the network plus
+the decode's CPU seconds shared by the cores (a network that keeps every core busy cannot hide
+the decode's CPU time; only a decode on other cores, or a GPU, takes it off).
+
 `--trailers N` also runs t12k over 1 and N copies of the trailer (memory flat in the number of
 trailers). The video defaults to Big Buck Bunny's trailer from shared/media, normalized as
 `t12k fetch` leaves videos (H.264, 24 fps, short side 360); work files are cached in `--work`.
@@ -183,6 +194,49 @@ def side_plain(key: str, video: str, plan_path: Path) -> dict:
     return {"clips": len(plan), "loop_s": loop_s, "feats": torch.cat(out).numpy()}
 
 
+def side_net(key: str, video: str, plan_path: Path, runtime: str) -> dict:
+    """The network alone: t12k's runner on the same runtime and in the engine's model launches
+    (on a CPU, its micro-batches), the clips' inputs decoded and resized into memory first and
+    the network made and run once before the clock starts; only the forward passes are timed."""
+    import torch
+
+    from t12k.backbones import Kind, get_spec
+    from t12k.pipeline import extract as ex
+    from t12k.pipeline.extract.clip_inputs import apply_geometries, iter_clip_inputs
+
+    plan = load_plan(plan_path)
+    spec = get_spec(key)
+    cfg = ex.ExtractConfig(backbones=key, weights="none", device="cpu", runtime=runtime)
+    runner = ex.BackboneRunner(spec, cfg.weights, "cpu", cfg.batch_size, cfg.precision, runtime=cfg.runtime)
+    launch = ex.Engine([runner], cfg.batch_size, workers=0).launch_size({"t": plan})
+    two_d = spec.kind == Kind.IMAGE
+    x = apply_geometries([runner.geometry], list(iter_clip_inputs(video, plan, need_2d=two_d, need_3d=not two_d)))[0]
+    runner.forward(x[:launch])  # the network made (OpenVINO: converted or read, compiled) and warm
+    out = []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(x), launch):
+            out.append(runner.forward(x[i : i + launch]))
+    loop_s = time.perf_counter() - t0
+    return {"clips": len(plan), "loop_s": loop_s, "launch": launch, "feats": torch.cat(out).numpy()}
+
+
+def decode_alone(video: Path, plan_path: Path) -> tuple[float, float]:
+    """Seconds ffmpeg takes to decode the frames the clips reach to raw RGB (no Python), wall
+    and CPU: what a backbone whose network is cheaper than its decode is bounded by, and the
+    CPU time a network that keeps every core busy cannot hide."""
+    from t12k.pipeline.media import ffmpeg_exe
+
+    last = int(load_plan(plan_path).spans[-1, 1]) + 1
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", "0", "-i", str(video), "-frames:v", str(last)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([*cmd, "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"], check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def child(args) -> None:
     if args.child == "t12k":
         from t12k.startup import settled_imports
@@ -193,12 +247,14 @@ def child(args) -> None:
 
     if args.child == "t12k":
         r = side_t12k(args.backbones, args.video, Path(args.plan), args.trailers, args.runtime, args.workers)
+    elif args.child == "net":
+        r = side_net(args.backbones, args.video, Path(args.plan), args.runtime)
     else:
         r = side_plain(args.backbones, args.video, Path(args.plan))
     np.save(args.feats_out, r.pop("feats"))
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     r |= {"rss_main": me.ru_maxrss * 1024, "rss_children": kids.ru_maxrss * 1024, "threads": torch.get_num_threads()}
-    if args.child == "t12k":
+    if args.child in ("t12k", "net"):
         from t12k.pipeline.extract.backbone import resolve_runtime
 
         r["runtime"] = resolve_runtime(args.runtime, "cpu", "fp32")
@@ -268,15 +324,31 @@ def _best(runs: list[dict]) -> dict:
 
 
 def bench_backbone(args, key: str, kind: str, video: Path, plan: Path) -> dict:
-    runs: dict[str, list[dict]] = {"t12k": [], "plain": []}
+    sides = ("t12k", "plain", "net")
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    decode: list[tuple[float, float]] = []
     for r in range(args.rounds):
-        for side in ("t12k", "plain") if r % 2 == 0 else ("plain", "t12k"):
+        for side in sides if r % 2 == 0 else sides[::-1]:
             runs[side].append(run_side(args, side, key, video, plan, sample=False))
-    pss = {side: run_side(args, side, key, video, plan)["tree_pss"] for side in runs}  # memory: its own run
+        decode.append(decode_alone(video, plan))
+    pss = {side: run_side(args, side, key, video, plan)["tree_pss"] for side in ("t12k", "plain")}  # its own run
     t, p = _best(runs["t12k"]) | {"tree_pss": pss["t12k"]}, _best(runs["plain"]) | {"tree_pss": pss["plain"]}
-    res = {"clips": t["clips"], "t12k": t, "plain": p}
+    net = _best(runs["net"])
+    res = {
+        "clips": t["clips"],
+        "t12k": t,
+        "plain": p,
+        "net": net,
+        "decode_s": min(decode)[0],
+        "decode_cpu_s": min(decode)[1],
+    }
+    if args.steady > 1:  # a trailer more, once start-up is paid: (whole over K copies - whole over 1) / (K - 1)
+        k = run_side(args, "t12k", key, video, plan, trailers=args.steady, sample=False)
+        res["per_trailer_s"] = (k["wall_s"] - t["wall_s"]) / (args.steady - 1)
+    a, n = np.load(t["feats_path"]), np.load(net["feats_path"])
+    res["net_max_diff"] = float(np.abs(a - n).max())  # the same runtime and inputs: rounding of other batches
     if kind == "3d":
-        a, b = np.load(t["feats_path"]), np.load(p["feats_path"])
+        b = np.load(p["feats_path"])
         res["max_feature_diff"] = float(np.abs(a - b).max())
         res["feature_scale"] = float(np.abs(b).max())  # random He-init features reach thousands
         res["within_1e-4"] = bool(np.allclose(a, b, atol=1e-4, rtol=1e-4))
@@ -296,6 +368,33 @@ def bench_backbone(args, key: str, kind: str, video: Path, plan: Path) -> dict:
         flush=True,
     )
     return res
+
+
+def print_efficiency(results: dict) -> None:
+    """Against the limits: the whole t12k process against its network alone and, where the
+    decode costs more than the network, against ffmpeg's decode alone."""
+    print("\nagainst the limits: seconds of the whole t12k process, of its network alone (same runtime and")
+    print("launches, inputs in memory) and of ffmpeg's decode alone (raw RGB, no Python); the goal's ratio")
+    print("(bound: the larger of the two); 'a trailer more': the whole process's seconds per trailer once")
+    print("start-up is paid, from a run over --steady copies of the trailer, against the same bound and")
+    print(f"against the floor on {os.cpu_count()} cores: the network plus the decode's CPU seconds shared by the cores")
+    print("(a network that keeps every core busy cannot hide the decode's CPU time)")
+    print(
+        f"{'backbone':<13} {'whole':>6} {'net':>6} {'net/whole':>9} {'decode':>7} {'whole/decode':>12}  {'bound':<8}"
+        f" {'a trailer more':>14} {'bound/it':>8} {'floor':>6} {'floor/it':>8}"
+    )
+    for key, r in results.items():
+        whole, net, dec = r["t12k"]["wall_s"], r["net"]["loop_s"], r["decode_s"]
+        bound = "network" if net >= dec else "decode"
+        more = r.get("per_trailer_s")
+        floor = max(dec, net + r["decode_cpu_s"] / (os.cpu_count() or 1))
+        steady = f" {more:>14.2f} {max(net, dec) / more:>8.2f} {floor:>6.2f} {floor / more:>8.2f}" if more else ""
+        print(
+            f"{key:<13} {whole:>6.2f} {net:>6.2f} {net / whole:>9.2f} {dec:>7.2f} {whole / dec:>11.2f}x  {bound:<8}"
+            + steady
+            + f"  (features t12k vs net alone: max |diff| {r['net_max_diff']:.1e})",
+            flush=True,
+        )
 
 
 def bench_trailers(args, key: str, video: Path, plan: Path) -> dict:
@@ -337,11 +436,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="only the clips in the first N seconds")
     ap.add_argument("--seconds-3d", type=float, default=None, help="--seconds for 3D backbones (default: --seconds)")
     ap.add_argument("--trailers", type=int, default=0, help="also run t12k over 1 and N copies of the trailer")
+    ap.add_argument("--steady", type=int, default=3, help="also run t12k over K copies: seconds per trailer more")
     ap.add_argument("--runtime", default="auto", help="t12k's --runtime (auto, torch, openvino)")
     ap.add_argument("--workers", default="auto", help="t12k's --workers (auto: 0 on a CPU, a decode thread)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/t12k-bench-cpu"))
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
-    ap.add_argument("--child", choices=("t12k", "plain", "prepare"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("t12k", "plain", "net", "prepare"), help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
     ap.add_argument("--feats-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -374,6 +474,7 @@ def main() -> None:
     for key in info["keys"]:
         video, plan = map(Path, info[key]["plan"])
         results["backbones"][key] = bench_backbone(args, key, info[key]["kind"], video, plan)
+    print_efficiency(results["backbones"])
     if args.trailers > 1:
         print(f"\nmemory in the number of trailers: t12k over 1 and {args.trailers} copies")
         for key in info["keys"]:
