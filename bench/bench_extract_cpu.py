@@ -34,7 +34,9 @@ and whole/decode (where the decode costs more than the network, the goal is 1.2x
 and the seconds a trailer more costs once start-up is paid (t12k over `--steady` copies)
 against the larger of the two bounds and against the floor of this machine: the network plus
 the decode's CPU seconds shared by the cores (a network that keeps every core busy cannot hide
-the decode's CPU time; only a decode on other cores, or a GPU, takes it off).
+the decode's CPU time; only a decode on other cores, or a GPU, takes it off). The same figures
+follow in CPU seconds (user + system of every thread and of ffmpeg), which a loaded machine
+hardly moves: read those when `uptime` shows other work.
 
 `--trailers N` also runs t12k over 1 and N copies of the trailer (memory flat in the number of
 trailers). The video defaults to Big Buck Bunny's trailer from shared/media, normalized as
@@ -213,12 +215,24 @@ def side_net(key: str, video: str, plan_path: Path, runtime: str) -> dict:
     x = apply_geometries([runner.geometry], list(iter_clip_inputs(video, plan, need_2d=two_d, need_3d=not two_d)))[0]
     runner.forward(x[:launch])  # the network made (OpenVINO: converted or read, compiled) and warm
     out = []
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(x), launch):
             out.append(runner.forward(x[i : i + launch]))
-    loop_s = time.perf_counter() - t0
-    return {"clips": len(plan), "loop_s": loop_s, "launch": launch, "feats": torch.cat(out).numpy()}
+    loop_s, loop_cpu_s = time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - cpu0
+    return {
+        "clips": len(plan),
+        "loop_s": loop_s,
+        "loop_cpu_s": loop_cpu_s,
+        "launch": launch,
+        "feats": torch.cat(out).numpy(),
+    }
+
+
+def _cpu(who: int) -> float:
+    """User plus system CPU seconds of this process (all its threads) or of its waited-for children."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
 
 def decode_alone(video: Path, plan_path: Path) -> tuple[float, float]:
@@ -254,6 +268,7 @@ def child(args) -> None:
     np.save(args.feats_out, r.pop("feats"))
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     r |= {"rss_main": me.ru_maxrss * 1024, "rss_children": kids.ru_maxrss * 1024, "threads": torch.get_num_threads()}
+    r["cpu_s"] = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)  # the whole process, ffmpeg included
     if args.child in ("t12k", "net"):
         from t12k.pipeline.extract.backbone import resolve_runtime
 
@@ -345,6 +360,7 @@ def bench_backbone(args, key: str, kind: str, video: Path, plan: Path) -> dict:
     if args.steady > 1:  # a trailer more, once start-up is paid: (whole over K copies - whole over 1) / (K - 1)
         k = run_side(args, "t12k", key, video, plan, trailers=args.steady, sample=False)
         res["per_trailer_s"] = (k["wall_s"] - t["wall_s"]) / (args.steady - 1)
+        res["per_trailer_cpu_s"] = (k["cpu_s"] - t["cpu_s"]) / (args.steady - 1)
     a, n = np.load(t["feats_path"]), np.load(net["feats_path"])
     res["net_max_diff"] = float(np.abs(a - n).max())  # the same runtime and inputs: rounding of other batches
     if kind == "3d":
@@ -395,6 +411,15 @@ def print_efficiency(results: dict) -> None:
             + f"  (features t12k vs net alone: max |diff| {r['net_max_diff']:.1e})",
             flush=True,
         )
+    print("\nthe same in CPU seconds (user + system, every thread and ffmpeg; load hardly moves them): the whole")
+    print("process, the network alone, the decode alone, a trailer more, and (network + decode) / a trailer more")
+    head = f"{'backbone':<13} {'whole':>6} {'net':>6} {'net/whole':>9} {'decode':>7}"
+    print(head + f" {'a trailer more':>14} {'(net+decode)/it':>15}")
+    for key, r in results.items():
+        whole, net, dec = r["t12k"]["cpu_s"], r["net"]["loop_cpu_s"], r["decode_cpu_s"]
+        more = r.get("per_trailer_cpu_s")
+        steady = f" {more:>14.2f} {(net + dec) / more:>15.2f}" if more else ""
+        print(f"{key:<13} {whole:>6.2f} {net:>6.2f} {net / whole:>9.2f} {dec:>7.2f}" + steady, flush=True)
 
 
 def bench_trailers(args, key: str, video: Path, plan: Path) -> dict:
