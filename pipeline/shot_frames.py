@@ -13,7 +13,7 @@ import numpy as np
 
 from t12k.errors import Cancelled
 from t12k.pipeline.media import iter_frames
-from t12k.shots.windows import INPUT_SIZE, STRIDE
+from t12k.shots.windows import INPUT_SIZE, STRIDE, share_heap
 
 _POLL = 0.1  # seconds between a waiting thread's checks that the reader was closed
 _JOIN = 2.0  # seconds `FrameReader.close` waits for its thread to end ffmpeg
@@ -115,6 +115,7 @@ class FrameDecoder:
     `FrameReader.LIMIT` frames while the model works on this one."""
 
     def __init__(self, paths: Mapping[str, Path], todo: list[str]):
+        share_heap()  # before the first reader thread: the detector's threads reuse what it frees
         self.paths, self.todo = paths, todo
         self.order = {m: i for i, m in enumerate(todo)}
         self.readers: dict[str, FrameReader] = {}

@@ -18,7 +18,6 @@ and when it stops (Ctrl-C) they stop at their next window.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -32,7 +31,17 @@ import torch
 from t12k.device import resolve_device
 from t12k.errors import T12kError
 from t12k.shots.fast import FastTransNet, StopFlag, color_histograms
-from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, SegmentPool, Segments, check_frames, window_starts
+from t12k.shots.windows import (
+    CONTEXT,
+    STRIDE,
+    WINDOW,
+    SegmentPool,
+    Segments,
+    check_frames,
+    share_heap,
+    trim_heap,
+    window_starts,
+)
 
 # A video that comes next: (key, frames) holding all its frames, or (key, frames, ended) where
 # ended False says the frames are only its first ones (more follow).
@@ -151,7 +160,7 @@ class ShotDetector:
             self.segment = CPU_SEGMENT if one_by_one else BATCHES_PER_SEGMENT * self.windows_per_batch
         self.model = _load_transnet(device)
         self.fast = FastTransNet(self.model, device)
-        _trim_heap()  # the weights file read and the random initial weights, freed
+        trim_heap()  # the weights file read and the random initial weights, freed
 
     @property
     def _device(self) -> torch.device:
@@ -346,7 +355,7 @@ class ShotDetector:
             probs.append(self._forward(x[None, w], h[None, w], state, stop)[0])
         out = torch.cat(probs).numpy()
         del x, h, state
-        _trim_heap()
+        trim_heap()
         return out
 
     def _run_streams(self, segments: Segments, cancel: threading.Event | None = None) -> list[np.ndarray]:
@@ -358,7 +367,7 @@ class ShotDetector:
         streams = max(1, self.streams or threads)
         if streams == 1:  # in the caller's thread, with its intra-op threads
             return [self._segment(s, cancel) for s in segments]
-        _share_heap()
+        share_heap()
         pool = SegmentPool(streams, self.segment)
         stop = threading.Event()
         args = (pool, _Either(stop, cancel))
@@ -415,38 +424,3 @@ class _Either:
 
     def is_set(self) -> bool:
         return self.first.is_set() or (self.second is not None and self.second.is_set())
-
-
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL(None)
-        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def _trim_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; elsewhere nothing).
-
-    glibc keeps the freed activations of a window (tens of MB) resident for reuse, and their
-    fragments add up: without this, peak memory creeps up with the length of the video. Once
-    per segment it costs little."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _share_heap() -> None:
-    """Let threads allocate from one C heap (glibc's `mallopt(M_ARENA_MAX, 1)`, for the rest of
-    the process; elsewhere nothing).
-
-    glibc gives each thread that allocates its own heap (arena), and a heap keeps the pages of
-    its own peak: two streams then hold two windows' peak activations (300 MB each on CPU) even
-    when their peaks do not coincide. In one heap, what one stream frees the other reuses:
-    180 MB less at the peak of a 2-stream run, at the same speed (the allocations are large
-    and few, a few hundred per window, so the heap's lock is not contended)."""
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_ARENA_MAX, 1)
