@@ -126,10 +126,16 @@ def _check_output(src: Path, tmp: Path, info: VideoInfo, fps: int) -> VideoInfo:
         ) from exc
     if out.codec != "h264":
         raise T12kError(f"normalizing {src} gave {out.codec}, not H.264; use an ffmpeg with libx264")
-    expected = round(info.duration * fps)
-    if out.num_frames < 0.5 * expected - 2:  # an encode that ended early yet "succeeded"
+    check_frame_count(src, out.num_frames, info.duration, fps)
+    return out
+
+
+def check_frame_count(src: Path, frames: int, duration: float, fps: int) -> None:
+    """T12kError when normalizing `src` (`duration` s) gave fewer than about half the frames
+    it calls for at `fps`: an encode that ended early yet "succeeded"."""
+    expected = round(duration * fps)
+    if frames < 0.5 * expected - 2:
         raise T12kError(
-            f"normalizing {src} gave {out.num_frames} frames where its {info.duration:.2f} s "
+            f"normalizing {src} gave {frames} frames where its {duration:.2f} s "
             f"call for {expected}; check the file or re-download it"
         )
-    return out
