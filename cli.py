@@ -500,6 +500,6 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
 
 
 if __name__ == "__main__":
-    from t12k.startup import program
+    from t12k.startup import console
 
-    sys.exit(program())
+    console()
