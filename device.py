@@ -42,6 +42,15 @@ def device_setting() -> Any:
     return setting("auto", DEVICE_HELP)
 
 
+def check_device(device: str | torch.device | None) -> None:
+    """`resolve_device`'s errors, before any work, without importing PyTorch where the name
+    alone settles it: `auto` and `cpu` always resolve (a stage that decodes first imports
+    PyTorch, 1.3 s, while its first frames decode)."""
+    if device is None or str(device) in ("auto", "cpu"):
+        return
+    resolve_device(device)
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """`auto` (or None): the CUDA GPU when one is visible, else the CPU; otherwise the device named.
 

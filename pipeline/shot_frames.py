@@ -28,7 +28,7 @@ class FrameReader:
     called; the caller's waits for frames are interruptible (Ctrl-C)."""
 
     BLOCK = STRIDE  # frames per block
-    LIMIT = 1024  # frames buffered at most (4 MB), more than the first windows the next trailer lends a batch
+    LIMIT = 4096  # frames buffered at most (16 MB): a whole trailer of under 170 s, decoded while PyTorch is imported
 
     def __init__(self, path: Path):
         self.path = path

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from t12k.device import device_setting, resolve_device
+from t12k.device import check_device, device_setting
 from t12k.errors import T12kError
 from t12k.pipeline.summary import RunSummary
 from t12k.pipeline.videos import find_videos
@@ -111,7 +111,7 @@ def detect_shots(
     from t12k.pipeline.run.stages import Shots
 
     cfg = dataclasses.replace(config or ShotsConfig(), **settings)
-    resolve_device(cfg.device)  # a bad --device says so before any work
+    check_device(cfg.device)  # a bad --device says so before any work
     found = find_videos(videos, ids)
     manifest = Manifest(Path(store_path).with_suffix(".manifest.csv"), ("frames", "shots"))
     # one call of the shots stage takes `_GROUP` trailers: each decoded while the one before is detected

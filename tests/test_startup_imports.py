@@ -65,3 +65,31 @@ def test_the_train_settings_name_the_registries_they_offer():
     assert config.AGGREGATIONS == tuple(AGGREGATIONS)
     assert config.FUSIONS == tuple(FUSIONS)
     assert config.FEATURE_DTYPES == tuple(FEATURE_DTYPES)
+
+
+DECODE_FIRST = """
+import sys
+import t12k.pipeline.shot_frames as sf
+seen = []
+start = sf.FrameReader.__init__
+def reader(self, path):
+    seen.append("torch" in sys.modules)
+    start(self, path)
+sf.FrameReader.__init__ = reader
+from t12k.startup import program
+sys.argv = ["t12k", *sys.argv[1:]]
+code = program()
+print("READERS", code, *seen, "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_t12k_shots_decodes_its_first_trailers_while_it_imports_torch(three_videos, tmp_path):
+    """`t12k shots` starts ffmpeg on the first two trailers before PyTorch is imported (1.3 s,
+    then TransNet V2 is built), so that their frames are decoded by then; the shots come out
+    as they do otherwise (tests/test_shots.py checks them)."""
+    args = ["shots", "--videos", str(three_videos), "--store", str(tmp_path / "s.zarr"), "--device", "cpu", "--quiet"]
+    res = subprocess.run([sys.executable, "-c", DECODE_FIRST, *args], capture_output=True, text=True, timeout=300)
+    code, *seen, torch_at_end = res.stderr.splitlines()[-1].split()[1:]
+    assert code == "0", res.stderr
+    assert seen[:2] == ["False", "False"]  # the first trailer's reader and the one ahead
+    assert torch_at_end == "True"  # then the detector was built

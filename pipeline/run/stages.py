@@ -129,9 +129,14 @@ class Shots(Stage):
         return {**self.__dict__, "_store": None, "detector": None}  # opened and loaded on the worker
 
     def _detector(self) -> ShotDetector:
+        """TransNet V2, built on the first trailer that needs it: PyTorch is imported here, not
+        before, so that the first trailers' frames decode while it is (`t12k shots`)."""
         if self.detector is None:
-            from t12k.device import resolve_device
-            from t12k.shots import ShotDetector
+            from t12k.startup import settled_imports
+
+            with settled_imports(freeze=False):
+                from t12k.device import resolve_device
+                from t12k.shots import ShotDetector
 
             self.detector = ShotDetector(device=resolve_device(self.config.device), threshold=self.config.threshold)
         return self.detector
