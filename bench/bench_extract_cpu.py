@@ -6,7 +6,8 @@ two sides run, each as a whole fresh process, alternated, best of `--rounds`:
   t12k   the real engine (`Engine` + `BackboneRunner`, decoding as `--workers auto` does on a
          CPU, in a background thread of the main process; the engine's default batch of 32
          clips), random weights, its modules imported as the `t12k` program imports them
-         (`t12k.startup`: the garbage collector paused during the imports, then frozen);
+         (`t12k.startup`: the garbage collector paused during the imports, then frozen) and ending
+         as it ends (`t12k.startup.leave`: no interpreter teardown);
   plain  OpenCV decode; 2D: the middle frame of each clip through the weights' own
          `transforms()` and the model, batches of 32; 3D: every frame of each clip (black
          padding as t12k pads) through `transforms()`, batches of 4.
@@ -274,6 +275,10 @@ def child(args) -> None:
 
         r["runtime"] = resolve_runtime(args.runtime, "cpu", "fp32")
     print("RESULT " + json.dumps(r), flush=True)
+    if args.child == "t12k":  # it ends as the `t12k` program ends (no interpreter teardown)
+        from t12k.startup import leave
+
+        leave(0)
 
 
 # ---------------------------------------------------------------- measuring (parent process)
