@@ -1,6 +1,6 @@
 """The command line starts at once: help, usage errors and `t12k backbones` import no PyTorch.
 
-Each case runs `t12k.startup.program` (the console script) in a fresh process through a wrapper
+Each case runs `t12k.startup.program` (what the console script runs) in a fresh process through a wrapper
 that reports, at exit, the heavy modules loaded. No test here asserts a time
 (`bench/bench_startup.py` prints them).
 """
