@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from t12k.errors import Cancelled
+from t12k.heap import share_heap
 from t12k.pipeline.media import iter_frames
-from t12k.shots.windows import INPUT_SIZE, STRIDE, share_heap
+from t12k.shots.windows import INPUT_SIZE, STRIDE
 
 _POLL = 0.1  # seconds between a waiting thread's checks that the reader was closed
 _JOIN = 2.0  # seconds `FrameReader.close` waits for its thread to end ffmpeg

@@ -30,18 +30,9 @@ import torch
 
 from t12k.device import resolve_device
 from t12k.errors import T12kError
+from t12k.heap import share_heap, trim_heap
 from t12k.shots.fast import FastTransNet, StopFlag, color_histograms
-from t12k.shots.windows import (
-    CONTEXT,
-    STRIDE,
-    WINDOW,
-    SegmentPool,
-    Segments,
-    check_frames,
-    share_heap,
-    trim_heap,
-    window_starts,
-)
+from t12k.shots.windows import CONTEXT, STRIDE, WINDOW, SegmentPool, Segments, check_frames, window_starts
 
 # A video that comes next: (key, frames) holding all its frames, or (key, frames, ended) where
 # ended False says the frames are only its first ones (more follow).

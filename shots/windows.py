@@ -7,16 +7,14 @@ front, and with copies of its last frame at the end up to a whole number of wind
 
 `Segments` cuts a stream of frames (an ffmpeg pipe) into runs of consecutive windows as
 the frames arrive, so that a video is never held whole; `SegmentPool` shares them out to
-threads; `share_heap` and `trim_heap` keep the C heap those threads allocate from small.
+threads.
 """
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import numpy as np
 
@@ -196,40 +194,3 @@ class SegmentPool:
                 self.cond.wait(self.POLL)
             self._check()
             return [self.done_[k] for k in sorted(self.done_)]
-
-
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL(None)
-        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def trim_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; elsewhere nothing).
-
-    glibc keeps the freed activations of a window (tens of MB) resident for reuse, and their
-    fragments add up: without this, peak memory creeps up with the length of the video. Once
-    per segment it costs little."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def share_heap() -> None:
-    """Let threads allocate from one C heap (glibc's `mallopt(M_ARENA_MAX, 1)`, for the rest of
-    the process; elsewhere nothing).
-
-    glibc gives each thread that allocates its own heap (arena), and a heap keeps the pages of
-    its own peak: two streams then hold two windows' peak activations (300 MB each on CPU) even
-    when their peaks do not coincide. In one heap, what one stream frees the other reuses:
-    180 MB less at the peak of a 2-stream run, at the same speed (the allocations are large
-    and few, a few hundred per window, so the heap's lock is not contended). Called before the
-    shots stage starts its first thread (`t12k.pipeline.shot_frames`), as a thread keeps the
-    heap it was given."""
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_ARENA_MAX, 1)

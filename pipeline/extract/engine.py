@@ -13,7 +13,6 @@ mode and scatters the features back to their trailers (`batches.py`); each trail
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 import threading
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader
 from t12k.backbones import Kind
 from t12k.device import device_math
 from t12k.errors import T12kError
+from t12k.heap import fixed_mmap_threshold
 from t12k.pipeline.extract.backbone import micro_batch
 from t12k.pipeline.extract.background import in_thread, until
 from t12k.pipeline.extract.batches import Batcher, ModelQueue, Trailers, join
@@ -160,7 +160,7 @@ class Engine:
         if self.workers == 0:  # in this process, in a background thread
             return in_thread(stream, self.prefetch)
         if any(getattr(r, "openvino", None) is not None for r in self.runners):
-            fixed_malloc_threshold(OPENVINO_MMAP_THRESHOLD)  # chunks come from decode processes
+            fixed_mmap_threshold(OPENVINO_MMAP_THRESHOLD)  # chunks come from decode processes
         return DataLoader(
             stream,
             batch_size=None,
@@ -252,22 +252,9 @@ def _fixed_malloc_threshold(_worker: int) -> None:
     threshold (128 KB) gives the rest back: 350 MB, at no CPU cost (`bench_extract_cpu.py
     --trailers 20`). A threshold small enough to map every frame would cost 3x the worker's CPU
     in page faults."""
-    fixed_malloc_threshold(32 << 20)
+    fixed_mmap_threshold(32 << 20)
 
 
-def fixed_malloc_threshold(size: int) -> None:
-    """Blocks of `size` bytes and more are mapped on their own and given back when freed, and
-    glibc no longer raises that threshold (glibc only; elsewhere nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(M_MMAP_THRESHOLD, int(size))
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 # The main process of a run with OpenVINO: with glibc's moving threshold it grew by 13 MB a
 # trailer (700 to 960 MB over 20 copies of a trailer, shufflenet2d), the model's and the
 # chunks' buffers left in the heaps of OpenVINO's threads; with a fixed 1 MB it stays flat
