@@ -260,6 +260,13 @@ def _predict_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt of a `t12k train` run")
     p.add_argument("--weights", help="backbone weights when the checkpoint's stores were made from a local file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--reencode",
+        action="store_true",
+        help="encode a video that needs normalizing to H.264 first, as `t12k fetch` does: its features are then "
+        "bit for bit those a collection run stores for it (slower; by default the normalized frames go to the "
+        "networks uncompressed)",
+    )
     add_settings(p, ExtractConfig, only=("device",))
     from t12k.report.cli import html_option
 
@@ -276,6 +283,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         a.checkpoint,
         weights=a.weights,
         device=a.device,
+        reencode=a.reencode,
         log=(lambda *_: None) if a.json else (lambda m: print(m, file=sys.stderr)),
     )
     if a.json:

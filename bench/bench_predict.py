@@ -2,7 +2,7 @@
 and the networks alone on the same frames.
 
     .venv/bin/python bench/bench_predict.py [--seconds 150] [--backbone shufflenet2d] [--rounds 2]
-        [--baseline DIR] [--costs]
+        [--baseline DIR] [--reencode] [--costs]
 
 The trailer: `--seconds` of /work/shared/media/bbb-trailer.mp4 (1280x720, 24 fps) looped, as a
 user's file would come (720p, so `predict` normalizes it first). The checkpoint: a DIViTA head
@@ -22,8 +22,11 @@ CPU seconds of both, which other processes' load hardly moves, come with them.
 
 `--baseline DIR` runs another t12k (DIR holds a checkout named t12k, e.g. `git archive COMMIT`
 unpacked into DIR/t12k) before each round, so both meet the same load, and says whether its
-probabilities are identical. `--costs` times the one decode's parts that are not networks,
-each alone (`decode_costs`).
+probabilities are identical. `--reencode` runs `t12k predict --reencode` too in each round
+(the frames H.264-encoded on the way, as `t12k fetch` does: the features a collection run
+stores) and compares its genres with the default's: the same order of the ten, the same ones
+at 0.5 or more, and the largest difference of a probability. `--costs` times the one
+decode's parts that are not networks, each alone (`decode_costs`).
 """
 
 from __future__ import annotations
@@ -161,8 +164,9 @@ def _timed(work) -> tuple[float, float]:
 def decode_costs(trailer: Path) -> dict[str, tuple[float, float]]:
     """(wall s, CPU s) of the parts of `predict`'s one decode that are not networks, each alone:
     normalizing (to a file; to a pipe read by nothing else), decoding the normalized file to
-    (48x27, full size) pairs, the pairs while normalizing (`Piped`), the 48x27 frames alone,
-    and the colour counts of every full-size frame (the 2D representative frames)."""
+    (48x27, full size) pairs, the pairs while normalizing (`Piped`: through the H.264 pipe of
+    `--reencode`; the source through the normalizer's filters, the default), the 48x27 frames
+    alone, and the colour counts of every full-size frame (the 2D representative frames)."""
     from t12k.pipeline.media import ffmpeg_exe, iter_frames, normalize, normalize_command, probe
     from t12k.pipeline.media.decode import iter_frame_pairs
     from t12k.pipeline.predict import Piped
@@ -177,8 +181,12 @@ def decode_costs(trailer: Path) -> dict[str, tuple[float, float]]:
         cmd = normalize_command(ffmpeg_exe(), trailer, "pipe:1", piped.size, container="nut")
         out["normalize to a pipe"] = _timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
         out["decode the file: pairs"] = _timed(lambda: sum(1 for _ in iter_frame_pairs(video, INPUT_SIZE)))
-        out["normalize + decode through the pipe: pairs"] = _timed(
+        out["normalize + decode through the pipe, H.264 (--reencode): pairs"] = _timed(
             lambda: sum(1 for _ in piped.pairs(str(trailer), INPUT_SIZE))
+        )
+        raw = Piped(trailer, info, Path(tmp), encode=False)
+        out["the normalizer's filters in the one decode (the default): pairs"] = _timed(
+            lambda: sum(1 for _ in raw.pairs(str(trailer), INPUT_SIZE))
         )
         out["decode the file: 48x27 only"] = _timed(lambda: sum(1 for _ in iter_frames(video, INPUT_SIZE)))
         big = [b for _, b in itertools.islice(iter_frame_pairs(video, INPUT_SIZE), 480)]
@@ -187,10 +195,13 @@ def decode_costs(trailer: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def run_predict(trailer: Path, ckpt: Path, code: Path | None = None) -> tuple[float, float, dict]:
+def run_predict(
+    trailer: Path, ckpt: Path, code: Path | None = None, extra: tuple[str, ...] = ()
+) -> tuple[float, float, dict]:
     """(wall s, CPU s of the process and its children, `predict --json`'s result) of one round;
-    `code`: a folder holding another t12k (a checkout named t12k) to run instead of this one."""
-    cmd = [*T12K, "predict", str(trailer), "--checkpoint", str(ckpt), "--json", "--device", "cpu"]
+    `code`: a folder holding another t12k (a checkout named t12k) to run instead of this one;
+    `extra`: more options of `t12k predict`."""
+    cmd = [*T12K, "predict", str(trailer), "--checkpoint", str(ckpt), "--json", "--device", "cpu", *extra]
     env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -199,6 +210,15 @@ def run_predict(trailer: Path, ckpt: Path, code: Path | None = None) -> tuple[fl
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     return wall, cpu, json.loads(out)
+
+
+def same_genres(probs: dict[str, float], other: dict[str, float]) -> str:
+    """Whether two predictions give the same genres: the ten in the same order, the same ones
+    at 0.5 or more; and the largest difference of a probability."""
+    order = sorted(probs, key=lambda g: -probs[g]) == sorted(other, key=lambda g: -other[g])
+    tagged = {g for g, p in probs.items() if p >= 0.5} == {g for g, p in other.items() if p >= 0.5}
+    gap = max(abs(probs[g] - other[g]) for g in probs)
+    return f"genres in the same order: {order}, the same at 0.5 or more: {tagged}; largest difference {gap:.2e}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--baseline", type=Path, help="a folder holding another t12k checkout (named t12k), run before each round"
     )
+    ap.add_argument("--reencode", action="store_true", help="run `predict --reencode` too and compare the genres")
     ap.add_argument("--costs", action="store_true", help="also time the one decode's parts that are not networks")
     ap.add_argument("--networks-child", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -223,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     best, best_cpu, res = None, None, {}
     baseline: list[tuple[float, float]] = []
     base_probs: dict = {}
+    reencoded: list[tuple[float, float, dict]] = []
     for r in range(a.rounds):
         if a.baseline is not None:  # the other code first, in the same conditions
             wall, cpu, was = run_predict(trailer, ckpt, a.baseline)
@@ -239,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         best = wall if best is None else min(best, wall)
+        if a.reencode:
+            reencoded.append(run_predict(trailer, ckpt, extra=("--reencode",)))
+            wall, cpu, _ = reencoded[-1]
+            print(f"round {r + 1}, --reencode: {wall:.1f} s wall, {cpu:.1f} CPU s; load {os.getloadavg()[0]:.2f}")
     assert best is not None
     print(f"best: {best:.1f} s from file to probabilities ({a.seconds:g} s trailer, {a.backbone}, CPU)")
     if baseline:
@@ -247,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             f"baseline best: {min(w for w, _ in baseline):.1f} s wall, {min(c for _, c in baseline):.1f} CPU s; "
             f"probabilities identical to this code's: {same}"
         )
+    if reencoded:
+        wall, cpu = min(w for w, _, _ in reencoded), min(c for _, c, _ in reencoded)
+        same = same_genres(res["probabilities"], reencoded[-1][2]["probabilities"])
+        print(f"--reencode best: {wall:.1f} s wall, {cpu:.1f} CPU s; {same}")
     cmd = [sys.executable, __file__, "--networks-child", str(trailer), str(ckpt)]
     alone = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
     nets = sum(v for k, v in alone.items() if k == "transnet" or k == "head" or " backbone " in k)

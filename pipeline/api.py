@@ -190,12 +190,15 @@ def extract_features(
 
 
 def predict(
-    video: Source, checkpoint: Source, *, device: Device = None, weights: str | None = None
+    video: Source, checkpoint: Source, *, device: Device = None, weights: str | None = None, reencode: bool = False
 ) -> dict[str, float]:
     """The ten genres' probabilities of `video` (a file or a URL) by a DIViTA `checkpoint`,
     as `t12k predict VIDEO --checkpoint CHECKPOINT` gives them: shots, then each backbone
     the checkpoint's stores were made with, at their settings, then the head. `weights`: the
     backbone weights file, needed only when the stores were made from a local .pth.
+    `reencode`: encode a video that needs normalizing to H.264 first, as `t12k fetch` does,
+    so its features are bit for bit those a collection run stores (slower; by default its
+    normalized frames go to the networks uncompressed).
 
     >>> probs = predict(video, checkpoint)
     >>> list(probs)[:4]
@@ -207,7 +210,9 @@ def predict(
 
     dev = resolve_device(device)
     with _library_call(dev):
-        result = predict_trailer(os.fspath(video), checkpoint, weights=weights, device=str(dev), log=_silent)
+        result = predict_trailer(
+            os.fspath(video), checkpoint, weights=weights, device=str(dev), reencode=reencode, log=_silent
+        )
     return dict(result["probabilities"])
 
 

@@ -5,11 +5,15 @@ backbone runners, the DIViTA head), with the settings read from the checkpoint: 
 it was trained on record how their features were made, and a feature made any other way
 would not be the feature the head learned from.
 
-A video that needs normalizing is decoded while it is normalized (`Piped`): the normalizer's
-H.264 goes through a pipe into the one decode that finds the shots and feeds the backbones,
-so no file is written and the decode starts at once; the frames are those of the normalized
-file byte for byte. The seconds reported under "normalize" are then those before the decode
-(the probe), the normalizing itself being within "shots and features, one decode".
+A video that needs normalizing is decoded while it is normalized (`Piped`), so no file is
+written and the decode that finds the shots and feeds the backbones starts at once. By default
+that one decode reads the source and applies the normalizer's own filters (fps, scale, yuv420p):
+the pictures `t12k fetch` would encode, without x264's cost (a third of the command's CPU time)
+or its small loss. `reencode=True` (`--reencode`) runs the normalizer's H.264 encode into a pipe
+that the decode reads, so the frames are those of the normalized file byte for byte and the
+features are those a collection run stores for the same video. The seconds reported under
+"normalize" are those before the decode (the probe), the normalizing itself being within
+"shots and features, one decode".
 """
 
 from __future__ import annotations
@@ -98,17 +102,20 @@ def is_normalized(path: Path, fps: int = 24, max_short_side: int = 360) -> bool:
 
 @dataclass
 class Piped:
-    """A video decoded while it is normalized: `normalize`'s own ffmpeg command (the same
-    filters and H.264 encode) writes to a pipe that the one decode reads (`iter_frame_pairs`
-    with a feed), so the frames are those of the file `normalize` would write, byte for byte
-    (tested), without the file and without waiting for it. `info` is the probe of `src`; the
-    frames' size comes from it (`target_size`)."""
+    """A video decoded while it is normalized, without a file and without waiting for it.
+    With `encode`, `normalize`'s own ffmpeg command writes its H.264 to a pipe that the one
+    decode reads (`iter_frame_pairs` with a feed), so the frames are those of the file
+    `normalize` would write, byte for byte (tested). Without, the one decode reads `src` and
+    applies `normalize`'s filters itself (`iter_frame_pairs` with filters): the pictures the
+    encoder would take, yuv420p, without x264's cost or its loss. `info` is the probe of
+    `src`; the frames' size comes from it (`target_size`)."""
 
     src: Path
     info: VideoInfo
     tmp: Path  # where the normalized file goes should a second decode need it
     fps: int = 24
     max_short_side: int = 360
+    encode: bool = True
 
     @property
     def size(self) -> tuple[int, int]:
@@ -117,10 +124,14 @@ class Piped:
         return target_size(self.info.width, self.info.height, self.max_short_side, self.info.sar)
 
     def pairs(self, video: str, small: tuple[int, int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """`OnePass`'s frame pairs of the video, decoded from the normalizer's pipe."""
-        from t12k.pipeline.media import ffmpeg_exe, normalize_command
+        """`OnePass`'s frame pairs of the video: decoded from the normalizer's pipe (`encode`),
+        else from the source through the normalizer's filters, in one ffmpeg."""
+        from t12k.pipeline.media import ffmpeg_exe, normalize_command, normalize_filters
         from t12k.pipeline.media.decode import iter_frame_pairs
 
+        if not self.encode:
+            filters = normalize_filters(self.size, self.fps) + ",format=yuv420p"
+            return iter_frame_pairs(self.src, small, filters=filters, size=self.size)
         feed = normalize_command(ffmpeg_exe(), self.src, "pipe:1", self.size, self.fps, container="nut")
         return iter_frame_pairs(video, small, feed=feed, size=self.size)
 
@@ -154,9 +165,10 @@ def _local_video(source: str, tmp: Path) -> Path:
     return video.file() if isinstance(video, Piped) else video
 
 
-def _local_source(source: str, tmp: Path) -> Path | Piped:
+def _local_source(source: str, tmp: Path, reencode: bool = True) -> Path | Piped:
     """The trailer as a normalized video file (fetched for a URL, or the file itself when it
-    is normalized already), else the video to decode while it is normalized (`Piped`)."""
+    is normalized already), else the video to decode while it is normalized (`Piped`),
+    its frames H.264-encoded on the way if `reencode`."""
     from t12k.pipeline.fetch import FetchItem, fetch_collection
     from t12k.pipeline.media import probe
 
@@ -169,7 +181,7 @@ def _local_source(source: str, tmp: Path) -> Path | Piped:
     if not src.is_file():
         raise T12kError(f"video {src} not found; give an existing video file or a URL")
     info = probe(src)
-    return src if _normalized(info) else Piped(src, info, tmp)
+    return src if _normalized(info) else Piped(src, info, tmp, encode=reencode)
 
 
 def _runners(stores: dict, configs: dict[str, ExtractConfig], device: str | torch.device) -> dict[str, BackboneRunner]:
@@ -248,9 +260,14 @@ def predict_trailer(
     weights: str | None = None,
     device: str = "auto",
     work_dir: str | os.PathLike | None = None,
+    reencode: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Genre probabilities of one trailer (a video file or a URL), with the seconds each step took."""
+    """Genre probabilities of one trailer (a video file or a URL), with the seconds each step took.
+
+    A file that needs normalizing is decoded while it is normalized, its frames uncompressed
+    on the way; `reencode` encodes them to H.264 as `t12k fetch` does (slower), so the
+    features are bit for bit those a collection run stores for the same video (see the module)."""
     t_start = time.perf_counter()
     device = resolve_device(device)  # a wrong --device fails before anything is loaded
     model, info = load_model(checkpoint, "cpu")
@@ -265,7 +282,7 @@ def predict_trailer(
         detector = ShotDetector(device=str(device), threshold=_shots_config(stores, configs).threshold)
         timing["load models"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        video = _local_source(source, Path(tmp))
+        video = _local_source(source, Path(tmp), reencode)
         timing["normalize"] = time.perf_counter() - t0
         shots, frames, feats = _features(video, configs, runners, detector, timing)
     for role, cfg in configs.items():  # the head is never given what a store would refuse

@@ -1,10 +1,14 @@
-"""`t12k predict` decodes a video while it is normalized (issue 24, item 4): the normalizer's
-H.264 goes through a pipe into the one decode, never into a file. The frames are those of the
-normalized file byte for byte, so shots, features and probabilities are too; a feed that fails
-is one clear error; both ffmpeg processes end with the decode, whatever ends it."""
+"""`t12k predict` decodes a video while it is normalized (issue 24, item 4), never writing the
+normalized file. By default the one decode applies the normalizer's filters itself: the very
+pictures the normalizer's x264 would encode (checked against a lossless encode), so shots and
+clips are those of the normalized file and the probabilities differ by x264's loss only. With
+`--reencode` the normalizer's H.264 goes through a pipe into the decode and the frames are the
+normalized file's byte for byte, so shots, features and probabilities are too. A feed that
+fails is one clear error; both ffmpeg processes end with the decode, whatever ends it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,6 +59,39 @@ def test_frames_from_the_normalizers_pipe_are_the_normalized_files(source, tmp_p
         assert np.array_equal(small_a, small_b) and np.array_equal(big_a, big_b)
     assert _children() == before  # both processes ended and reaped
     assert sorted(os.listdir(tmp_path)) == ["n.mp4"]  # the pipe wrote no file
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_unencoded_frames_are_the_pictures_the_normalizer_encodes(source, tmp_path):
+    """Without `encode`, the one decode gives the frames of the normalizer's filters: byte for
+    byte those of the same command with a lossless H.264 encode, and the normalized file's
+    within x264's loss; one ffmpeg process, ended with the frames."""
+    size = (432, 360)
+    lossless = normalize_command(ffmpeg_exe(), source, tmp_path / "lossless.mp4", size)
+    at = lossless.index("-crf")
+    lossless[at : at + 2] = ["-qp", "0"]
+    subprocess.run(lossless, check=True, timeout=120)
+    normalize(source, tmp_path / "n.mp4")
+    exact = list(iter_frame_pairs(tmp_path / "lossless.mp4", INPUT_SIZE))
+    normalized = list(iter_frame_pairs(tmp_path / "n.mp4", INPUT_SIZE))
+    before = _children()
+    raw = list(Piped(source, probe(source), tmp_path, encode=False).pairs(str(source), INPUT_SIZE))
+    assert len(raw) == len(exact) == len(normalized) == 60
+    for (small, big), (small_x, big_x), (_, big_n) in zip(raw, exact, normalized):
+        assert big.shape == (360, 432, 3) and small.shape == (27, 48, 3)
+        assert np.array_equal(small, small_x) and np.array_equal(big, big_x)
+        assert 35 < _psnr(big, big_n) < float("inf")  # x264's crf 18: close, not the same
+    assert _children() == before
+    assert sorted(os.listdir(tmp_path)) == ["lossless.mp4", "n.mp4"]
+    frames = Piped(source, probe(source), tmp_path, encode=False).pairs(str(source), INPUT_SIZE)
+    next(frames)
+    assert len(_children() - before) == 1
+    frames.close()
+    assert _children() == before
 
 
 def test_a_feed_that_fails_mid_stream_is_normalizes_error(source, tmp_path):
@@ -109,10 +146,11 @@ def checkpoint(three_videos, tmp_path_factory) -> Path:
     return _checkpoint(three_videos, tmp_path_factory.mktemp("checkpoint"))
 
 
-def test_predict_pipes_and_gives_the_normalized_files_results(source, checkpoint, tmp_path, monkeypatch):
-    """The whole of `predict` on a video it normalizes: shots, frames, clips and probabilities
-    are those of the same video normalized to a file first (which `predict` uses as is), and
-    no normalized file is written on the way."""
+def test_predict_pipes_and_gives_the_normalized_files_results(source, checkpoint, tmp_path, monkeypatch, capsys):
+    """The whole of `predict` on a video it normalizes: with `reencode`, shots, frames, clips
+    and probabilities are those of the same video normalized to a file first (which `predict`
+    uses as is); by default (uncompressed frames) the shots, frames and clips are, and the
+    probabilities differ by x264's loss only. No normalized file is written on the way."""
     import t12k.pipeline.media as media
     from t12k.pipeline.predict import predict_trailer
 
@@ -127,11 +165,23 @@ def test_predict_pipes_and_gives_the_normalized_files_results(source, checkpoint
 
     monkeypatch.setattr(media, "normalize", no_file)
     (tmp_path / "work").mkdir()
-    piped = predict_trailer(str(source), ckpt, weights="none", device="cpu", work_dir=tmp_path / "work", log=_quiet)
+    work = {"weights": "none", "device": "cpu", "work_dir": tmp_path / "work", "log": _quiet}
+    piped = predict_trailer(str(source), ckpt, reencode=True, **work)
     for key in ("shots", "frames", "clips", "probabilities"):
         assert piped[key] == from_file[key], key
     assert piped["frames"] == 60 and piped["shots"] == 2
+    raw = predict_trailer(str(source), ckpt, **work)
+    for key in ("shots", "frames", "clips"):
+        assert raw[key] == from_file[key], key
+    gaps = [abs(raw["probabilities"][g] - p) for g, p in from_file["probabilities"].items()]
+    assert 0 < max(gaps) < 0.02, gaps  # the features of frames without x264's loss
     assert os.listdir(tmp_path / "work") == []
+
+    from t12k.cli import main as cli_main  # the option of the command line
+
+    options = ["--weights", "none", "--device", "cpu", "--json", "--reencode"]
+    assert cli_main(["predict", str(source), "--checkpoint", str(ckpt), *options]) == 0
+    assert json.loads(capsys.readouterr().out)["probabilities"] == from_file["probabilities"]
 
 
 def test_a_normalizer_that_fails_is_predicts_one_line_error(source, checkpoint, tmp_path, monkeypatch, capsys):
@@ -141,7 +191,8 @@ def test_a_normalizer_that_fails_is_predicts_one_line_error(source, checkpoint, 
     command = media.normalize_command  # the same, with an option ffmpeg refuses
     monkeypatch.setattr(media, "normalize_command", lambda *a, **k: [*command(*a, **k)[:-1], "-bsf:v", "no", "pipe:1"])
     before = _children()
-    assert cli_main(["predict", str(source), "--checkpoint", str(checkpoint), "--device", "cpu"]) == 2
+    command_line = ["predict", str(source), "--checkpoint", str(checkpoint), "--device", "cpu", "--reencode"]
+    assert cli_main(command_line) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"t12k predict: error: cannot normalize video {source}: ")
     assert line.endswith(": Error opening output files: Bitstream filter not found; check the file or re-download it")

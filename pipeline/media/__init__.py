@@ -11,7 +11,7 @@ decode its frames, write one.
 from t12k.pipeline.media.decode import iter_frames, read_frames
 from t12k.pipeline.media.ffmpeg import TMP_MARK, ffmpeg_exe
 from t12k.pipeline.media.info import UnreadableVideo, VideoInfo, probe, read_tags, video_size
-from t12k.pipeline.media.transcode import normalize, normalize_command, target_size
+from t12k.pipeline.media.transcode import normalize, normalize_command, normalize_filters, target_size
 from t12k.pipeline.media.write import write_video
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "iter_frames",
     "normalize",
     "normalize_command",
+    "normalize_filters",
     "probe",
     "read_frames",
     "read_tags",

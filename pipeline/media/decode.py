@@ -35,9 +35,9 @@ def _widen_pipe(pipe: IO[bytes] | None, frame_bytes: int) -> None:
         pass
 
 
-def _output(size: tuple[int, int] | None, target: str) -> list[str]:
-    """One raw RGB24 output of the first video stream, scaled to `size` = (W, H) if given."""
-    out = ["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+def _output(size: tuple[int, int] | None, target: str, stream: str = "0:v:0") -> list[str]:
+    """One raw RGB24 output of `stream` (the first video stream), scaled to `size` = (W, H) if given."""
+    out = ["-map", stream, "-f", "rawvideo", "-pix_fmt", "rgb24"]
     return out + (["-s", f"{size[0]}x{size[1]}"] if size is not None else []) + [target]
 
 
@@ -102,6 +102,7 @@ def iter_frame_pairs(
     threads: int = 0,
     *,
     feed: list[str] | None = None,
+    filters: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield every frame of `path` twice from one decode: scaled to `small` = (W, H) and at
@@ -120,14 +121,22 @@ def iter_frame_pairs(
     and never written to a file. `path` then only names the video in errors, and `size` =
     (W, H) is the size of its frames (there is no file to probe). A feed that fails raises
     the T12kError of `normalize` ("cannot normalize video PATH: ..."). Both processes end
-    with the generator, whether it finishes, fails or is closed early."""
-    if feed is not None and size is None:
-        raise ValueError("iter_frame_pairs: a feed needs the size of its frames")
-    native = size if feed is not None and size is not None else video_size(path)
+    with the generator, whether it finishes, fails or is closed early.
+
+    `filters`, when given, is an ffmpeg filter chain applied to the decoded frames before both
+    outputs (`normalize_filters`, then yuv420p: the pictures `normalize` would encode, without
+    encoding them); `size` is then the size of the filtered frames."""
+    if (feed is not None or filters is not None) and size is None:
+        raise ValueError("iter_frame_pairs: a feed or filters need the size of their frames")
+    native = size if size is not None and (feed is not None or filters is not None) else video_size(path)
     source = str(path) if feed is None else "pipe:0"
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", source]
     read_end, write_end = os.pipe()
-    cmd += _output(None, "pipe:1") + _output(small, f"pipe:{write_end}")
+    if filters is None:
+        cmd += _output(None, "pipe:1") + _output(small, f"pipe:{write_end}")
+    else:  # filtered once, then split: the small frames are scaled from the filtered ones
+        cmd += ["-filter_complex", f"[0:v:0]{filters},split=2[big][small]"]
+        cmd += _output(None, "pipe:1", "[big]") + _output(small, f"pipe:{write_end}", "[small]")
     fed = None
     try:
         fed = _start_feed(feed) if feed is not None else None

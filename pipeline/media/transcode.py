@@ -107,13 +107,19 @@ def normalize_command(
     cmd += ["-sn", "-dn", "-map_metadata", "-1"]
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
-    # ffmpeg turns a rotated source upright (its display matrix) before these filters, and
-    # drops the matrix from the output: `size` is the size as shown (`VideoInfo`'s, `target_size`).
-    cmd += ["-vf", f"fps={fps},scale={size[0]}:{size[1]},setsar=1"]
+    cmd += ["-vf", normalize_filters(size, fps)]
     cmd += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p"]
     tail = ["-movflags", "+faststart"] if container == "mp4" else []
     cmd += [*tail, *threading, "-f", container, str(dst)]
     return cmd
+
+
+def normalize_filters(size: tuple[int, int], fps: int = 24) -> str:
+    """The ffmpeg filters of `normalize`: a constant `fps`, then square pixels of `size` =
+    (W, H). ffmpeg turns a rotated source upright (its display matrix) before them, and drops
+    the matrix from the output: `size` is the size as shown (`VideoInfo`'s, `target_size`).
+    The encoder then takes the frames as yuv420p."""
+    return f"fps={fps},scale={size[0]}:{size[1]},setsar=1"
 
 
 def _check_output(src: Path, tmp: Path, info: VideoInfo, fps: int) -> VideoInfo:
