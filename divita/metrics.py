@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import auc, precision_recall_curve
 
 from t12k import GENRES
 
@@ -38,6 +37,8 @@ def pr_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Area under the precision-recall curve (trapezoidal), the reference's ``pre_rec_auc``: 0.5
     when `y_true` has no positive (scikit-learn's curve then has recall one; its warning is kept
     quiet, `compute_metrics` names such genres), NaN when it is empty."""
+    from sklearn.metrics import auc, precision_recall_curve  # here: `predict` loads the head without it
+
     y_true = np.asarray(y_true).reshape(-1).astype(int)
     y_score = np.asarray(y_score, dtype=np.float64).reshape(-1)
     if y_true.shape != y_score.shape:

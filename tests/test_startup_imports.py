@@ -93,3 +93,18 @@ def test_t12k_shots_decodes_its_first_trailers_while_it_imports_torch(three_vide
     assert code == "0", res.stderr
     assert seen[:2] == ["False", "False"]  # the first trailer's reader and the one ahead
     assert torch_at_end == "True"  # then the detector was built
+
+
+def test_predict_loads_the_head_without_scikit_learn():
+    """`t12k predict` imports what it needs (`needs`: the checkpoint's loader, the backbones,
+    TransNet V2) without scikit-learn and the SciPy and pandas it brings: they serve only the
+    metrics of training (about 1 s of every predict's start)."""
+    from t12k._cli_options import ABOUT
+
+    needs = ABOUT["predict"][2]
+    assert needs
+    script = f"import importlib, sys; [importlib.import_module(m) for m in {needs!r}]; "
+    script += "print(*sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'scipy', 'pandas'}))"
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["torch"]
