@@ -66,15 +66,19 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+def _lossless(src: Path, dst: Path, size: tuple[int, int]) -> None:
+    """`normalize`'s command with a lossless H.264 encode (x264's qp 0) instead of crf 18."""
+    cmd = normalize_command(ffmpeg_exe(), src, dst, size)
+    at = cmd.index("-crf")
+    cmd[at : at + 2] = ["-qp", "0"]
+    subprocess.run(cmd, check=True, timeout=120)
+
+
 def test_unencoded_frames_are_the_pictures_the_normalizer_encodes(source, tmp_path):
     """Without `encode`, the one decode gives the frames of the normalizer's filters: byte for
     byte those of the same command with a lossless H.264 encode, and the normalized file's
     within x264's loss; one ffmpeg process, ended with the frames."""
-    size = (432, 360)
-    lossless = normalize_command(ffmpeg_exe(), source, tmp_path / "lossless.mp4", size)
-    at = lossless.index("-crf")
-    lossless[at : at + 2] = ["-qp", "0"]
-    subprocess.run(lossless, check=True, timeout=120)
+    _lossless(source, tmp_path / "lossless.mp4", (432, 360))
     normalize(source, tmp_path / "n.mp4")
     exact = list(iter_frame_pairs(tmp_path / "lossless.mp4", INPUT_SIZE))
     normalized = list(iter_frame_pairs(tmp_path / "n.mp4", INPUT_SIZE))
@@ -234,3 +238,25 @@ def test_a_second_decode_reads_the_normalized_file_written_for_it(source, tmp_pa
         assert a.representative == b.representative
         assert np.array_equal(a.frame, b.frame) and np.array_equal(a.frames, b.frames)
     assert os.listdir(tmp_path / "work") == ["trailer.mp4"]
+
+
+def test_a_rotated_video_is_decoded_upright_through_the_normalizers_filters(tmp_path):
+    """A phone's video (a display rotation): the one decode turns it upright before the
+    normalizer's filters, as `normalize` does, at the size `Piped` expects."""
+    land = tmp_path / "land.mp4"
+    lavfi = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=30"]
+    subprocess.run([*lavfi, "-frames:v", "30", "-c:v", "libx264", "-crf", "12", str(land)], check=True, timeout=60)
+    rot = tmp_path / "rot.mp4"
+    turn = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-display_rotation", "90", "-i", str(land)]
+    subprocess.run([*turn, "-c", "copy", str(rot)], check=True, timeout=60)
+    piped = Piped(rot, probe(rot), tmp_path, encode=False)
+    assert piped.size == (90, 160)
+    _lossless(rot, tmp_path / "lossless.mp4", piped.size)
+    expected = list(iter_frame_pairs(tmp_path / "lossless.mp4", INPUT_SIZE))
+    got = list(piped.pairs(str(rot), INPUT_SIZE))
+    assert len(got) == len(expected) == 24
+    for (small, big), (small_x, big_x) in zip(got, expected):
+        assert big.shape == (160, 90, 3)
+        assert np.array_equal(big, big_x) and np.array_equal(small, small_x)
+    first = np.rot90(next(iter_frame_pairs(land, INPUT_SIZE))[1], 1).astype(int)  # as players show it
+    assert np.abs(got[0][1] - first).mean() < 6 and np.abs(got[0][1] - np.rot90(first, 2)).mean() > 30
