@@ -136,11 +136,15 @@ class Piped:
         return iter_frame_pairs(video, small, feed=feed, size=self.size)
 
     def again(self, video: str, plan: ClipPlan, need_2d: bool, need_3d: bool) -> Iterator[ClipInput]:
-        """`OnePass`'s second decode (a video that is one transition throughout): from the
-        normalized file, written for it."""
+        """`OnePass`'s second decode (a video that is one transition throughout): the frames
+        of the first once more (`pairs`), else (`encode`) from the normalized file, written for it."""
         from t12k.pipeline.extract import iter_clip_inputs
+        from t12k.shots.windows import INPUT_SIZE
 
-        return iter_clip_inputs(self.file(), plan, need_2d, need_3d)
+        if self.encode:
+            return iter_clip_inputs(self.file(), plan, need_2d, need_3d)
+        frames = (big for _, big in self.pairs(video, INPUT_SIZE))
+        return iter_clip_inputs(video, plan, need_2d, need_3d, frames=frames)
 
     def file(self) -> Path:
         """The normalized file, written on first use (for what cannot read the pipe)."""

@@ -260,3 +260,23 @@ def test_a_rotated_video_is_decoded_upright_through_the_normalizers_filters(tmp_
         assert np.array_equal(big, big_x) and np.array_equal(small, small_x)
     first = np.rot90(next(iter_frame_pairs(land, INPUT_SIZE))[1], 1).astype(int)  # as players show it
     assert np.abs(got[0][1] - first).mean() < 6 and np.abs(got[0][1] - np.rot90(first, 2)).mean() > 30
+
+
+def test_a_second_decode_of_unencoded_frames_goes_through_the_filters_again(source, tmp_path):
+    """Without `encode`, `OnePass`'s second decode gives the first decode's frames (those of a
+    lossless normalize) and writes no file."""
+    from t12k.pipeline.extract import iter_clip_inputs
+    from t12k.shots import plan_clips
+
+    _lossless(source, tmp_path / "lossless.mp4", (432, 360))
+    plan = plan_clips(np.array([[0, 59]]), 60, "shot", 24, 24)
+    expected = list(iter_clip_inputs(tmp_path / "lossless.mp4", plan, True, True))
+    (tmp_path / "work").mkdir()
+    before = _children()
+    got = list(Piped(source, probe(source), tmp_path / "work", encode=False).again(str(source), plan, True, True))
+    assert len(got) == len(expected) == 3
+    for a, b in zip(got, expected):
+        assert a.representative == b.representative
+        assert np.array_equal(a.frame, b.frame) and np.array_equal(a.frames, b.frames)
+    assert os.listdir(tmp_path / "work") == []
+    assert _children() == before

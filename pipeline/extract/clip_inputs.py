@@ -4,7 +4,7 @@ the 3D sub-sampled frames (black-padded), holding only the current clip's frames
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -68,19 +68,21 @@ def iter_clip_inputs(
     need_3d: bool = False,
     threads: int = 0,
     dest: Callable | None = None,
+    frames: Iterable[np.ndarray] | None = None,
 ) -> Iterator[ClipInput]:
     """Stream `video` once and yield each clip's backbone inputs in clip order.
 
     Only the current clip's frames are held in memory. Clips must be sorted and
     non-overlapping (as Shot-f and Seq-f plans are). `dest(shape)`, if given, returns the
-    array a clip's 3D frames are written into (a slot of a shared-memory chunk, say)."""
+    array a clip's 3D frames are written into (a slot of a shared-memory chunk, say).
+    `frames`, if given, are the video's frames, decoded elsewhere (`video` then only names it)."""
     n = len(plan)
     if n == 0:
         return
     spans = plan.spans
     clip = _ClipFrames(plan, need_2d, need_3d)
     last_frame = -1
-    for i, frame in enumerate(iter_frames(video, threads=threads)):
+    for i, frame in enumerate(iter_frames(video, threads=threads) if frames is None else frames):
         last_frame = i
         while clip.c < n and i > spans[clip.c, 1]:  # should not happen with decoded counts == plan
             clip.start(clip.c + 1)
