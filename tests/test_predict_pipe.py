@@ -280,3 +280,19 @@ def test_a_second_decode_of_unencoded_frames_goes_through_the_filters_again(sour
         assert np.array_equal(a.frame, b.frame) and np.array_equal(a.frames, b.frames)
     assert os.listdir(tmp_path / "work") == []
     assert _children() == before
+
+
+def test_a_ten_bit_444_source_becomes_the_8_bit_420_pictures_the_normalizer_encodes(tmp_path):
+    """The filters' yuv420p is the conversion the normalizer's encoder asks for: a 10-bit
+    4:4:4 source gives, byte for byte, the frames of a lossless normalize of it."""
+    src = tmp_path / "ten.mp4"
+    lavfi = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"]
+    x264 = ["-frames:v", "30", "-c:v", "libx264", "-pix_fmt", "yuv444p10le", "-crf", "10", str(src)]
+    subprocess.run([*lavfi, *x264], check=True, timeout=60)
+    piped = Piped(src, probe(src), tmp_path, encode=False)
+    _lossless(src, tmp_path / "lossless.mp4", piped.size)
+    expected = list(iter_frame_pairs(tmp_path / "lossless.mp4", INPUT_SIZE))
+    got = list(piped.pairs(str(src), INPUT_SIZE))
+    assert len(got) == len(expected) == 24
+    for (small, big), (small_x, big_x) in zip(got, expected):
+        assert np.array_equal(big, big_x) and np.array_equal(small, small_x)
