@@ -13,11 +13,12 @@ the breakdown `predict` reports (load models, normalize, shots and features from
 of which the backbones, head). Both are made once in `--cache`, so a second run only measures.
 
 The networks alone (in a fresh process, as `predict` loads them, on the same frames with
-nothing else running): TransNet V2 (`ShotDetector.predict`) over the trailer's 48x27 frames,
-decoded beforehand; each of the head's backbones (`BackboneRunner.forward`) over the very
-batches `predict` gives it, recorded from a run of `predict`'s own `_features` beforehand;
-and the head. The last line is the ratio of the whole command (best round) to their sum,
-and the genres the command found (the same before and after a change of the pipeline); the
+nothing else running; once before the rounds and once after each, the best kept): TransNet
+V2 (`ShotDetector.predict`) over the trailer's 48x27 frames, decoded beforehand; each of the
+head's backbones (`BackboneRunner.forward`) over the very batches `predict` gives it,
+recorded once (into `--cache`) from a run of `predict`'s own `_features`; and the head. The
+last lines are the ratio of the whole command (best round) to their sum (best), and the
+genres the command found (the same before and after a change of the pipeline); the
 CPU seconds of both, which other processes' load hardly moves, come with them.
 
 `--baseline DIR` runs another t12k (DIR holds a checkout named t12k, e.g. `git archive COMMIT`
@@ -100,9 +101,10 @@ def make_checkpoint(cache: Path, backbone: str) -> Path:
     return run / "checkpoint.pt"
 
 
-def networks_alone(trailer: Path, ckpt: Path) -> dict:
+def networks_alone(trailer: Path, ckpt: Path, inputs: Path) -> dict:
     """Seconds of `predict`'s networks alone on the trailer's frames, inputs in memory (see the
-    module): TransNet V2, each backbone over its recorded batches, the head."""
+    module): TransNet V2, each backbone over its recorded batches, the head. The inputs are
+    recorded once into the file `inputs` (torch.save), and read from it afterwards."""
     import torch
 
     from t12k.device import device_math
@@ -117,16 +119,21 @@ def networks_alone(trailer: Path, ckpt: Path) -> dict:
     configs = P._store_configs(stores, None)
     runners = P._runners(stores, configs, "cpu")
     detector = ShotDetector(device="cpu", threshold=P._shots_config(stores, configs).threshold)
-    batches: dict[str, list] = {role: [] for role in runners}
-    with tempfile.TemporaryDirectory() as tmp:
-        video = Path(tmp) / "trailer.mp4"
-        normalize(trailer, video)  # what predict decodes, as a file here
-        small = read_frames(video, INPUT_SIZE)
-        for role, r in runners.items():  # record the batches predict gives each backbone
-            r.forward = lambda x, f=r.forward, b=batches[role]: (b.append(x.clone()), f(x))[1]
-        _, frames, feats = P._features(video, configs, runners, detector, {"normalize": 0.0})
-        for r in runners.values():
-            del r.forward
+    if not inputs.is_file():
+        batches: dict[str, list] = {role: [] for role in runners}
+        with tempfile.TemporaryDirectory() as tmp:
+            video = Path(tmp) / "trailer.mp4"
+            normalize(trailer, video)  # what predict decodes, as a file here
+            small = read_frames(video, INPUT_SIZE)
+            for role, r in runners.items():  # record the batches predict gives each backbone
+                r.forward = lambda x, f=r.forward, b=batches[role]: (b.append(x.clone()), f(x))[1]
+            _, frames, feats = P._features(video, configs, runners, detector, {"normalize": 0.0})
+            for r in runners.values():
+                del r.forward
+        torch.save({"small": small, "batches": batches, "frames": frames, "feats": feats}, inputs.with_suffix(".part"))
+        inputs.with_suffix(".part").rename(inputs)
+    saved = torch.load(inputs, weights_only=False)
+    small, batches, frames, feats = saved["small"], saved["batches"], saved["frames"], saved["feats"]
     out: dict = {"frames": int(frames), "threads": torch.get_num_threads()}
     with torch.inference_mode():
         detector.predict(small[:200])  # warm-up: first-call allocations, not the network's cost
@@ -212,6 +219,16 @@ def run_predict(
     return wall, cpu, json.loads(out)
 
 
+def _network(key: str) -> bool:
+    return key == "transnet" or key == "head" or " backbone " in key
+
+
+def networks_in_a_child(trailer: Path, ckpt: Path, inputs: Path) -> dict:
+    """`networks_alone` in a fresh process, as `predict` loads them."""
+    cmd = [sys.executable, __file__, "--networks-child", str(trailer), str(ckpt), str(inputs)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+
 def same_genres(probs: dict[str, float], other: dict[str, float]) -> str:
     """Whether two predictions give the same genres: the ten in the same order, the same ones
     at 0.5 or more; and the largest difference of a probability."""
@@ -232,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--reencode", action="store_true", help="run `predict --reencode` too and compare the genres")
     ap.add_argument("--costs", action="store_true", help="also time the one decode's parts that are not networks")
-    ap.add_argument("--networks-child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--networks-child", nargs=3, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.networks_child:  # in a fresh process, as `predict` runs
         print(json.dumps(networks_alone(*a.networks_child)))
@@ -245,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     baseline: list[tuple[float, float]] = []
     base_probs: dict = {}
     reencoded: list[tuple[float, float, dict]] = []
+    inputs = a.cache / f"inputs-{trailer.stem}-{a.backbone}.pt"
+    alone = networks_in_a_child(trailer, ckpt, inputs)  # records the inputs the first time
     for r in range(a.rounds):
         if a.baseline is not None:  # the other code first, in the same conditions
             wall, cpu, was = run_predict(trailer, ckpt, a.baseline)
@@ -265,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             reencoded.append(run_predict(trailer, ckpt, extra=("--reencode",)))
             wall, cpu, _ = reencoded[-1]
             print(f"round {r + 1}, --reencode: {wall:.1f} s wall, {cpu:.1f} CPU s; load {os.getloadavg()[0]:.2f}")
+        now = networks_in_a_child(trailer, ckpt, inputs)  # in the same conditions as this round
+        wall = sum(v for k, v in now.items() if _network(k))
+        print(f"round {r + 1}, networks alone: {wall:.1f} s, {now['cpu']['networks']:.1f} CPU s", flush=True)
+        alone = min(alone, now, key=lambda x: sum(v for k, v in x.items() if _network(k)))
     assert best is not None
     print(f"best: {best:.1f} s from file to probabilities ({a.seconds:g} s trailer, {a.backbone}, CPU)")
     if baseline:
@@ -277,12 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = min(w for w, _, _ in reencoded), min(c for _, c, _ in reencoded)
         same = same_genres(res["probabilities"], reencoded[-1][2]["probabilities"])
         print(f"--reencode best: {wall:.1f} s wall, {cpu:.1f} CPU s; {same}")
-    cmd = [sys.executable, __file__, "--networks-child", str(trailer), str(ckpt)]
-    alone = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-    nets = sum(v for k, v in alone.items() if k == "transnet" or k == "head" or " backbone " in k)
+    nets = sum(v for k, v in alone.items() if _network(k))
     nets_cpu = alone.pop("cpu")["networks"]
     parts = ", ".join(f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}" for k, v in alone.items())
-    print(f"networks alone: {nets:.1f} s ({parts}); load {os.getloadavg()[0]:.2f}")
+    print(f"networks alone, best of {a.rounds + 1}: {nets:.1f} s ({parts})")
     print(f"ratio whole command / networks alone: {best / nets:.2f}x (goal: at most 1.2x)")
     # CPU seconds hardly move with other processes' load, wall seconds do; on a CPU that the
     # command keeps busy, its wall time is at least its CPU seconds over the cores
