@@ -130,7 +130,7 @@ class Piped:
         from t12k.pipeline.media.decode import iter_frame_pairs
 
         if not self.encode:
-            filters = normalize_filters(self.size, self.fps) + ",format=yuv420p"
+            filters = normalize_filters(self.size, self.fps, as_encoded=True)
             return iter_frame_pairs(self.src, small, filters=filters, size=self.size)
         feed = normalize_command(ffmpeg_exe(), self.src, "pipe:1", self.size, self.fps, container="nut")
         return iter_frame_pairs(video, small, feed=feed, size=self.size)

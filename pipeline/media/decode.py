@@ -124,8 +124,8 @@ def iter_frame_pairs(
     with the generator, whether it finishes, fails or is closed early.
 
     `filters`, when given, is an ffmpeg filter chain applied to the decoded frames before both
-    outputs (`normalize_filters`, then yuv420p: the pictures `normalize` would encode, without
-    encoding them); `size` is then the size of the filtered frames."""
+    outputs (`normalize_filters(..., as_encoded=True)`: the pictures `normalize` would encode,
+    without encoding them); `size` is then the size of the filtered frames."""
     if (feed is not None or filters is not None) and size is None:
         raise ValueError("iter_frame_pairs: a feed or filters need the size of their frames")
     native = size if size is not None and (feed is not None or filters is not None) else video_size(path)

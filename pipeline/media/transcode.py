@@ -17,6 +17,7 @@ from t12k.pipeline.media.ffmpeg import CRF, PRESET, error_line, ffmpeg_exe, run_
 from t12k.pipeline.media.info import VideoInfo, _probe, _Unreadable, probe
 
 _AUDIO_BITRATE = "128k"
+PIX_FMT = "yuv420p"  # what the normalized H.264 holds (what every player decodes)
 
 
 def _even_floor(x: float) -> int:
@@ -108,18 +109,19 @@ def normalize_command(
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
     cmd += ["-vf", normalize_filters(size, fps)]
-    cmd += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p"]
+    cmd += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", PIX_FMT]
     tail = ["-movflags", "+faststart"] if container == "mp4" else []
     cmd += [*tail, *threading, "-f", container, str(dst)]
     return cmd
 
 
-def normalize_filters(size: tuple[int, int], fps: int = 24) -> str:
+def normalize_filters(size: tuple[int, int], fps: int = 24, *, as_encoded: bool = False) -> str:
     """The ffmpeg filters of `normalize`: a constant `fps`, then square pixels of `size` =
     (W, H). ffmpeg turns a rotated source upright (its display matrix) before them, and drops
     the matrix from the output: `size` is the size as shown (`VideoInfo`'s, `target_size`).
-    The encoder then takes the frames as yuv420p."""
-    return f"fps={fps},scale={size[0]}:{size[1]},setsar=1"
+    `as_encoded` appends the conversion to PIX_FMT that the encoder asks for: the pictures the
+    normalized file encodes, without encoding them."""
+    return f"fps={fps},scale={size[0]}:{size[1]},setsar=1" + (f",format={PIX_FMT}" if as_encoded else "")
 
 
 def _check_output(src: Path, tmp: Path, info: VideoInfo, fps: int) -> VideoInfo:
