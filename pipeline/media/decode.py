@@ -44,8 +44,12 @@ def _output(size: tuple[int, int] | None, target: str, stream: str = "0:v:0") ->
 def _decode_command(path: str | os.PathLike, size: tuple[int, int] | None, threads: int) -> list[str]:
     """ffmpeg writing the first video stream of `path` to its stdout as raw RGB24 frames,
     scaled to `size` = (W, H) if given."""
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(path)]
-    return cmd + _output(size, "pipe:")
+    return _input(str(path), threads) + _output(size, "pipe:")
+
+
+def _input(source: str, threads: int) -> list[str]:
+    """ffmpeg, quiet but for errors, decoding `source` with `threads` threads (0: ffmpeg's choice)."""
+    return [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", source]
 
 
 def _read_frame(pipe: io.RawIOBase, width: int, height: int) -> np.ndarray | None:
@@ -126,17 +130,14 @@ def iter_frame_pairs(
     `filters`, when given, is an ffmpeg filter chain applied to the decoded frames before both
     outputs (`normalize_filters(..., as_encoded=True)`: the pictures `normalize` would encode,
     without encoding them); `size` is then the size of the filtered frames."""
-    if (feed is not None or filters is not None) and size is None:
+    if feed is None and filters is None:
+        native = video_size(path)
+    elif size is None:
         raise ValueError("iter_frame_pairs: a feed or filters need the size of their frames")
-    native = size if size is not None and (feed is not None or filters is not None) else video_size(path)
-    source = str(path) if feed is None else "pipe:0"
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-threads", str(threads), "-i", source]
+    else:
+        native = size
     read_end, write_end = os.pipe()
-    if filters is None:
-        cmd += _output(None, "pipe:1") + _output(small, f"pipe:{write_end}")
-    else:  # filtered once, then split: the small frames are scaled from the filtered ones
-        cmd += ["-filter_complex", f"[0:v:0]{filters},split=2[big][small]"]
-        cmd += _output(None, "pipe:1", "[big]") + _output(small, f"pipe:{write_end}", "[small]")
+    cmd = _pairs_command(str(path) if feed is None else "pipe:0", small, write_end, threads, filters)
     fed = None
     try:
         fed = _start_feed(feed) if feed is not None else None
@@ -177,6 +178,17 @@ def iter_frame_pairs(
         side.close()
         if proc.stderr:
             proc.stderr.close()
+
+
+def _pairs_command(source: str, small: tuple[int, int], side: int, threads: int, filters: str | None) -> list[str]:
+    """ffmpeg decoding `source` once to two raw RGB24 outputs: at its own size on stdout, at
+    `small` on the file descriptor `side`; with `filters`, filtered once and then split, so
+    the small frames are scaled from the filtered ones."""
+    cmd = _input(source, threads)
+    if filters is None:
+        return cmd + _output(None, "pipe:1") + _output(small, f"pipe:{side}")
+    cmd += ["-filter_complex", f"[0:v:0]{filters},split=2[big][small]"]
+    return cmd + _output(None, "pipe:1", "[big]") + _output(small, f"pipe:{side}", "[small]")
 
 
 def _start_feed(cmd: list[str]) -> tuple[subprocess.Popen, IO[bytes]]:
