@@ -165,11 +165,11 @@ class Piped:
 def _local_video(source: str, tmp: Path) -> Path:
     """The trailer as a normalized video file: fetched for a URL, normalized into `tmp` unless
     it is normalized already."""
-    video = _local_source(source, tmp)
+    video = _local_source(source, tmp, reencode=True)  # written to a file either way
     return video.file() if isinstance(video, Piped) else video
 
 
-def _local_source(source: str, tmp: Path, reencode: bool = True) -> Path | Piped:
+def _local_source(source: str, tmp: Path, reencode: bool) -> Path | Piped:
     """The trailer as a normalized video file (fetched for a URL, or the file itself when it
     is normalized already), else the video to decode while it is normalized (`Piped`),
     its frames H.264-encoded on the way if `reencode`."""
