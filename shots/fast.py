@@ -24,7 +24,11 @@ windowing repeats is done once:
   100 frames, block 2: 18; block 0's convolution of 3 channels is cheap, and keeping its 50
   frames would cost memory). Only the rows the next window takes are kept between windows,
   and the four branches of a block run one after the other, so that one branch's spatial
-  convolution is alive at a time.
+  convolution is alive at a time;
+* memory: the reused convolution is assembled in one buffer per segment, so that windows
+  allocate nothing but the convolutions' outputs (two streams share one C heap, which
+  buffers of changing sizes fragment), and a stack's second block hands each branch's output
+  straight to the stack's residual sum and pooling, so that it is never held whole.
 
 Outputs agree with the package's `predict_frames` to ~1e-6 (float32 rounding; the tests
 check 1e-4 and identical shots against the package at run time).
