@@ -92,6 +92,9 @@ def nnpack_usable() -> bool:
     return _NNPACK_OK
 
 
+Finish = Callable[[int, torch.Tensor], None]  # what takes a block's branch j output, as it is made
+
+
 class _Kept(NamedTuple):
     """A reusing block's buffers across the windows of a segment: its spatial convolution
     (whole, one branch at a time) and, per branch, the rows the next window takes."""
@@ -164,33 +167,34 @@ class _Block:
 
         return branch
 
-    def __call__(
-        self, x: torch.Tensor, batch: int, state: dict | None, finish: Callable[[int, torch.Tensor], None] | None = None
-    ) -> torch.Tensor | None:
-        """The block's (N, 4F, H, W) output, channels-last; with `finish`, each branch's
-        (N, F, H, W) output (channels 4F*j .. of the block's) is handed to `finish(j, out)` as
-        it is made, and the block's whole output never exists (None is returned)."""
+    def __call__(self, x: torch.Tensor, batch: int, state: dict | None) -> torch.Tensor:
+        """The block's (N, 4F, H, W) output, channels-last."""
+        n, _, h, w = x.shape
+        y = torch.empty(0)
+
+        def fill(j: int, o: torch.Tensor) -> None:
+            nonlocal y
+            if j == 0:  # (N, 4F, H, W) channels-last, filled branch by branch: (N, H, W, 4F) in memory
+                y = o.new_empty(n, h, w, 4 * self.f).permute(0, 3, 1, 2)
+            y[:, self.f * j : self.f * (j + 1)] = o
+
+        self.each(x, batch, state, fill)
+        return y
+
+    def each(self, x: torch.Tensor, batch: int, state: dict | None, finish: Finish) -> None:
+        """Hand each branch's (N, F, H, W) output, channels-last (channels F*j .. F*(j+1) of
+        the block's), to `finish(j, output)` as soon as it is made: one branch's is alive at a time."""
         n, _, h, w = x.shape
         t, f = n // batch, self.f
         spatial = self._spatial(x, state)
-        y = torch.empty(0)
         for j in range(len(self.w2)):
             # (N, 2F, H, W) channels-last is (B, T, H*W, 2F) in memory: a (B, 2F, T, H*W) image
             s = spatial(j).permute(0, 2, 3, 1).reshape(batch, t, h * w, 2 * f).permute(0, 3, 1, 2)
             d = self.dil[j]
             o = F.conv2d(s, self.w2[j], self.b2[j], dilation=(d, 1), padding=(d, 0))
             del s
-            if finish is not None:
-                finish(j, _frames(o.relu_() if self.relu else o, n, h, w))
-                continue
-            if j == 0:  # (B, 4F, T, H*W) channels-last, filled branch by branch: (B, T, H*W, 4F) in memory
-                y = o.new_empty(batch, t, h * w, 4 * f).permute(0, 3, 1, 2)
-            y[:, f * j : f * (j + 1)] = o
-        if finish is not None:
-            return None
-        if self.relu:
-            y = y.relu_()
-        return _frames(y, n, h, w)
+            finish(j, _frames(o.relu_() if self.relu else o, n, h, w))
+            del o
 
 
 def _frames(y: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
@@ -216,11 +220,10 @@ class _Stack:
 
     def __call__(self, x: torch.Tensor, batch: int, state: dict | None, stop: StopFlag | None) -> torch.Tensor:
         """avg_pool(relu(b2(x1)) + x1, 2) with x1 = b1(x): all three act on each channel alone,
-        so the second block's output is finished branch by branch (its F channels at a time)
-        and never held whole: a quarter of it, 25 MB of a window's peak in the first stack."""
+        so the second block's output is finished branch by branch, a quarter of it at a time,
+        and never held whole (25 MB less at a window's peak, in the first stack)."""
         _check(stop)
         x1 = self.b1(x, batch, state)
-        assert x1 is not None
         _check(stop)
         n, c, h, w = x1.shape
         out = x1.new_empty(n, h // 2, w // 2, c).permute(0, 3, 1, 2)  # channels-last
@@ -229,7 +232,7 @@ class _Stack:
             part = slice(self.b2.f * j, self.b2.f * (j + 1))
             out[:, part] = F.avg_pool2d(o.relu_().add_(x1[:, part]), 2)
 
-        self.b2(x1, batch, state, finish)
+        self.b2.each(x1, batch, state, finish)
         return out
 
 
