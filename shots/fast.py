@@ -149,8 +149,8 @@ class _Block:
             w = self.w1[j]
             if kept is None:  # a first window: the rows the next ones take, in buffers of their own
                 out = F.conv2d(x, w, padding=1)
-                if j == 0:
-                    state[self.index] = _Kept(torch.empty_like(out), [])
+                if j == 0:  # branch 0's convolution becomes the buffer once its window is done with it
+                    state[self.index] = _Kept(out, [])
                 state[self.index].rows.append(out[a + STRIDE : b + STRIDE].clone())
                 return out
             # the whole convolution assembled in the one buffer that the branches share, and
