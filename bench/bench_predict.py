@@ -219,8 +219,9 @@ def run_predict(
     return wall, cpu, json.loads(out)
 
 
-def _network(key: str) -> bool:
-    return key == "transnet" or key == "head" or " backbone " in key
+def _networks_s(alone: dict) -> float:
+    """Seconds of the networks in a `networks_alone` result: TransNet V2, the backbones, the head."""
+    return sum(v for k, v in alone.items() if k == "transnet" or k == "head" or " backbone " in k)
 
 
 def networks_in_a_child(trailer: Path, ckpt: Path, inputs: Path) -> dict:
@@ -285,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu, _ = reencoded[-1]
             print(f"round {r + 1}, --reencode: {wall:.1f} s wall, {cpu:.1f} CPU s; load {os.getloadavg()[0]:.2f}")
         now = networks_in_a_child(trailer, ckpt, inputs)  # in the same conditions as this round
-        wall = sum(v for k, v in now.items() if _network(k))
+        wall = _networks_s(now)
         print(f"round {r + 1}, networks alone: {wall:.1f} s, {now['cpu']['networks']:.1f} CPU s", flush=True)
-        alone = min(alone, now, key=lambda x: sum(v for k, v in x.items() if _network(k)))
+        alone = min(alone, now, key=_networks_s)
     assert best is not None
     print(f"best: {best:.1f} s from file to probabilities ({a.seconds:g} s trailer, {a.backbone}, CPU)")
     if baseline:
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = min(w for w, _, _ in reencoded), min(c for _, c, _ in reencoded)
         same = same_genres(res["probabilities"], reencoded[-1][2]["probabilities"])
         print(f"--reencode best: {wall:.1f} s wall, {cpu:.1f} CPU s; {same}")
-    nets = sum(v for k, v in alone.items() if _network(k))
+    nets = _networks_s(alone)
     nets_cpu = alone.pop("cpu")["networks"]
     parts = ", ".join(f"{k} {v:.1f} s" if isinstance(v, float) else f"{k} {v}" for k, v in alone.items())
     print(f"networks alone, best of {a.rounds + 1}: {nets:.1f} s ({parts})")
